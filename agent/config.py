@@ -1,0 +1,65 @@
+"""Typed configuration of the agent: how to time a model, and what the agent accepts.
+
+Library code takes these objects; only ``hilnas.agent.cli`` parses flags.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """How to time one model (TVM's ``number``/``repeat``/``min_repeat_ms`` idea, one object)."""
+
+    warmup_runs: int = 10          # untimed runs: caches, allocator and lazy kernels settle
+    min_runs: int = 30             # at least this many timed runs ...
+    min_seconds: float = 0.5       # ... and at least this much timed wall time (s)
+    max_runs: int = 10_000         # cap so a 1 us model does not loop forever
+    threads: int = 0               # intra-op threads; 0 = backend default
+    cpu_affinity: tuple[int, ...] = ()  # pin the worker to these CPUs; () = no pinning
+    cooldown_seconds: float = 0.0  # idle after measuring, so the next model starts cool
+    energy: bool = False           # also measure energy when a meter is available
+    cv_threshold: float = 0.10     # CV at or above this makes a result unstable
+    remeasure_unstable: bool = True  # re-measure an unstable result once before flagging it
+    timeout_s: float = 0.0         # wall-time limit for the model; 0 = agent default
+
+    def with_defaults(self, *, default_timeout_s: float) -> "MeasureConfig":
+        """Fill the 0 = default fields with the agent's values."""
+        return replace(
+            self,
+            max_runs=self.max_runs or 10_000,
+            cv_threshold=self.cv_threshold or 0.10,
+            timeout_s=self.timeout_s or default_timeout_s,
+        )
+
+
+@dataclass(frozen=True)
+class AgentLimits:
+    """What the agent accepts; every check happens before a model runs."""
+
+    max_model_bytes: int = 256 * 1024 * 1024   # largest model accepted (bytes)
+    max_message_bytes: int = 300 * 1024 * 1024  # gRPC send/receive limit; above the model limit
+    max_nodes: int = 20_000                    # operators in one graph
+    max_tensor_elements: int = 256 * 1024 * 1024  # elements in any one declared tensor (1 GiB fp32)
+    worker_timeout_s: float = 120.0            # default wall-time limit per model (s)
+    worker_memory_mb: int = 4096               # address-space limit of the worker process (MiB)
+    queue_size: int = 16                       # requests that may wait for the measurement slot
+    cache_bytes: int = 1024 * 1024 * 1024      # model cache on disk (bytes), least recently used evicted
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where and how the gRPC server listens."""
+
+    host: str = "127.0.0.1"
+    port: int = 50061
+    token: str | None = None          # required from clients when set
+    insecure: bool = False            # allow a non-loopback bind without a token
+    tls_cert: str | None = None       # server certificate chain (PEM path)
+    tls_key: str | None = None        # server private key (PEM path)
+    tls_client_ca: str | None = None  # when set, clients must present a certificate signed by it
+    backend: str = "onnxruntime"      # default backend
+    simulate: str | None = None       # simulated device profile name or path; None = real device
+    seed: int = 0                     # seed of the simulated device's noise
+    cache_dir: str | None = None      # model cache folder; None = a per-user temp folder
+    limits: AgentLimits = field(default_factory=AgentLimits)
