@@ -38,7 +38,7 @@ class AgentLimits:
     """What the agent accepts; every check happens before a model runs."""
 
     max_model_bytes: int = 256 * 1024 * 1024   # largest model accepted (bytes)
-    max_message_bytes: int = 300 * 1024 * 1024  # gRPC send/receive limit; above the model limit
+    max_message_bytes: int = 272 * 1024 * 1024  # gRPC send/receive limit: model limit + 16 MiB of framing
     max_nodes: int = 20_000                    # operators in one graph
     max_tensor_elements: int = 256 * 1024 * 1024  # elements in any one declared tensor (1 GiB fp32)
     worker_timeout_s: float = 120.0            # default wall-time limit per model (s)

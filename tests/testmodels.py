@@ -1,0 +1,70 @@
+"""Small ONNX models for tests, built with onnx.helper (no torch)."""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+
+def mlp(width: int = 64, depth: int = 2, seed: int = 0, batch: int = 1) -> bytes:
+    """A MatMul+Relu chain; ~width*width*depth MACs."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, inits = [], []
+    prev = "x"
+    for i in range(depth):
+        w = numpy_helper.from_array(rng.standard_normal((width, width)).astype(np.float32) * 0.1, f"w{i}")
+        inits.append(w)
+        nodes.append(helper.make_node("MatMul", [prev, f"w{i}"], [f"m{i}"]))
+        nodes.append(helper.make_node("Relu", [f"m{i}"], [f"h{i}"]))
+        prev = f"h{i}"
+    graph = helper.make_graph(nodes, "mlp", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, width])],
+                              [helper.make_tensor_value_info(prev, TensorProto.FLOAT, [batch, width])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def conv_net(channels: int = 16, size: int = 32, seed: int = 0) -> bytes:
+    """Conv -> BatchNorm -> Relu -> GlobalAveragePool: a fusable chain."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    c = channels
+    inits = [numpy_helper.from_array(rng.standard_normal((c, c, 3, 3)).astype(np.float32) * 0.1, "w"),
+             numpy_helper.from_array(np.ones(c, np.float32), "scale"),
+             numpy_helper.from_array(np.zeros(c, np.float32), "bias"),
+             numpy_helper.from_array(np.zeros(c, np.float32), "mean"),
+             numpy_helper.from_array(np.ones(c, np.float32), "var")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"]),
+             helper.make_node("Relu", ["b"], ["r"]),
+             helper.make_node("GlobalAveragePool", ["r"], ["y"])]
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, c, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, c, 1, 1])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def custom_op_model() -> bytes:
+    """A structurally valid model whose operator no runtime implements (custom domain)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    node = helper.make_node("FrobnicateTensor", ["x"], ["y"], domain="com.example.hilnas")
+    graph = helper.make_graph([node], "custom", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17),
+                                                    helper.make_opsetid("com.example.hilnas", 1)])
+    model.ir_version = 8
+    return model.SerializeToString()
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
