@@ -1,0 +1,219 @@
+"""Build a device's lookup table: measure every missing op instance on the device's agents.
+
+Incremental and resumable: only keys without a row are measured, and every row is committed as
+its result arrives, so a killed build loses at most the models in flight and a re-run measures
+exactly what is still missing. Several agents serving one device key share the work through one
+queue; an agent that is lost is retried with backoff, and its unfinished keys go back to the queue
+for the others. Unstable rows are measured once more at the end.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping, Sequence
+
+from hilnas.agent.config import MeasureConfig
+from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat, Status
+from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
+from hilnas.server.store import LutId, LutRow, Store, config_hash
+
+log = logging.getLogger("hilnas.lut")
+
+# Fields of MeasureConfig that do not change what is measured, so they do not split LUTs.
+_NOT_HASHED = ("timeout_s", "cooldown_seconds", "remeasure_unstable")
+
+
+@dataclass(frozen=True)
+class LutBuildConfig:
+    """How to build a LUT. The measurement config is part of the LUT's identity."""
+
+    measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1)
+    backend: str = ""              # "" = the device's default backend
+    batch_size: int = 16           # models per BenchmarkStream call
+    remeasure_unstable: bool = True  # a final pass re-measures rows flagged unstable
+    retry_failed: bool = False     # also re-measure rows stored with a failure status
+    agent_retries: int = 3         # consecutive failures before an agent is given up on
+    retry_backoff_s: float = 1.0   # first back-off after losing an agent; doubles
+    stream_timeout_s: float = 3600.0
+
+
+def lut_id_for(info: DeviceInfo, backend: str, measure: MeasureConfig) -> LutId:
+    """The LUT identity of measurements taken on ``info`` with ``backend`` and ``measure``."""
+    version = info.runtime_versions.get(backend)
+    if not version:
+        raise ValueError(f"device {info.hostname or info.fingerprint} has no backend {backend!r}; "
+                         f"it has: {', '.join(info.backends) or 'none'}")
+    return LutId(info.fingerprint, backend, version, config_hash(measure, exclude=_NOT_HASHED))
+
+
+@dataclass
+class BuildReport:
+    lut_id: LutId | None = None
+    requested: int = 0
+    already_present: int = 0
+    measured: int = 0                  # rows written in this build (first pass)
+    remeasured: int = 0                # unstable rows measured again
+    failed: dict[str, str] = field(default_factory=dict)  # op key -> "STATUS: error"
+    unstable: list[str] = field(default_factory=list)
+    agents_lost: list[str] = field(default_factory=list)
+    model_run_s: float = 0.0           # the models' own run time on the device (warm-up + timed)
+    wall_s: float = 0.0                # wall time of the measuring phase
+
+    @property
+    def efficiency(self) -> float:
+        """Share of the build's wall time the device spent running models."""
+        return self.model_run_s / self.wall_s if self.wall_s > 0 else 0.0
+
+    def to_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["lut_id"] = self.lut_id.as_dict() if self.lut_id else None
+        d["efficiency"] = self.efficiency
+        return d
+
+
+class BuildIncomplete(RuntimeError):
+    """Every agent of the device was lost before the build finished (re-run to resume)."""
+
+
+ProgressFn = Callable[[int, int, str], None]  # (done, total, op key)
+
+
+class LutBuilder:
+    """Measures missing op keys of one device on all its agents and stores the rows."""
+
+    def __init__(self, store: Store, device_key: str, clients: Sequence[AgentClient],
+                 config: LutBuildConfig = LutBuildConfig()):
+        if not clients:
+            raise ValueError(f"device {device_key!r} has no agents")
+        self.store, self.device_key, self.clients, self.config = store, device_key, list(clients), config
+        self._lock = threading.Lock()
+
+    # -- identity -------------------------------------------------------------------------
+    def describe(self) -> tuple[DeviceInfo, list[AgentClient]]:
+        """Describe every agent; they must agree on the fingerprint (the same kind of device)."""
+        infos, live = [], []
+        errors = []
+        for c in self.clients:
+            try:
+                infos.append(c.describe())
+                live.append(c)
+            except (AgentUnavailable, Exception) as err:  # noqa: BLE001 - reported below
+                errors.append(f"{c.config.address}: {err}")
+        if not live:
+            raise AgentUnavailable(f"no agent of device {self.device_key!r} answers: " + "; ".join(errors))
+        prints = {i.fingerprint for i in infos}
+        if len(prints) > 1:
+            raise ValueError(f"agents of device {self.device_key!r} report different fingerprints {sorted(prints)}: "
+                             "they are not the same kind of device; give each its own device key")
+        for e in errors:
+            log.warning("skipping agent %s", e)
+        return infos[0], live
+
+    def lut_id(self, info: DeviceInfo) -> LutId:
+        backend = self.config.backend or info.default_backend
+        return lut_id_for(info, backend, self.config.measure)
+
+    # -- build ----------------------------------------------------------------------------
+    def build(self, keys: Iterable[str], model_for_key: Callable[[str], bytes], *,
+              fmt: ModelFormat = ModelFormat.ONNX, progress: ProgressFn | None = None) -> BuildReport:
+        """Measure the keys missing from the device's LUT; ``model_for_key`` gives the micro-model."""
+        keys = list(dict.fromkeys(keys))
+        info, live = self.describe()
+        lut_id = self.lut_id(info)
+        self.store.upsert_device(self.device_key, fingerprint=info.fingerprint, info=info)
+        failed = ("invalid_model", "unsupported_op", "timeout", "crashed", "busy", "model_not_cached",
+                  "backend_unavailable", "hash_mismatch", "model_too_large")
+        missing = self.store.missing_keys(lut_id, keys, redo_statuses=failed if self.config.retry_failed else ())
+        report = BuildReport(lut_id=lut_id, requested=len(keys), already_present=len(keys) - len(missing))
+        # Prepare every micro-model before measuring: exporting costs CPU that would disturb a
+        # measurement running on this same host.
+        models = {k: model_for_key(k) for k in missing}
+        start = time.monotonic()
+        self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed)
+        if self.config.remeasure_unstable:
+            again = [k for k, row in self.store.lut_dict(lut_id).items() if k in set(keys) and row.status == "unstable"]
+            if again:
+                for k in again:
+                    models.setdefault(k, model_for_key(k))
+                before = report.measured
+                self._measure(again, models, fmt, lut_id, live, report, progress, replace=True)
+                report.remeasured = report.measured - before
+                report.measured = before
+        report.wall_s = time.monotonic() - start
+        report.unstable = sorted(k for k, row in self.store.lut_dict(lut_id).items()
+                                 if k in set(keys) and row.status == "unstable")
+        return report
+
+    def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
+                 clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool) -> None:
+        queue: deque[str] = deque(keys)
+        total, done = len(keys), [0]
+        alive = [len(clients)]
+
+        def take(n: int) -> list[str]:
+            with self._lock:
+                return [queue.popleft() for _ in range(min(n, len(queue)))]
+
+        def give_back(batch: list[str]) -> None:
+            with self._lock:
+                queue.extendleft(reversed(batch))
+
+        def record(result: BenchmarkResult, key: str) -> None:
+            row = LutRow.from_result(result, device_key=self.device_key, op_key=key)
+            # A stale fingerprint or runtime (agent upgraded mid-build) must not land in this LUT.
+            if result.status.measured and (result.device_fingerprint != lut_id.fingerprint
+                                           or result.runtime_version != lut_id.runtime_version):
+                raise ValueError(f"agent answered with fingerprint {result.device_fingerprint} / "
+                                 f"{result.runtime_version}, not {lut_id.fingerprint} / {lut_id.runtime_version}")
+            self.store.put_lut_row(lut_id, row, replace=replace)
+            with self._lock:
+                report.model_run_s += result.measure_wall_s
+                if result.status.measured:
+                    report.measured += 1
+                else:
+                    report.failed[key] = f"{result.status.name}: {result.error}"
+                done[0] += 1
+                if progress:
+                    progress(done[0], total, key)
+
+        def work(client: AgentClient) -> None:
+            failures, delay = 0, self.config.retry_backoff_s
+            while True:
+                batch = take(self.config.batch_size)
+                if not batch:
+                    return
+                reqs = [BenchmarkRequest(sha256=sha256_hex(models[k]), model=models[k], format=fmt,
+                                         backend=lut_id.runtime, config=self.config.measure, op_key=k,
+                                         request_id=k) for k in batch]
+                answered = 0
+                try:
+                    for result in client.benchmark_stream(reqs, timeout_s=self.config.stream_timeout_s):
+                        record(result, batch[answered])
+                        answered += 1
+                    failures, delay = 0, self.config.retry_backoff_s
+                except AgentUnavailable as err:
+                    give_back(batch[answered:])
+                    failures += 1
+                    log.warning("agent %s lost (%s); %d key(s) back in the queue", client.config.address, err,
+                                len(batch) - answered)
+                    if failures > self.config.agent_retries:
+                        with self._lock:
+                            report.agents_lost.append(client.config.address)
+                            alive[0] -= 1
+                        return
+                    time.sleep(delay)
+                    delay *= 2
+
+        threads = [threading.Thread(target=work, args=(c,), name=f"lut-{c.config.address}", daemon=True)
+                   for c in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if queue:
+            raise BuildIncomplete(f"all agents of device {self.device_key!r} were lost with {len(queue)} of "
+                                  f"{total} key(s) unmeasured; the rows measured so far are saved — run the same "
+                                  "command again to resume")

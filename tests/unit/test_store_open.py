@@ -1,0 +1,154 @@
+"""Opening the run store: creation, reopening, and refusing files that are not ours."""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from hilnas.server import store_schema
+from hilnas.server.store import DB_NAME, LutId, LutRow, Store, StoreError
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _listing(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_open_creates_folder_file_and_wal(tmp_path: Path) -> None:
+    ws = tmp_path / "a" / "ws"
+    with Store.open(ws) as store:
+        assert store.path == ws / DB_NAME
+        assert store._conn().execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    header = (ws / DB_NAME).read_bytes()[:100]
+    assert int.from_bytes(header[68:72], "big") == store_schema.APPLICATION_ID
+    conn = sqlite3.connect(ws / DB_NAME)
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
+    assert dict(conn.execute("SELECT key, value FROM meta"))["application"] == "hilnas"
+    conn.close()
+    assert not [p for p in ws.iterdir() if p.name.startswith(".")]  # no temp file left
+
+
+def test_reopen_keeps_data_and_create_false_needs_a_store(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="no hilnas store"):
+        Store.open(tmp_path / "none", create=False)
+    assert not (tmp_path / "none").exists()
+    with Store.open(tmp_path) as store:
+        store.upsert_device("pi", fingerprint="fp")
+    with Store.open(tmp_path, create=False) as store:
+        assert store.get_device("pi").fingerprint == "fp"
+
+
+def test_closed_store_refuses_use(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    store.close()
+    with pytest.raises(StoreError, match="closed"):
+        store.devices()
+
+
+def test_foreign_sqlite_db_is_refused_and_unchanged(tmp_path: Path) -> None:
+    db = tmp_path / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.execute("CREATE TABLE users (name TEXT)")
+    conn.execute("INSERT INTO users VALUES ('ada')")
+    conn.commit()
+    conn.close()
+    before, files = _digest(db), _listing(tmp_path)
+    with pytest.raises(StoreError, match="another application.*not changed"):
+        Store.open(tmp_path)
+    assert _digest(db) == before
+    assert _listing(tmp_path) == files
+
+
+@pytest.mark.parametrize("content", [b"hello, this is not a database\n" * 200, b"\x00" * 10])
+def test_garbage_file_is_refused_and_unchanged(tmp_path: Path, content: bytes) -> None:
+    db = tmp_path / DB_NAME
+    db.write_bytes(content)
+    with pytest.raises(StoreError, match="not an SQLite database"):
+        Store.open(tmp_path)
+    assert db.read_bytes() == content
+    assert _listing(tmp_path) == [DB_NAME]
+
+
+def test_empty_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / DB_NAME).write_bytes(b"")
+    with pytest.raises(StoreError, match="empty file"):
+        Store.open(tmp_path)
+    assert (tmp_path / DB_NAME).read_bytes() == b""
+
+
+def test_orphan_wal_is_not_replayed_into_a_new_store(tmp_path: Path) -> None:
+    (tmp_path / f"{DB_NAME}-wal").write_bytes(b"old wal")
+    with pytest.raises(StoreError, match="without its database"):
+        Store.open(tmp_path)
+    assert not (tmp_path / DB_NAME).exists()
+
+
+def test_workspace_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "ws").write_text("x")
+    with pytest.raises(StoreError, match="not a folder"):
+        Store.open(tmp_path / "ws")
+
+
+def test_newer_schema_is_refused_and_unchanged(tmp_path: Path) -> None:
+    Store.open(tmp_path).close()
+    db = tmp_path / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    before = _digest(db)
+    with pytest.raises(StoreError, match="schema version 99, newer"):
+        Store.open(tmp_path)
+    assert _digest(db) == before
+
+
+def test_damaged_store_is_refused_and_unchanged(tmp_path: Path) -> None:
+    with Store.open(tmp_path) as store:
+        store.upsert_device("pi", fingerprint="fp")
+    db = tmp_path / DB_NAME
+    data = bytearray(db.read_bytes())
+    page = int.from_bytes(data[16:18], "big")
+    data[page:] = b"\xab" * (len(data) - page)  # every page after the first is garbage
+    db.write_bytes(bytes(data))
+    with pytest.raises(StoreError, match="damaged|meta table"):
+        Store.open(tmp_path)
+    assert db.read_bytes() == bytes(data)
+
+
+def test_older_schema_is_migrated_after_a_backup(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    with Store.open(tmp_path) as store:
+        store.upsert_device("pi", fingerprint="fp")
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {1: "ALTER TABLE runs ADD COLUMN note TEXT"})
+    with Store.open(tmp_path) as store:
+        conn = store._conn()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
+        assert store.get_device("pi").fingerprint == "fp"
+    backup = sqlite3.connect(tmp_path / f"{DB_NAME}.v1.bak")
+    assert backup.execute("PRAGMA user_version").fetchone()[0] == 1
+    backup.close()
+
+
+def test_missing_migration_is_refused_and_unchanged(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    Store.open(tmp_path).close()
+    before = _digest(tmp_path / DB_NAME)
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {1: "SELECT 1"})
+    with pytest.raises(StoreError, match="no migration from it"):
+        Store.open(tmp_path)
+    assert _digest(tmp_path / DB_NAME) == before
+
+
+def test_two_stores_on_one_file_see_each_others_rows(tmp_path: Path) -> None:
+    lut = LutId("fp", "onnxruntime", "1.31.1", "abc")
+    with Store.open(tmp_path) as a, Store.open(tmp_path) as b:
+        a.upsert_device("pi", fingerprint="fp")
+        a.put_lut_row(lut, LutRow("k", "pi", 3, 1.0))
+        assert b.missing_keys(lut, ["k", "j"]) == ["j"]
