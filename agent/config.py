@@ -19,7 +19,7 @@ class MeasureConfig:
     cpu_affinity: tuple[int, ...] = ()  # pin the worker to these CPUs; () = no pinning
     cooldown_seconds: float = 0.0  # idle after measuring, so the next model starts cool
     energy: bool = False           # also measure energy when a meter is available
-    cv_threshold: float = 0.10     # CV at or above this makes a result unstable
+    cv_threshold: float = 0.10     # robust CV (MAD-based) at or above this makes a result unstable
     remeasure_unstable: bool = True  # re-measure an unstable result once before flagging it
     timeout_s: float = 0.0         # wall-time limit for the model; 0 = agent default
 

@@ -77,7 +77,7 @@ def result_to_proto(r: BenchmarkResult) -> pb.BenchmarkResult:
         s = r.latency
         msg.latency.CopyFrom(pb.LatencyStats(
             n=s.n, median_ms=s.median_ms, p90_ms=s.p90_ms, mean_ms=s.mean_ms, std_ms=s.std_ms, min_ms=s.min_ms,
-            max_ms=s.max_ms, ci95_low_ms=s.ci95_low_ms, ci95_high_ms=s.ci95_high_ms, cv=s.cv))
+            max_ms=s.max_ms, ci95_low_ms=s.ci95_low_ms, ci95_high_ms=s.ci95_high_ms, cv=s.cv, robust_cv=s.robust_cv))
     if r.energy is not None:
         e = r.energy
         msg.energy.CopyFrom(pb.EnergyResult(
@@ -103,7 +103,7 @@ def result_from_proto(p: pb.BenchmarkResult) -> BenchmarkResult:
         s = p.latency
         latency = LatencyStats(n=s.n, median_ms=s.median_ms, p90_ms=s.p90_ms, mean_ms=s.mean_ms, std_ms=s.std_ms,
                                min_ms=s.min_ms, max_ms=s.max_ms, ci95_low_ms=s.ci95_low_ms,
-                               ci95_high_ms=s.ci95_high_ms, cv=s.cv)
+                               ci95_high_ms=s.ci95_high_ms, cv=s.cv, robust_cv=s.robust_cv)
     energy = None
     if p.HasField("energy"):
         e = p.energy

@@ -132,15 +132,16 @@ class Agent:
 
         stats = summarise(outcome.samples_ms)
         remeasured = False
-        if stats.cv >= config.cv_threshold and config.remeasure_unstable:
+        if stats.robust_cv >= config.cv_threshold and config.remeasure_unstable:
             # One automatic re-measure: a passing disturbance should not cost a LUT row.
             second = self._measure_once(model, backend, config, deadline)
             if second.status is Status.OK:
                 outcome, stats, remeasured = second, summarise(second.samples_ms), True
         after = self.device.conditions()
         status, error = Status.OK, ""
-        if stats.cv >= config.cv_threshold:
-            status, error = Status.UNSTABLE, f"coefficient of variation {stats.cv:.3f} >= {config.cv_threshold:.3f}"
+        if stats.robust_cv >= config.cv_threshold:
+            status, error = Status.UNSTABLE, (f"robust coefficient of variation {stats.robust_cv:.3f} >= "
+                                              f"{config.cv_threshold:.3f} after a re-measure")
         if before.throttled or after.throttled:
             status, error = Status.THROTTLED, "the device reported throttling during the measurement"
         return self._result(request, backend, config, outcome, stats, before, after, status=status, error=error,
@@ -154,7 +155,10 @@ class Agent:
             if remaining <= 0:
                 return MeasureOutcome(Status.TIMEOUT, "deadline expired before the measurement started")
             timeout = min(timeout, remaining)
-        return self.device.measure(model, backend, config, timeout_s=timeout)
+        try:
+            return self.device.measure(model, backend, config, timeout_s=timeout)
+        except ValueError as err:  # a config this device cannot honour (CPU ids it lacks, ...)
+            raise AgentError(Status.INVALID_MODEL, f"bad measurement config: {err}") from None
 
     def _result(self, request: BenchmarkRequest, backend: str, config: MeasureConfig, outcome: MeasureOutcome,
                 stats, before: Conditions | None, after: Conditions | None, *, status: Status, error: str,

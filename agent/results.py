@@ -48,7 +48,8 @@ class LatencyStats:
     max_ms: float
     ci95_low_ms: float
     ci95_high_ms: float
-    cv: float
+    cv: float                 # std / mean
+    robust_cv: float = 0.0    # 1.4826 * MAD / median; the stability rule uses this
 
 
 @dataclass(frozen=True)

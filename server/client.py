@@ -163,3 +163,12 @@ def _failure_from_rpc_error(err: grpc.RpcError, req: BenchmarkRequest) -> Benchm
                   grpc.StatusCode.UNIMPLEMENTED: Status.UNSUPPORTED_OP,
                   grpc.StatusCode.NOT_FOUND: Status.MODEL_NOT_CACHED}.get(err.code(), Status.CRASHED)
     return BenchmarkResult.failure(status, f"{err.code().name}: {err.details()}", req)
+
+
+def client_for_endpoint(endpoint, **overrides) -> AgentClient:
+    """An ``AgentClient`` for a fleet ``AgentEndpoint`` (reads its token file now)."""
+    tls = endpoint.tls
+    return AgentClient(ClientConfig(
+        address=endpoint.address, token=endpoint.read_token(), tls=tls is not None,
+        tls_ca=tls.ca if tls else None, tls_cert=tls.cert if tls else None, tls_key=tls.key if tls else None,
+        tls_server_name=tls.server_name if tls else None, **overrides))

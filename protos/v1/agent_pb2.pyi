@@ -94,7 +94,7 @@ class BenchmarkRequest(_message.Message):
     def __init__(self, request_id: _Optional[str] = ..., model: _Optional[bytes] = ..., sha256: _Optional[str] = ..., format: _Optional[_Union[ModelFormat, str]] = ..., backend: _Optional[str] = ..., config: _Optional[_Union[MeasurementConfig, _Mapping]] = ..., op_key: _Optional[str] = ...) -> None: ...
 
 class LatencyStats(_message.Message):
-    __slots__ = ("n", "median_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "ci95_low_ms", "ci95_high_ms", "cv")
+    __slots__ = ("n", "median_ms", "p90_ms", "mean_ms", "std_ms", "min_ms", "max_ms", "ci95_low_ms", "ci95_high_ms", "cv", "robust_cv")
     N_FIELD_NUMBER: _ClassVar[int]
     MEDIAN_MS_FIELD_NUMBER: _ClassVar[int]
     P90_MS_FIELD_NUMBER: _ClassVar[int]
@@ -105,6 +105,7 @@ class LatencyStats(_message.Message):
     CI95_LOW_MS_FIELD_NUMBER: _ClassVar[int]
     CI95_HIGH_MS_FIELD_NUMBER: _ClassVar[int]
     CV_FIELD_NUMBER: _ClassVar[int]
+    ROBUST_CV_FIELD_NUMBER: _ClassVar[int]
     n: int
     median_ms: float
     p90_ms: float
@@ -115,7 +116,8 @@ class LatencyStats(_message.Message):
     ci95_low_ms: float
     ci95_high_ms: float
     cv: float
-    def __init__(self, n: _Optional[int] = ..., median_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., mean_ms: _Optional[float] = ..., std_ms: _Optional[float] = ..., min_ms: _Optional[float] = ..., max_ms: _Optional[float] = ..., ci95_low_ms: _Optional[float] = ..., ci95_high_ms: _Optional[float] = ..., cv: _Optional[float] = ...) -> None: ...
+    robust_cv: float
+    def __init__(self, n: _Optional[int] = ..., median_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., mean_ms: _Optional[float] = ..., std_ms: _Optional[float] = ..., min_ms: _Optional[float] = ..., max_ms: _Optional[float] = ..., ci95_low_ms: _Optional[float] = ..., ci95_high_ms: _Optional[float] = ..., cv: _Optional[float] = ..., robust_cv: _Optional[float] = ...) -> None: ...
 
 class EnergyResult(_message.Message):
     __slots__ = ("meter", "meter_kind", "gross_mj", "net_mj", "net_ci95_low_mj", "net_ci95_high_mj", "idle_power_mw", "active_power_mw", "windows", "estimated", "flags")

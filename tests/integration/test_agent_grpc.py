@@ -160,7 +160,7 @@ def test_unsupported_operator(host_agent):
 
 
 def test_expired_deadline(host_agent):
-    slow = MeasureConfig(warmup_runs=1, min_runs=5, min_seconds=5.0)
+    slow = MeasureConfig(warmup_runs=1, min_runs=5, min_seconds=5.0, max_runs=10**8)
     with client_for(host_agent) as c:
         start = time.monotonic()
         r = c.benchmark(mlp(64, 2), config=slow, timeout_s=1.0)
@@ -173,7 +173,7 @@ def test_expired_deadline(host_agent):
 def test_full_queue_is_refused_with_resource_exhausted(tmp_path):
     running = start_agent(tmp_path, limits=AgentLimits(queue_size=1, worker_timeout_s=20))
     try:
-        slow = MeasureConfig(warmup_runs=1, min_runs=3, min_seconds=1.5, cv_threshold=5.0)
+        slow = MeasureConfig(warmup_runs=1, min_runs=3, min_seconds=1.5, max_runs=10**8, cv_threshold=5.0)
         model = mlp(32, 1, seed=5)
         with client_for(running) as c:
             assert c.benchmark(model, config=FAST).status is Status.OK  # cache it

@@ -28,7 +28,7 @@ def test_absent_config_means_defaults_and_negative_is_refused():
 
 def test_result_round_trip():
     stats = LatencyStats(n=3, median_ms=1.0, p90_ms=1.2, mean_ms=1.1, std_ms=0.1, min_ms=0.9, max_ms=1.3,
-                         ci95_low_ms=0.9, ci95_high_ms=1.3, cv=0.09)
+                         ci95_low_ms=0.9, ci95_high_ms=1.3, cv=0.09, robust_cv=0.05)
     energy = EnergyResult(meter="simulated", meter_kind="simulated", gross_mj=2.0, net_mj=1.5, net_ci95_low_mj=1.4,
                           net_ci95_high_mj=1.6, idle_power_mw=500.0, active_power_mw=2000.0, windows=5,
                           flags=("x",))

@@ -1,0 +1,7 @@
+"""Search spaces as plain data, built by name: ``create_space("nb201")``, ``create_space("darts", C=8)``."""
+from hilnas.searchers.spaces.base import SearchSpace, SpaceError, create_space, list_spaces, register_space
+from hilnas.searchers.spaces.darts import DartsCellSpec, DartsSpace
+from hilnas.searchers.spaces.nb201 import NB201Layer, NB201Space
+
+__all__ = ["SearchSpace", "SpaceError", "create_space", "list_spaces", "register_space",
+           "DartsSpace", "DartsCellSpec", "NB201Space", "NB201Layer"]

@@ -1,0 +1,21 @@
+"""Which exceptions are the user's to fix (printed as one line) and which are bugs (traceback)."""
+from __future__ import annotations
+
+
+def is_user_error(err: BaseException) -> bool:
+    from hilnas.server.client import AgentUnavailable
+    from hilnas.server.fleet import FleetError
+    from hilnas.server.store import StoreError
+
+    user = (ValueError, FileNotFoundError, PermissionError, KeyError, FleetError, StoreError, AgentUnavailable)
+    try:
+        from hilnas.server.cli import CliError
+        user += (CliError,)
+    except ImportError:
+        pass
+    try:
+        from hilnas.server.lut_builder import BuildIncomplete
+        user += (BuildIncomplete,)
+    except ImportError:
+        pass
+    return isinstance(err, user)
