@@ -166,9 +166,10 @@ def cmd_devices_describe(args) -> int:
         i = item["info"]
         kind = f"simulated {i.profile}" if i.simulated else i.cpu_model
         meters = ", ".join(f"{m.name}{'' if m.available else ' (unavailable)'}" for m in i.energy_meters) or "none"
+        backends = ", ".join(f"{b} {i.runtime_versions.get(b, '')}".strip() for b in i.backends)
         lines.append(f"{item['agent']}: {kind}, {i.cpu_cores} cores, {i.memory_bytes / 2**30:.1f} GiB, {i.os}\n"
-                     f"  fingerprint {i.fingerprint}; backends {', '.join(f'{b} {i.runtime_versions.get(b, "")}' for b in i.backends)}"
-                     f"\n  energy meters: {meters}; agent {i.agent_version}")
+                     f"  fingerprint {i.fingerprint}; backends {backends}\n"
+                     f"  energy meters: {meters}; agent {i.agent_version}")
     _emit(args, out, "\n".join(lines))
     return 0 if ok else 1
 
