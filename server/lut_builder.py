@@ -152,6 +152,8 @@ class LutBuilder:
         queue: deque[str] = deque(keys)
         total, done = len(keys), [0]
         alive = [len(clients)]
+        stop = threading.Event()
+        errors: list[BaseException] = []
 
         def take(n: int) -> list[str]:
             with self._lock:
@@ -180,8 +182,15 @@ class LutBuilder:
                     progress(done[0], total, key)
 
         def work(client: AgentClient) -> None:
+            try:
+                work_on(client)
+            except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
+                errors.append(err)
+                stop.set()
+
+        def work_on(client: AgentClient) -> None:
             failures, delay = 0, self.config.retry_backoff_s
-            while True:
+            while not stop.is_set():
                 batch = take(self.config.batch_size)
                 if not batch:
                     return
@@ -191,6 +200,8 @@ class LutBuilder:
                 answered = 0
                 try:
                     for result in client.benchmark_stream(reqs, timeout_s=self.config.stream_timeout_s):
+                        if stop.is_set():
+                            return
                         record(result, batch[answered])
                         answered += 1
                     failures, delay = 0, self.config.retry_backoff_s
@@ -213,6 +224,8 @@ class LutBuilder:
             t.start()
         for t in threads:
             t.join()
+        if errors:
+            raise errors[0]
         if queue:
             raise BuildIncomplete(f"all agents of device {self.device_key!r} were lost with {len(queue)} of "
                                   f"{total} key(s) unmeasured; the rows measured so far are saved — run the same "

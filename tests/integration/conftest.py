@@ -16,7 +16,8 @@ FAST = MeasureConfig(warmup_runs=2, min_runs=5, min_seconds=0.02, cv_threshold=5
 def start_agent(tmp_path, **overrides):
     limits = overrides.pop("limits", AgentLimits(worker_timeout_s=20.0, worker_memory_mb=2048))
     overrides.setdefault("host", "127.0.0.1")
-    cfg = ServeConfig(port=0, cache_dir=str(tmp_path / "cache"), limits=limits, **overrides)
+    overrides.setdefault("port", 0)
+    cfg = ServeConfig(cache_dir=str(tmp_path / "cache"), limits=limits, **overrides)
     return create_server(cfg)
 
 
