@@ -1,0 +1,119 @@
+"""The ``hilnas`` CLI against real agents on loopback: happy paths and bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import start_agent
+from hilnas.server.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def sim(tmp_path):
+    running = start_agent(tmp_path / "agent", simulate="raspi4")
+    yield running
+    running.stop(0)
+
+
+def run(capsys, ws, *argv):
+    code = main(["--workspace", str(ws), "--retries", "1", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_is_fast_and_teaches():
+    out = subprocess.run([sys.executable, "-m", "hilnas.server.cli", "--help"], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "lut build" in out.stdout and "workspace" in out.stdout
+    agent = subprocess.run([sys.executable, "-m", "hilnas.agent.cli", "serve", "--help"], capture_output=True,
+                           text=True, timeout=60)
+    assert agent.returncode == 0 and "--token-file" in agent.stdout and "--simulate" in agent.stdout
+
+
+def test_devices_lut_validate_round_trip(tmp_path, capsys, sim):
+    ws = tmp_path / "ws"
+    code, out, _ = run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim.port}")
+    assert code == 0 and "added device pi" in out
+    code, out, _ = run(capsys, ws, "devices", "list", "--json")
+    assert json.loads(out)[0]["key"] == "pi"
+    code, out, _ = run(capsys, ws, "devices", "describe", "pi")
+    assert code == 0 and "simulated raspi4" in out and "fingerprint" in out
+
+    code, out, _ = run(capsys, ws, "lut", "build", "--device", "pi", "--space", "nb201", "--quiet", "--json",
+                       "--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
+    assert code == 0, out
+    report = json.loads(out)
+    assert report["measured"] == report["requested"] > 10 and not report["failed"]
+    code, out, _ = run(capsys, ws, "lut", "build", "--device", "pi", "--space", "nb201", "--quiet", "--json",
+                       "--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
+    assert json.loads(out)["measured"] == 0  # resumable: nothing left to do
+
+    code, out, _ = run(capsys, ws, "lut", "list", "--json")
+    assert json.loads(out)[0]["measured"] == report["requested"]
+    csv_path = tmp_path / "pi.csv"
+    code, out, _ = run(capsys, ws, "lut", "export", "--device", "pi", str(csv_path))
+    assert code == 0 and csv_path.exists()
+
+    from hilnas.searchers.genotype import NB201Genotype
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server import model_meta
+
+    model = tmp_path / "net.onnx"
+    model.write_bytes(model_meta.export_network(create_space("nb201"), NB201Genotype.from_index(1234)))
+    code, out, _ = run(capsys, ws, "validate", str(model), "--device", "pi", "--json", "--min-runs", "5",
+                       "--min-seconds", "0.01")
+    v = json.loads(out)
+    assert code == 0 and v["measured_ms"] > 0 and v["predicted_ms"] > 0 and v["simulated"]
+    assert abs(v["error_pct"]) < 50
+
+    # A LUT made under another runtime version never mixes in silently.
+    rows = list(csv.DictReader(csv_path.open()))
+    for r in rows:
+        r["runtime_version"] = "simulated raspi4 (older)"
+    other = tmp_path / "older.csv"
+    with other.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    code, out, err = run(capsys, ws, "lut", "import", str(other), "--device", "pi")
+    assert code == 0, err
+    code, out, err = run(capsys, ws, "lut", "export", "--device", "pi", str(tmp_path / "again.csv"))
+    assert code == 2 and "never mixed" in err and "runtime_version" in err and len(err.strip().splitlines()) > 1
+
+
+def test_bad_fleet_input_is_one_clear_line(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    code, _, err = run(capsys, ws, "devices", "add", "pi", "--address", "192.0.2.1")
+    assert code == 2 and err.startswith("hilnas: error:") and "port" in err
+    code, _, err = run(capsys, ws, "devices", "add", "pi", "--address", "192.0.2.1:50061")
+    assert code == 2 and "token" in err
+    code, _, err = run(capsys, ws, "devices", "add", "pi", "--address", "192.0.2.1:50061", "--token-file",
+                       str(tmp_path / "missing.token"))
+    assert code == 2 and "missing.token" in err
+    assert not (ws / "fleet.toml").exists()  # nothing written on a refused add
+    code, _, err = run(capsys, ws, "devices", "describe", "nosuch")
+    assert code == 2 and "unknown device" in err
+
+
+def test_corrupted_workspace_db_is_refused_and_untouched(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    db = ws / "hilnas.db"
+    db.write_bytes(b"this is not a database" * 100)
+    before = db.read_bytes()
+    code, _, err = run(capsys, ws, "lut", "list")
+    assert code == 2 and "hilnas.db" in err and len(err.strip().splitlines()) == 1
+    assert db.read_bytes() == before
+
+
+def test_unreachable_agent_is_a_clear_error(tmp_path, capsys):
+    ws = tmp_path / "ws"
+    run(capsys, ws, "devices", "add", "gone", "--address", "127.0.0.1:9")
+    code, out, err = run(capsys, ws, "lut", "build", "--device", "gone", "--space", "nb201", "--quiet")
+    assert code == 2 and "no agent of device 'gone' answers" in err
