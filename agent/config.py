@@ -22,15 +22,28 @@ class MeasureConfig:
     cv_threshold: float = 0.10     # robust CV (MAD-based) at or above this makes a result unstable
     remeasure_unstable: bool = True  # re-measure an unstable result once before flagging it
     timeout_s: float = 0.0         # wall-time limit for the model; 0 = agent default
+    # The energy protocol (when ``energy``): idle | windows x window | idle. 0 = the default.
+    energy_window_s: float = 0.0   # one window of back-to-back inferences, s; 0 = 1.0, at least 1.0
+    energy_windows: int = 0        # windows (the CI's sample size); 0 = 5, at least 5
+    energy_idle_s: float = 0.0     # idle-power phase before and after the windows, each, s; 0 = 1.0
 
     def with_defaults(self, *, default_timeout_s: float) -> "MeasureConfig":
-        """Fill the 0 = default fields with the agent's values."""
-        return replace(
+        """Fill the 0 = default fields with the agent's values (the energy protocol's only when
+        energy is asked for, so a latency-only config stays as it was)."""
+        filled = replace(
             self,
             max_runs=self.max_runs or 10_000,
             cv_threshold=self.cv_threshold or 0.10,
             timeout_s=self.timeout_s or default_timeout_s,
         )
+        if not self.energy:
+            return filled
+        idle_s, window_s, windows = self.energy_protocol()
+        return replace(filled, energy_idle_s=idle_s, energy_window_s=window_s, energy_windows=windows)
+
+    def energy_protocol(self) -> tuple[float, float, int]:
+        """(idle_s, window_s, windows) of the energy protocol, 0 = default filled in."""
+        return (self.energy_idle_s or 1.0, self.energy_window_s or 1.0, self.energy_windows or 5)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,8 @@ def config_to_proto(c: MeasureConfig) -> pb.MeasurementConfig:
     return pb.MeasurementConfig(
         warmup_runs=c.warmup_runs, min_runs=c.min_runs, min_seconds=c.min_seconds, max_runs=c.max_runs,
         threads=c.threads, cpu_affinity=list(c.cpu_affinity), cooldown_seconds=c.cooldown_seconds,
-        energy=c.energy, cv_threshold=c.cv_threshold, no_remeasure=not c.remeasure_unstable, timeout_s=c.timeout_s)
+        energy=c.energy, cv_threshold=c.cv_threshold, no_remeasure=not c.remeasure_unstable, timeout_s=c.timeout_s,
+        energy_window_s=c.energy_window_s, energy_windows=c.energy_windows, energy_idle_s=c.energy_idle_s)
 
 
 def config_from_proto(p: pb.MeasurementConfig) -> MeasureConfig:
@@ -27,10 +28,15 @@ def config_from_proto(p: pb.MeasurementConfig) -> MeasureConfig:
         raise ValueError("min_seconds, cooldown_seconds, timeout_s and cv_threshold must not be negative")
     if p.cooldown_seconds > 600 or p.min_seconds > 3600:
         raise ValueError("cooldown_seconds (<= 600) or min_seconds (<= 3600) out of range")
+    if p.energy_window_s < 0 or p.energy_idle_s < 0:
+        raise ValueError("energy_window_s and energy_idle_s must not be negative")
+    if p.energy_window_s > 60 or p.energy_idle_s > 60 or p.energy_windows > 100:
+        raise ValueError("energy_window_s (<= 60), energy_idle_s (<= 60) or energy_windows (<= 100) out of range")
     return MeasureConfig(
         warmup_runs=p.warmup_runs, min_runs=max(1, p.min_runs), min_seconds=p.min_seconds, max_runs=p.max_runs,
         threads=p.threads, cpu_affinity=tuple(p.cpu_affinity), cooldown_seconds=p.cooldown_seconds,
-        energy=p.energy, cv_threshold=p.cv_threshold, remeasure_unstable=not p.no_remeasure, timeout_s=p.timeout_s)
+        energy=p.energy, cv_threshold=p.cv_threshold, remeasure_unstable=not p.no_remeasure, timeout_s=p.timeout_s,
+        energy_window_s=p.energy_window_s, energy_windows=p.energy_windows, energy_idle_s=p.energy_idle_s)
 
 
 # -- requests ---------------------------------------------------------------------------------
@@ -58,13 +64,15 @@ def _conditions_to_proto(c: Conditions | None):
         return None
     return pb.Conditions(timestamp_s=c.timestamp_s, temperatures_c=c.temperatures_c, cpu_freq_khz=c.cpu_freq_khz,
                          governor=c.governor, throttled_bits=c.throttled_bits, throttled=c.throttled,
-                         load_avg_1m=c.load_avg_1m, power_source=c.power_source)
+                         load_avg_1m=c.load_avg_1m, power_source=c.power_source,
+                         runtime_versions=c.runtime_versions, thread_affinity=list(c.thread_affinity))
 
 
 def _conditions_from_proto(p) -> Conditions:
     return Conditions(timestamp_s=p.timestamp_s, temperatures_c=dict(p.temperatures_c),
                       cpu_freq_khz=dict(p.cpu_freq_khz), governor=p.governor, throttled_bits=p.throttled_bits,
-                      throttled=p.throttled, load_avg_1m=p.load_avg_1m, power_source=p.power_source)
+                      throttled=p.throttled, load_avg_1m=p.load_avg_1m, power_source=p.power_source,
+                      runtime_versions=dict(p.runtime_versions), thread_affinity=tuple(p.thread_affinity))
 
 
 def result_to_proto(r: BenchmarkResult) -> pb.BenchmarkResult:
@@ -83,7 +91,8 @@ def result_to_proto(r: BenchmarkResult) -> pb.BenchmarkResult:
         msg.energy.CopyFrom(pb.EnergyResult(
             meter=e.meter, meter_kind=e.meter_kind, gross_mj=e.gross_mj, net_mj=e.net_mj,
             net_ci95_low_mj=e.net_ci95_low_mj, net_ci95_high_mj=e.net_ci95_high_mj, idle_power_mw=e.idle_power_mw,
-            active_power_mw=e.active_power_mw, windows=e.windows, estimated=e.estimated, flags=list(e.flags)))
+            active_power_mw=e.active_power_mw, windows=e.windows, estimated=e.estimated, flags=list(e.flags),
+            note=e.note))
     if r.conditions_before is not None:
         msg.conditions_before.CopyFrom(_conditions_to_proto(r.conditions_before))
     if r.conditions_after is not None:
@@ -110,7 +119,7 @@ def result_from_proto(p: pb.BenchmarkResult) -> BenchmarkResult:
         energy = EnergyResult(meter=e.meter, meter_kind=e.meter_kind, gross_mj=e.gross_mj, net_mj=e.net_mj,
                               net_ci95_low_mj=e.net_ci95_low_mj, net_ci95_high_mj=e.net_ci95_high_mj,
                               idle_power_mw=e.idle_power_mw, active_power_mw=e.active_power_mw, windows=e.windows,
-                              estimated=e.estimated, flags=tuple(e.flags))
+                              estimated=e.estimated, flags=tuple(e.flags), note=e.note)
     return BenchmarkResult(
         status=status, error=p.error, request_id=p.request_id, sha256=p.sha256, backend=p.backend,
         runtime_version=p.runtime_version, samples_ms=tuple(p.samples_ms), latency=latency, energy=energy,

@@ -1,6 +1,11 @@
 """The real device: the machine the agent runs on. Models run in an isolated worker process
 (``hilnas.agent.worker``) with a memory limit and a wall-time limit, so a model that crashes,
 hangs or exhausts memory costs its own request only; the worker is restarted for the next one.
+
+Energy, when asked for, is measured after the latency (so meter reads never disturb timing):
+the energy protocol (``hilnas.agent.energy.measure_energy``) reads the device's best meter in
+this process while the worker runs the already-loaded model back to back (its ``run_for`` op).
+The meters are found once, at construction; conditions are probed under the same ``root``.
 """
 from __future__ import annotations
 
@@ -15,21 +20,33 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from hilnas.agent.backends import BACKEND_NAMES, get_backend
+from hilnas.agent.conditions import probe_conditions, runtime_versions, thread_affinity
 from hilnas.agent.config import AgentLimits, MeasureConfig
 from hilnas.agent.device import MeasureOutcome, StoredModel
+from hilnas.agent.energy import (EnergyMeter, NoneMeter, SamplingInsideWindowError, best_meter,
+                                 discover_meters, invalid_result, measure_energy,
+                                 measurement_window)
+from hilnas.agent.energy.base import METER_UNAVAILABLE, OVER_TIME_LIMIT, RUN_FAILED
+from hilnas.agent.energy.protocol import MIN_WINDOW_S, MIN_WINDOWS
+from hilnas.agent.energy.sysfs import Reader, Runner, read_text
 from hilnas.agent.fingerprint import describe_host
-from hilnas.agent.results import Conditions, DeviceInfo, Status
+from hilnas.agent.results import Conditions, DeviceInfo, EnergyMeterInfo, EnergyResult, Status
 
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT_S = 60.0   # a cold Python start plus numpy import on a slow SD card
 KILL_GRACE_S = 1.0         # past the model's limit, the worker gets this long to answer
 _ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")  # ONNX Runtime colours its log lines
+
+
+class _RunFailed(Exception):
+    """The worker could not run the model during the energy protocol (said in the result)."""
 
 
 @dataclass(frozen=True)
@@ -148,18 +165,33 @@ class HostDevice:
 
     The worker is started on first use and restarted after it crashes or is killed for a
     timeout. ``measure`` never raises for a bad model; it raises ``ValueError`` only for a
-    config this machine cannot honour (CPUs it does not have, negative threads).
+    config this machine cannot honour (CPUs it does not have, negative threads, an energy
+    protocol below its minimum of 5 windows of 1 s).
+
+    ``root``, ``runner`` and ``reader`` say where sysfs is, how ``vcgencmd`` runs and how files
+    are read (tests point them at fake trees); ``meters`` replaces discovery with given meters.
     """
 
     def __init__(self, limits: AgentLimits, default_backend: str = "onnxruntime", *,
                  conditions_probe: Callable[[], Conditions] | None = None,
-                 python: str = sys.executable):
+                 python: str = sys.executable, root: Path = Path("/"),
+                 runner: Runner | None = None, reader: Reader = read_text,
+                 meters: Sequence[EnergyMeter] | None = None):
         if default_backend not in BACKEND_NAMES:
             raise ValueError(f"unknown backend {default_backend!r}; known: {', '.join(BACKEND_NAMES)}")
         self.limits = limits
         self.default_backend = default_backend
         self._conditions_probe = conditions_probe
         self._python = python
+        self._root = Path(root)
+        self._runner = runner
+        self._reader = reader
+        # Found once: probing may fork vcgencmd, and a device's meters do not change under us.
+        found = list(meters) if meters is not None else discover_meters(self._root, runner, reader=reader)
+        self.meters: tuple[EnergyMeter, ...] = tuple(found) or (NoneMeter(),)
+        self.meter_infos: tuple[EnergyMeterInfo, ...] = tuple(m.info() for m in self.meters)
+        self.meter: EnergyMeter | None = best_meter(self.meters)  # None: energy cannot be measured
+        self._versions = runtime_versions()
         self._lock = threading.Lock()
         self._worker: _WorkerProcess | None = None
         self._info: DeviceInfo | None = None
@@ -173,17 +205,17 @@ class HostDevice:
             base = describe_host(self.default_backend)
             self._info = replace(base, max_model_bytes=self.limits.max_model_bytes,
                                  queue_size=self.limits.queue_size,
-                                 max_message_bytes=self.limits.max_message_bytes)
+                                 max_message_bytes=self.limits.max_message_bytes,
+                                 energy_meters=self.meter_infos)
         return self._info
 
     def conditions(self) -> Conditions:
         if self._conditions_probe is not None:
-            return self._conditions_probe()
-        try:
-            load = os.getloadavg()[0]
-        except (OSError, AttributeError):
-            load = 0.0
-        return Conditions(timestamp_s=time.time(), load_avg_1m=load)
+            c = self._conditions_probe()
+        else:
+            c = probe_conditions(self._root, self._runner, reader=self._reader)
+        return replace(c, runtime_versions=c.runtime_versions or dict(self._versions),
+                       thread_affinity=c.thread_affinity or self._worker_affinity())
 
     def measure(self, model: StoredModel, backend: str, config: MeasureConfig, *,
                 timeout_s: float) -> MeasureOutcome:
@@ -222,10 +254,23 @@ class HostDevice:
 
     # -- internals ------------------------------------------------------------------------
 
+    def _worker_affinity(self) -> tuple[int, ...]:
+        """CPUs the worker may run on now: as it last reported, or (no worker yet) this
+        process's, which a new worker inherits."""
+        report, pid = self.last_report, self.worker_pid
+        if report is not None and report.pid == pid and report.affinity is not None:
+            return report.affinity
+        return thread_affinity()
+
     @staticmethod
     def _check_config(config: MeasureConfig) -> None:
         if config.threads < 0:
             raise ValueError(f"threads must be >= 0, got {config.threads}")
+        idle_s, window_s, windows = config.energy_protocol()
+        if window_s < MIN_WINDOW_S or windows < MIN_WINDOWS or idle_s < 0:
+            raise ValueError(f"the energy protocol needs windows of >= {MIN_WINDOW_S:g} s, at least "
+                             f"{MIN_WINDOWS} of them and a positive idle phase (got {windows} x "
+                             f"{window_s:g} s, idle {idle_s:g} s)")
         if config.cpu_affinity and hasattr(os, "sched_getaffinity"):
             usable = os.sched_getaffinity(0)
             missing = sorted(set(config.cpu_affinity) - usable)
@@ -265,27 +310,103 @@ class HostDevice:
             "min_seconds": config.min_seconds, "max_runs": config.max_runs,
             "cooldown_seconds": config.cooldown_seconds, "budget_s": timeout_s,
         }
-        deadline = time.monotonic() + timeout_s + max(config.cooldown_seconds, 0.0) + KILL_GRACE_S
+        started = time.monotonic()
+        deadline = started + timeout_s + max(config.cooldown_seconds, 0.0) + KILL_GRACE_S
+        # No sampler may start (fork) while the model is timed.
+        with measurement_window():
+            try:
+                response = self._exchange(worker, request, deadline)
+            except TimeoutError:
+                self._drop_worker(worker)
+                return MeasureOutcome(Status.TIMEOUT, f"model ran past the wall-time limit of {timeout_s:g} s; "
+                                                      f"worker process {worker.pid} killed")
+        if response is None:
+            return MeasureOutcome(Status.CRASHED, f"the runtime crashed: {self._drop_worker(worker, died=True)}")
+        outcome = self._outcome(response)
+        if config.energy and outcome.status is Status.OK:
+            left_s = timeout_s - (time.monotonic() - started)
+            outcome = replace(outcome, energy=self._measure_energy(config, left_s, timeout_s))
+        return outcome
+
+    def _exchange(self, worker: _WorkerProcess, request: dict[str, Any],
+                  deadline: float) -> dict[str, Any] | None:
+        """Send one request and wait for its response until ``deadline`` (monotonic).
+
+        None when the worker died or the channel broke; TimeoutError when it stayed silent.
+        """
         try:
             worker.send(request)
             while True:
                 response = worker.receive(deadline - time.monotonic())
-                if response is None or response.get("id") == self._request_id:
-                    break
+                if response is None or response.get("id") == request["id"]:
+                    return response
                 log.warning("worker %d sent a stale response; ignoring it", worker.pid)
-        except TimeoutError:
-            worker.kill()
-            self._worker = None
-            return MeasureOutcome(Status.TIMEOUT, f"model ran past the wall-time limit of {timeout_s:g} s; "
-                                                  f"worker process {worker.pid} killed")
+        except TimeoutError:  # an OSError too: let it through before the catch-all below
+            raise
         except (OSError, ValueError):  # broken pipe or a corrupt line: the worker is unusable
-            response = None
-        if response is None:
-            why = worker.death()
-            worker.kill()
+            return None
+
+    def _drop_worker(self, worker: _WorkerProcess, *, died: bool = False) -> str:
+        """Kill a worker that hung (or reap one that ``died``); the next request starts a new
+        one. Says why it ended."""
+        why = worker.death() if died else f"worker process {worker.pid} killed"
+        worker.kill()
+        if self._worker is worker:
             self._worker = None
-            return MeasureOutcome(Status.CRASHED, f"the runtime crashed: {why}")
-        return self._outcome(response)
+        return why
+
+    # -- energy -----------------------------------------------------------------------------
+
+    def _measure_energy(self, config: MeasureConfig, left_s: float, timeout_s: float) -> EnergyResult:
+        """Energy per inference of the model the worker has loaded; NaN + flags + a note when
+        it cannot be measured (never raises, never fails the latency result)."""
+        idle_s, window_s, windows = config.energy_protocol()
+        meter = self.meter
+        if meter is None:
+            return invalid_result(self._no_meter_info(), {METER_UNAVAILABLE}, 0, self._no_meter_info().note)
+        info = meter.info()
+        planned_s = 2 * idle_s + windows * window_s
+        if planned_s > left_s:
+            return invalid_result(info, {OVER_TIME_LIMIT}, 0, (
+                f"the energy protocol takes ~{planned_s:g} s (idle {idle_s:g} s, {windows} x {window_s:g} s, "
+                f"idle {idle_s:g} s) but only {max(left_s, 0.0):.1f} s of the {timeout_s:g} s wall-time limit "
+                "(or the client's deadline) were left after the latency measurement; raise timeout_s"))
+        try:
+            return measure_energy(meter, lambda s: self._run_for(s, timeout_s), idle_s=idle_s,
+                                  window_s=window_s, windows=windows)
+        except _RunFailed as exc:
+            return invalid_result(info, {RUN_FAILED}, 0, f"energy protocol stopped: {exc}")
+        except SamplingInsideWindowError as exc:  # cannot happen outside a window; say so if it does
+            return invalid_result(info, {METER_UNAVAILABLE}, 0, str(exc))
+
+    def _run_for(self, seconds: float, timeout_s: float) -> int:
+        """Have the worker run its loaded model back to back for ``seconds``; the run count."""
+        worker = self._worker
+        if worker is None or not worker.alive():
+            raise _RunFailed("the measurement worker is gone")
+        self._request_id += 1
+        # One run may overshoot the window by up to one inference, itself within timeout_s.
+        deadline = time.monotonic() + seconds + timeout_s + KILL_GRACE_S
+        try:
+            response = self._exchange(worker, {"op": "run_for", "id": self._request_id, "seconds": seconds},
+                                      deadline)
+        except TimeoutError:
+            self._drop_worker(worker)
+            raise _RunFailed(f"a window ran past {seconds + timeout_s:g} s; worker process {worker.pid} "
+                             "killed") from None
+        if response is None:
+            raise _RunFailed(f"the runtime crashed: {self._drop_worker(worker, died=True)}")
+        if response.get("status") != Status.OK.name:
+            raise _RunFailed(f"{response.get('status')}: {response.get('error', '')}")
+        return int(response.get("runs", 0))
+
+    def _no_meter_info(self) -> EnergyMeterInfo:
+        """What to report when no meter is usable: the explicit 'none' with every meter's why."""
+        for meter, info in zip(self.meters, self.meter_infos):
+            if isinstance(meter, NoneMeter):
+                return info
+        why = "; ".join(f"{i.name}: {i.note}" for i in self.meter_infos)
+        return NoneMeter(f"no usable energy meter ({why})").info()
 
     def _outcome(self, response: dict[str, Any]) -> MeasureOutcome:
         try:

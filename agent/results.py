@@ -65,6 +65,7 @@ class EnergyResult:
     windows: int
     estimated: bool = False
     flags: tuple[str, ...] = ()
+    note: str = ""            # why the energy is NaN and how to fix it; "" when measured
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,8 @@ class Conditions:
     throttled: bool = False
     load_avg_1m: float = 0.0
     power_source: str = "unknown"
+    runtime_versions: dict[str, str] = field(default_factory=dict)  # package -> version
+    thread_affinity: tuple[int, ...] = ()  # CPUs the measurement worker may run on; () = unknown
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,11 @@ On start it writes ``{"ready": true, "pid": ..., "affinity": [...]}``. A request
 "min_seconds", "max_runs", "cooldown_seconds", "budget_s"}`` (or ``{"op": "exit"}``); the
 response is ``{"id", "status", "error", "samples_ms", "measure_wall_s", "runtime_version",
 "affinity", "threads", "warmup_runs", "stopped", "pid"}`` with ``status`` a ``Status`` name.
+
+For the energy protocol, ``{"op": "run_for", "id", "seconds"}`` runs the model loaded by the
+last request back to back until ``seconds`` have passed (at least once) and answers ``{"id",
+"status", "error", "runs", "elapsed_s", "affinity", "pid"}``; the agent reads the energy meter
+around it in its own process.
 """
 from __future__ import annotations
 
@@ -144,6 +149,30 @@ class Worker:
                                   f"wall-time limit of {budget_s:g} s")
         return response
 
+    def run_for(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Run the loaded model back to back for ``req["seconds"]``; count the runs."""
+        response: dict[str, Any] = {"status": Status.OK.name, "error": "", "runs": 0, "elapsed_s": 0.0,
+                                    "affinity": _get_affinity(), "pid": os.getpid()}
+        if self._loaded is None:
+            return {**response, "status": Status.CRASHED.name,
+                    "error": "run_for: no model is loaded (the last request failed or none was made)"}
+        run = self._loaded[1].run
+        seconds = max(float(req.get("seconds") or 0.0), 0.0)
+        clock = time.perf_counter
+        start = clock()
+        end = start + seconds
+        runs = 0
+        try:
+            while True:
+                run()
+                runs += 1
+                if clock() >= end:
+                    break
+        except Exception as exc:  # MemoryError included: the next request starts clean
+            self._loaded = None
+            return {**response, **self._failure(exc, "running"), "runs": runs}
+        return {**response, "runs": runs, "elapsed_s": clock() - start}
+
     def _failure(self, exc: BaseException, while_: str) -> dict[str, str]:
         status = classify_error(exc, loading=while_ == "loading")
         error = _describe(exc, while_)
@@ -197,7 +226,7 @@ def serve(stdin: IO[bytes], channel: IO[str], memory_mb: int = 0) -> int:
             return 2
         if req.get("op") == "exit":
             return 0
-        response = worker.handle(req)
+        response = worker.run_for(req) if req.get("op") == "run_for" else worker.handle(req)
         response["id"] = req.get("id")
         channel.write(json.dumps(response) + "\n")
     return 0  # stdin closed: the agent is gone

@@ -8,7 +8,7 @@ from hilnas.agent.energy.battery import BatteryMeter
 from hilnas.agent.energy.discover import best_meter, discover_meters
 from hilnas.agent.energy.hwmon import HwmonPowerMeter
 from hilnas.agent.energy.pmic import PiPmicMeter
-from hilnas.agent.energy.protocol import energy_valid, measure_energy
+from hilnas.agent.energy.protocol import energy_valid, invalid_result, measure_energy
 from hilnas.agent.energy.rapl import RaplMeter
 from hilnas.agent.energy.simulated import SimulatedMeter, UtilisationEstimateMeter
 
@@ -17,5 +17,6 @@ __all__ = [
     "MeterUnavailableError", "MeterVanishedError", "NoneMeter", "SampledMeter",
     "SamplingInsideWindowError", "measurement_window", "window_open", "BatteryMeter",
     "best_meter", "discover_meters", "HwmonPowerMeter", "PiPmicMeter", "energy_valid",
+    "invalid_result",
     "measure_energy", "RaplMeter", "SimulatedMeter", "UtilisationEstimateMeter",
 ]

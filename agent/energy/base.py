@@ -48,11 +48,13 @@ IDLE_DRIFT = "idle_drift"                  # idle power before and after differ 
 BELOW_RESOLUTION = "below_resolution"      # net energy per window too close to the meter's step
 NOT_ABOVE_IDLE = "not_above_idle"          # net energy's 95 % CI includes zero
 ESTIMATED = "estimated"                    # the meter is a model, not a sensor
+RUN_FAILED = "run_failed"                  # the model failed, hung or crashed during a window
+OVER_TIME_LIMIT = "over_time_limit"        # the protocol would not fit in the wall-time limit
 
 # A result carrying any of these has NaN energy: the numbers would not be energy.
 INVALIDATING_FLAGS = frozenset({
     COUNTER_BACKWARDS, ABSURD_READING, METER_VANISHED, METER_UNAVAILABLE, METER_STALLED,
-    CHARGING, EXTERNAL_POWER, NO_INFERENCES,
+    CHARGING, EXTERNAL_POWER, NO_INFERENCES, RUN_FAILED, OVER_TIME_LIMIT,
 })
 
 # Above this, a power reading is a broken sensor, not a device we measure (W).

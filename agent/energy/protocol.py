@@ -56,12 +56,14 @@ def energy_valid(result: EnergyResult) -> bool:
     return not (set(result.flags) & INVALIDATING_FLAGS) and math.isfinite(result.net_mj)
 
 
-def _invalid(info: EnergyMeterInfo, flags: set[str], windows: int) -> EnergyResult:
+def invalid_result(info: EnergyMeterInfo, flags: set[str] | frozenset[str], windows: int = 0,
+                   note: str = "") -> EnergyResult:
+    """An energy result that is not energy: NaN numbers, the flags and a note saying why."""
     nan = math.nan
     return EnergyResult(meter=info.name, meter_kind=info.kind, gross_mj=nan, net_mj=nan,
                         net_ci95_low_mj=nan, net_ci95_high_mj=nan, idle_power_mw=nan,
                         active_power_mw=nan, windows=windows, estimated=info.kind == ESTIMATE,
-                        flags=tuple(sorted(flags)))
+                        flags=tuple(sorted(flags)), note=note)
 
 
 class _Readings:
@@ -115,7 +117,7 @@ def measure_energy(meter: EnergyMeter, run_for: Callable[[float], int], *, idle_
         raise SamplingInsideWindowError("measure_energy called inside a measurement window")
     info = meter.info()
     if not info.available:
-        return _invalid(info, {METER_UNAVAILABLE}, 0)
+        return invalid_result(info, {METER_UNAVAILABLE}, 0, info.note)
 
     rd = _Readings(meter, info.kind, max_power_w)
     powers: list[float] = []
@@ -143,14 +145,16 @@ def measure_energy(meter: EnergyMeter, run_for: Callable[[float], int], *, idle_
         idle_after = rd.power_w(r0, rd.read())
     except MeterError as exc:
         rd.flags.add(exc.flag)
-        return _invalid(info, rd.flags, len(counts))
+        return invalid_result(info, rd.flags, len(counts), f"{info.name}: {exc}")
     finally:
         if started:
             meter.stop()
 
     flags = rd.flags
     if flags & INVALIDATING_FLAGS:
-        return _invalid(info, flags, len(counts))
+        return invalid_result(info, flags, len(counts),
+                              f"{info.name}: the readings are not energy "
+                              f"({', '.join(sorted(flags & INVALIDATING_FLAGS))})")
     idle_w = 0.5 * (idle_before + idle_after)
     if abs(idle_before - idle_after) > IDLE_DRIFT_FRACTION * abs(idle_w):
         flags.add(IDLE_DRIFT)

@@ -109,6 +109,8 @@ _ELEM_BYTES = {1: 4, 2: 1, 3: 1, 4: 2, 5: 2, 6: 4, 7: 8, 8: 8, 9: 1, 10: 2, 11: 
                13: 8, 14: 8, 15: 16, 16: 2}
 
 _Shape = tuple[int, ...] | None   # None = unknown rank
+# Operator domains ONNX Runtime implements; a node from any other domain fails to load there.
+_RUNTIME_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "com.microsoft"}
 
 
 def _numel(shape: _Shape) -> int | None:
@@ -189,6 +191,9 @@ def _load(data: bytes, *, max_nodes: int):
     for node in model.graph.node:
         if node.domain in standard and not onnx.defs.has(node.op_type):
             raise GraphError(Status.UNSUPPORTED_OP, f"operator {node.op_type!r} is not an ONNX operator")
+        if node.domain not in _RUNTIME_DOMAINS:
+            raise GraphError(Status.UNSUPPORTED_OP,
+                             f"operator {node.domain}.{node.op_type} is in a domain the runtime does not implement")
     try:
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
@@ -304,6 +309,11 @@ def _node_cost(node, name: str, t: _Tensors, folded: str, warnings: list[str]) -
         flops = 2.0 * macs + (out_n if has_bias else 0)
         group = int(attrs.get("group", 1))
         cin = (w_shape[1] * group if op != "ConvTranspose" else w_shape[0]) if len(w_shape) > 1 else 0
+        x_shape = t.shape.get(ins[0]) or ()
+        if len(x_shape) > 1 and x_shape[1] > 0 and cin and x_shape[1] != cin:
+            # ONNX shape inference does not check this; a runtime refuses the model at load.
+            raise GraphError(Status.INVALID_MODEL, f"{op} {name!r}: input has {x_shape[1]} channels, "
+                                                   f"the weights expect {cin}")
         kernel = w_shape[2:]
         if group > 1:
             variant = "depthwise" if group == cin else "grouped"

@@ -50,7 +50,7 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class MeasurementConfig(_message.Message):
-    __slots__ = ("warmup_runs", "min_runs", "min_seconds", "max_runs", "threads", "cpu_affinity", "cooldown_seconds", "energy", "cv_threshold", "no_remeasure", "timeout_s")
+    __slots__ = ("warmup_runs", "min_runs", "min_seconds", "max_runs", "threads", "cpu_affinity", "cooldown_seconds", "energy", "cv_threshold", "no_remeasure", "timeout_s", "energy_window_s", "energy_windows", "energy_idle_s")
     WARMUP_RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_RUNS_FIELD_NUMBER: _ClassVar[int]
     MIN_SECONDS_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +62,9 @@ class MeasurementConfig(_message.Message):
     CV_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     NO_REMEASURE_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WINDOW_S_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_WINDOWS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_IDLE_S_FIELD_NUMBER: _ClassVar[int]
     warmup_runs: int
     min_runs: int
     min_seconds: float
@@ -73,7 +76,10 @@ class MeasurementConfig(_message.Message):
     cv_threshold: float
     no_remeasure: bool
     timeout_s: float
-    def __init__(self, warmup_runs: _Optional[int] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_runs: _Optional[int] = ..., threads: _Optional[int] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., cooldown_seconds: _Optional[float] = ..., energy: _Optional[bool] = ..., cv_threshold: _Optional[float] = ..., no_remeasure: _Optional[bool] = ..., timeout_s: _Optional[float] = ...) -> None: ...
+    energy_window_s: float
+    energy_windows: int
+    energy_idle_s: float
+    def __init__(self, warmup_runs: _Optional[int] = ..., min_runs: _Optional[int] = ..., min_seconds: _Optional[float] = ..., max_runs: _Optional[int] = ..., threads: _Optional[int] = ..., cpu_affinity: _Optional[_Iterable[int]] = ..., cooldown_seconds: _Optional[float] = ..., energy: _Optional[bool] = ..., cv_threshold: _Optional[float] = ..., no_remeasure: _Optional[bool] = ..., timeout_s: _Optional[float] = ..., energy_window_s: _Optional[float] = ..., energy_windows: _Optional[int] = ..., energy_idle_s: _Optional[float] = ...) -> None: ...
 
 class BenchmarkRequest(_message.Message):
     __slots__ = ("request_id", "model", "sha256", "format", "backend", "config", "op_key")
@@ -120,7 +126,7 @@ class LatencyStats(_message.Message):
     def __init__(self, n: _Optional[int] = ..., median_ms: _Optional[float] = ..., p90_ms: _Optional[float] = ..., mean_ms: _Optional[float] = ..., std_ms: _Optional[float] = ..., min_ms: _Optional[float] = ..., max_ms: _Optional[float] = ..., ci95_low_ms: _Optional[float] = ..., ci95_high_ms: _Optional[float] = ..., cv: _Optional[float] = ..., robust_cv: _Optional[float] = ...) -> None: ...
 
 class EnergyResult(_message.Message):
-    __slots__ = ("meter", "meter_kind", "gross_mj", "net_mj", "net_ci95_low_mj", "net_ci95_high_mj", "idle_power_mw", "active_power_mw", "windows", "estimated", "flags")
+    __slots__ = ("meter", "meter_kind", "gross_mj", "net_mj", "net_ci95_low_mj", "net_ci95_high_mj", "idle_power_mw", "active_power_mw", "windows", "estimated", "flags", "note")
     METER_FIELD_NUMBER: _ClassVar[int]
     METER_KIND_FIELD_NUMBER: _ClassVar[int]
     GROSS_MJ_FIELD_NUMBER: _ClassVar[int]
@@ -132,6 +138,7 @@ class EnergyResult(_message.Message):
     WINDOWS_FIELD_NUMBER: _ClassVar[int]
     ESTIMATED_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
     meter: str
     meter_kind: str
     gross_mj: float
@@ -143,10 +150,11 @@ class EnergyResult(_message.Message):
     windows: int
     estimated: bool
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, meter: _Optional[str] = ..., meter_kind: _Optional[str] = ..., gross_mj: _Optional[float] = ..., net_mj: _Optional[float] = ..., net_ci95_low_mj: _Optional[float] = ..., net_ci95_high_mj: _Optional[float] = ..., idle_power_mw: _Optional[float] = ..., active_power_mw: _Optional[float] = ..., windows: _Optional[int] = ..., estimated: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    note: str
+    def __init__(self, meter: _Optional[str] = ..., meter_kind: _Optional[str] = ..., gross_mj: _Optional[float] = ..., net_mj: _Optional[float] = ..., net_ci95_low_mj: _Optional[float] = ..., net_ci95_high_mj: _Optional[float] = ..., idle_power_mw: _Optional[float] = ..., active_power_mw: _Optional[float] = ..., windows: _Optional[int] = ..., estimated: _Optional[bool] = ..., flags: _Optional[_Iterable[str]] = ..., note: _Optional[str] = ...) -> None: ...
 
 class Conditions(_message.Message):
-    __slots__ = ("timestamp_s", "temperatures_c", "cpu_freq_khz", "governor", "throttled_bits", "throttled", "load_avg_1m", "power_source")
+    __slots__ = ("timestamp_s", "temperatures_c", "cpu_freq_khz", "governor", "throttled_bits", "throttled", "load_avg_1m", "power_source", "runtime_versions", "thread_affinity")
     class TemperaturesCEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -161,6 +169,13 @@ class Conditions(_message.Message):
         key: str
         value: float
         def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    class RuntimeVersionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     TIMESTAMP_S_FIELD_NUMBER: _ClassVar[int]
     TEMPERATURES_C_FIELD_NUMBER: _ClassVar[int]
     CPU_FREQ_KHZ_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +184,8 @@ class Conditions(_message.Message):
     THROTTLED_FIELD_NUMBER: _ClassVar[int]
     LOAD_AVG_1M_FIELD_NUMBER: _ClassVar[int]
     POWER_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    RUNTIME_VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    THREAD_AFFINITY_FIELD_NUMBER: _ClassVar[int]
     timestamp_s: float
     temperatures_c: _containers.ScalarMap[str, float]
     cpu_freq_khz: _containers.ScalarMap[str, float]
@@ -177,7 +194,9 @@ class Conditions(_message.Message):
     throttled: bool
     load_avg_1m: float
     power_source: str
-    def __init__(self, timestamp_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., cpu_freq_khz: _Optional[_Mapping[str, float]] = ..., governor: _Optional[str] = ..., throttled_bits: _Optional[int] = ..., throttled: _Optional[bool] = ..., load_avg_1m: _Optional[float] = ..., power_source: _Optional[str] = ...) -> None: ...
+    runtime_versions: _containers.ScalarMap[str, str]
+    thread_affinity: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, timestamp_s: _Optional[float] = ..., temperatures_c: _Optional[_Mapping[str, float]] = ..., cpu_freq_khz: _Optional[_Mapping[str, float]] = ..., governor: _Optional[str] = ..., throttled_bits: _Optional[int] = ..., throttled: _Optional[bool] = ..., load_avg_1m: _Optional[float] = ..., power_source: _Optional[str] = ..., runtime_versions: _Optional[_Mapping[str, str]] = ..., thread_affinity: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class BenchmarkResult(_message.Message):
     __slots__ = ("request_id", "status", "error", "sha256", "backend", "runtime_version", "samples_ms", "latency", "energy", "conditions_before", "conditions_after", "simulated", "remeasured", "config", "device_fingerprint", "measure_wall_s", "total_wall_s", "op_key")
