@@ -142,7 +142,7 @@ class SimulatedDevice:
         self._cool(self._pending_cooldown_s)
         self._pending_cooldown_s = max(0.0, config.cooldown_seconds)
 
-        base_ms = self.model.latency_ms(graph, threads=config.threads)
+        base_ms = max(self.model.latency_ms(graph, threads=config.threads), 1e-6)
         slow_ms = base_ms
         if th.enabled and th.throttle_freq_fraction < 1:
             slow_ms = self.model.latency_ms(graph, freq_scale=th.throttle_freq_fraction, threads=config.threads)

@@ -206,7 +206,7 @@ def _load(data: bytes, *, max_nodes: int):
             if not dim.HasField("dim_value") or dim.dim_value <= 0:
                 dim.Clear()
                 dim.dim_value = 1
-    # Strict inference catches what a runtime rejects at load time (e.g. channel mismatches);
+    # Strict inference catches what a runtime rejects at load time (e.g. MatMul shape mismatches);
     # ops outside the standard domain have no shape functions, so those graphs go non-strict.
     strict = all(n.domain in standard for n in model.graph.node)
     try:

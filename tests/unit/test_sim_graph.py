@@ -158,6 +158,14 @@ def test_channel_mismatch_is_invalid_model():
     assert err.value.status == Status.INVALID_MODEL and "channels" in err.value.message
 
 
+def test_matmul_shape_mismatch_is_invalid_model():
+    node = helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")
+    data = _model([node], [("x", (1, 8))], [("y", (1, 4))], [("w", (6, 4))])
+    with pytest.raises(GraphError) as err:
+        analyse_onnx(data)
+    assert err.value.status == Status.INVALID_MODEL and "shape inference" in err.value.message
+
+
 def test_unknown_operators_are_unsupported():
     bogus = _model([helper.make_node("Frobnicate", ["x"], ["y"])], [("x", (1, 8))], [("y", (1, 8))])
     with pytest.raises(GraphError) as err:
