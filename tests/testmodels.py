@@ -68,3 +68,40 @@ def custom_op_model() -> bytes:
 
 def sha(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _onnx(nodes, inputs, outputs, inits=()) -> bytes:
+    import onnx
+    from onnx import helper
+
+    graph = helper.make_graph(nodes, "g", inputs, outputs, initializer=list(inits))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def hang_model() -> bytes:
+    """A Loop with 2^62 iterations: tiny to send, runs for ever."""
+    from onnx import TensorProto, helper
+
+    f1 = [helper.make_tensor_value_info(n, TensorProto.FLOAT, [1]) for n in ("v", "v2")]
+    body = helper.make_graph(
+        [helper.make_node("Identity", ["c"], ["c2"]), helper.make_node("Neg", ["v"], ["v2"])], "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, []), f1[0]],
+        [helper.make_tensor_value_info("c2", TensorProto.BOOL, []), f1[1]])
+    return _onnx([helper.make_node("Loop", ["M", "cond", "x"], ["y"], body=body)],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+                 [helper.make_tensor("M", TensorProto.INT64, [], [1 << 62]),
+                  helper.make_tensor("cond", TensorProto.BOOL, [], [True])])
+
+
+def oom_model() -> bytes:
+    """Tile a 1-element input 400 M times: 1.6 GB, over the worker's 1 GiB address space."""
+    from onnx import TensorProto, helper
+
+    return _onnx([helper.make_node("Tile", ["x", "r"], ["y"])],
+                 [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
+                 [helper.make_tensor("r", TensorProto.INT64, [1], [400_000_000])])

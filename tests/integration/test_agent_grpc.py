@@ -11,7 +11,7 @@ from conftest import FAST, client_for, start_agent
 from hilnas.agent.config import AgentLimits, MeasureConfig
 from hilnas.agent.results import ModelFormat, Status
 from hilnas.protos.v1 import agent_pb2, agent_pb2_grpc
-from testmodels import conv_net, custom_op_model, mlp, sha
+from testmodels import conv_net, custom_op_model, hang_model, mlp, oom_model, sha
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,6 @@ def test_model_larger_than_grpc_default_4mb_is_accepted(host_agent):
 
 
 def test_tflite_model_measured_over_grpc(host_agent):
-    pytest.importorskip("ai_edge_litert")
     from hilnas.agent.backends.tflite_builder import build_fc_model
 
     model = build_fc_model(32, 16, seed=0)
@@ -188,6 +187,26 @@ def test_full_queue_is_refused_with_resource_exhausted(tmp_path):
                 t.join(20)
         assert third.status is Status.BUSY and "queue full" in third.error
         assert sorted(r.status.name for r in results) == ["OK", "OK"]
+        assert_still_serves(running)
+    finally:
+        running.stop(0)
+
+
+def test_model_that_hangs_the_runtime_times_out(host_agent):
+    with client_for(host_agent) as c:
+        start = time.monotonic()
+        r = c.benchmark(hang_model(), config=MeasureConfig(warmup_runs=0, min_runs=1, timeout_s=1.0))
+        assert r.status is Status.TIMEOUT and "wall-time limit" in r.error
+        assert time.monotonic() - start < 15
+    assert_still_serves(host_agent)
+
+
+def test_model_that_crashes_the_runtime_costs_only_that_request(tmp_path):
+    running = start_agent(tmp_path, limits=AgentLimits(worker_memory_mb=1024, worker_timeout_s=20))
+    try:
+        with client_for(running) as c:
+            r = c.benchmark(oom_model(), config=FAST)
+        assert r.status is Status.CRASHED and "out of memory" in r.error
         assert_still_serves(running)
     finally:
         running.stop(0)
