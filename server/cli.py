@@ -200,10 +200,15 @@ def cmd_lut_build(args) -> int:
     config = LutBuildConfig(measure=_measure_config(args), backend=args.backend or "", batch_size=args.batch,
                             retry_failed=args.retry_failed)
     keys = MicroModels.keys_for_space(space)
+    from hilnas.agent.results import ModelFormat
+
+    micro = MicroModels(_workspace(args) / "micromodels")
+    fmt, export = (ModelFormat.TFLITE, micro.tflite) if args.format == "tflite" else (ModelFormat.ONNX, micro.onnx)
+    if fmt is ModelFormat.TFLITE and not args.backend:
+        config = LutBuildConfig(**{**config.__dict__, "backend": "tflite"})
     with _open_store(args) as store:
-        micro = MicroModels(_workspace(args) / "micromodels")
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
-        report = builder.build(keys, micro.onnx, progress=_Progress(f"LUT {args.device}", args.quiet))
+        report = builder.build(keys, export, fmt=fmt, progress=_Progress(f"LUT {args.device}", args.quiet))
     text = (f"LUT {report.lut_id}\n  {report.requested} op keys: {report.already_present} already present, "
             f"{report.measured} measured now, {report.remeasured} re-measured (unstable), {len(report.failed)} failed\n"
             f"  wall {report.wall_s:.1f} s, models' own run time {report.model_run_s:.1f} s "
@@ -338,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space", required=True, choices=["nb201", "darts"], help="search space whose ops to measure")
     p.add_argument("--in-channels", type=int, help="input channels of the space (1 Fashion-MNIST, 3 CIFAR-10)")
     p.add_argument("--backend", help="backend on the device (default: the agent's default)")
+    p.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
+                   help="micro-model format (tflite needs the optional litert-torch converter)")
     p.add_argument("--batch", type=int, default=16, help="models per stream (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-measure ops stored as failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -7,7 +7,8 @@ def is_user_error(err: BaseException) -> bool:
     from hilnas.server.fleet import FleetError
     from hilnas.server.store import StoreError
 
-    user = (ValueError, FileNotFoundError, PermissionError, KeyError, FleetError, StoreError, AgentUnavailable)
+    user = (ValueError, FileNotFoundError, PermissionError, KeyError, FleetError, StoreError, AgentUnavailable,
+            ImportError)  # ImportError: an optional extra is missing; the message says which
     try:
         from hilnas.server.cli import CliError
         user += (CliError,)

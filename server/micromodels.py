@@ -24,16 +24,25 @@ class MicroModels:
 
         return [k.encode() for k in enumerate_op_keys(space)]
 
-    def path_for(self, key: str) -> Path:
-        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".onnx")
+    def path_for(self, key: str, suffix: str = ".onnx") -> Path:
+        return self.folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + suffix)
 
     def onnx(self, key: str) -> bytes:
-        path = self.path_for(key)
-        if path.is_file():
-            return path.read_bytes()
         from hilnas.searchers.op_key import decode, export_op_onnx
 
-        data = export_op_onnx(decode(key))
+        return self._cached(key, ".onnx", lambda: export_op_onnx(decode(key)))
+
+    def tflite(self, key: str) -> bytes:
+        """TFLite micro-model; needs the optional converter (``pip install litert-torch``)."""
+        from hilnas.searchers.op_key import decode, export_op_tflite
+
+        return self._cached(key, ".tflite", lambda: export_op_tflite(decode(key)))
+
+    def _cached(self, key: str, suffix: str, export) -> bytes:
+        path = self.path_for(key, suffix)
+        if path.is_file():
+            return path.read_bytes()
+        data = export()
         self.folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as f:

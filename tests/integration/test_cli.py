@@ -117,3 +117,21 @@ def test_unreachable_agent_is_a_clear_error(tmp_path, capsys):
     run(capsys, ws, "devices", "add", "gone", "--address", "127.0.0.1:9")
     code, out, err = run(capsys, ws, "lut", "build", "--device", "gone", "--space", "nb201", "--quiet")
     assert code == 2 and "no agent of device 'gone' answers" in err
+
+
+def test_tflite_lut_without_the_converter_says_which_extra(tmp_path, capsys):
+    pytest.importorskip("onnx")
+    try:
+        import litert_torch  # noqa: F401
+        pytest.skip("the converter is installed here; this test is about its absence")
+    except ImportError:
+        pass
+    host = start_agent(tmp_path / "agent")
+    try:
+        ws = tmp_path / "ws"
+        run(capsys, ws, "devices", "add", "me", "--address", f"127.0.0.1:{host.port}")
+        code, _, err = run(capsys, ws, "lut", "build", "--device", "me", "--space", "nb201", "--format", "tflite",
+                           "--quiet")
+        assert code == 2 and "litert" in err.lower()
+    finally:
+        host.stop(0)
