@@ -183,12 +183,17 @@ def cmd_devices_remove(args) -> int:
 
 
 # -- LUTs -------------------------------------------------------------------------------------
+# Input shape of each dataset, so a LUT is built for the networks a search on it will place.
+DATASET_SHAPES = {"demo": {"in_channels": 1, "input_size": 28, "num_classes": 10},
+                  "fashion-mnist": {"in_channels": 1, "input_size": 28, "num_classes": 10},
+                  "cifar10": {"in_channels": 3, "input_size": 32, "num_classes": 10}}
+
+
 def _space(args):
     from hilnas.searchers.spaces import create_space
 
-    overrides = {}
-    if getattr(args, "in_channels", None):
-        overrides["in_channels"] = args.in_channels
+    overrides = dict(DATASET_SHAPES.get(getattr(args, "dataset", None) or "", {}))
+    overrides.update(_kv(getattr(args, "space_opt", None), "--space-opt"))
     return create_space(args.space, **overrides)
 
 
@@ -273,13 +278,83 @@ def cmd_validate(args) -> int:
 def cmd_fidelity(args) -> int:
     from hilnas.server.fidelity import FidelityConfig, run_fidelity
 
-    cfg = FidelityConfig(space=args.space, networks=args.networks, seed=args.seed, measure=_measure_config(args),
+    cfg = FidelityConfig(space=args.space, space_overrides=_space(args) and {**DATASET_SHAPES.get(args.dataset or "", {}),
+                                                                       **_kv(args.space_opt, "--space-opt")},
+                         networks=args.networks, seed=args.seed, measure=_measure_config(args),
                          runtime=args.runtime)
     with _open_store(args) as store:
         report = run_fidelity(store, args.device, _clients(args, args.device), cfg,
                               progress=_Progress(f"fidelity {args.device}", args.quiet))
     _emit(args, report.to_dict(), report.summary())
     return 0
+
+
+# -- search -----------------------------------------------------------------------------------
+def _kv(pairs: list[str] | None, what: str) -> dict:
+    """``["C=8", "layers=5"]`` -> ``{"C": 8, "layers": 5}`` (ints, floats, or strings)."""
+    out = {}
+    for item in pairs or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"{what} {item!r} is not KEY=VALUE")
+        for cast in (int, float):
+            try:
+                out[key] = cast(value)
+                break
+            except ValueError:
+                continue
+        else:
+            out[key] = value
+    return out
+
+
+def _dataset_config(args):
+    from hilnas.searchers.data import DatasetConfig
+
+    return DatasetConfig(name=args.dataset, data_dir=args.data_dir, train_size=args.train_size,
+                         test_size=args.test_size, val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
+
+
+def cmd_search_dca(args) -> int:
+    from hilnas.server.search_dca import DcaRunConfig, parse_budget, run_dca
+
+    config = DcaRunConfig(
+        budget=parse_budget(args.budget), space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"),
+        dataset=_dataset_config(args), method=args.method, search_epochs=args.search_epochs,
+        train_epochs=args.train_epochs, seed=args.seed, with_lug=args.lug, measure=_measure_config(args),
+        runtime=args.runtime, max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
+    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    with _open_store(args) as store:
+        report = run_dca(store, args.device, _clients(args, args.device), config, progress=say)
+    d = report.to_dict()
+    text = (f"{report.method} on {args.device}: budget {args.budget}; genotype saved as model {report.model_id} "
+            f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
+            f"{'n/a' if report.measured is None else format(report.measured, '.4g')}"
+            f" -> {'within budget' if report.within_budget else 'OVER BUDGET' if report.within_budget is False else 'not measured'}"
+            f"\n  test accuracy {report.test_acc * 100:.1f}%  ONNX {report.onnx_path}  ({report.wall_s:.0f} s)")
+    for note in report.notes:
+        text += f"\n  note: {note}"
+    _emit(args, d, text)
+    return 0 if report.within_budget is not False else 1
+
+
+def _search_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", required=True, help="device key from the fleet (its LUT is the cost model)")
+    p.add_argument("--space", default="darts", choices=["darts", "nb201"])
+    p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
+                   help="override a space field, e.g. --space-opt C=8 --space-opt layers=5")
+    p.add_argument("--dataset", default="demo", choices=["demo", "fashion-mnist", "cifar10", "synthetic"],
+                   help="demo = the Fashion-MNIST subset shipped with hilnas (default)")
+    p.add_argument("--data-dir", help="dataset folder (default: standard places, e.g. /usr/share/datasets/...)")
+    p.add_argument("--train-size", type=int, help="use a stratified subset of this many training images")
+    p.add_argument("--test-size", type=int, help="use a stratified subset of this many test images")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--search-epochs", type=int, default=2)
+    p.add_argument("--train-epochs", type=int, default=3, help="final training epochs of the found network")
+    p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
+    p.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--runtime", help="which of the device's LUTs, when it has several")
 
 
 # -- demo -------------------------------------------------------------------------------------
@@ -341,7 +416,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = add(lsub, "build", cmd_lut_build, "measure every op instance of a search space on a device (resumable)")
     p.add_argument("--device", required=True)
     p.add_argument("--space", required=True, choices=["nb201", "darts"], help="search space whose ops to measure")
-    p.add_argument("--in-channels", type=int, help="input channels of the space (1 Fashion-MNIST, 3 CIFAR-10)")
+    p.add_argument("--dataset", choices=sorted(DATASET_SHAPES),
+                   help="shape the space for this dataset's images (default: the space's own, 3x32x32)")
+    p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
+                   help="override a space field, e.g. --space-opt C=8 (must match the search's space)")
     p.add_argument("--backend", help="backend on the device (default: the agent's default)")
     p.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
                    help="micro-model format (tflite needs the optional litert-torch converter)")
@@ -378,10 +456,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True)
     p.add_argument("--space", default="darts", choices=["nb201", "darts"])
     p.add_argument("--networks", type=int, default=30, help="random networks to measure (default 30)")
+    p.add_argument("--dataset", choices=sorted(DATASET_SHAPES), help="shape the space for this dataset")
+    p.add_argument("--space-opt", action="append", metavar="KEY=VALUE", help="override a space field")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runtime", help="LUT runtime, when the device has several")
     p.add_argument("--quiet", action="store_true")
     _measure_args(p)
+    json_flag(p)
+
+    # search
+    search = sub.add_parser("search", help="search an architecture under a device budget")
+    ssub = search.add_subparsers(dest="search_command", metavar="METHOD", required=True)
+    p = add(ssub, "dca", cmd_search_dca, "DCA-NAS: DARTS with the budget as a constraint (learned Lagrange "
+            "multiplier); the found network is trained, exported and measured on the device",
+            epilog="budgets: latency_ms=15 | energy_mj=20 | params_m=1 | mflops=300", )
+    p.add_argument("--budget", required=True, help="e.g. latency_ms=15, energy_mj=20, params_m=1, mflops=300")
+    p.add_argument("--method", default="dca", choices=["dca", "darts", "penalty", "random"],
+                   help="dca (default), or a baseline: darts (no constraint), penalty (fixed-weight "
+                        "latency penalty), random (random search under the constraint)")
+    p.add_argument("--lug", action="store_true",
+                   help="map the device budget to a search-time budget with a lookup graph (several searches)")
+    _search_args(p)
+    _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)
 
     # demo
