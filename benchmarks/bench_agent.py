@@ -11,7 +11,6 @@ Writes benchmarks/results/agent.json.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import tempfile

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from hilnas.agent.config import MeasureConfig
-from hilnas.agent.results import BenchmarkRequest, ModelFormat, Status
+from hilnas.agent.results import BenchmarkRequest, ModelFormat
 from hilnas.server import model_meta
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
@@ -57,7 +57,7 @@ class FidelityReport:
             f"LUT fidelity on {self.device_key} ({self.space}, {self.raw.n} networks, {self.wall_s:.0f} s)",
             f"  LUT {self.lut_id}",
             line("LUT sum", self.raw),
-            line(f"LUT sum + correction (CV)", self.corrected),
+            line("LUT sum + correction (CV)", self.corrected),
             f"  correction stored: measured ~= {self.correction.scale:.3f} x sum {self.correction.offset_ms:+.3f} ms"
             + (f"\n  failed: {len(self.failed)}" if self.failed else "")])
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
 from hilnas.agent.config import MeasureConfig
-from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat, Status
+from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 

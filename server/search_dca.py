@@ -67,14 +67,19 @@ class DcaRunConfig:
     seed: int = 0
     search_options: Mapping[str, Any] = field(default_factory=dict)  # fields of the method's config
     with_lug: bool = False                           # map the device budget through a lookup graph
-    lug_fractions: tuple[float, ...] = (0.7, 0.85, 1.0, 1.15)  # LUG search budgets / device budget
+    # LUG search budgets, as positions in [cheapest, dearest] derivable cost of the cost model
+    lug_fractions: tuple[float, ...] = (0.05, 0.12, 0.19, 0.26, 0.33)
     lug_target: float = 0.95                         # aim the LUG at this share of the device budget
+    lug_rounds: int = 2                              # new searches per device budget at most (refinement)
+    lug_axis: str = "predicted"                      # LUG x axis: "predicted" cost or "search_budget" (seed's)
     lug_workers: int = 1                             # LUG searches run in this many threads
     measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.2)
     backend: str = ""                                # agent backend; "" = the device's default
     runtime: str | None = None                       # which of the device's LUTs (when it has several)
     out_dir: str | None = None                       # ONNX folder; None = <workspace>/models
     max_batches_per_epoch: int | None = None         # cap for smoke runs (search and final training)
+    threads: int | None = None                       # torch threads during the run (1 is fastest on a busy
+                                                     # 2-core host); None = leave torch's setting
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -85,6 +90,8 @@ class DcaRunConfig:
             raise ValueError("search_epochs and train_epochs must be >= 1")
         if self.with_lug and not self.lug_fractions:
             raise ValueError("with_lug needs at least one lug_fraction")
+        if any(not 0 <= f <= 1 for f in self.lug_fractions):
+            raise ValueError(f"lug_fractions are positions in [cheapest, dearest], in [0, 1]; got {self.lug_fractions}")
 
 
 @dataclass(frozen=True)
@@ -131,7 +138,8 @@ def space_from_metadata(d: Mapping[str, Any]) -> SearchSpace:
     return create_space(rest.pop("name"), **rest)
 
 
-def load_lut(store: Store, device_key: str, metric: str, *, runtime: str | None = None) -> tuple[dict[str, float], LutId]:
+def load_lut(store: Store, device_key: str, metric: str, *,
+             runtime: str | None = None) -> tuple[dict[str, float], LutId]:
     """The device's LUT as op key -> value of ``metric`` (measured rows only)."""
     lut_id = store.find_lut(device_key, runtime=runtime)
     rows = store.lut_dict(lut_id, measured_only=True)
@@ -235,12 +243,18 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
     cost_model, lut_id = cost_model_for(store, device_key, config.budget.metric, runtime=config.runtime)
     cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks
     run_id = store.start_run(f"search-{config.method}", _plain_config(config, space))
+    import torch
+    threads = torch.get_num_threads()
+    if config.threads:
+        torch.set_num_threads(config.threads)
     try:
         report = _run(store, device_key, clients, config, space, cost_model, lut_id, loaders, run_id, say,
                       methods()[config.method][0], started)
     except BaseException as err:
         store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
         raise
+    finally:
+        torch.set_num_threads(threads)
     store.finish_run(run_id, status="done", result=report.to_dict())
     return report
 
@@ -248,8 +262,10 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
 def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: DcaRunConfig, space: SearchSpace,
          cost_model: CostModel, lut_id: LutId | None, loaders: Any, run_id: int, say: Callable[[str], None],
          search_fn: Callable[..., SearchResult], started: float) -> DcaRunReport:
+    from hilnas.searchers.cost import extremes
     from hilnas.searchers.data import loaders_for
-    from hilnas.searchers.lug import build_lug
+    from hilnas.searchers.lug import build_lug, search_for_budget
+    from hilnas.searchers.result import InfeasibleBudgetError
     from hilnas.searchers.model import build_network
     from hilnas.searchers.train import TrainConfig, train
     from hilnas.server.client import sha256_hex
@@ -257,27 +273,42 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     metric = config.budget.metric
     measure = _measure_fn(clients[0], config, metric, space)
     notes: list[str] = []
-    search_budget, lug_dict = config.budget, None
+    search_budget, lug_dict, result = config.budget, None, None
     if config.with_lug:
         if metric in ("params_m", "mflops"):
             notes.append(f"{metric} is computed exactly, so the search budget is the device budget (no LUG)")
         else:
-            budgets = [f * config.budget.value for f in config.lug_fractions]
+            ex = extremes(space, cost_model)
+            floor = measure(ex.cheapest)
+            if floor > config.budget.value:
+                raise InfeasibleBudgetError(
+                    f"no architecture of this {space.name} space meets {config.budget} on device {device_key!r}: "
+                    f"the cheapest one the search can derive measures {floor:.4g} {cost_model.unit} there",
+                    cheapest_cost=floor, cheapest_genotype=ex.cheapest)
+            span = ex.dearest_cost - ex.cheapest_cost
+            budgets = [ex.cheapest_cost + f * span for f in config.lug_fractions]
             say(f"lookup graph: {len(budgets)} searches at {', '.join(f'{b:.4g}' for b in budgets)} {cost_model.unit}")
 
-            def search_at(b: float) -> SearchResult:
+            def search_at(b: float) -> SearchResult:  # never below the cheapest derivable cost
+                b = max(b, ex.cheapest_cost)
                 return search_fn(space, cost_model, method_config(config, config.budget.scaled(b)),
                                  seed=config.seed, data=loaders)
             if config.lug_workers > 1:
                 with ThreadPoolExecutor(config.lug_workers) as pool:
-                    graph, _ = build_lug(search_at, budgets, measure, metric=metric, map_fn=pool.map)
+                    graph, found = build_lug(search_at, budgets, measure, metric=metric, axis=config.lug_axis,
+                                             map_fn=pool.map)
             else:
-                graph, _ = build_lug(search_at, budgets, measure, metric=metric)
-            search_budget = config.budget.scaled(graph.search_budget(config.budget.value, target=config.lug_target))
-            lug_dict = graph.to_dict()
-            say(f"lookup graph: device budget {config.budget} -> search budget {search_budget}")
-    say(f"search ({config.method}) under {search_budget}")
-    result = search_fn(space, cost_model, method_config(config, search_budget), seed=config.seed, data=loaders)
+                graph, found = build_lug(search_at, budgets, measure, metric=metric, axis=config.lug_axis)
+            say(f"lookup graph: device budget {config.budget} -> search budget "
+                f"{graph.search_budget(config.budget.value, target=config.lug_target):.4g}; refining")
+            pick = search_for_budget(graph, search_at, measure, config.budget.value, target=config.lug_target,
+                                     rounds=config.lug_rounds, known=found)
+            search_budget, result = config.budget.scaled(pick.search_budget), pick.result
+            lug_dict = pick.graph.to_dict()
+            say(f"lookup graph: chose the search at {search_budget} (device {pick.measured:.4g} {cost_model.unit})")
+    if result is None:
+        say(f"search ({config.method}) under {search_budget}")
+        result = search_fn(space, cost_model, method_config(config, search_budget), seed=config.seed, data=loaders)
     notes += result.notes
     genotype = result.genotype
     say(f"searched in {result.wall_s:.1f} s: {cost_model.name} {result.cost:.4g} {cost_model.unit}; training")

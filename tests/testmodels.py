@@ -54,7 +54,6 @@ def conv_net(channels: int = 16, size: int = 32, seed: int = 0) -> bytes:
 
 def custom_op_model() -> bytes:
     """A structurally valid model whose operator no runtime implements (custom domain)."""
-    import onnx
     from onnx import TensorProto, helper
 
     node = helper.make_node("FrobnicateTensor", ["x"], ["y"], domain="com.example.hilnas")

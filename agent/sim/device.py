@@ -135,7 +135,7 @@ class SimulatedDevice:
     def _measure(self, sha: str, graph: GraphCost, config: MeasureConfig, timeout_s: float) -> MeasureOutcome:
         import numpy as np
 
-        p, noise, th = self.profile, self.profile.noise, self.profile.thermal
+        noise, th = self.profile.noise, self.profile.thermal
         call = self._calls.get(sha, 0)
         self._calls[sha] = call + 1
         rng = _rng(self.seed, sha, call)

@@ -239,6 +239,9 @@ def _fold(graph, tensors: _Tensors, names: list[str]) -> dict[str, str]:
     outputs = {o.name for o in graph.output}
     alias: dict[str, str] = {}
     seen: dict[tuple, object] = {}
+    # Only nodes the outputs need (before any merging) take part in merging, so "duplicate"
+    # marks exactly what a runtime without common-subexpression elimination computes on top.
+    needed_before = _live(graph, names)
     for node, name in zip(graph.node, names):
         for k, i in enumerate(node.input):
             if i in alias:
@@ -257,12 +260,22 @@ def _fold(graph, tensors: _Tensors, names: list[str]) -> dict[str, str]:
         else:
             key = (node.domain, node.op_type, tuple(node.input),
                    tuple(a.SerializeToString() for a in node.attribute))
+            if name not in needed_before:
+                continue
             if key in seen and not keeps_output:
                 folded[name] = "duplicate"   # ORT's common-subexpression elimination
                 alias.update(zip(node.output, seen[key].output))
             else:
                 seen[key] = node
-    # Dead nodes: walk back from the graph outputs.
+    live = _live(graph, names)
+    for name in names:
+        if name not in live and name not in folded:
+            folded[name] = "dead"
+    return folded
+
+
+def _live(graph, names: list[str]) -> set[str]:
+    """Names of the nodes the graph outputs depend on (walk back from the outputs)."""
     producer = {o: (node, name) for node, name in zip(graph.node, names) for o in node.output if o}
     needed = [o.name for o in graph.output]
     live: set[str] = set()
@@ -273,10 +286,7 @@ def _fold(graph, tensors: _Tensors, names: list[str]) -> dict[str, str]:
         node, name = producer[tensor]
         live.add(name)
         needed.extend(i for i in node.input if i)
-    for name in names:
-        if name not in live and name not in folded:
-            folded[name] = "dead"
-    return folded
+    return live
 
 
 def _node_cost(node, name: str, t: _Tensors, folded: str, warnings: list[str]) -> NodeCost:

@@ -19,7 +19,7 @@ except ModuleNotFoundError:   # Python 3.10: the API-compatible backport, when i
 PROFILE_DIR = Path(__file__).parent / "profiles"
 # Bumped when the cost model changes what a profile means, so LUTs keyed by the fingerprint
 # of a simulated device are not mixed across simulator versions.
-SIM_MODEL_VERSION = 1
+SIM_MODEL_VERSION = 2
 
 
 class ProfileError(ValueError):
@@ -52,6 +52,16 @@ class ComputeModel:
     model_overhead_us: float
     default_efficiency: float
     default_memory_efficiency: float = 1.0
+    # The runtime merges identical nodes (same op, inputs and attributes), as ONNX Runtime does;
+    # the TFLite pipeline measured on the boards of HW-NAS-Bench did not (duplicated pooling of
+    # one input costs twice there), so their profiles turn it off.
+    cse: bool = True
+    # Peak FLOP/s scales with the threads a measurement asks for (CPU cores); a GPU delegate's
+    # does not.
+    scales_with_threads: bool = True
+    # Output elements a kernel needs to fill the device; smaller kernels reach a proportional
+    # share of its FLOP/s (GPU occupancy). 0 = any kernel fills it (CPUs).
+    parallel_outputs: float = 0.0
     efficiency: tuple[tuple[str, float], ...] = ()         # ("Conv.depthwise", 0.1), ...
     memory_efficiency: tuple[tuple[str, float], ...] = ()  # ("Transpose", 0.5), ...
 
@@ -245,6 +255,7 @@ def _validate(p: DeviceProfile, where: str) -> None:
     non_negative = {
         "compute.cache_bytes": p.compute.cache_bytes, "compute.dispatch_us": p.compute.dispatch_us,
         "compute.model_overhead_us": p.compute.model_overhead_us, "noise.cv": p.noise.cv,
+        "compute.parallel_outputs": p.compute.parallel_outputs,
         "noise.run_cv": p.noise.run_cv, "noise.outlier_rate": p.noise.outlier_rate,
         "energy.idle_power_w": p.energy.idle_power_w, "energy.static_power_w": p.energy.static_power_w,
         "energy.dynamic_mj_per_gflop": p.energy.dynamic_mj_per_gflop,

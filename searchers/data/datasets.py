@@ -7,7 +7,6 @@ normalised) and, with ``make_loaders``, into seeded ``DataLoader``s. Files are f
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,7 +1,6 @@
 """Agents on loopback (port 0) with real channels."""
 from __future__ import annotations
 
-import dataclasses
 
 import pytest
 

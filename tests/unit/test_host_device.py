@@ -7,9 +7,7 @@ import threading
 import time
 from pathlib import Path
 
-import onnx
 import pytest
-from onnx import TensorProto, helper
 
 from hilnas.agent.backends.onnx_builder import build_custom_op_model, build_mlp_model
 from hilnas.agent.cache import ModelCache

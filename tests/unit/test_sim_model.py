@@ -78,3 +78,19 @@ def test_energy(model):
     lat = model.latency_ms(big)
     assert e_big > e.static_power_w * lat                          # dynamic part on top of static
     assert model.energy_mj(big, latency_ms=2 * lat) == pytest.approx(e_big + e.static_power_w * lat)
+
+
+@pytest.mark.parametrize("profile", ["raspi4", "pixel4-gpu"])
+def test_vectorised_kernel_times_match_node_times(profile):
+    """The calibration's vectorised pricing is the device model's, node for node."""
+    from hilnas.agent.sim.calibrate import Design, _as_tables
+    from hilnas.agent.sim.nb201 import nb201_onnx
+
+    p = load_profile(profile)
+    graphs = {"a": analyse_onnx(nb201_onnx("|nor_conv_3x3~0|+|avg_pool_3x3~0|none~1|+|nor_conv_1x1~0|none~1|nor_conv_3x3~2|")),
+              "b": analyse_onnx(toy.small_cnn(width=8, hw=8, depth=2)),
+              "c": analyse_onnx(nb201_onnx("|avg_pool_3x3~0|+|avg_pool_3x3~0|avg_pool_3x3~1|+|skip_connect~0|avg_pool_3x3~1|skip_connect~2|"))}
+    nodes, tables = _as_tables(graphs)
+    design = Design(nodes, [tables[k] for k in graphs], p)
+    model = DeviceModel(p)
+    assert design.latencies_ms(p).tolist() == pytest.approx([model.latency_ms(g) for g in graphs.values()], rel=1e-9)

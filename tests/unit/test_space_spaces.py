@@ -55,7 +55,7 @@ def test_overrides_and_validation():
 
 
 def test_check_rejects_genotypes_that_do_not_fit():
-    darts, nb = create_space("darts"), create_space("nb201")
+    darts = create_space("darts")
     darts.check(DARTS_V2)
     with pytest.raises(SpaceError, match="expected a Genotype"):
         darts.check(NB201Genotype.from_index(0))

@@ -1,0 +1,229 @@
+"""Hypernetwork benchmark: K architectures from one hypernetwork run vs K separate DCA-NAS runs.
+
+    /work/venv/bin/python benchmarks/bench_hypernet.py [--space nb201] [--k 5] [--epochs 3] [--train-epochs 3]
+
+Same data (the shipped Fashion-MNIST demo subset, half of the training pool for the weights and
+half for the architecture), same search epochs and batch size for both methods, one simulated
+Raspberry Pi 4 agent started in-process whose LUT is built first (``server/lut_builder.py``).
+
+1. One hypernetwork run (``searchers.hypernet.search``), then K latency budgets spread evenly over
+   the family's reachable LUT-latency range, one member each (``for_budget``).
+2. K DCA-NAS runs (``searchers.dca.search``), one per budget.
+3. Every network (both methods, and the hypernetwork's lambda grid) is measured whole on the agent;
+   the K + K final networks are trained from scratch the same way and tested.
+
+Reported: total search time of the hypernetwork (training + deriving all K) over one DCA-NAS run
+(target <= 1.5) and over all K; pair by pair (same budget) the test accuracies and measured
+latencies (target: accuracy within 1 point); monotonicity violations of the family's curve
+(predicted before isotonic selection, after it, and measured on the device; target 0).
+Writes benchmarks/results/hypernet.json (NB201) or hypernet_darts.json (``--space darts --C 4 --cells 3``).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import write  # noqa: E402
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="nb201", choices=["nb201", "darts"])
+    p.add_argument("--C", type=int, default=8, help="channels of the first cells")
+    p.add_argument("--cells", type=int, default=1, help="NB201: cells per stage (N); DARTS: cells (layers)")
+    p.add_argument("--k", type=int, default=5, help="architectures / DCA-NAS runs compared (>= 5)")
+    p.add_argument("--epochs", type=int, default=3, help="search epochs of every run")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--train-epochs", type=int, default=3, help="final training of each network")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.searchers import dca, hypernet
+    from hilnas.searchers.cost import LutLatencyCost
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    from hilnas.searchers.hypernet_bound import is_valid
+    from hilnas.searchers.model import build_network
+    from hilnas.searchers.result import Budget
+    from hilnas.searchers.spaces import create_space
+    from hilnas.searchers.train import TrainConfig, train
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
+    from hilnas.server.micromodels import MicroModels
+    from hilnas.server.model_meta import export_network
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_latency
+
+    torch.set_num_threads(args.threads)
+    search_data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
+    final_data = DatasetConfig(name="demo", val_fraction=0.0, batch_size=64, seed=args.seed)
+    datasets, loaders = loaders_for(search_data)
+    _, final_loaders = loaders_for(final_data)
+    c, h, _ = datasets.input_shape
+    size = {"N": args.cells} if args.space == "nb201" else {"layers": args.cells}
+    space = create_space(args.space, in_channels=c, input_size=h, num_classes=datasets.num_classes, C=args.C, **size)
+    lut_measure = MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.02)
+    net_measure = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        running = create_server(ServeConfig(port=0, simulate="raspi4", seed=args.seed, cache_dir=str(tmp / "cache")))
+        try:
+            address = f"127.0.0.1:{running.port}"
+            with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=address)) as agent:
+                micro = MicroModels(tmp / "micro")
+                LutBuilder(store, "raspi4-sim", [agent], LutBuildConfig(measure=lut_measure)).build(
+                    MicroModels.keys_for_space(space), micro.onnx)
+                cost = LutLatencyCost(lut_latency(store, store.find_lut("raspi4-sim")))
+
+                # 1. one hypernetwork run, K members
+                t0, c0 = time.perf_counter(), time.process_time()
+                hcfg = hypernet.HypernetConfig(epochs=args.epochs)
+                hres = hypernet.search(space, cost, hcfg, seed=args.seed, data=loaders)
+                lo, hi = hres.reachable()
+                budgets = [lo + (hi - lo) * i / (args.k - 1) for i in range(args.k)]
+                members = [hres.for_budget(Budget("latency_ms", b)) for b in budgets]
+                hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                grid = hres.curve()
+                dense = hres.curve(hres.grid(hcfg.curve_points))
+                print(f"hypernetwork: {hyper_s:.1f} s (training {hres.wall_s:.1f} s), Lambda {hres.Lambda:.4g} "
+                      f"({hres.bound.source if hres.bound else 'given'}), reachable [{lo:.4g}, {hi:.4g}] ms",
+                      flush=True)
+
+                # 2. K DCA-NAS runs
+                dca_runs, dca_cpu = [], []
+                for b in budgets:
+                    t, c_ = time.perf_counter(), time.process_time()
+                    r = dca.search(space, cost, dca.DcaConfig(epochs=args.epochs, budget=Budget("latency_ms", b)),
+                                   seed=args.seed, data=loaders)
+                    dca_runs.append((r, time.perf_counter() - t))
+                    dca_cpu.append(time.process_time() - c_)
+                    print(f"DCA-NAS at {b:.4g} ms: {dca_runs[-1][1]:.1f} s, cost {r.cost:.4g} ms", flush=True)
+
+                # 3. measure and train every distinct network
+                measured: dict = {}
+                accuracy: dict = {}
+
+                def measure(g) -> float | None:
+                    if g not in measured:
+                        res = agent.benchmark(export_network(space, g, seed=args.seed), config=net_measure)
+                        measured[g] = res.latency.median_ms if res.status.measured and res.latency else None
+                    return measured[g]
+
+                def test_acc(g) -> float:
+                    if g not in accuracy:
+                        net = build_network(space, g)
+                        tr = train(net, final_loaders, TrainConfig(epochs=args.train_epochs, lr=0.05, seed=args.seed,
+                                                                   device="cpu", log_every=0))
+                        accuracy[g] = tr.final_acc
+                    return accuracy[g]
+
+                pairs = []
+                for b, m, (d, d_s) in zip(budgets, members, dca_runs):
+                    pairs.append({
+                        "budget_ms": b,
+                        "hypernet": {"scale": m.tradeoff.scale, "genotype": m.genotype.to_dict(),
+                                     "predicted_ms": m.costs["latency_ms"], "measured_ms": measure(m.genotype),
+                                     "test_acc": test_acc(m.genotype), "valid": is_valid(space, m.genotype)},
+                        "dca": {"genotype": d.genotype.to_dict(), "predicted_ms": d.cost,
+                                "measured_ms": measure(d.genotype),
+                                "test_acc": test_acc(d.genotype), "search_s": d_s, "repaired": d.repaired,
+                                "valid": is_valid(space, d.genotype)},
+                    })
+                    pr = pairs[-1]
+                    pr["acc_diff_points"] = 100 * (pr["hypernet"]["test_acc"] - pr["dca"]["test_acc"])
+                    pr["measured_latency_diff_ms"] = ((pr["hypernet"]["measured_ms"] or 0)
+                                                      - (pr["dca"]["measured_ms"] or 0))
+                    print(f"  budget {b:.4g} ms: hypernet {pr['hypernet']['measured_ms']:.4g} ms "
+                          f"{100 * pr['hypernet']['test_acc']:.1f}% | DCA {pr['dca']['measured_ms']:.4g} ms "
+                          f"{100 * pr['dca']['test_acc']:.1f}% | diff {pr['acc_diff_points']:+.1f} points", flush=True)
+                grid_measured = [measure(a.genotype) for a in grid.points]
+        finally:
+            running.stop(0)
+
+    dca_times = [s for _, s in dca_runs]
+    valid_times = [s for (r, s) in dca_runs if is_valid(space, r.genotype)]
+    diffs = [p["acc_diff_points"] for p in pairs]
+    valid_diffs = [p["acc_diff_points"] for p in pairs if p["hypernet"]["valid"] and p["dca"]["valid"]]
+    # matched measured latency: each DCA network against the slowest hypernetwork member that is not slower
+    # than it (2 % tolerance for the agent's noise)
+    hyper_pts = sorted({(p["hypernet"]["measured_ms"], p["hypernet"]["test_acc"]) for p in pairs
+                        if p["hypernet"]["measured_ms"] is not None})
+    matched = []
+    for p in pairs:
+        lat = p["dca"]["measured_ms"]
+        below = [pt for pt in hyper_pts if lat is not None and pt[0] <= lat * 1.02]
+        if below:
+            h_lat, h_acc = below[-1]
+            matched.append({"dca_measured_ms": lat, "dca_test_acc": p["dca"]["test_acc"],
+                            "dca_valid": p["dca"]["valid"],
+                            "hypernet_measured_ms": h_lat, "hypernet_test_acc": h_acc,
+                            "acc_diff_points": 100 * (h_acc - p["dca"]["test_acc"])})
+    measured_by_scale = [x for x in grid_measured if x is not None]
+    data = {
+        "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
+        "setup": {"k": args.k, "search_epochs": args.epochs, "batch_size": args.batch_size,
+                  "train_epochs": args.train_epochs, "seed": args.seed, "threads": args.threads,
+                  "dataset": "demo (Fashion-MNIST subset: 1000 weight / 1000 architecture images for search, "
+                             "2000 train / 500 test for final training)",
+                  "device": "simulated raspi4 (in-process agent), LUT built first"},
+        "hypernet": {"search_s": hyper_s, "search_cpu_s": hyper_cpu, "train_s": hres.wall_s, "Lambda": hres.Lambda,
+                     "Lambda_history": hres.Lambda_history, "bound": hres.bound.to_dict() if hres.bound else None,
+                     "reachable_ms": [lo, hi], "distinct_members": len({m.genotype for m in members}),
+                     "config": {"scale_sampling": hcfg.scale_sampling, "log_floor": hcfg.log_floor,
+                                "center_fraction": hcfg.center_fraction, "warmup_fraction": hcfg.warmup_fraction}},
+        "dca": {"search_s": dca_times, "mean_s": statistics.mean(dca_times), "search_cpu_s": dca_cpu,
+                "mean_cpu_s": statistics.mean(dca_cpu), "valid_graph_runs_s": valid_times},
+        "time_ratio_vs_one_dca": hyper_s / statistics.mean(dca_times),
+        "cpu_time_ratio_vs_one_dca": hyper_cpu / statistics.mean(dca_cpu),
+        "time_ratio_vs_one_valid_dca": hyper_s / statistics.mean(valid_times) if valid_times else None,
+        "time_ratio_vs_k_dca": hyper_s / sum(dca_times),
+        "target_time_ratio_vs_one_dca": 1.5,
+        "pairs": pairs,
+        "acc_diff_points": {"per_pair": diffs, "mean": statistics.mean(diffs),
+                            "mean_abs": statistics.mean(abs(x) for x in diffs),
+                            "within_1_point": sum(abs(x) <= 1.0 for x in diffs), "target": "each |diff| <= 1",
+                            "pairs_both_valid": valid_diffs,
+                            "dca_invalid_graphs": sum(not p["dca"]["valid"] for p in pairs),
+                            "test_images": 500, "binomial_se_points_at_70pct": 100 * (0.7 * 0.3 / 500) ** 0.5},
+        "matched_measured_latency": {"pairs": matched,
+                                     "rule": "each DCA network vs the hypernetwork member with the largest measured "
+                                             "latency not above the DCA network's (+2 %)"},
+        "monotonicity": {
+            "grid_points": len(grid.points), "dense_points": len(dense.points),
+            "raw_violations_predicted_grid": grid.raw_violations,
+            "raw_violations_predicted_dense": dense.raw_violations,
+            "violations_after_isotonic": dense.violations,
+            "violations_measured_grid": sum(1 for a, b in zip(measured_by_scale, measured_by_scale[1:]) if b > a),
+            "grid_predicted_ms": [a.costs["latency_ms"] for a in grid.points],
+            "grid_measured_ms": grid_measured, "grid_scales": [a.tradeoff.scale for a in grid.points],
+            "target": 0},
+    }
+    write("hypernet" if args.space == "nb201" else f"hypernet_{args.space}", data)
+    print(f"time: hypernet {hyper_s:.1f} s = {data['time_ratio_vs_one_dca']:.2f}x one DCA-NAS run "
+          f"({statistics.mean(dca_times):.1f} s), {data['time_ratio_vs_k_dca']:.2f}x all {args.k}; CPU time "
+          f"{data['cpu_time_ratio_vs_one_dca']:.2f}x; vs DCA runs with a valid graph "
+          f"{data['time_ratio_vs_one_valid_dca'] or float('nan'):.2f}x")
+    print(f"accuracy diff (points, hypernet - DCA): {', '.join(f'{x:+.1f}' for x in diffs)}; "
+          f"{data['acc_diff_points']['within_1_point']}/{args.k} within 1 point; "
+          f"{data['acc_diff_points']['dca_invalid_graphs']} DCA network(s) with a broken graph")
+    shown = ", ".join(f"{m['acc_diff_points']:+.1f}" for m in matched)
+    print(f"matched measured latency (points, hypernet - DCA): {shown}")
+    m = data["monotonicity"]
+    print(f"monotonicity violations: predicted raw {m['raw_violations_predicted_dense']} (dense), after isotonic "
+          f"{m['violations_after_isotonic']}, measured {m['violations_measured_grid']} (grid)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""The architecture step, apart from the weight step: a ``TrainHooks`` that updates the alphas.
+
+Before every weight step of ``train``, ``Architect`` takes one first-order step of Adam on the
+architecture parameters with the loss on a validation batch plus a cost term, the term being
+the method's own: nothing (DARTS), a fixed-weight penalty (FBNet/ProxylessNAS style) or the
+Lagrangian of a budget constraint with a multiplier learned by dual ascent (DCA-NAS, ``dca.py``).
+The term is a ``CostTerm``; after each step it sees the new expected cost (its ``update``).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hilnas.searchers.cost import CostModel
+from hilnas.searchers.supernet import Supernet
+from hilnas.searchers.train import Batch, StepContext, TrainHooks
+
+
+class CostTerm(Protocol):
+    """What a method adds to the architecture loss, given the differentiable expected cost."""
+
+    def penalty(self, expected: torch.Tensor) -> torch.Tensor: ...
+
+    def update(self, expected: float) -> None: ...
+
+    @property
+    def multiplier(self) -> float: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
+
+
+class NoCost:
+    """DARTS: the architecture loss is the validation loss alone."""
+    multiplier = 0.0
+
+    def penalty(self, expected: torch.Tensor) -> torch.Tensor:
+        return expected.new_zeros(())
+
+    def update(self, expected: float) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@dataclass
+class FixedPenalty:
+    """A hand-set trade-off (ProxylessNAS's CE + w * E[cost]): ``weight * expected / reference``.
+
+    ``reference`` makes the weight unit-free (the budget when there is one).
+    """
+    weight: float
+    reference: float
+
+    @property
+    def multiplier(self) -> float:
+        return self.weight
+
+    def penalty(self, expected: torch.Tensor) -> torch.Tensor:
+        return self.weight * expected / self.reference
+
+    def update(self, expected: float) -> None:
+        pass
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """The architecture optimiser (Adam, as DARTS and PC-DARTS)."""
+    lr: float = 6e-3                  # PC-DARTS uses 6e-4 over ~10^4 steps; CPU searches take ~10^2
+    betas: tuple[float, float] = (0.5, 0.999)
+    weight_decay: float = 1e-3
+    warmup_epochs: int = 0            # weight-only epochs before the first architecture step
+
+
+class Architect(TrainHooks):
+    """Takes the architecture step on a validation batch before each weight step; records histories."""
+
+    def __init__(self, model: Supernet, cost_model: CostModel, term: CostTerm, config: ArchConfig,
+                 on_epoch: Callable[[int, Supernet], Mapping[str, float]] | None = None,
+                 constraint_value: Callable[[Supernet], float] | None = None):
+        """``constraint_value(model)``: what the term's ``update`` sees; None = the expected cost."""
+        self.model, self.cost_model, self.term, self.config = model, cost_model, term, config
+        self.constraint_value = constraint_value
+        self.derived_history: list[float] = []
+        self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.lr, betas=config.betas,
+                                          weight_decay=config.weight_decay)
+        self.cost_history: list[float] = []
+        self.multiplier_history: list[float] = []
+        self.on_epoch = on_epoch
+
+    def expected_cost(self) -> torch.Tensor:
+        m = self.model
+        return self.cost_model.expected_cost(m.space, m.op_weights(), m.edge_weights())
+
+    def excluded_parameters(self, model: nn.Module) -> Iterable[torch.nn.Parameter]:
+        return self.model.arch_parameters()
+
+    def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
+                    next_val_batch: Callable[[], Batch]) -> None:
+        if ctx.epoch < self.config.warmup_epochs:
+            return
+        x, y = next_val_batch()
+        loss = F.cross_entropy(self.model(x), y) + self.term.penalty(self.expected_cost())
+        params = self.model.arch_parameters()
+        # gradients for the alphas only: the weights' .grad stays untouched for the weight step
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.optimizer.step()
+        with torch.no_grad():
+            expected = float(self.expected_cost())
+        if self.constraint_value is not None:
+            derived = self.constraint_value(self.model)
+            self.derived_history.append(derived)
+            self.term.update(derived)
+        else:
+            self.term.update(expected)
+        self.cost_history.append(expected)
+        self.multiplier_history.append(self.term.multiplier)
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
+        return self.on_epoch(epoch, self.model) if self.on_epoch else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "term": self.term.state_dict(),
+                "cost_history": torch.tensor(self.cost_history, dtype=torch.float64),
+                "multiplier_history": torch.tensor(self.multiplier_history, dtype=torch.float64),
+                "derived_history": torch.tensor(self.derived_history, dtype=torch.float64)}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.term.load_state_dict(state["term"])
+        self.cost_history = state["cost_history"].tolist()
+        self.multiplier_history = state["multiplier_history"].tolist()
+        self.derived_history = state["derived_history"].tolist()

@@ -1,0 +1,466 @@
+"""Cost models: what a network costs in parameters, FLOPs, or a device's LUT latency / energy.
+
+One job: price op keys (``op_key.OpKey``) and add them up. Every model prices one key with
+``key_cost``; the rest follows from the op keys of the space:
+
+- ``genotype_cost(space, g)`` is exact: the sum of ``key_cost`` over ``network_op_keys(space, g)``
+  (repeats counted, dead edges and unused DARTS preprocessing left out, one ``add`` per binary
+  node sum), so for a LUT it is exactly the sum of LUT values the server's predictor adds up.
+- ``tables(space)`` holds the same prices as tensors: per (cell, edge, op), per cell ``add`` and
+  DARTS preprocessing, and the fixed rest (stem, concat, ResNet blocks, head).
+- ``expected_cost(space, op_weights, edge_weights)`` is the differentiable cost of a relaxed
+  supernet, the expectation of the exact cost under the way a genotype is derived from it:
+  NB201 keeps one op per edge (``none`` included), so each (edge, op) counts with its weight and
+  a node pays ``(live inputs - 1)`` adds, in expectation. DARTS keeps, per node, the two
+  strongest incoming edges with their best non-``none`` op: edge ``e`` counts with the chance it
+  is among two edges drawn without replacement in proportion to its strength, its op cost is the
+  non-``none`` renormalised mean, each node pays one add, and a preprocessing conv counts with
+  the chance its input is used. At decisive alphas this equals ``genotype_cost`` of the derived
+  genotype (tested; for NB201 when no ``none`` edge cuts another edge off, since the relaxation
+  still counts edges that such a cut leaves dead); at uniform alphas it is the cost of an average
+  derived cell, not the sum over all 14 mixed edges (the over-count seed 001's lookup graph
+  otherwise has to absorb).
+
+Units follow the budget metric names: ``latency_ms`` (ms), ``energy_mj`` (mJ per inference),
+``params_m`` (millions of parameters), ``mflops`` (millions of multiply-accumulates of convs and
+linear layers, the "FLOPs" NAS papers report).
+"""
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from hilnas.searchers.genotype import Genotype, NB201Genotype, wire_cell
+from hilnas.searchers.op_key import (OpKey, darts_add_key, darts_preprocess_keys, edge_op_keys,
+                                     enumerate_op_keys, fixed_op_keys, nb201_add_key, network_op_keys)
+from hilnas.searchers.spaces import DartsSpace, NB201Space, SearchSpace, SpaceError
+
+if TYPE_CHECKING:
+    import torch
+
+METRICS: dict[str, str] = {"latency_ms": "ms", "energy_mj": "mJ", "params_m": "M params", "mflops": "MFLOPs"}
+_EPS = 1e-6
+
+
+class MissingOpsError(KeyError):
+    """A LUT lacks op keys the space needs; ``keys`` names them (sorted)."""
+
+    def __init__(self, keys: Iterable[str], *, lut_name: str = "LUT"):
+        self.keys = tuple(sorted(set(keys)))
+        shown = ", ".join(self.keys[:8]) + (f" and {len(self.keys) - 8} more" if len(self.keys) > 8 else "")
+        super().__init__(f"the {lut_name} has no value for {len(self.keys)} op key(s) the search space needs: "
+                         f"{shown}. Measure them first (hilnas lut build --space ...)")
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
+def cell_types(space: SearchSpace) -> tuple[str, ...]:
+    """The alpha set each searched cell uses, by cell ordinal: "normal"/"reduce" (DARTS) or "cell" (NB201)."""
+    if isinstance(space, DartsSpace):
+        return tuple("reduce" if c.reduction else "normal" for c in space.cells())
+    if isinstance(space, NB201Space):
+        return tuple("cell" for l in space.layers() if l.kind == "cell")
+    raise SpaceError(f"no cost relaxation for space {type(space).__name__}")
+
+
+@dataclass(frozen=True)
+class CostTables:
+    """A cost model's prices for one space, as tensors (float64) indexed like the supernet's alphas."""
+    cell_types: tuple[str, ...]    # per cell ordinal
+    edge: torch.Tensor             # (cells, edges, ops): op on edge of cell; 0 for "none"
+    add: torch.Tensor              # (cells,): one binary add at a node of the cell
+    preprocess: torch.Tensor       # (cells, 2): DARTS preprocessing of inputs s0, s1; zeros for NB201
+    rest: float                    # stem, concat, ResNet blocks, last activation, head
+
+    @property
+    def fixed(self) -> float:
+        """Cost of every fixed key (the rest plus all DARTS preprocessing)."""
+        return self.rest + float(self.preprocess.sum())
+
+    @functools.cached_property
+    def lists(self) -> tuple[list, list, list]:
+        """(edge, add, preprocess) as nested Python lists: scalar lookups without tensor overhead."""
+        return self.edge.tolist(), self.add.tolist(), self.preprocess.tolist()
+
+
+class CostModel:
+    """Prices op keys; subclasses define ``key_cost`` (and ``check`` if some keys may be unpriced)."""
+    name: str = "cost"
+    metric: str = ""       # a key of METRICS; a Budget of the same metric constrains it
+    unit: str = ""
+
+    def key_cost(self, key: OpKey) -> float:
+        raise NotImplementedError
+
+    def check(self, space: SearchSpace) -> None:
+        """Raise MissingOpsError unless every key the space can place has a price."""
+
+    # -- exact ----------------------------------------------------------------------------
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        """Exact cost of the discrete network: the sum over its op keys (repeats counted)."""
+        return float(sum(self.key_cost(k) for k in network_op_keys(space, genotype)))
+
+    # -- tables ---------------------------------------------------------------------------
+    def tables(self, space: SearchSpace) -> CostTables:
+        """Prices of the space as tensors (cached per space)."""
+        cache = self.__dict__.setdefault("_tables", {})
+        if space not in cache:
+            self.check(space)
+            cache[space] = _build_tables(self, space)
+        return cache[space]
+
+    def edge_costs(self, space: SearchSpace) -> torch.Tensor:
+        """(cells, edges, ops) cost of each op on each edge of each cell; 0 for "none"."""
+        return self.tables(space).edge
+
+    def fixed_cost(self, space: SearchSpace) -> float:
+        """Cost of the keys every network of the space contains (``op_key.fixed_op_keys``)."""
+        return self.tables(space).fixed
+
+    # -- relaxed --------------------------------------------------------------------------
+    def expected_cost(self, space: SearchSpace, op_weights: Mapping[str, torch.Tensor],
+                      edge_weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Differentiable expected cost of the derived network (see the module docstring).
+
+        op_weights[cell type]: (edges, ops) probabilities (softmax of the alphas, ops in
+        ``space.ops`` order). edge_weights[cell type]: (edges,) DARTS edge-normalisation weights
+        (softmax over each node's incoming edges), or None for none.
+        """
+        return expected_cost(space, self.tables(space), op_weights, edge_weights)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(metric={self.metric!r})"
+
+
+# -- the four cost models -------------------------------------------------------------------------
+@functools.lru_cache(maxsize=4096)
+def _module_stats(encoded: str) -> tuple[int, int]:
+    """(parameters, multiply-accumulates) of the op key's module at batch 1."""
+    import torch
+    from torch import nn
+
+    from hilnas.searchers.op_key import build_op_module, decode, op_input_shape
+
+    key = decode(encoded)
+    module = build_op_module(key).eval()
+    params = sum(p.numel() for p in module.parameters())
+    macs = [0]
+
+    def conv_hook(m: nn.Conv2d, inp: Any, out: torch.Tensor) -> None:
+        k = m.kernel_size[0] * m.kernel_size[1]
+        macs[0] += out.numel() * (m.in_channels // m.groups) * k
+
+    def linear_hook(m: nn.Linear, inp: Any, out: torch.Tensor) -> None:
+        macs[0] += out.numel() * m.in_features
+
+    handles = [m.register_forward_hook(conv_hook if isinstance(m, nn.Conv2d) else linear_hook)
+               for m in module.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    with torch.no_grad():
+        module(torch.zeros(op_input_shape(key)))
+    for h in handles:
+        h.remove()
+    return params, macs[0]
+
+
+class ParamsCost(CostModel):
+    """Trainable parameters, in millions (BatchNorm's scale and shift included)."""
+    name, metric, unit = "params", "params_m", METRICS["params_m"]
+
+    def key_cost(self, key: OpKey) -> float:
+        return _module_stats(key.encode())[0] / 1e6
+
+
+class FlopsCost(CostModel):
+    """Multiply-accumulates of convs and linear layers at batch 1, in millions."""
+    name, metric, unit = "flops", "mflops", METRICS["mflops"]
+
+    def key_cost(self, key: OpKey) -> float:
+        return _module_stats(key.encode())[1] / 1e6
+
+
+class LutCost(CostModel):
+    """A measured value per encoded op key (a device's LUT); unknown keys raise MissingOpsError."""
+
+    def __init__(self, lut: Mapping[str, float], *, name: str | None = None):
+        bad = {k: v for k, v in lut.items() if v is None or not math.isfinite(float(v)) or float(v) < 0}
+        if bad:
+            k, v = next(iter(bad.items()))
+            raise ValueError(f"{type(self).__name__}: LUT values must be finite and >= 0; {len(bad)} are not, "
+                             f"e.g. {k} = {v!r}")
+        self.lut = {str(k): float(v) for k, v in lut.items()}
+        if name:
+            self.name = name
+
+    def key_cost(self, key: OpKey) -> float:
+        try:
+            return self.lut[key.encode()]
+        except KeyError:
+            raise MissingOpsError([key.encode()], lut_name=f"{self.name} LUT") from None
+
+    def missing(self, keys: Iterable[OpKey]) -> list[str]:
+        return sorted({k.encode() for k in keys} - self.lut.keys())
+
+    def check(self, space: SearchSpace) -> None:
+        missing = self.missing(enumerate_op_keys(space))
+        if missing:
+            raise MissingOpsError(missing, lut_name=f"{self.name} LUT")
+
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        keys = network_op_keys(space, genotype)
+        missing = self.missing(keys)
+        if missing:
+            raise MissingOpsError(missing, lut_name=f"{self.name} LUT")
+        return float(sum(self.lut[k.encode()] for k in keys))
+
+
+class LutLatencyCost(LutCost):
+    """Latency from a device LUT: op key -> median ms (``LutRow.median_ms``)."""
+    name, metric, unit = "latency", "latency_ms", METRICS["latency_ms"]
+
+
+class LutEnergyCost(LutCost):
+    """Energy from a device LUT: op key -> mJ per inference (``LutRow.energy_net_mj``)."""
+    name, metric, unit = "energy", "energy_mj", METRICS["energy_mj"]
+
+
+# -- tables ------------------------------------------------------------------------------------
+def _build_tables(model: CostModel, space: SearchSpace) -> CostTables:
+    import torch
+
+    types = cell_types(space)
+    n_cells, n_edges, n_ops = len(types), len(space.edges), len(space.ops)
+    edge = torch.zeros(n_cells, n_edges, n_ops, dtype=torch.float64)
+    for (c, e, op), key in edge_op_keys(space).items():
+        edge[c, e, space.ops.index(op)] = model.key_cost(key)
+    add = torch.zeros(n_cells, dtype=torch.float64)
+    pre = torch.zeros(n_cells, 2, dtype=torch.float64)
+    if isinstance(space, DartsSpace):
+        for cell in space.cells():
+            add[cell.index] = model.key_cost(darts_add_key(cell))
+            pre[cell.index] = torch.tensor([model.key_cost(k) for k in darts_preprocess_keys(cell)],
+                                           dtype=torch.float64)
+    else:
+        for i, layer in enumerate(l for l in space.layers() if l.kind == "cell"):
+            add[i] = model.key_cost(nb201_add_key(layer))
+    rest = float(sum(model.key_cost(k) for k in fixed_op_keys(space))) - float(pre.sum())
+    return CostTables(types, edge, add, pre, rest)
+
+
+# -- the relaxation ----------------------------------------------------------------------------
+def _in_edges(space: SearchSpace) -> dict[int, list[int]]:
+    """Destination node -> indices of its incoming edges."""
+    out: dict[int, list[int]] = {}
+    for e, (_, dst) in enumerate(space.edges):
+        out.setdefault(dst, []).append(e)
+    return out
+
+
+def edge_keep_probability(strength: torch.Tensor, space: SearchSpace, k: int = 2) -> torch.Tensor:
+    """P(edge among ``k`` drawn without replacement, in proportion to strength, from its node's in-edges).
+
+    (edges,) -> (edges,). For k=2: P_e = p_e (1 + sum_{f != e} p_f / (1 - p_f)), which sums to 2
+    over a node and is 1 for every edge of a node with only two inputs.
+    """
+    import torch
+
+    if k != 2:
+        raise ValueError("only k=2 (DARTS keeps two edges per node) is implemented")
+    out = []
+    for dst, idx in sorted(_in_edges(space).items()):
+        s = strength[idx]
+        p = s / s.sum().clamp_min(_EPS)
+        if len(idx) <= k:
+            out.append(torch.ones_like(p))
+            continue
+        ratio = p / (1 - p).clamp_min(_EPS)
+        out.append(p * (1 + ratio.sum() - ratio))
+    return torch.cat(out)
+
+
+def darts_edge_strength(op_w: torch.Tensor, edge_w: torch.Tensor | None, ops: Sequence[str]) -> torch.Tensor:
+    """How strongly each edge is kept when a DARTS cell is derived: best non-none weight (x edge weight)."""
+    keep = [i for i, op in enumerate(ops) if op != "none"]
+    s = op_w[:, keep].max(dim=1).values
+    return s * edge_w if edge_w is not None else s
+
+
+def expected_cost(space: SearchSpace, tables: CostTables, op_weights: Mapping[str, torch.Tensor],
+                  edge_weights: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """See ``CostModel.expected_cost``."""
+    import torch
+
+    ops = list(space.ops)
+    none = ops.index("none") if "none" in ops else None
+    total = torch.tensor(tables.rest, dtype=torch.float64)
+    per_type: dict[str, dict[str, torch.Tensor]] = {}
+    for t in dict.fromkeys(tables.cell_types):
+        if t not in op_weights:
+            raise KeyError(f"op_weights has no entry for cell type {t!r} (has {sorted(op_weights)})")
+        w = op_weights[t].to(torch.float64)  # (E, O)
+        if w.shape != tables.edge.shape[1:]:
+            raise ValueError(f"op_weights[{t!r}] has shape {tuple(w.shape)}, expected {tuple(tables.edge.shape[1:])}")
+        if isinstance(space, DartsSpace):
+            ew = edge_weights.get(t) if edge_weights else None
+            ew = ew.to(torch.float64) if ew is not None else None
+            mask = torch.tensor([op != "none" for op in ops], dtype=torch.float64)
+            w_op = w * mask
+            w_op = w_op / w_op.sum(dim=1, keepdim=True).clamp_min(_EPS)   # renormalised over non-none ops
+            keep = edge_keep_probability(darts_edge_strength(w, ew, ops), space)  # (E,)
+            src = torch.tensor([s for s, _ in space.edges])
+            unused = torch.stack([torch.prod(1 - keep[src == i]) for i in (0, 1)])  # P(input i unused)
+            per_type[t] = {"w": w_op * keep[:, None], "adds": torch.tensor(float(space.steps), dtype=torch.float64),
+                           "pre": 1 - unused}
+        else:
+            p_none = w[:, none] if none is not None else torch.zeros(w.shape[0], dtype=torch.float64)
+            adds = torch.zeros((), dtype=torch.float64)
+            for dst, idx in _in_edges(space).items():
+                live = (1 - p_none[idx]).sum()
+                adds = adds + live - 1 + torch.prod(p_none[idx])  # E[max(0, live - 1)] for independent edges
+            per_type[t] = {"w": w, "adds": adds, "pre": torch.zeros(2, dtype=torch.float64)}
+    for c, t in enumerate(tables.cell_types):
+        v = per_type[t]
+        total = total + (v["w"] * tables.edge[c]).sum() + v["adds"] * tables.add[c] \
+            + (v["pre"] * tables.preprocess[c]).sum()
+    first = next(iter(op_weights.values()))
+    return total.to(first.dtype)
+
+
+# -- fast exact cost and the cheapest / dearest reachable genotypes -------------------------------
+def table_cost(space: SearchSpace, tables: CostTables, genotype: Any) -> float:
+    """``genotype_cost`` from the tables (fast; equal up to float rounding, tested)."""
+    edge_index = {e: i for i, e in enumerate(space.edges)}
+    edge, add, pre = tables.lists
+    total = tables.rest
+    if isinstance(space, DartsSpace):
+        wired = {}
+        for reduction in (False, True):
+            edges, concat = genotype.cell(reduction)
+            triples = [(src, k // 2 + 2, op) for k, (op, src) in enumerate(edges)]
+            wiring = wire_cell(triples, 2, concat)
+            live = [(edge_index[(s, d)], space.ops.index(op)) for (s, d, op), ok in zip(triples, wiring.live) if ok]
+            per_node: dict[int, int] = {}
+            for (s, d, op), ok in zip(triples, wiring.live):
+                if ok:
+                    per_node[d] = per_node.get(d, 0) + 1
+            wired[reduction] = (live, sorted(wiring.used_inputs), sum(max(0, n - 1) for n in per_node.values()))
+        for c, cell in enumerate(space.cells()):
+            live, used, adds = wired[cell.reduction]
+            total += sum(pre[c][i] for i in used) + sum(edge[c][e][o] for e, o in live) + add[c] * adds
+        return total
+    if isinstance(space, NB201Space):
+        triples = [(s, d, op) for (s, d), op in zip(space.edges, genotype.ops)]
+        wiring = wire_cell(triples, 1, (3,))
+        live_idx = [(e, space.ops.index(op)) for e, ((s, d, op), ok) in enumerate(zip(triples, wiring.live)) if ok]
+        per_node: dict[int, int] = {}
+        for (s, d, op), ok in zip(triples, wiring.live):
+            if ok:
+                per_node[d] = per_node.get(d, 0) + 1
+        adds = sum(max(0, n - 1) for n in per_node.values())
+        for c in range(len(tables.cell_types)):
+            total += sum(edge[c][e][o] for e, o in live_idx) + adds * add[c]
+        return total
+    raise SpaceError(f"no cost relaxation for space {type(space).__name__}")
+
+
+@dataclass(frozen=True)
+class Extremes:
+    """The cheapest and the dearest genotype a search can derive in a space, with exact costs."""
+    cheapest: Any
+    cheapest_cost: float
+    dearest: Any
+    dearest_cost: float
+
+
+def extremes(space: SearchSpace, model: CostModel) -> Extremes:
+    """Exact cheapest and dearest derivable genotypes (cached per space).
+
+    NB201: all ``len(ops) ** 6`` cells. DARTS: every choice of two distinct inputs per node (180
+    per cell type at 4 steps) with, per edge, the cheapest (dearest) non-none op summed over the
+    cells of that type; the two cell types are independent, so this is exact.
+    """
+    cache = model.__dict__.setdefault("_extremes", {})
+    if space not in cache:
+        tables = model.tables(space)
+        cache[space] = _darts_extremes(space, tables) if isinstance(space, DartsSpace) else \
+            _nb201_extremes(space, tables)
+    return cache[space]
+
+
+def _nb201_extremes(space: NB201Space, tables: CostTables) -> Extremes:
+    import numpy as np
+
+    ops = space.ops
+    archs = list(itertools.product(range(len(ops)), repeat=len(space.edges)))
+    edge_sum = tables.edge.sum(dim=0).numpy()   # all cells share one genotype: sum over cells
+    add_sum = float(tables.add.sum())
+    costs = np.empty(len(archs))
+    for i, arch in enumerate(archs):
+        wiring = _nb201_wiring(tuple(ops[o] for o in arch))
+        live, adds = wiring
+        costs[i] = sum(edge_sum[e, arch[e]] for e in live) + adds * add_sum
+        if not _nb201_connected(tuple(ops[o] for o in arch)):
+            costs[i] = np.nan  # output cut off from the input: not a network anyone would deploy
+    lo, hi = int(np.nanargmin(costs)), int(np.nanargmax(costs))
+    g = lambda i: NB201Genotype(tuple(ops[o] for o in archs[i]))  # noqa: E731
+    return Extremes(g(lo), tables.rest + float(costs[lo]), g(hi), tables.rest + float(costs[hi]))
+
+
+@functools.lru_cache(maxsize=16384)
+def _nb201_connected(ops: tuple[str, ...]) -> bool:
+    """True when the NB201 cell's output depends on its input (some path of non-none edges)."""
+    from hilnas.searchers.genotype import NB201_EDGES
+    return 3 not in wire_cell([(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)], 1, (3,)).zero_nodes
+
+
+@functools.lru_cache(maxsize=8192)
+def _nb201_wiring(ops: tuple[str, ...]) -> tuple[tuple[int, ...], int]:
+    from hilnas.searchers.genotype import NB201_EDGES
+    triples = [(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)]
+    w = wire_cell(triples, 1, (3,))
+    per_node: dict[int, int] = {}
+    for (s, d, _), ok in zip(triples, w.live):
+        if ok:
+            per_node[d] = per_node.get(d, 0) + 1
+    return tuple(e for e, ok in enumerate(w.live) if ok), sum(max(0, n - 1) for n in per_node.values())
+
+
+def _darts_extremes(space: DartsSpace, tables: CostTables) -> Extremes:
+    ops = [o for o in space.ops if o != "none"]
+    op_idx = [space.ops.index(o) for o in ops]
+    edge_index = {e: i for i, e in enumerate(space.edges)}
+    choices = [list(itertools.combinations(range(node + 2), 2)) for node in range(space.steps)]
+    result: dict[str, dict[str, tuple[float, tuple]]] = {}
+    for t in ("normal", "reduce"):
+        cells = [c for c, ct in enumerate(tables.cell_types) if ct == t]
+        if not cells:
+            result[t] = {"min": (0.0, ()), "max": (0.0, ())}
+            continue
+        e_cost = tables.edge[cells][:, :, op_idx].sum(dim=0)  # (E, non-none ops), summed over cells of type t
+        pre = tables.preprocess[cells].sum(dim=0)
+        adds = float(tables.add[cells].sum()) * space.steps
+        best: dict[str, tuple[float, tuple]] = {}
+        for kind, pick in (("min", min), ("max", max)):
+            per_edge = {e: pick(range(len(ops)), key=lambda o: float(e_cost[e, o])) for e in range(len(space.edges))}
+            found: tuple[float, tuple] | None = None
+            for combo in itertools.product(*choices):
+                edges = [(src, node + 2) for node, pair in enumerate(combo) for src in pair]
+                used = {s for s, _ in edges if s < 2}
+                cost = adds + float(sum(pre[i] for i in used)) + \
+                    sum(float(e_cost[edge_index[e], per_edge[edge_index[e]]]) for e in edges)
+                if found is None or (cost < found[0] if kind == "min" else cost > found[0]):
+                    found = (cost, tuple((ops[per_edge[edge_index[e]]], e[0]) for e in edges))
+            best[kind] = found  # type: ignore[assignment]
+        result[t] = best
+    full = tuple(range(2, space.steps + 2))
+
+    def geno(kind: str) -> Genotype:
+        normal = result["normal"][kind][1] or result["reduce"][kind][1]
+        reduce = result["reduce"][kind][1] or result["normal"][kind][1]
+        return Genotype(normal, full, reduce, full)
+
+    lo, hi = geno("min"), geno("max")
+    return Extremes(lo, table_cost(space, tables, lo), hi, table_cost(space, tables, hi))

@@ -1,0 +1,104 @@
+"""run_hypernet end to end on a simulated Raspberry Pi agent (loopback, port 0): LUT -> one run -> family -> device."""
+import csv
+import json
+
+import onnx
+import pytest
+import torch
+
+from conftest import FAST, client_for
+from hilnas.searchers.data import DatasetConfig
+from hilnas.searchers.genotype import genotype_from_json
+from hilnas.searchers.hypernet import HypernetConfig
+from hilnas.searchers.hypernet_bound import is_valid
+from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
+from hilnas.searchers.result import Budget
+from hilnas.searchers.spaces import create_space
+from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
+from hilnas.server.search_hypernet import HypernetRunConfig, run_hypernet
+from hilnas.server.store import Store
+
+pytestmark = pytest.mark.integration
+DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
+                     synthetic_test=32, batch_size=16, val_fraction=0.5)
+OVERRIDES = {"C": 4, "N": 1}
+SPACE = create_space("nb201", in_channels=1, input_size=8, num_classes=4, **OVERRIDES)
+SEARCH = HypernetConfig(epochs=2, grid_points=5, curve_points=9, bisect_steps=2, bound_samples=2, bound_batches=2)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def setup(tmp_path, sim_agent):
+    client = client_for(sim_agent)
+    store = Store.open(tmp_path / "ws")
+    keys = [k.encode() for k in enumerate_op_keys(SPACE)]
+    LutBuilder(store, "pi", [client], LutBuildConfig(measure=FAST)).build(keys, lambda k: export_op_onnx(decode(k)))
+    yield store, client
+    store.close()
+
+
+def config(tmp_path, **kw):
+    return HypernetRunConfig(space="nb201", space_overrides=OVERRIDES, dataset=DATA, search=SEARCH, measure=FAST,
+                             out_dir=str(tmp_path / "out"), **kw)
+
+
+@pytest.mark.slow
+def test_grid_run_exports_measures_records_and_plots(setup, tmp_path):
+    store, client = setup
+    report = run_hypernet(store, "pi", [client], config(tmp_path))
+    assert len(report.members) == SEARCH.grid_points
+    scales = [m.scale for m in report.members]
+    assert scales == sorted(scales) and scales[-1] == pytest.approx(report.Lambda)
+    predicted = [m.costs["latency_ms"] for m in report.members]
+    assert all(b <= a + 1e-9 for a, b in zip(predicted, predicted[1:]))
+    for m in report.members:
+        assert m.measured_ms is not None and m.measured_ms > 0 and m.status == "ok"
+        assert m.predicted_ms == pytest.approx(m.costs["latency_ms"])  # no correction fitted on this LUT
+        proto = onnx.load(m.onnx_path)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        assert genotype_from_json(meta["hilnas.genotype"]) == m.genotype and is_valid(SPACE, m.genotype)
+    run = store.get_run(report.run_id)
+    assert run.kind == "hypernet" and run.status == "done" and run.result["Lambda"] == pytest.approx(report.Lambda)
+    models = store.models_df(report.run_id)
+    assert len(models) == len({m.genotype for m in report.members})
+    vals = store.validations_df()
+    assert set(vals["model_id"]) == set(models["id"]) and (vals["measured_ms"] > 0).all()
+    with open(report.csv_path) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(report.members) and float(rows[0]["measured_ms"]) > 0
+    assert json.loads(open(report.json_path).read())["Lambda"] == pytest.approx(report.Lambda)
+    assert report.plot_path and open(report.plot_path, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_budget_run_serves_reachable_budgets_and_reports_the_range_for_the_rest(setup, tmp_path):
+    store, client = setup
+    budgets = (Budget("latency_ms", 1e-6), Budget("latency_ms", 1e6))
+    report = run_hypernet(store, "pi", [client], config(tmp_path, budgets=budgets, train_epochs=1))
+    assert [b for b, _ in report.failed_budgets] == list(budgets)
+    lo, hi = report.curve["range"]
+    for _, err in report.failed_budgets:
+        assert f"{lo:.6g}" in err and f"{hi:.6g}" in err
+    assert report.members == () and store.get_run(report.run_id).status == "done"
+    # a budget inside the range gets a member within it, trained and measured
+    report = run_hypernet(store, "pi", [client], config(tmp_path, budgets=(Budget("latency_ms", hi),),
+                                                        train_epochs=1))
+    (m,) = report.members
+    assert m.costs["latency_ms"] <= hi + 1e-9 and m.test_acc is not None and 0 <= m.test_acc <= 1
+    assert m.budget == Budget("latency_ms", hi) and m.within_budget is not None
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="complexity"):
+        HypernetRunConfig(complexity="memory")
+    with pytest.raises(ValueError, match="not both"):
+        HypernetRunConfig(lambdas=(0.1,), budgets=(Budget("latency_ms", 1.0),))
+    with pytest.raises(ValueError, match="Budget"):
+        HypernetRunConfig(budgets=("latency_ms=1",))
