@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
+from hilnas.server import model_meta
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hilnas.search")
 
 METHODS = ("dca", "darts", "penalty", "random")
-META_SPACE, META_GENOTYPE = "hilnas.space", "hilnas.genotype"
+META_SPACE, META_GENOTYPE = model_meta.SPACE_KEY, model_meta.GENOTYPE_KEY
 
 
 def parse_budget(text: str) -> Budget:
@@ -127,15 +128,12 @@ class DcaRunReport:
 
 # -- pieces -------------------------------------------------------------------------------------
 def space_metadata(space: SearchSpace) -> dict[str, Any]:
-    """The space as JSON-able data: ``create_space(d["name"], **rest)`` rebuilds it."""
-    return {"name": space.name, **{k: (list(v) if isinstance(v, tuple) else v)
-                                   for k, v in dataclasses.asdict(space).items()}}
+    """The space as JSON-able data (``model_meta.space_to_dict``)."""
+    return model_meta.space_to_dict(space)
 
 
 def space_from_metadata(d: Mapping[str, Any]) -> SearchSpace:
-    from hilnas.searchers.spaces import create_space
-    rest = dict(d)
-    return create_space(rest.pop("name"), **rest)
+    return model_meta.space_from_dict(dict(d))
 
 
 def load_lut(store: Store, device_key: str, metric: str, *,
@@ -170,17 +168,12 @@ def cost_model_for(store: Store, device_key: str, metric: str, *, runtime: str |
 
 
 def export_with_metadata(model: Any, space: SearchSpace, genotype: Any) -> bytes:
-    """ONNX bytes of the trained network with the space and genotype in ``metadata_props``."""
-    import onnx
-
+    """ONNX bytes of the trained network, checked against torch, with the space and genotype in
+    ``metadata_props`` (``model_meta.attach``), so ``hilnas validate`` can predict it."""
     from hilnas.searchers.export import export_onnx, verify_onnx
     data = export_onnx(model, space.input_shape)
     verify_onnx(model, data, space.input_shape, atol=1e-3)
-    proto = onnx.load_from_string(data)
-    for key, value in ((META_SPACE, json.dumps(space_metadata(space))), (META_GENOTYPE, genotype.to_json())):
-        prop = proto.metadata_props.add()
-        prop.key, prop.value = key, value
-    return proto.SerializeToString()
+    return model_meta.attach(data, space, genotype)
 
 
 def _measure_fn(client: AgentClient, config: DcaRunConfig, metric: str, space: SearchSpace
