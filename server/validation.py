@@ -61,9 +61,10 @@ class ValidationReport:
         lo, hi = self.measured_ci95_ms
         text = f"{self.model} on {where}: measured {self.measured_ms:.3f} ms (95% CI {lo:.3f}-{hi:.3f})"
         if self.predicted_ms is not None:
-            text += (f"\n  predicted {self.predicted_ms:.3f} ms (LUT sum {self.lut_sum_ms:.3f} ms, correction "
-                     f"x{self.correction.get('scale', 1):.3f} {self.correction.get('offset_ms', 0):+.3f} ms): "
-                     f"error {self.error_pct:+.1f}%")
+            how = (f"LUT sum {self.lut_sum_ms:.3f} ms, correction x{self.correction.get('scale', 1):.3f} "
+                   f"{self.correction.get('offset_ms', 0):+.3f} ms" if self.correction.get("fitted_on")
+                   else "plain LUT sum; `hilnas fidelity` learns a correction for fusion and per-op overhead")
+            text += f"\n  predicted {self.predicted_ms:.3f} ms ({how}): error {self.error_pct:+.1f}%"
         if self.note:
             text += f"\n  note: {self.note}"
         return text
