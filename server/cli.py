@@ -278,9 +278,8 @@ def cmd_validate(args) -> int:
 def cmd_fidelity(args) -> int:
     from hilnas.server.fidelity import FidelityConfig, run_fidelity
 
-    cfg = FidelityConfig(space=args.space, space_overrides=_space(args) and {**DATASET_SHAPES.get(args.dataset or "", {}),
-                                                                       **_kv(args.space_opt, "--space-opt")},
-                         networks=args.networks, seed=args.seed, measure=_measure_config(args),
+    overrides = {**DATASET_SHAPES.get(args.dataset or "", {}), **_kv(args.space_opt, "--space-opt")}
+    cfg = FidelityConfig(space=args.space, space_overrides=overrides, networks=args.networks, seed=args.seed, measure=_measure_config(args),
                          runtime=args.runtime)
     with _open_store(args) as store:
         report = run_fidelity(store, args.device, _clients(args, args.device), cfg,

@@ -135,3 +135,27 @@ def test_tflite_lut_without_the_converter_says_which_extra(tmp_path, capsys):
         assert code == 2 and "litert" in err.lower()
     finally:
         host.stop(0)
+
+
+def test_fidelity_reports_nn_meter_metrics_and_stores_the_correction(tmp_path, capsys, sim):
+    ws = tmp_path / "ws"
+    run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim.port}")
+    quick = ("--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
+    code, _, err = run(capsys, ws, "lut", "build", "--device", "pi", "--space", "nb201", "--quiet", *quick)
+    assert code == 0, err
+    code, out, err = run(capsys, ws, "fidelity", "--device", "pi", "--space", "nb201", "--networks", "8", "--quiet",
+                         "--json", *quick)
+    assert code == 0, err
+    rep = json.loads(out)
+    assert rep["raw"]["n"] == 8 and 0 <= rep["corrected"]["within_10pct"] <= 1 and rep["corrected"]["rmspe"] > 0
+    assert all(len(n["rounds_ms"]) == 3 for n in rep["networks"])
+    # validate now predicts with the stored correction
+    from hilnas.searchers.genotype import NB201Genotype
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server import model_meta
+
+    model = tmp_path / "net.onnx"
+    model.write_bytes(model_meta.export_network(create_space("nb201"), NB201Genotype.from_index(77)))
+    code, out, _ = run(capsys, ws, "validate", str(model), "--device", "pi", "--json", *quick)
+    v = json.loads(out)
+    assert v["correction"]["fitted_on"] == 8 and v["predicted_ms"] != v["lut_sum_ms"]
