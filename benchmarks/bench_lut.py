@@ -27,6 +27,7 @@ def main() -> None:
     p.add_argument("--space", default="darts", choices=["darts", "nb201"])
     p.add_argument("--networks", type=int, default=30)
     p.add_argument("--threads", type=int, default=1, help="runtime threads (1: steadier on a shared machine)")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved LUT passes, median kept (default 3)")
     args = p.parse_args()
 
     from hilnas.agent.config import MeasureConfig, ServeConfig
@@ -52,7 +53,8 @@ def main() -> None:
             export_s = time.perf_counter() - t
             with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as c:
                 t = time.perf_counter()
-                report = LutBuilder(store, "local", [c], LutBuildConfig(measure=measure)).build(keys, micro.onnx)
+                report = LutBuilder(store, "local", [c], LutBuildConfig(measure=measure, repeats=args.repeats)).build(
+                    keys, micro.onnx)
                 build_wall = time.perf_counter() - t
                 fid = run_fidelity(store, "local", [c], FidelityConfig(space=args.space, networks=args.networks,
                                                                        measure=measure))
@@ -62,7 +64,8 @@ def main() -> None:
         "space": args.space, "keys": len(keys), "measure": measure.__dict__,
         "build": {"export_s": export_s, "build_wall_s": build_wall, "measuring_wall_s": report.wall_s,
                   "model_run_s": report.model_run_s, "efficiency": report.model_run_s / build_wall,
-                  "remeasured": report.remeasured, "failed": len(report.failed), "target": 0.8},
+                  "remeasured": report.remeasured, "repeats": args.repeats, "failed": len(report.failed),
+                  "target": 0.8},
         "fidelity": {"networks": fid.raw.n, "raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
                      "correction": fid.correction.to_dict(), "target_within_10pct": 0.95,
                      "per_network": fid.networks},

@@ -203,7 +203,7 @@ def cmd_lut_build(args) -> int:
 
     space = _space(args)
     config = LutBuildConfig(measure=_measure_config(args), backend=args.backend or "", batch_size=args.batch,
-                            retry_failed=args.retry_failed)
+                            retry_failed=args.retry_failed, repeats=args.repeats)
     keys = MicroModels.keys_for_space(space)
     from hilnas.agent.results import ModelFormat
 
@@ -462,6 +462,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="micro-model format (tflite needs the optional litert-torch converter)")
     p.add_argument("--batch", type=int, default=16, help="models per stream (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-measure ops stored as failed")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="interleaved passes over the new ops; each row keeps the median pass (default 1; "
+                        "use 3 on a shared or noisy device)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _measure_args(p)
     json_flag(p)

@@ -8,7 +8,9 @@ for the others. Unstable rows are measured once more at the end.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
+import statistics
 import threading
 import time
 from collections import deque
@@ -35,9 +37,16 @@ class LutBuildConfig:
     batch_size: int = 16           # models per BenchmarkStream call
     remeasure_unstable: bool = True  # a final pass re-measures rows flagged unstable
     retry_failed: bool = False     # also re-measure rows stored with a failure status
+    repeats: int = 1               # interleaved passes over the new keys; a row keeps the median of
+                                   # its passes' medians, so a noisy minute on a shared device does
+                                   # not skew the keys that happened to be measured in it
     agent_retries: int = 3         # consecutive failures before an agent is given up on
     retry_backoff_s: float = 1.0   # first back-off after losing an agent; doubles
     stream_timeout_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        if self.repeats < 1 or self.batch_size < 1 or self.agent_retries < 0:
+            raise ValueError("repeats and batch_size must be >= 1, agent_retries >= 0")
 
 
 def lut_id_for(info: DeviceInfo, backend: str, measure: MeasureConfig) -> LutId:
@@ -56,6 +65,7 @@ class BuildReport:
     already_present: int = 0
     measured: int = 0                  # rows written in this build (first pass)
     remeasured: int = 0                # unstable rows measured again
+    repeated: int = 0                  # measurements of the extra passes (LutBuildConfig.repeats)
     failed: dict[str, str] = field(default_factory=dict)  # op key -> "STATUS: error"
     unstable: list[str] = field(default_factory=list)
     agents_lost: list[str] = field(default_factory=list)
@@ -132,7 +142,15 @@ class LutBuilder:
         # measurement running on this same host.
         models = {k: model_for_key(k) for k in missing}
         start = time.monotonic()
-        self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed)
+        medians: dict[str, list[float]] = {}
+        self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed,
+                      medians=medians)
+        for _ in range(self.config.repeats - 1):
+            again = [k for k in missing if k in medians]
+            before = report.measured
+            self._measure(again, models, fmt, lut_id, live, report, progress, replace=True, medians=medians)
+            report.repeated += report.measured - before
+            report.measured = before
         if self.config.remeasure_unstable:
             again = [k for k, row in self.store.lut_dict(lut_id).items() if k in set(keys) and row.status == "unstable"]
             if again:
@@ -148,7 +166,8 @@ class LutBuilder:
         return report
 
     def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
-                 clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool) -> None:
+                 clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool,
+                 medians: dict[str, list[float]] | None = None) -> None:
         queue: deque[str] = deque(keys)
         total, done = len(keys), [0]
         alive = [len(clients)]
@@ -170,6 +189,10 @@ class LutBuilder:
                                            or result.runtime_version != lut_id.runtime_version):
                 raise ValueError(f"agent answered with fingerprint {result.device_fingerprint} / "
                                  f"{result.runtime_version}, not {lut_id.fingerprint} / {lut_id.runtime_version}")
+            if medians is not None and result.status.measured and row.median_ms is not None:
+                with self._lock:
+                    medians.setdefault(key, []).append(row.median_ms)
+                    row = dataclasses.replace(row, median_ms=statistics.median(medians[key]))
             self.store.put_lut_row(lut_id, row, replace=replace)
             with self._lock:
                 report.model_run_s += result.measure_wall_s

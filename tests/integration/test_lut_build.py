@@ -177,3 +177,30 @@ def test_agents_of_different_devices_under_one_key_are_refused(tmp_path, nb201_k
     finally:
         a.stop(0)
         b.stop(0)
+
+
+def test_repeated_passes_keep_the_median_of_each_key(tmp_path, nb201_keys_and_models):
+    keys, models = nb201_keys_and_models
+    running = start_agent(tmp_path, simulate="raspi4")
+    try:
+        with Store.open(tmp_path / "ws") as store, _client(running) as c:
+            seen: dict[str, list[float]] = {}
+            orig = c.benchmark_stream
+
+            def spying(reqs, **kw):
+                for r in orig(reqs, **kw):
+                    seen.setdefault(r.op_key, []).append(r.latency.median_ms)
+                    yield r
+            c.benchmark_stream = spying
+            report = LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK, repeats=3,
+                                                                  remeasure_unstable=False)).build(keys, models.__getitem__)
+            assert report.measured == len(keys) and report.repeated == 2 * len(keys)
+            rows = _rows(store, report.lut_id)
+            import statistics
+            for k in keys:
+                assert len(seen[k]) == 3
+                assert rows[k].median_ms == pytest.approx(statistics.median(seen[k]))
+        with pytest.raises(ValueError, match="repeats"):
+            LutBuildConfig(repeats=0)
+    finally:
+        running.stop(0)
