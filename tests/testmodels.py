@@ -104,3 +104,14 @@ def oom_model() -> bytes:
                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None])],
                  [helper.make_tensor("r", TensorProto.INT64, [1], [400_000_000])])
+
+
+# The tiny search spaces the searcher tests share: 1x8x8 inputs, 4 classes, a handful of channels.
+TINY_SHAPE = {"in_channels": 1, "input_size": 8, "num_classes": 4}
+TINY_LAYOUT = {"nb201": {"C": 4, "N": 1}, "darts": {"C": 4, "layers": 3}}
+
+
+def tiny_space(name: str):
+    from hilnas.searchers.spaces import create_space
+
+    return create_space(name, **TINY_LAYOUT[name], **TINY_SHAPE)

@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from conftest import FAST, client_for, start_agent
+from loopback import FAST, client_for, start_agent
 from hilnas.agent.config import AgentLimits, MeasureConfig
 from hilnas.agent.results import ModelFormat, Status
 from hilnas.protos.v1 import agent_pb2, agent_pb2_grpc

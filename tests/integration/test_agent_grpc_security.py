@@ -6,7 +6,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import FAST, client_for, start_agent
+from loopback import FAST, client_for, start_agent
 from hilnas.agent.results import Status
 from hilnas.server.client import AgentClient, AgentUnavailable, ClientConfig
 from testmodels import mlp

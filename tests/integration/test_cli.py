@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from conftest import start_agent
+from loopback import start_agent
 from hilnas.server.cli import main
 
 pytestmark = pytest.mark.integration

@@ -3,9 +3,8 @@ import json
 
 import onnx
 import pytest
-import torch
 
-from conftest import FAST, client_for
+from loopback import FAST, build_lut, client_for
 from hilnas.searchers.cost import MissingOpsError, extremes
 from hilnas.searchers.data import DatasetConfig, DatasetError
 from hilnas.searchers.genotype import genotype_from_json
@@ -18,27 +17,18 @@ from hilnas.server.search_dca import (META_GENOTYPE, META_SPACE, DcaRunConfig, c
                                       space_from_metadata)
 from hilnas.server.store import Store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=96,
                      synthetic_test=32, batch_size=16, val_fraction=0.5)
 OVERRIDES = {"C": 4, "N": 1}
 SPACE = create_space("nb201", in_channels=1, input_size=8, num_classes=4, **OVERRIDES)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def setup(tmp_path, sim_agent):
     client = client_for(sim_agent)
     store = Store.open(tmp_path / "ws")
-    keys = [k.encode() for k in enumerate_op_keys(SPACE)]
-    LutBuilder(store, "pi", [client], LutBuildConfig(measure=FAST)).build(keys, lambda k: export_op_onnx(decode(k)))
+    build_lut(store, client, SPACE)
     yield store, client
     store.close()
 

@@ -14,7 +14,7 @@ import pytest
 from fixtures.energy_sysfs import (cpus, hwmon, nonroot_reader, power_supply, rapl_package,
                                    rapl_zone, thermal_zone)
 
-from conftest import FAST, client_for
+from loopback import FAST, client_for
 from hilnas.agent.config import AgentLimits, ServeConfig
 from hilnas.agent.energy import energy_valid
 from hilnas.agent.energy.sysfs import CommandNotFound

@@ -4,21 +4,18 @@ import json
 
 import onnx
 import pytest
-import torch
 
-from conftest import FAST, client_for
+from loopback import FAST, build_lut, client_for
 from hilnas.searchers.data import DatasetConfig
 from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.hypernet import HypernetConfig
 from hilnas.searchers.hypernet_bound import is_valid
-from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
 from hilnas.searchers.result import Budget
 from hilnas.searchers.spaces import create_space
-from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
 from hilnas.server.search_hypernet import HypernetRunConfig, run_hypernet
 from hilnas.server.store import Store
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
                      synthetic_test=32, batch_size=16, val_fraction=0.5)
 OVERRIDES = {"C": 4, "N": 1}
@@ -26,20 +23,11 @@ SPACE = create_space("nb201", in_channels=1, input_size=8, num_classes=4, **OVER
 SEARCH = HypernetConfig(epochs=2, grid_points=5, curve_points=9, bisect_steps=2, bound_samples=2, bound_batches=2)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def setup(tmp_path, sim_agent):
     client = client_for(sim_agent)
     store = Store.open(tmp_path / "ws")
-    keys = [k.encode() for k in enumerate_op_keys(SPACE)]
-    LutBuilder(store, "pi", [client], LutBuildConfig(measure=FAST)).build(keys, lambda k: export_op_onnx(decode(k)))
+    build_lut(store, client, SPACE)
     yield store, client
     store.close()
 

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import start_agent
+from loopback import start_agent
 from hilnas.agent.config import MeasureConfig
 from hilnas.server.client import AgentClient, ClientConfig
 from hilnas.server.lut_builder import BuildIncomplete, LutBuildConfig, LutBuilder

@@ -12,12 +12,12 @@ from hilnas.searchers.cost import (FlopsCost, LutEnergyCost, LutLatencyCost, Mis
 from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.model import build_network
 from hilnas.searchers.op_key import OpKey, enumerate_op_keys, network_op_keys
-from hilnas.searchers.spaces import create_space
 from hilnas.searchers.supernet import derive_genotype
+from testmodels import tiny_space
 
 SPACES = {
-    "nb201": create_space("nb201", C=4, N=1, input_size=8, in_channels=1, num_classes=4),
-    "darts": create_space("darts", C=4, layers=3, input_size=8, in_channels=1, num_classes=4),
+    "nb201": tiny_space("nb201"),
+    "darts": tiny_space("darts"),
 }
 
 

@@ -16,18 +16,13 @@ from hilnas.searchers.repair import repair
 from hilnas.searchers.result import Budget, InfeasibleBudgetError, SearchError
 from hilnas.searchers.spaces import create_space
 from hilnas.searchers.supernet import SupernetOptions
+from testmodels import tiny_space
 
-NB201 = create_space("nb201", C=4, N=1, input_size=8, in_channels=1, num_classes=4)
-DARTS = create_space("darts", C=4, layers=3, input_size=8, in_channels=1, num_classes=4)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NB201 = tiny_space("nb201")
+DARTS = tiny_space("darts")
 FAST = dict(epochs=2, options=SupernetOptions(bottleneck=2), arch=ArchConfig(lr=0.05))
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -14,19 +14,13 @@ from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.hypernet_bound import (Probe, constant_predictor_loss, cost_span, estimate_bound,
                                              estimate_from_supernet, genotype_loss, is_valid, nb201_table,
                                              one_hot_arch, probe_genotypes, theorem_bound)
-from hilnas.searchers.spaces import create_space
 from hilnas.searchers.supernet import build_supernet, derive_genotype
+from testmodels import tiny_space
 
-NB201 = create_space("nb201", C=4, N=1, in_channels=1, input_size=8, num_classes=4)
-DARTS = create_space("darts", C=4, layers=3, in_channels=1, input_size=8, num_classes=4)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+NB201 = tiny_space("nb201")
+DARTS = tiny_space("darts")
 
 
 def test_constant_predictor_loss_is_the_label_entropy():

@@ -20,21 +20,15 @@ from hilnas.searchers.hypernet import (Architecture, BudgetRangeError, HypernetC
 from hilnas.searchers.hypernet_bound import cost_span, is_valid, nb201_table, one_hot_arch
 from hilnas.searchers.model import build_network
 from hilnas.searchers.result import Budget, SearchError
-from hilnas.searchers.spaces import create_space
+from testmodels import tiny_space
 
-NB201 = create_space("nb201", C=4, N=1, in_channels=1, input_size=8, num_classes=4)
-DARTS = create_space("darts", C=4, layers=3, in_channels=1, input_size=8, num_classes=4)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+NB201 = tiny_space("nb201")
+DARTS = tiny_space("darts")
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=384,
                      synthetic_test=64, val_fraction=0.5, batch_size=16)
 FAST = HypernetConfig(epochs=2, grid_points=7, curve_points=9, bisect_steps=3, bound_samples=2, bound_batches=2)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

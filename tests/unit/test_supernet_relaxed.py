@@ -7,20 +7,14 @@ from hilnas.searchers.spaces import SpaceError, create_space
 from hilnas.searchers.supernet import DARTS_OPTIONS, DCA_OPTIONS, SearchCell, SupernetOptions, build_supernet, \
     derive_genotype
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SPACES = {
     "nb201": create_space("nb201", C=4, N=2, input_size=8, in_channels=1, num_classes=4),
     "darts": create_space("darts", C=4, layers=4, input_size=8, in_channels=1, num_classes=4),
 }
 OPTIONS = {"dca": DCA_OPTIONS, "darts": DARTS_OPTIONS,
            "ws+pc": SupernetOptions(derived_cells=False, bottleneck=2, edge_norm=False)}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("opt", OPTIONS)

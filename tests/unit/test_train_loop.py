@@ -11,15 +11,7 @@ from hilnas.searchers.data import DatasetConfig, Loaders, load_dataset, loaders_
 from hilnas.searchers.train import (StepContext, TrainConfig, TrainHooks, evaluate,
                                     load_checkpoint, resolve_device, seed_everything, train)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; spinning OpenMP workers on a busy 2-core machine
-    made these tests 5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 class TinySearchNet(nn.Module):

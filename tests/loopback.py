@@ -1,0 +1,35 @@
+"""Helpers for tests that run agents on loopback (port 0) with real channels.
+
+A plain module, not a conftest: test files import these by name, and two conftest modules
+(tests/ and tests/integration/) would shadow each other under one import name.
+"""
+from __future__ import annotations
+
+from hilnas.agent.config import AgentLimits, MeasureConfig, ServeConfig
+from hilnas.agent.server import create_server
+from hilnas.server.client import AgentClient, ClientConfig
+
+# Quick but real measurements.
+FAST = MeasureConfig(warmup_runs=2, min_runs=5, min_seconds=0.02, cv_threshold=5.0)
+
+
+def start_agent(tmp_path, **overrides):
+    limits = overrides.pop("limits", AgentLimits(worker_timeout_s=20.0, worker_memory_mb=2048))
+    overrides.setdefault("host", "127.0.0.1")
+    overrides.setdefault("port", 0)
+    cfg = ServeConfig(cache_dir=str(tmp_path / "cache"), limits=limits, **overrides)
+    return create_server(cfg)
+
+
+def client_for(running, **kw) -> AgentClient:
+    return AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}", retries=1, backoff_s=0.05, **kw))
+
+
+def build_lut(store, client, space, device_key: str = "pi") -> None:
+    """Measure every op key of ``space`` on the client's agent into ``store`` (quick settings)."""
+    from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
+    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
+
+    keys = [k.encode() for k in enumerate_op_keys(space)]
+    LutBuilder(store, device_key, [client], LutBuildConfig(measure=FAST)).build(
+        keys, lambda k: export_op_onnx(decode(k)))
