@@ -36,12 +36,8 @@ class CostTerm(Protocol):
     def load_state_dict(self, state: Mapping[str, Any]) -> None: ...
 
 
-class NoCost:
-    """DARTS: the architecture loss is the validation loss alone."""
-    multiplier = 0.0
-
-    def penalty(self, expected: torch.Tensor) -> torch.Tensor:
-        return expected.new_zeros(())
+class _Stateless:
+    """A cost term with nothing to learn: no update, nothing to checkpoint."""
 
     def update(self, expected: float) -> None:
         pass
@@ -53,8 +49,16 @@ class NoCost:
         pass
 
 
+class NoCost(_Stateless):
+    """DARTS: the architecture loss is the validation loss alone."""
+    multiplier = 0.0
+
+    def penalty(self, expected: torch.Tensor) -> torch.Tensor:
+        return expected.new_zeros(())
+
+
 @dataclass
-class FixedPenalty:
+class FixedPenalty(_Stateless):
     """A hand-set trade-off (ProxylessNAS's CE + w * E[cost]): ``weight * expected / reference``.
 
     ``reference`` makes the weight unit-free (the budget when there is one).
@@ -68,15 +72,6 @@ class FixedPenalty:
 
     def penalty(self, expected: torch.Tensor) -> torch.Tensor:
         return self.weight * expected / self.reference
-
-    def update(self, expected: float) -> None:
-        pass
-
-    def state_dict(self) -> dict[str, Any]:
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        pass
 
 
 @dataclass(frozen=True)

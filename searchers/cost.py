@@ -27,6 +27,7 @@ linear layers, the "FLOPs" NAS papers report).
 """
 from __future__ import annotations
 
+import abc
 import functools
 import itertools
 import math
@@ -87,14 +88,15 @@ class CostTables:
         return self.edge.tolist(), self.add.tolist(), self.preprocess.tolist()
 
 
-class CostModel:
+class CostModel(abc.ABC):
     """Prices op keys; subclasses define ``key_cost`` (and ``check`` if some keys may be unpriced)."""
     name: str = "cost"
     metric: str = ""       # a key of METRICS; a Budget of the same metric constrains it
     unit: str = ""
 
+    @abc.abstractmethod
     def key_cost(self, key: OpKey) -> float:
-        raise NotImplementedError
+        """The cost of one op instance, in ``unit``."""
 
     def check(self, space: SearchSpace) -> None:
         """Raise MissingOpsError unless every key the space can place has a price."""

@@ -1,6 +1,7 @@
 """What every search space declares, and the registry behind ``create_space``."""
 from __future__ import annotations
 
+import abc
 import dataclasses
 import random
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ class SpaceError(ValueError):
 
 
 @dataclass(frozen=True, kw_only=True)
-class SearchSpace:
+class SearchSpace(abc.ABC):
     """A cell-based search space: which ops a cell edge may take, and the network around the cells.
 
     Subclasses add the macro layout (channels, cells, where the resolution halves). Everything is
@@ -30,36 +31,36 @@ class SearchSpace:
                 raise SpaceError(f"{self.name}: {f} must be >= 1, got {getattr(self, f)}")
 
     @property
+    @abc.abstractmethod
     def edges(self) -> tuple[tuple[int, int], ...]:
         """The (src, dst) node pairs of one cell, in the order alphas are indexed."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def stem_channels(self) -> int:
         """Channels out of the stem."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def head_channels(self) -> int:
         """Channels into the classifier head."""
-        raise NotImplementedError
 
     @property
+    @abc.abstractmethod
     def head_size(self) -> int:
         """H == W into the classifier head."""
-        raise NotImplementedError
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (1, self.in_channels, self.input_size, self.input_size)  # (B, C, H, W)
 
+    @abc.abstractmethod
     def check(self, genotype: Any) -> None:
         """Raise SpaceError unless the genotype can be placed in this space."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def sample(self, rng: random.Random) -> Any:
         """A uniformly random genotype of this space."""
-        raise NotImplementedError
 
     def replace(self, **overrides: Any) -> SearchSpace:
         return dataclasses.replace(self, **overrides)
