@@ -63,7 +63,7 @@ def main() -> None:
     from hilnas.server.micromodels import MicroModels
     from hilnas.server.model_meta import export_network
     from hilnas.server.store import Store
-    from hilnas.server.validation import lut_latency
+    from hilnas.server.validation import lut_values
 
     torch.set_num_threads(args.threads)
     search_data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
@@ -85,7 +85,7 @@ def main() -> None:
                 micro = MicroModels(tmp / "micro")
                 LutBuilder(store, "raspi4-sim", [agent], LutBuildConfig(measure=lut_measure)).build(
                     MicroModels.keys_for_space(space), micro.onnx)
-                cost = LutLatencyCost(lut_latency(store, store.find_lut("raspi4-sim")))
+                cost = LutLatencyCost(lut_values(store, store.find_lut("raspi4-sim")))
 
                 # 1. one hypernetwork run, K members
                 t0, c0 = time.perf_counter(), time.process_time()

@@ -202,15 +202,14 @@ def cmd_lut_build(args) -> int:
     from hilnas.server.micromodels import MicroModels
 
     space = _space(args)
-    config = LutBuildConfig(measure=_measure_config(args), backend=args.backend or "", batch_size=args.batch,
-                            retry_failed=args.retry_failed, repeats=args.repeats)
-    keys = MicroModels.keys_for_space(space)
     from hilnas.agent.results import ModelFormat
 
     micro = MicroModels(_workspace(args) / "micromodels")
     fmt, export = (ModelFormat.TFLITE, micro.tflite) if args.format == "tflite" else (ModelFormat.ONNX, micro.onnx)
-    if fmt is ModelFormat.TFLITE and not args.backend:
-        config = LutBuildConfig(**{**config.__dict__, "backend": "tflite"})
+    backend = args.backend or ("tflite" if fmt is ModelFormat.TFLITE else "")
+    config = LutBuildConfig(measure=_measure_config(args), backend=backend, batch_size=args.batch,
+                            retry_failed=args.retry_failed, repeats=args.repeats)
+    keys = MicroModels.keys_for_space(space)
     with _open_store(args) as store:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
         report = builder.build(keys, export, fmt=fmt, progress=_Progress(f"LUT {args.device}", args.quiet))

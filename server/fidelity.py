@@ -16,10 +16,11 @@ from typing import Callable, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, ModelFormat
 from hilnas.server import model_meta
+from hilnas.server.client import sha256_hex
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
 from hilnas.server.store import LutId, Store
-from hilnas.server.validation import lut_latency
+from hilnas.server.validation import lut_values
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     store.get_device(device_key)
     space = create_space(config.space, **config.space_overrides)
     lut_id = store.find_lut(device_key, runtime=config.runtime)
-    lut = lut_latency(store, lut_id)
+    lut = lut_values(store, lut_id)
     rng = random.Random(config.seed)
     genotypes = [space.sample(rng) for _ in range(config.networks)]
     from hilnas.searchers.op_key import network_op_keys
@@ -85,7 +86,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
         models.append(model_meta.export_network(space, g, seed=config.seed + i))
         if progress:
             progress(i + 1, len(genotypes) * (1 + config.repeats), "export")
-    reqs = [BenchmarkRequest(sha256=__import__("hashlib").sha256(m).hexdigest(), model=m, format=ModelFormat.ONNX,
+    reqs = [BenchmarkRequest(sha256=sha256_hex(m), model=m, format=ModelFormat.ONNX,
                              backend=lut_id.runtime, config=config.measure, request_id=str(i))
             for i, m in enumerate(models)]
     rounds: dict[int, list[float]] = {i: [] for i in range(len(models))}

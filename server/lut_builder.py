@@ -131,6 +131,7 @@ class LutBuilder:
               fmt: ModelFormat = ModelFormat.ONNX, progress: ProgressFn | None = None) -> BuildReport:
         """Measure the keys missing from the device's LUT; ``model_for_key`` gives the micro-model."""
         keys = list(dict.fromkeys(keys))
+        wanted = set(keys)
         info, live = self.describe()
         lut_id = self.lut_id(info)
         self.store.upsert_device(self.device_key, fingerprint=info.fingerprint, info=info)
@@ -152,7 +153,7 @@ class LutBuilder:
             report.repeated += report.measured - before
             report.measured = before
         if self.config.remeasure_unstable:
-            again = [k for k, row in self.store.lut_dict(lut_id).items() if k in set(keys) and row.status == "unstable"]
+            again = [k for k, row in self.store.lut_dict(lut_id).items() if k in wanted and row.status == "unstable"]
             if again:
                 for k in again:
                     models.setdefault(k, model_for_key(k))
@@ -162,7 +163,7 @@ class LutBuilder:
                 report.measured = before
         report.wall_s = time.monotonic() - start
         report.unstable = sorted(k for k, row in self.store.lut_dict(lut_id).items()
-                                 if k in set(keys) and row.status == "unstable")
+                                 if k in wanted and row.status == "unstable")
         return report
 
     def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,

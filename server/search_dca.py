@@ -139,18 +139,10 @@ def space_from_metadata(d: Mapping[str, Any]) -> SearchSpace:
 def load_lut(store: Store, device_key: str, metric: str, *,
              runtime: str | None = None) -> tuple[dict[str, float], LutId]:
     """The device's LUT as op key -> value of ``metric`` (measured rows only)."""
+    from hilnas.server.validation import lut_values
+
     lut_id = store.find_lut(device_key, runtime=runtime)
-    rows = store.lut_dict(lut_id, measured_only=True)
-    if metric == "latency_ms":
-        values = {k: r.median_ms for k, r in rows.items() if r.median_ms is not None}
-    elif metric == "energy_mj":
-        values = {k: r.energy_net_mj for k, r in rows.items()
-                  if r.energy_net_mj is not None and math.isfinite(r.energy_net_mj)}
-        if rows and not values:
-            raise ValueError(f"the LUT of device {device_key!r} ({lut_id}) has no energy measurements; "
-                             "rebuild it with energy on (hilnas lut build --energy) on a device with a meter")
-    else:
-        raise ValueError(f"metric {metric!r} does not come from a LUT")
+    values = lut_values(store, lut_id, metric)
     return values, lut_id
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +24,20 @@ def latest_correction(store: Store, lut_id: LutId) -> Correction:
     return Correction()
 
 
-def lut_latency(store: Store, lut_id: LutId) -> dict[str, float]:
-    return {k: row.median_ms for k, row in store.lut_dict(lut_id, measured_only=True).items()}
+def lut_values(store: Store, lut_id: LutId, metric: str = "latency_ms") -> dict[str, float]:
+    """One LUT as op key -> value of ``metric`` (``latency_ms``: medians; ``energy_mj``: net energy),
+    measured rows only."""
+    rows = store.lut_dict(lut_id, measured_only=True)
+    if metric == "latency_ms":
+        return {k: r.median_ms for k, r in rows.items() if r.median_ms is not None}
+    if metric == "energy_mj":
+        values = {k: r.energy_net_mj for k, r in rows.items()
+                  if r.energy_net_mj is not None and math.isfinite(r.energy_net_mj)}
+        if rows and not values:
+            raise ValueError(f"the LUT {lut_id} has no energy measurements; rebuild it with energy on "
+                             "(hilnas lut build --energy) on a device with a meter")
+        return values
+    raise ValueError(f"metric {metric!r} does not come from a LUT")
 
 
 @dataclass
@@ -88,7 +101,7 @@ def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data:
         try:
             lut_id = store.find_lut(device_key, runtime=runtime)
             correction = latest_correction(store, lut_id)
-            total = lut_sum(keys, lut_latency(store, lut_id))
+            total = lut_sum(keys, lut_values(store, lut_id))
             predicted = correction.apply(total)
         except MissingOps as err:
             note = f"no prediction: {err}"
