@@ -124,15 +124,12 @@ def cmd_selftest(args) -> int:
     from hilnas.agent.results import BenchmarkRequest, ModelFormat
     import hashlib
 
+    from hilnas.agent.config import ServeConfig
+    from hilnas.agent.server import make_device
+
     limits = AgentLimits()
-    if args.simulate:
-        from hilnas.agent.sim.device import SimulatedDevice
-
-        device, backend = SimulatedDevice(args.simulate), "simulated"
-    else:
-        from hilnas.agent.host import HostDevice
-
-        device, backend = HostDevice(limits, default_backend=args.backend), args.backend
+    device = make_device(ServeConfig(simulate=args.simulate, backend=args.backend, limits=limits))
+    backend = "simulated" if args.simulate else args.backend
     if backend == "tflite":
         from hilnas.agent.backends.tflite_builder import build_fc_model
 

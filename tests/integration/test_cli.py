@@ -159,3 +159,13 @@ def test_fidelity_reports_nn_meter_metrics_and_stores_the_correction(tmp_path, c
     code, out, _ = run(capsys, ws, "validate", str(model), "--device", "pi", "--json", *quick)
     v = json.loads(out)
     assert v["correction"]["fitted_on"] == 8 and v["predicted_ms"] != v["lut_sum_ms"]
+
+
+@pytest.mark.parametrize("extra", [[], ["--simulate", "raspi4"], ["--backend", "tflite"]])
+def test_agent_selftest_measures_a_built_in_model(capsys, extra):
+    from hilnas.agent.cli import main as agent_main
+
+    code = agent_main(["selftest", "--min-runs", "5", "--min-seconds", "0.01", *extra])
+    assert code == 0 and capsys.readouterr().out.startswith("selftest OK")
+    assert agent_main(["selftest", "--simulate", "no-such-board"]) == 2
+    assert "available: " in capsys.readouterr().err
