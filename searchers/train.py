@@ -8,21 +8,27 @@ and ``state_dict``/``load_state_dict`` put the hook's own state (its optimiser, 
 multiplier) into the checkpoint so a search resumes exactly.
 
 Checkpoints hold only tensors and plain containers and are read with
-``torch.load(weights_only=True)``: RNG states are stored as tensors, never as pickled objects.
+``torch.load(weights_only=True)`` (see ``train_state``). The loop's config and result types live
+in ``train_types``, the hooks in ``train_hooks``, evaluation in ``train_eval``; this module
+re-exports them, so ``from hilnas.searchers.train import ...`` is the one import callers need.
 """
 from __future__ import annotations
 
 import logging
 import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from hilnas.searchers.train_eval import evaluate
+from hilnas.searchers.train_hooks import TrainHooks
+from hilnas.searchers.train_state import (CHECKPOINT_FORMAT, _loader_generator, _rng_state,
+                                          _set_rng_state, load_checkpoint, save_checkpoint,
+                                          seed_everything)
+from hilnas.searchers.train_types import (Batch, EpochStats, StepContext, TrainConfig,
+                                          TrainEvent, TrainResult)
 
 if TYPE_CHECKING:
     import torch
@@ -31,135 +37,6 @@ if TYPE_CHECKING:
     from hilnas.searchers.data import Loaders
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "hilnas-train-checkpoint/1"
-Batch = tuple["torch.Tensor", "torch.Tensor"]  # (inputs (B, C, H, W), targets (B,))
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """How to train: optimiser, schedule, budget, device, checkpointing. Defaults follow DARTS."""
-
-    epochs: int = 10
-    lr: float = 0.025  # SGD learning rate at epoch 0
-    lr_min: float = 0.0  # floor of the cosine schedule
-    momentum: float = 0.9
-    weight_decay: float = 3e-4
-    grad_clip: float | None = 5.0  # max global grad norm of the weights; None = no clipping
-    cosine: bool = True  # cosine-anneal lr over `epochs` (stepped per epoch); False = constant
-    label_smoothing: float = 0.0
-    seed: int = 0  # seeds python, numpy and torch at the start of a fresh run
-    device: str = "auto"  # "auto" = CUDA when available, else CPU; or any torch device string
-    log_every: int = 50  # steps between progress events / log lines; 0 = epoch ends only
-    eval_split: str = "test"  # evaluated after each epoch: "test", "val" or "none"
-    checkpoint_path: str | None = None  # written atomically after every epoch when set
-    resume: bool = False  # continue from checkpoint_path if that file exists
-    max_batches_per_epoch: int | None = None  # cap for smoke runs; None = whole epoch
-    max_eval_batches: int | None = None  # cap on evaluation batches; None = whole split
-
-    def __post_init__(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.eval_split not in ("test", "val", "none"):
-            raise ValueError(f"eval_split must be 'test', 'val' or 'none', not {self.eval_split!r}")
-        if self.resume and self.checkpoint_path is None:
-            raise ValueError("resume=True needs a checkpoint_path")
-
-
-@dataclass(frozen=True)
-class StepContext:
-    """Where the loop is, handed to every hook call."""
-
-    epoch: int  # 0-based
-    batch_index: int  # within the epoch
-    global_step: int  # weight steps taken before this one, over all epochs
-    lr: float  # current weight learning rate (DARTS' unrolled step needs it)
-    optimizer: torch.optim.Optimizer  # the weight optimiser (second-order DARTS reads it)
-    device: torch.device
-
-
-@dataclass(frozen=True)
-class EpochStats:
-    """One epoch's numbers. Accuracies are fractions in [0, 1]; eval_* are nan without eval."""
-
-    epoch: int  # 1-based: the number of epochs completed
-    train_loss: float  # mean loss the weights were stepped on (hooks' cost terms included)
-    train_acc: float
-    eval_loss: float
-    eval_acc: float
-    lr: float  # learning rate used during this epoch
-    seconds: float
-    batches: int
-    extra: Mapping[str, float] = field(default_factory=dict)  # from hooks' on_epoch_end
-
-
-@dataclass(frozen=True)
-class TrainEvent:
-    """What ``progress`` receives: every ``log_every`` steps ("step") and at each epoch end."""
-
-    kind: str  # "step" | "epoch"
-    epoch: int  # 0-based epoch in progress
-    global_step: int
-    loss: float  # latest step loss ("step") or epoch mean ("epoch")
-    lr: float
-    stats: EpochStats | None = None  # set for "epoch"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """The outcome of ``train``: per-epoch history and headline accuracies."""
-
-    history: tuple[EpochStats, ...]  # all completed epochs, including any before a resume
-    final_acc: float  # eval accuracy after the last epoch (nan when eval_split == "none")
-    best_acc: float  # best eval accuracy over the history
-    final_loss: float  # eval loss after the last epoch
-    wall_s: float  # wall time of this call (a resumed run counts only its own part)
-    resumed_from_epoch: int | None  # epochs already done in the checkpoint we resumed from
-    device: str
-
-
-class TrainHooks:
-    """Extension points of ``train``; subclass and override what a searcher needs.
-
-    Every method has a do-nothing default, so a plain final training passes no hooks.
-    """
-
-    def excluded_parameters(self, model: nn.Module) -> Iterable[torch.nn.Parameter]:
-        """Parameters the weight optimiser must not touch (architecture parameters)."""
-        return ()
-
-    def on_train_start(self, model: nn.Module, device: torch.device) -> None:
-        """Called once after the model moved to ``device`` (move hook-owned modules here)."""
-
-    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
-        """Called before each epoch (anneal a temperature, ...)."""
-
-    def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
-                    next_val_batch: Callable[[], Batch]) -> None:
-        """Called before each weight step: the place for an architecture step.
-
-        ``next_val_batch()`` returns the next validation batch, already on the device
-        (cycling through the val loader; raises ``RuntimeError`` when there is none).
-        """
-
-    def loss(self, ctx: StepContext, model: nn.Module, logits: torch.Tensor,
-             targets: torch.Tensor, loss: torch.Tensor) -> torch.Tensor:
-        """Return the weight-step loss; ``loss`` is the cross-entropy (or the previous hook's)."""
-        return loss
-
-    def after_step(self, ctx: StepContext, model: nn.Module, loss: float) -> None:
-        """Called after each weight step with the step's loss."""
-
-    def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
-        """Called after each epoch's evaluation; returned numbers go into ``EpochStats.extra``."""
-        return None
-
-    def state_dict(self) -> dict[str, Any]:
-        """Hook state for the checkpoint: tensors and plain containers only."""
-        return {}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore what ``state_dict`` returned."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -170,103 +47,6 @@ def resolve_device(device: str) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
-
-def seed_everything(seed: int, *, deterministic: bool = False) -> None:
-    """Seed python, numpy and torch (all devices); ``deterministic`` also forbids
-    nondeterministic kernels (slower on CUDA)."""
-    import torch
-
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)  # seeds CUDA too
-    if deterministic:
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def evaluate(model: nn.Module, loader: Iterable[Batch], *, device: torch.device | None = None,
-             max_batches: int | None = None) -> tuple[float, float]:
-    """Return (mean cross-entropy, accuracy in [0, 1]) of ``model`` over ``loader``."""
-    import torch
-    import torch.nn.functional as F
-
-    if device is None:
-        device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    total_loss, correct, count = 0.0, 0, 0
-    with torch.no_grad():
-        for i, (x, y) in enumerate(loader):
-            if max_batches is not None and i >= max_batches:
-                break
-            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            logits = model(x)
-            total_loss += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-            count += len(y)
-    model.train(was_training)
-    if count == 0:
-        return math.nan, math.nan
-    return total_loss / count, correct / count
-
-
-# --- checkpoints -------------------------------------------------------------------------------
-
-def _rng_state() -> dict[str, Any]:
-    """All global RNG states as tensors and plain numbers (loadable with weights_only=True)."""
-    import torch
-
-    version, mt, gauss = random.getstate()
-    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    return {
-        "python": {"version": version, "state": torch.tensor(mt, dtype=torch.int64),
-                   "gauss": gauss},
-        "numpy": {"kind": np_kind, "keys": torch.from_numpy(np_keys.astype(np.int64)),
-                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def _set_rng_state(state: Mapping[str, Any]) -> None:
-    import torch
-
-    py = state["python"]
-    random.setstate((py["version"], tuple(int(v) for v in py["state"].tolist()), py["gauss"]))
-    npy = state["numpy"]
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"],
-                         npy["has_gauss"], npy["gauss"]))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(path: str | os.PathLike, state: Mapping[str, Any]) -> None:
-    """Write ``state`` atomically (temp file + rename), so a crash never leaves half a file."""
-    import torch
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by ``train`` (weights_only: never unpickles objects) to CPU."""
-    import torch
-
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not a hilnas training checkpoint ({CHECKPOINT_FORMAT})")
-    return state
-
-
-def _loader_generator(loader: object) -> torch.Generator | None:
-    return getattr(loader, "generator", None)
-
-
-# --- the loop ----------------------------------------------------------------------------------
 
 class _ValBatches:
     """Cycles through the val loader within an epoch, moving batches to the device on demand."""
@@ -433,3 +213,8 @@ def _warn_config_changes(saved: Mapping[str, Any], cfg: TrainConfig) -> None:
     if changed:
         log.warning("resuming with changed settings %s; the run is no longer reproducible",
                     ", ".join(changed))
+
+
+__all__ = ["CHECKPOINT_FORMAT", "Batch", "TrainConfig", "StepContext", "EpochStats", "TrainEvent",
+           "TrainResult", "TrainHooks", "resolve_device", "seed_everything", "evaluate",
+           "save_checkpoint", "load_checkpoint", "train"]

@@ -15,217 +15,44 @@ Each write is its own committed transaction (WAL mode, ``synchronous=FULL``), so
 is killed loses no row it was told was stored. Every thread gets its own connection; writes
 from one ``Store`` are serialized by a lock, writes from other processes wait on SQLite's lock.
 pandas is imported only by the ``*_df`` helpers.
+
+The store is split by idea: ``store_records`` (records, errors, ``config_hash``),
+``store_file`` (creating, checking and migrating the file), ``store_luts`` (the LUT-row
+methods), ``store_frames`` (JSON and DataFrame helpers), ``store_schema`` (the SQL schema).
+This module holds ``Store`` (connections, devices, runs, models, validations) and re-exports
+the public names, so ``from hilnas.server.store import ...`` is the one import callers need.
 """
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import difflib
-import enum
-import hashlib
 import json
-import math
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hilnas.server import store_schema as schema
 from hilnas.server.fleet import check_device_key
+from hilnas.server.store_file import SQLITE_MAGIC, _create, _inspect, _migrate
+from hilnas.server.store_frames import _dumps, _frame, _plain
+from hilnas.server.store_luts import LutTables
+from hilnas.server.store_records import (MEASURED_STATUSES, AmbiguousLutError, DeviceRecord,
+                                         LutId, LutInfo, LutNotFoundError, LutRow, ModelRecord,
+                                         RunRecord, StoreError, UnknownDeviceError, WriteCount,
+                                         _check_floats, _check_text, config_hash)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas as pd
 
-    from hilnas.agent.results import BenchmarkResult
-
 DEFAULT_WORKSPACE = Path(".hilnas")
 DB_NAME = "hilnas.db"
-SQLITE_MAGIC = b"SQLite format 3\x00"
-# Statuses whose rows carry latency numbers (mirrors agent.results.Status.measured).
-MEASURED_STATUSES = frozenset({"ok", "throttled", "unstable"})
-_FLOAT_FIELDS = ("median_ms", "p90_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms",
-                 "energy_mj", "energy_net_mj")
 _UNSET: Any = object()
 
 
-class StoreError(Exception):
-    """The store cannot do what was asked; the message says why and what to do."""
-
-
-class UnknownDeviceError(StoreError):
-    """A device key the store has never seen."""
-
-
-class LutNotFoundError(StoreError):
-    """No LUT matches what the caller asked for."""
-
-
-class AmbiguousLutError(StoreError):
-    """Several LUTs match and the caller did not say which one; rows are never mixed."""
-
-
-def config_hash(config: Mapping[str, Any] | Any, *, exclude: Iterable[str] = ()) -> str:
-    """Stable 16-hex-digit hash of a measurement config (a mapping or a dataclass).
-
-    Canonical JSON: sorted keys, no whitespace, tuples as lists; NaN/inf are refused. Leave out
-    fields that do not change what is measured (e.g. a timeout) with ``exclude``.
-    """
-    if dataclasses.is_dataclass(config) and not isinstance(config, type):
-        config = dataclasses.asdict(config)
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config_hash takes a mapping or a dataclass, not {type(config).__name__}")
-    dropped = set(exclude)
-    data = {str(k): v for k, v in config.items() if k not in dropped}
-    try:
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False, default=_json_default)
-    except ValueError as exc:
-        raise ValueError(f"config_hash: config has a non-finite number: {exc}") from None
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
-
-
-@dataclass(frozen=True)
-class LutId:
-    """Names one LUT: rows of different LutIds are never mixed."""
-
-    fingerprint: str       # the device fingerprint the agents report
-    runtime: str           # backend, e.g. "onnxruntime", "tflite", "ofa-yaml"
-    runtime_version: str   # e.g. "1.31.1"
-    config_hash: str       # config_hash() of the measurement config
-
-    def __post_init__(self) -> None:
-        for name in ("fingerprint", "runtime", "runtime_version", "config_hash"):
-            value = getattr(self, name)
-            if not isinstance(value, str) or not value.strip() or _has_newline(value):
-                raise ValueError(f"LutId.{name} must be a non-empty one-line string, got {value!r}")
-
-    @classmethod
-    def from_result(cls, result: "BenchmarkResult", config_hash: str) -> "LutId":
-        """The LutId a benchmark result belongs to (fingerprint, backend and version it reports)."""
-        return cls(result.device_fingerprint, result.backend, result.runtime_version, config_hash)
-
-    def as_dict(self) -> dict[str, str]:
-        return dataclasses.asdict(self)
-
-    def __str__(self) -> str:
-        return (f"{self.runtime} {self.runtime_version} / config {self.config_hash} "
-                f"/ fingerprint {self.fingerprint}")
-
-
-@dataclass(frozen=True)
-class LutRow:
-    """One op instance measured on one device (latencies in ms, energies in mJ per inference)."""
-
-    op_key: str                        # opaque op key
-    device_key: str                    # the device key whose agent measured it
-    n: int                             # timed runs
-    median_ms: float | None            # None only when the status is a failure
-    p90_ms: float | None = None
-    mean_ms: float | None = None
-    std_ms: float | None = None
-    ci95_low_ms: float | None = None
-    ci95_high_ms: float | None = None
-    energy_mj: float | None = None     # gross; None = not measured
-    energy_net_mj: float | None = None  # idle-subtracted
-    energy_estimated: bool = False
-    status: str = "ok"                 # lower-case agent Status name
-    conditions: Mapping[str, Any] = field(default_factory=dict)
-    simulated: bool = False
-    measured_at: float = 0.0           # epoch s; 0 = the time of writing
-    schema_version: int = schema.SCHEMA_VERSION  # filled on read; writes use the current one
-
-    @property
-    def measured(self) -> bool:
-        """True when the row carries latency numbers (ok, throttled or unstable)."""
-        return self.status in MEASURED_STATUSES
-
-    @classmethod
-    def from_result(cls, result: "BenchmarkResult", *, device_key: str,
-                    op_key: str | None = None) -> "LutRow":
-        """Turn an agent's ``BenchmarkResult`` into a row (failures become rows without latency)."""
-        lat, energy = result.latency, result.energy
-        conditions: dict[str, Any] = {
-            "before": _plain(result.conditions_before), "after": _plain(result.conditions_after),
-            "backend": result.backend, "sha256": result.sha256, "remeasured": result.remeasured}
-        if result.error:
-            conditions["error"] = result.error
-        if energy is not None:
-            conditions["energy_meter"] = {"meter": energy.meter, "kind": energy.meter_kind,
-                                          "flags": list(energy.flags)}
-        return cls(
-            op_key=op_key if op_key is not None else result.op_key, device_key=device_key,
-            n=lat.n if lat else 0,
-            median_ms=lat.median_ms if lat else None, p90_ms=lat.p90_ms if lat else None,
-            mean_ms=lat.mean_ms if lat else None, std_ms=lat.std_ms if lat else None,
-            ci95_low_ms=lat.ci95_low_ms if lat else None,
-            ci95_high_ms=lat.ci95_high_ms if lat else None,
-            energy_mj=energy.gross_mj if energy else None,
-            energy_net_mj=energy.net_mj if energy else None,
-            energy_estimated=bool(energy and energy.estimated),
-            status=result.status.name.lower(), conditions=conditions,
-            simulated=result.simulated, measured_at=time.time())
-
-
-@dataclass(frozen=True)
-class LutInfo:
-    """A LUT and what it holds."""
-
-    lut_id: LutId
-    rows: int                  # all rows, failures included
-    measured_rows: int         # rows with latency (ok / throttled / unstable)
-    device_keys: tuple[str, ...]
-    simulated: bool
-    first_measured_at: float
-    last_measured_at: float
-
-
-@dataclass(frozen=True)
-class WriteCount:
-    inserted: int = 0
-    replaced: int = 0
-    skipped: int = 0           # already present and not replaced
-
-
-@dataclass(frozen=True)
-class DeviceRecord:
-    key: str
-    fingerprint: str
-    info: dict[str, Any]
-    first_seen: float
-    last_seen: float
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    id: int
-    kind: str
-    config: dict[str, Any]
-    status: str
-    started_at: float
-    finished_at: float | None
-    result: Any
-
-
-@dataclass(frozen=True)
-class ModelRecord:
-    id: int
-    run_id: int | None
-    name: str
-    genotype: Any
-    onnx_sha256: str | None
-    path: str | None
-    device_key: str | None
-    lut_id: LutId | None
-    predicted_latency_ms: float | None
-    predicted_energy_mj: float | None
-    created_at: float
-
-
-class Store:
+class Store(LutTables):
     """One workspace's SQLite store. Create with ``Store.open``; close (or use ``with``)."""
 
     def __init__(self, path: Path) -> None:
@@ -362,141 +189,8 @@ class Store:
         return f"unknown device {key!r}{hint}; known devices: {', '.join(known)}"
 
     # ------------------------------------------------------------------ LUT rows
-    def put_lut_row(self, lut_id: LutId, row: LutRow, *, replace: bool = False) -> bool:
-        """Store one row, committed before returning. An existing row for the same op key is
-        kept unless ``replace`` (e.g. re-measuring an unstable row). True when written."""
-        count = self.put_lut_rows(lut_id, [row], replace=replace)
-        return bool(count.inserted or count.replaced)
-
-    def put_lut_rows(self, lut_id: LutId, rows: Iterable[LutRow], *,
-                     replace: bool = False) -> WriteCount:
-        """Store many rows in one transaction (imports); same rules as ``put_lut_row``."""
-        rows = list(rows)
-        for row in rows:
-            _check_row(row)
-        keys = [r.op_key for r in rows]
-        if len(set(keys)) != len(keys):
-            dup = next(k for k in keys if keys.count(k) > 1)
-            raise StoreError(f"op key {dup!r} appears twice in one write")
-        if not rows:
-            return WriteCount()
-        now = time.time()
-        with self._tx() as conn:
-            for dev in {r.device_key for r in rows}:
-                if conn.execute("SELECT 1 FROM devices WHERE key = ?", (dev,)).fetchone() is None:
-                    raise UnknownDeviceError(self._unknown_device_message(dev)
-                                             + "; record it with upsert_device first")
-            existing_sim = conn.execute(
-                f"SELECT simulated FROM lut_rows WHERE {_LUT_WHERE} LIMIT 1",
-                _lut_params(lut_id)).fetchone()
-            sims = {bool(r.simulated) for r in rows}
-            if existing_sim is not None:
-                sims.add(bool(existing_sim[0]))
-            if len(sims) > 1:
-                raise StoreError(f"LUT {lut_id} would mix simulated and real measurements; "
-                                 "a simulated device needs its own fingerprint")
-            present = {r[0] for r in conn.execute(
-                f"SELECT op_key FROM lut_rows WHERE {_LUT_WHERE}", _lut_params(lut_id))}
-            inserted = replaced = skipped = 0
-            for row in rows:
-                if row.op_key in present and not replace:
-                    skipped += 1
-                    continue
-                conn.execute(_UPSERT_SQL, _row_params(lut_id, row, now))
-                if row.op_key in present:
-                    replaced += 1
-                else:
-                    inserted += 1
-        return WriteCount(inserted, replaced, skipped)
-
-    def missing_keys(self, lut_id: LutId, keys: Iterable[str], *,
-                     redo_statuses: Iterable[str] = ()) -> list[str]:
-        """The keys (input order, duplicates dropped) without a row in this LUT; rows whose
-        status is in ``redo_statuses`` (e.g. ``{"unstable"}``) count as missing."""
-        redo = set(redo_statuses)
-        have = {k for k, s in self._conn().execute(
-            f"SELECT op_key, status FROM lut_rows WHERE {_LUT_WHERE}", _lut_params(lut_id))
-            if s not in redo}
-        return [k for k in dict.fromkeys(keys) if k not in have]
-
-    def get_lut_row(self, lut_id: LutId, op_key: str) -> LutRow | None:
-        row = self._conn().execute(
-            f"SELECT * FROM lut_rows WHERE {_LUT_WHERE} AND op_key = ?",
-            (*_lut_params(lut_id), op_key)).fetchone()
-        return _lut_row(row) if row is not None else None
-
-    def lut_dict(self, lut_id: LutId, *, measured_only: bool = False) -> dict[str, LutRow]:
-        """op key -> row for one LUT (empty when it has no rows; see ``find_lut``)."""
-        rows = self._conn().execute(
-            f"SELECT * FROM lut_rows WHERE {_LUT_WHERE} ORDER BY op_key", _lut_params(lut_id))
-        out = {r["op_key"]: _lut_row(r) for r in rows}
-        return {k: v for k, v in out.items() if v.measured} if measured_only else out
-
-    def lut_rows(self, lut_id: LutId) -> "pd.DataFrame":
-        """One LUT as a DataFrame (one row per op key; conditions parsed; times as UTC)."""
-        cur = self._conn().execute(
-            f"SELECT * FROM lut_rows WHERE {_LUT_WHERE} ORDER BY op_key", _lut_params(lut_id))
-        return _frame(cur, json_cols=("conditions",), time_cols=("measured_at",),
-                      bool_cols=("energy_estimated", "simulated"), drop=("id",))
-
-    def luts_for_device(self, device_key: str) -> list[LutInfo]:
-        """Every LUT with rows measured by this device or under its current fingerprint."""
-        dev = self.get_device(device_key)
-        return self._lut_infos("WHERE device_key = ? OR fingerprint = ?",
-                               (device_key, dev.fingerprint))
-
-    def all_luts(self) -> list[LutInfo]:
-        return self._lut_infos("", ())
-
-    def find_lut(self, device_key: str, *, runtime: str | None = None,
-                 runtime_version: str | None = None, config_hash: str | None = None,
-                 fingerprint: str | None = None) -> LutId:
-        """The one LUT of a device matching the given fields; raises rather than guess.
-
-        Without ``fingerprint`` only the device's current fingerprint counts, so a LUT measured
-        before an OS or hardware change is used only when asked for explicitly.
-        """
-        dev = self.get_device(device_key)
-        infos = self.luts_for_device(device_key)
-        want = {"runtime": runtime, "runtime_version": runtime_version,
-                "config_hash": config_hash, "fingerprint": fingerprint or dev.fingerprint}
-        hits = [i for i in infos
-                if all(v is None or getattr(i.lut_id, k) == v for k, v in want.items())]
-        if len(hits) == 1:
-            return hits[0].lut_id
-        listing = "\n".join(f"  - {i.lut_id} ({i.measured_rows}/{i.rows} rows measured)"
-                            for i in infos) or "  (none)"
-        asked = ", ".join(f"{k}={v!r}" for k, v in want.items() if v is not None)
-        if not hits:
-            raise LutNotFoundError(f"device {device_key!r} has no LUT with {asked}; "
-                                   f"its LUTs:\n{listing}")
-        differ = [k for k in ("runtime", "runtime_version", "config_hash")
-                  if len({getattr(h.lut_id, k) for h in hits}) > 1]
-        raise AmbiguousLutError(
-            f"device {device_key!r} has {len(hits)} LUTs matching {asked}; rows of different "
-            f"LUTs are never mixed, so say which with {' / '.join(differ)}:\n"
-            + "\n".join(f"  - {h.lut_id} ({h.measured_rows}/{h.rows} rows measured)"
-                        for h in hits))
-
-    def delete_lut(self, lut_id: LutId) -> int:
-        """Delete every row of one LUT; returns how many."""
-        with self._tx() as conn:
-            return conn.execute(f"DELETE FROM lut_rows WHERE {_LUT_WHERE}",
-                                _lut_params(lut_id)).rowcount
-
-    def _lut_infos(self, where: str, params: tuple[Any, ...]) -> list[LutInfo]:
-        sql = (f"SELECT fingerprint, runtime, runtime_version, config_hash, count(*), "
-               f"sum(status IN ({','.join('?' * len(MEASURED_STATUSES))})), "
-               "group_concat(DISTINCT device_key), max(simulated), min(measured_at), "
-               f"max(measured_at) FROM lut_rows {where} "
-               "GROUP BY fingerprint, runtime, runtime_version, config_hash "
-               "ORDER BY runtime, runtime_version, config_hash, fingerprint")
-        out = []
-        for r in self._conn().execute(sql, (*sorted(MEASURED_STATUSES), *params)):
-            out.append(LutInfo(LutId(r[0], r[1], r[2], r[3]), rows=r[4], measured_rows=r[5],
-                               device_keys=tuple(sorted(r[6].split(","))), simulated=bool(r[7]),
-                               first_measured_at=r[8], last_measured_at=r[9]))
-        return out
+    # put_lut_row(s), missing_keys, get_lut_row, lut_dict, lut_rows, luts_for_device,
+    # all_luts, find_lut, delete_lut: inherited from store_luts.LutTables.
 
     # ------------------------------------------------------------------ runs
     def start_run(self, kind: str, config: Mapping[str, Any] | Any = None) -> int:
@@ -635,227 +329,11 @@ class Store:
             conn.close()
 
 
-# ---------------------------------------------------------------------- file checks
-def _create(db: Path) -> None:
-    """Build a new store in a temporary file, then link it into place without clobbering."""
-    tmp = db.with_name(f".{db.name}.new-{os.getpid()}-{threading.get_ident()}")
-    tmp.unlink(missing_ok=True)
-    conn = sqlite3.connect(tmp, isolation_level=None)
-    try:
-        # Rollback-journal mode while creating, so the header (application id) is in the file.
-        conn.executescript(
-            f"BEGIN; PRAGMA application_id = {schema.APPLICATION_ID}; "
-            f"PRAGMA user_version = {schema.SCHEMA_VERSION}; {schema.SCHEMA}; COMMIT;")
-        conn.executemany("INSERT INTO meta(key, value) VALUES (?, ?)", [
-            ("application", schema.APPLICATION_NAME),
-            ("schema_version", str(schema.SCHEMA_VERSION)),
-            ("created_at", repr(time.time()))])
-    finally:
-        conn.close()
-    try:
-        os.link(tmp, db)            # fails if another process created the store meanwhile
-    except FileExistsError:
-        pass
-    except OSError:                  # no hard links on this filesystem
-        if not db.exists():
-            os.replace(tmp, db)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _inspect(db: Path) -> int:
-    """Schema version of the store at ``db``; ``StoreError`` for anything else. Never writes
-    to ``db``: the header is read as bytes, the rest through a read-only connection."""
-    untouched = "It was not changed; move it away or choose another --workspace."
-    if not db.is_file():
-        raise StoreError(f"{db} is not a regular file. {untouched}")
-    with open(db, "rb") as fh:
-        header = fh.read(100)
-    if not header:
-        raise StoreError(f"{db} is an empty file, not a hilnas store. {untouched}")
-    if len(header) < 100 or not header.startswith(SQLITE_MAGIC):
-        raise StoreError(f"{db} is not an SQLite database (unknown header). {untouched}")
-    app_id = int.from_bytes(header[68:72], "big")
-    if app_id != schema.APPLICATION_ID:
-        raise StoreError(f"{db} is an SQLite database of another application (application_id "
-                         f"{app_id:#x}; a hilnas store has {schema.APPLICATION_ID:#x}). "
-                         f"{untouched}")
-    try:
-        conn = sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)
-    except sqlite3.Error as exc:
-        raise StoreError(f"cannot open {db}: {exc}") from None
-    try:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
-        if version > schema.SCHEMA_VERSION:
-            raise StoreError(f"{db} has schema version {version}, newer than this hilnas "
-                             f"understands ({schema.SCHEMA_VERSION}); upgrade hilnas. {untouched}")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-        meta = dict(conn.execute("SELECT key, value FROM meta")) if "meta" in tables else {}
-        if meta.get("application") != schema.APPLICATION_NAME or \
-                meta.get("schema_version") != str(version):
-            raise StoreError(f"{db} has the hilnas application id but its meta table is "
-                             f"missing or disagrees (user_version {version}, meta {meta}). "
-                             f"{untouched}")
-        missing = [t for t in schema.TABLES if t not in tables]
-        if version == schema.SCHEMA_VERSION and missing:
-            raise StoreError(f"{db} lacks tables {missing}. {untouched}")
-        check = conn.execute("PRAGMA quick_check").fetchone()[0]
-        if check != "ok":
-            raise StoreError(f"{db} is damaged (quick_check: {check}). {untouched}")
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{db} is damaged or not a hilnas store ({exc}). {untouched}") from None
-    finally:
-        conn.close()
-    return version
-
-
-def _migrate(db: Path, version: int) -> None:
-    """Upgrade an older store step by step, after copying it to ``hilnas.db.v<N>.bak``."""
-    steps = list(range(version, schema.SCHEMA_VERSION))
-    if any(v not in schema.MIGRATIONS for v in steps):
-        raise StoreError(f"{db} has schema version {version} and this hilnas has no migration "
-                         f"from it to {schema.SCHEMA_VERSION}; it was not changed")
-    backup = db.with_name(f"{db.name}.v{version}.bak")
-    src = sqlite3.connect(db)
-    try:
-        dst = sqlite3.connect(backup)
-        with dst:
-            src.backup(dst)
-        dst.close()
-        for v in steps:
-            src.executescript(
-                f"BEGIN IMMEDIATE; {schema.MIGRATIONS[v]}; PRAGMA user_version = {v + 1}; "
-                f"UPDATE meta SET value = '{v + 1}' WHERE key = 'schema_version'; COMMIT;")
-    except sqlite3.Error as exc:
-        with contextlib.suppress(sqlite3.Error):
-            src.execute("ROLLBACK")
-        raise StoreError(f"migrating {db} from schema {version} failed ({exc}); "
-                         f"a copy from before is at {backup}") from None
-    finally:
-        src.close()
-
-
-# ---------------------------------------------------------------------- row helpers
-_LUT_WHERE = "fingerprint = ? AND runtime = ? AND runtime_version = ? AND config_hash = ?"
-_ROW_COLS = ("device_key", "fingerprint", "runtime", "runtime_version", "config_hash", "op_key",
-             "n", *_FLOAT_FIELDS, "energy_estimated", "status", "conditions", "simulated",
-             "measured_at", "schema_version")
-_UPSERT_SQL = (
-    f"INSERT INTO lut_rows({', '.join(_ROW_COLS)}) VALUES ({', '.join('?' * len(_ROW_COLS))}) "
-    "ON CONFLICT(fingerprint, runtime, runtime_version, config_hash, op_key) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _ROW_COLS))
-
-
-def _lut_params(lut_id: LutId) -> tuple[str, str, str, str]:
-    return (lut_id.fingerprint, lut_id.runtime, lut_id.runtime_version, lut_id.config_hash)
-
-
-def _row_params(lut_id: LutId, row: LutRow, now: float) -> tuple[Any, ...]:
-    return (row.device_key, *_lut_params(lut_id), row.op_key, row.n,
-            *(getattr(row, f) for f in _FLOAT_FIELDS), int(bool(row.energy_estimated)),
-            row.status, _dumps(_plain(row.conditions)), int(bool(row.simulated)),
-            row.measured_at or now, schema.SCHEMA_VERSION)
-
-
-def _lut_row(r: sqlite3.Row) -> LutRow:
-    return LutRow(op_key=r["op_key"], device_key=r["device_key"], n=r["n"],
-                  **{f: r[f] for f in _FLOAT_FIELDS},
-                  energy_estimated=bool(r["energy_estimated"]), status=r["status"],
-                  conditions=json.loads(r["conditions"]), simulated=bool(r["simulated"]),
-                  measured_at=r["measured_at"], schema_version=r["schema_version"])
-
-
-def _check_row(row: LutRow) -> None:
-    if not isinstance(row, LutRow):
-        raise TypeError(f"expected a LutRow, got {type(row).__name__}")
-    _check_text("op key", row.op_key)
-    _check_text("device key", row.device_key)
-    if isinstance(row.n, bool) or not isinstance(row.n, int) or row.n < 0:
-        raise ValueError(f"{row.op_key}: n must be an int >= 0, got {row.n!r}")
-    if not row.status or row.status != row.status.strip().lower() or " " in row.status:
-        raise ValueError(f"{row.op_key}: status must be a lower-case word, got {row.status!r}")
-    _check_floats(**{f: getattr(row, f) for f in _FLOAT_FIELDS}, measured_at=row.measured_at)
-    if row.measured:
-        if row.median_ms is None or row.median_ms < 0 or row.n < 1:
-            raise ValueError(f"{row.op_key}: a {row.status!r} row needs n >= 1 and a "
-                             f"median_ms >= 0 (n={row.n}, median_ms={row.median_ms})")
-
-
-def _check_text(what: str, value: Any) -> None:
-    if not isinstance(value, str) or not value.strip() or _has_newline(value):
-        raise ValueError(f"{what} must be a non-empty one-line string, got {value!r}")
-
-
-def _check_floats(**values: Any) -> None:
-    for name, v in values.items():
-        if v is None:
-            continue
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            # SQLite would store NaN as NULL without a word: refuse instead.
-            raise ValueError(f"{name} must be a finite number or None, got {v!r}")
-
-
-def _has_newline(s: str) -> bool:
-    return "\n" in s or "\r" in s
-
-
 def _device(r: sqlite3.Row) -> DeviceRecord:
     return DeviceRecord(r["key"], r["fingerprint"], json.loads(r["info"]), r["first_seen"],
                         r["last_seen"])
 
 
-def _plain(obj: Any) -> Any:
-    """JSON-able copy: dataclasses as dicts, enums by name, non-finite floats as None."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return _plain(dataclasses.asdict(obj))
-    if isinstance(obj, enum.Enum):
-        return obj.name
-    if isinstance(obj, Mapping):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj
-
-
-def _json_default(obj: Any) -> Any:
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return dataclasses.asdict(obj)
-    if isinstance(obj, enum.Enum):
-        return obj.name
-    if isinstance(obj, (set, frozenset)):
-        return sorted(obj)
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
-
-
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=False,
-                      default=_json_default)
-
-
-def _frame(cur: sqlite3.Cursor, *, json_cols: Iterable[str] = (), time_cols: Iterable[str] = (),
-           bool_cols: Iterable[str] = (), drop: Iterable[str] = ()) -> "pd.DataFrame":
-    import pandas as pd  # heavy: only when a frame is asked for
-
-    columns = [d[0] for d in cur.description]
-    df = pd.DataFrame.from_records([tuple(r) for r in cur.fetchall()], columns=columns)
-    for c in json_cols:
-        if c in df:
-            df[c] = [json.loads(v) if v is not None else None for v in df[c]]
-    for c in time_cols:
-        if c in df:
-            df[c] = pd.to_datetime(df[c], unit="s", utc=True)
-    for c in bool_cols:
-        if c in df:
-            df[c] = df[c].astype(bool)
-    return df.drop(columns=[c for c in drop if c in df])
-
-
-__all__ = ["DEFAULT_WORKSPACE", "DB_NAME", "MEASURED_STATUSES", "StoreError", "UnknownDeviceError",
-           "LutNotFoundError", "AmbiguousLutError", "config_hash", "LutId", "LutRow", "LutInfo",
-           "WriteCount", "DeviceRecord", "RunRecord", "ModelRecord", "Store"]
+__all__ = ["DEFAULT_WORKSPACE", "DB_NAME", "SQLITE_MAGIC", "MEASURED_STATUSES", "StoreError",
+           "UnknownDeviceError", "LutNotFoundError", "AmbiguousLutError", "config_hash", "LutId",
+           "LutRow", "LutInfo", "WriteCount", "DeviceRecord", "RunRecord", "ModelRecord", "Store"]
