@@ -27,7 +27,10 @@ def main() -> None:
     p.add_argument("--space", default="darts", choices=["darts", "nb201"])
     p.add_argument("--networks", type=int, default=30)
     p.add_argument("--threads", type=int, default=1, help="runtime threads (1: steadier on a shared machine)")
-    p.add_argument("--repeats", type=int, default=3, help="interleaved LUT passes, median kept (default 3)")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="interleaved LUT passes and whole-network rounds (default 3)")
+    p.add_argument("--statistic", default="min", choices=["min", "median"],
+                   help="how passes/rounds combine (default min: the least disturbed window; see server/rounds.py)")
     args = p.parse_args()
 
     from hilnas.agent.config import MeasureConfig, ServeConfig
@@ -53,23 +56,34 @@ def main() -> None:
             export_s = time.perf_counter() - t
             with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as c:
                 t = time.perf_counter()
-                report = LutBuilder(store, "local", [c], LutBuildConfig(measure=measure, repeats=args.repeats)).build(
+                report = LutBuilder(store, "local", [c], LutBuildConfig(measure=measure, repeats=args.repeats,
+                                                                        pass_statistic=args.statistic)).build(
                     keys, micro.onnx)
                 build_wall = time.perf_counter() - t
-                fid = run_fidelity(store, "local", [c], FidelityConfig(space=args.space, networks=args.networks,
-                                                                       measure=measure))
+                fid = run_fidelity(store, "local", [c], FidelityConfig(
+                    space=args.space, networks=args.networks, measure=measure, repeats=args.repeats,
+                    round_statistic=args.statistic))
         finally:
             running.stop(0)
     data = {
         "space": args.space, "keys": len(keys), "measure": measure.__dict__,
         "build": {"export_s": export_s, "build_wall_s": build_wall, "measuring_wall_s": report.wall_s,
                   "model_run_s": report.model_run_s, "efficiency": report.model_run_s / build_wall,
-                  "remeasured": report.remeasured, "repeats": args.repeats, "failed": len(report.failed),
+                  "remeasured": report.remeasured, "repeats": args.repeats, "statistic": args.statistic,
+                  "failed": len(report.failed),
                   "target": 0.8},
         "fidelity": {"networks": fid.raw.n, "raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
                      "correction": fid.correction.to_dict(), "target_within_10pct": 0.95,
                      "per_network": fid.networks},
     }
+    # The same rounds combined the other way (the LUT stays as built): how much the statistic matters.
+    from hilnas.server.predict import cross_validated_predictions, fidelity
+    from hilnas.server.rounds import combine_rounds
+
+    other = "median" if args.statistic == "min" else "min"
+    sums = [n["lut_sum_ms"] for n in fid.networks]
+    alt = [combine_rounds(n["rounds_ms"], other) for n in fid.networks]
+    data["fidelity"][f"corrected_cv_rounds_by_{other}"] = fidelity(cross_validated_predictions(sums, alt), alt).to_dict()
     write(f"lut_{args.space}", data)
     b = data["build"]
     print(f"build: {len(keys)} keys, wall {build_wall:.1f} s, model run {report.model_run_s:.1f} s, efficiency "

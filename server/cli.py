@@ -208,7 +208,7 @@ def cmd_lut_build(args) -> int:
     fmt, export = (ModelFormat.TFLITE, micro.tflite) if args.format == "tflite" else (ModelFormat.ONNX, micro.onnx)
     backend = args.backend or ("tflite" if fmt is ModelFormat.TFLITE else "")
     config = LutBuildConfig(measure=_measure_config(args), backend=backend, batch_size=args.batch,
-                            retry_failed=args.retry_failed, repeats=args.repeats)
+                            retry_failed=args.retry_failed, repeats=args.repeats, pass_statistic=args.statistic)
     keys = MicroModels.keys_for_space(space)
     with _open_store(args) as store:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
@@ -279,12 +279,21 @@ def cmd_fidelity(args) -> int:
 
     overrides = {**DATASET_SHAPES.get(args.dataset or "", {}), **_kv(args.space_opt, "--space-opt")}
     cfg = FidelityConfig(space=args.space, space_overrides=overrides, networks=args.networks, seed=args.seed, measure=_measure_config(args),
-                         runtime=args.runtime)
+                         runtime=args.runtime, repeats=args.repeats, round_statistic=args.statistic)
     with _open_store(args) as store:
         report = run_fidelity(store, args.device, _clients(args, args.device), cfg,
                               progress=_Progress(f"fidelity {args.device}", args.quiet))
     _emit(args, report.to_dict(), report.summary())
     return 0
+
+
+def _statistic_arg(p, what: str) -> None:
+    from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, ROUND_STATISTICS
+
+    p.add_argument("--statistic", default=DEFAULT_ROUND_STATISTIC, choices=sorted(ROUND_STATISTICS),
+                   help=f"how the medians of the {what} combine: min = the least disturbed window (interference "
+                        f"only adds time; default), median = for devices that also speed up, e.g. under DVFS. "
+                        f"Use the same for the LUT and for fidelity")
 
 
 # -- search -----------------------------------------------------------------------------------
@@ -462,8 +471,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", type=int, default=16, help="models per stream (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-measure ops stored as failed")
     p.add_argument("--repeats", type=int, default=1,
-                   help="interleaved passes over the new ops; each row keeps the median pass (default 1; "
+                   help="interleaved passes over the new ops, combined by --statistic (default 1; "
                         "use 3 on a shared or noisy device)")
+    _statistic_arg(p, "passes")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _measure_args(p)
     json_flag(p)
@@ -499,6 +509,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE", help="override a space field")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runtime", help="LUT runtime, when the device has several")
+    p.add_argument("--repeats", type=int, default=3,
+                   help="interleaved rounds per network, combined by --statistic (default 3)")
+    _statistic_arg(p, "rounds")
     p.add_argument("--quiet", action="store_true")
     _measure_args(p)
     json_flag(p)

@@ -19,6 +19,7 @@ from hilnas.server import model_meta
 from hilnas.server.client import sha256_hex
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
+from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds
 from hilnas.server.store import LutId, Store
 from hilnas.server.validation import lut_values
 
@@ -32,8 +33,14 @@ class FidelityConfig:
     measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1)
     runtime: str | None = None           # LUT runtime, when the device has several
     folds: int = 5                       # cross-validation folds for the correction
-    repeats: int = 3                     # interleaved rounds per network; the median round is kept, so a
+    repeats: int = 3                     # interleaved rounds per network, combined by round_statistic, so a
                                          # passing disturbance (a noisy neighbour) costs no data point
+    round_statistic: str = DEFAULT_ROUND_STATISTIC  # "min" or "median"; use the LUT's pass statistic
+
+    def __post_init__(self) -> None:
+        if self.networks < 1 or self.repeats < 1 or self.folds < 2:
+            raise ValueError("networks and repeats must be >= 1, folds >= 2")
+        check_round_statistic(self.round_statistic)
 
 
 @dataclass
@@ -106,9 +113,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                 failed.append(f"network {i}: {result.status.name}: {result.error}")
             if progress:
                 progress(len(genotypes) * (1 + r) + n + 1, total, "measure")
-    import statistics
-
-    measured = {i: statistics.median(v) for i, v in rounds.items() if v}
+    measured = {i: combine_rounds(v, config.round_statistic) for i, v in rounds.items() if v}
     idx = sorted(measured)
     if len(idx) < 4:
         raise RuntimeError(f"only {len(idx)} networks could be measured: " + "; ".join(failed[:3]))
@@ -123,6 +128,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     report = FidelityReport(device_key, lut_id, config.space, nets, raw, corrected, correction, failed,
                             time.monotonic() - start)
     run_id = store.start_run("fidelity", {"device_key": device_key, "space": config.space,
-                                          "networks": config.networks, "seed": config.seed})
+                                          "networks": config.networks, "seed": config.seed,
+                                          "repeats": config.repeats, "round_statistic": config.round_statistic})
     store.finish_run(run_id, result=report.to_dict())
     return report

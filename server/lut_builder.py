@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import statistics
 import threading
 import time
 from collections import deque
@@ -20,6 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
+from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 
 log = logging.getLogger("hilnas.lut")
@@ -37,9 +37,10 @@ class LutBuildConfig:
     batch_size: int = 16           # models per BenchmarkStream call
     remeasure_unstable: bool = True  # a final pass re-measures rows flagged unstable
     retry_failed: bool = False     # also re-measure rows stored with a failure status
-    repeats: int = 1               # interleaved passes over the new keys; a row keeps the median of
-                                   # its passes' medians, so a noisy minute on a shared device does
-                                   # not skew the keys that happened to be measured in it
+    repeats: int = 1               # interleaved passes over the new keys; a row keeps one of its
+                                   # passes' medians (pass_statistic), so a noisy minute on a shared
+                                   # device does not skew the keys that happened to be measured in it
+    pass_statistic: str = DEFAULT_ROUND_STATISTIC  # "min" (least disturbed pass) or "median"; see rounds.py
     agent_retries: int = 3         # consecutive failures before an agent is given up on
     retry_backoff_s: float = 1.0   # first back-off after losing an agent; doubles
     stream_timeout_s: float = 3600.0
@@ -47,6 +48,7 @@ class LutBuildConfig:
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.batch_size < 1 or self.agent_retries < 0:
             raise ValueError("repeats and batch_size must be >= 1, agent_retries >= 0")
+        check_round_statistic(self.pass_statistic)
 
 
 def lut_id_for(info: DeviceInfo, backend: str, measure: MeasureConfig) -> LutId:
@@ -143,7 +145,7 @@ class LutBuilder:
         # measurement running on this same host.
         models = {k: model_for_key(k) for k in missing}
         start = time.monotonic()
-        medians: dict[str, list[float]] = {}
+        medians: dict[str, list[LutRow]] = {}
         self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed,
                       medians=medians)
         for _ in range(self.config.repeats - 1):
@@ -168,7 +170,7 @@ class LutBuilder:
 
     def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
                  clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool,
-                 medians: dict[str, list[float]] | None = None) -> None:
+                 medians: dict[str, list[LutRow]] | None = None) -> None:
         queue: deque[str] = deque(keys)
         total, done = len(keys), [0]
         alive = [len(clients)]
@@ -192,8 +194,12 @@ class LutBuilder:
                                  f"{result.runtime_version}, not {lut_id.fingerprint} / {lut_id.runtime_version}")
             if medians is not None and result.status.measured and row.median_ms is not None:
                 with self._lock:
-                    medians.setdefault(key, []).append(row.median_ms)
-                    row = dataclasses.replace(row, median_ms=statistics.median(medians[key]))
+                    passes = medians.setdefault(key, [])
+                    passes.append(row)
+                    value = combine_rounds([r.median_ms for r in passes], self.config.pass_statistic)
+                    # Keep the pass that gave the value (its p90, CI and conditions belong to it).
+                    chosen = min(passes, key=lambda r: abs(r.median_ms - value))
+                    row = dataclasses.replace(chosen, median_ms=value)
             self.store.put_lut_row(lut_id, row, replace=replace)
             with self._lock:
                 report.model_run_s += result.measure_wall_s

@@ -179,7 +179,8 @@ def test_agents_of_different_devices_under_one_key_are_refused(tmp_path, nb201_k
         b.stop(0)
 
 
-def test_repeated_passes_keep_the_median_of_each_key(tmp_path, nb201_keys_and_models):
+@pytest.mark.parametrize("statistic", ["min", "median"])
+def test_repeated_passes_keep_the_chosen_pass_of_each_key(tmp_path, nb201_keys_and_models, statistic):
     keys, models = nb201_keys_and_models
     running = start_agent(tmp_path, simulate="raspi4")
     try:
@@ -192,15 +193,20 @@ def test_repeated_passes_keep_the_median_of_each_key(tmp_path, nb201_keys_and_mo
                     seen.setdefault(r.op_key, []).append(r.latency.median_ms)
                     yield r
             c.benchmark_stream = spying
-            report = LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK, repeats=3,
+            report = LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK, repeats=3, pass_statistic=statistic,
                                                                   remeasure_unstable=False)).build(keys, models.__getitem__)
             assert report.measured == len(keys) and report.repeated == 2 * len(keys)
             rows = _rows(store, report.lut_id)
             import statistics
+            combine = min if statistic == "min" else statistics.median
+            assert any(len(set(v)) > 1 for v in seen.values())  # the passes really differ
             for k in keys:
                 assert len(seen[k]) == 3
-                assert rows[k].median_ms == pytest.approx(statistics.median(seen[k]))
+                assert rows[k].median_ms == pytest.approx(combine(seen[k]))
+                assert rows[k].ci95_low_ms <= rows[k].median_ms <= rows[k].ci95_high_ms
         with pytest.raises(ValueError, match="repeats"):
             LutBuildConfig(repeats=0)
+        with pytest.raises(ValueError, match="round statistic"):
+            LutBuildConfig(pass_statistic="mean")
     finally:
         running.stop(0)
