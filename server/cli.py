@@ -279,7 +279,8 @@ def cmd_fidelity(args) -> int:
 
     overrides = {**DATASET_SHAPES.get(args.dataset or "", {}), **_kv(args.space_opt, "--space-opt")}
     cfg = FidelityConfig(space=args.space, space_overrides=overrides, networks=args.networks, seed=args.seed, measure=_measure_config(args),
-                         runtime=args.runtime, repeats=args.repeats, round_statistic=args.statistic)
+                         runtime=args.runtime, repeats=args.repeats, round_statistic=args.statistic,
+                         agreement=args.agreement, max_repeats=max(args.max_repeats, args.repeats))
     with _open_store(args) as store:
         report = run_fidelity(store, args.device, _clients(args, args.device), cfg,
                               progress=_Progress(f"fidelity {args.device}", args.quiet))
@@ -512,6 +513,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=3,
                    help="interleaved rounds per network, combined by --statistic (default 3)")
     _statistic_arg(p, "rounds")
+    p.add_argument("--agreement", type=float, default=0.05,
+                   help="a network whose two lowest rounds differ by more than this (relative) is measured "
+                        "again, up to --max-repeats rounds (default 0.05)")
+    p.add_argument("--max-repeats", type=int, default=6, help="rounds per network at most (default 6)")
     p.add_argument("--quiet", action="store_true")
     _measure_args(p)
     json_flag(p)

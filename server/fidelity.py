@@ -4,6 +4,10 @@ Random genotypes of a space are exported, measured whole on the device, and pred
 LUT two ways: the plain sum of op latencies, and the sum with a learned correction (per-model
 overhead, fusion) evaluated by k-fold cross-validation, so the reported figure is never a fit to
 its own data. The correction fitted on all networks is stored with the run for ``hilnas validate``.
+
+Each network is measured in interleaved rounds (every network once, then again) and the rounds
+are combined like the LUT's passes (``rounds.py``: the least disturbed round by default). A
+network whose two lowest rounds still disagree gets more rounds, up to ``max_repeats``.
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ from hilnas.server import model_meta
 from hilnas.server.client import sha256_hex
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
-from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds
+from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds, windows_agree
 from hilnas.server.store import LutId, Store
 from hilnas.server.validation import lut_values
 
@@ -36,10 +40,14 @@ class FidelityConfig:
     repeats: int = 3                     # interleaved rounds per network, combined by round_statistic, so a
                                          # passing disturbance (a noisy neighbour) costs no data point
     round_statistic: str = DEFAULT_ROUND_STATISTIC  # "min" or "median"; use the LUT's pass statistic
+    agreement: float = 0.05              # after `repeats` rounds, a network whose two lowest rounds differ by
+    max_repeats: int = 6                 # more than this (relative) gets more rounds, up to max_repeats
 
     def __post_init__(self) -> None:
         if self.networks < 1 or self.repeats < 1 or self.folds < 2:
             raise ValueError("networks and repeats must be >= 1, folds >= 2")
+        if self.max_repeats < self.repeats or not self.agreement >= 0:
+            raise ValueError("max_repeats must be >= repeats and agreement >= 0")
         check_round_statistic(self.round_statistic)
 
 
@@ -98,11 +106,17 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
             for i, m in enumerate(models)]
     rounds: dict[int, list[float]] = {i: [] for i in range(len(models))}
     failed: list[str] = []
-    total = len(genotypes) * (1 + config.repeats)
-    for r in range(config.repeats):
+    todo = list(range(len(reqs)))
+    done, total = len(genotypes), len(genotypes) * (1 + config.repeats)
+    for r in range(config.max_repeats):
+        if r >= config.repeats:  # extra rounds only for networks whose lowest rounds still disagree
+            todo = [i for i in todo if rounds[i] and not windows_agree(rounds[i], config.agreement)]
+            if not todo:
+                break
+            total += len(todo)
         # Round 1 uploads; later rounds send hashes only (the agent caches models by sha256).
-        batch = reqs if r == 0 else [dataclasses.replace(q, model=b"") for q in reqs]
-        for n, result in enumerate(clients[0].benchmark_stream(batch)):
+        batch = [reqs[i] if r == 0 else dataclasses.replace(reqs[i], model=b"") for i in todo]
+        for result in clients[0].benchmark_stream(batch):
             i = int(result.request_id)
             if result.status.measured and result.latency:
                 if result.device_fingerprint != lut_id.fingerprint:
@@ -111,8 +125,9 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                 rounds[i].append(result.latency.median_ms)
             elif r == 0:
                 failed.append(f"network {i}: {result.status.name}: {result.error}")
+            done += 1
             if progress:
-                progress(len(genotypes) * (1 + r) + n + 1, total, "measure")
+                progress(done, total, "measure")
     measured = {i: combine_rounds(v, config.round_statistic) for i, v in rounds.items() if v}
     idx = sorted(measured)
     if len(idx) < 4:
@@ -129,6 +144,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                             time.monotonic() - start)
     run_id = store.start_run("fidelity", {"device_key": device_key, "space": config.space,
                                           "networks": config.networks, "seed": config.seed,
-                                          "repeats": config.repeats, "round_statistic": config.round_statistic})
+                                          "repeats": config.repeats, "round_statistic": config.round_statistic,
+                                          "agreement": config.agreement, "max_repeats": config.max_repeats})
     store.finish_run(run_id, result=report.to_dict())
     return report

@@ -36,3 +36,15 @@ def combine_rounds(values: Sequence[float], statistic: str = DEFAULT_ROUND_STATI
     if bad:
         raise ValueError(f"window medians must be finite and positive, got {bad[:3]}")
     return float(ROUND_STATISTICS[statistic](list(values)))
+
+
+def windows_agree(values: Sequence[float], tolerance: float) -> bool:
+    """True when the two lowest windows lie within ``tolerance`` (relative) of each other.
+
+    One window can be disturbed from start to end and still look steady inside; the least
+    disturbed window is trusted once a second window confirms it. Fewer than two: not yet.
+    """
+    if len(values) < 2:
+        return False
+    a, b = sorted(values)[:2]
+    return b <= a * (1.0 + tolerance)

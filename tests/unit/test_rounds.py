@@ -3,7 +3,7 @@ import math
 import pytest
 
 from hilnas.server.fidelity import FidelityConfig
-from hilnas.server.rounds import combine_rounds
+from hilnas.server.rounds import combine_rounds, windows_agree
 
 
 def test_min_keeps_the_least_disturbed_window_and_median_the_middle_one():
@@ -27,3 +27,12 @@ def test_unknown_statistic_is_refused_by_name_everywhere():
         FidelityConfig(round_statistic="p10")
     with pytest.raises(ValueError, match="repeats"):
         FidelityConfig(repeats=0)
+
+
+def test_the_least_disturbed_window_is_trusted_once_a_second_one_confirms_it():
+    assert not windows_agree([1.7], 0.05)               # one window alone proves nothing
+    assert windows_agree([2.7, 1.75, 1.7], 0.05)        # 1.75 is within 5 % of 1.7
+    assert not windows_agree([2.5, 3.7, 3.2], 0.05)     # every window disturbed differently
+    assert windows_agree([2.0, 2.0], 0.0)
+    with pytest.raises(ValueError, match="max_repeats"):
+        FidelityConfig(repeats=3, max_repeats=2)
