@@ -36,3 +36,15 @@ def write(name: str, data: dict) -> Path:
 
 def median(xs):
     return statistics.median(xs)
+
+
+def warm_torch() -> None:
+    """Pay torch's one-time lazy imports before anything is timed.
+
+    The first optimizer a process builds imports ``torch._dynamo`` (about 2 s here); without this
+    the first method a benchmark times would carry that cost and the second would not.
+    """
+    import torch
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)

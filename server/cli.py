@@ -208,7 +208,7 @@ def cmd_lut_build(args) -> int:
     fmt, export = (ModelFormat.TFLITE, micro.tflite) if args.format == "tflite" else (ModelFormat.ONNX, micro.onnx)
     backend = args.backend or ("tflite" if fmt is ModelFormat.TFLITE else "")
     config = LutBuildConfig(measure=_measure_config(args), backend=backend, batch_size=args.batch,
-                            retry_failed=args.retry_failed, repeats=args.repeats, pass_statistic=args.statistic)
+                            retry_failed=args.retry_failed, repeats=args.repeats, statistic=args.statistic)
     keys = MicroModels.keys_for_space(space)
     with _open_store(args) as store:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
@@ -279,7 +279,7 @@ def cmd_fidelity(args) -> int:
 
     overrides = {**DATASET_SHAPES.get(args.dataset or "", {}), **_kv(args.space_opt, "--space-opt")}
     cfg = FidelityConfig(space=args.space, space_overrides=overrides, networks=args.networks, seed=args.seed, measure=_measure_config(args),
-                         runtime=args.runtime, repeats=args.repeats, round_statistic=args.statistic,
+                         runtime=args.runtime, repeats=args.repeats, statistic=args.statistic,
                          agreement=args.agreement, max_repeats=max(args.max_repeats, args.repeats))
     with _open_store(args) as store:
         report = run_fidelity(store, args.device, _clients(args, args.device), cfg,
@@ -289,12 +289,12 @@ def cmd_fidelity(args) -> int:
 
 
 def _statistic_arg(p, what: str) -> None:
-    from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, ROUND_STATISTICS
+    from hilnas.server.rounds import DEFAULT_STATISTIC, STATISTICS
 
-    p.add_argument("--statistic", default=DEFAULT_ROUND_STATISTIC, choices=sorted(ROUND_STATISTICS),
-                   help=f"how the medians of the {what} combine: min = the least disturbed window (interference "
-                        f"only adds time; default), median = for devices that also speed up, e.g. under DVFS. "
-                        f"Use the same for the LUT and for fidelity")
+    p.add_argument("--statistic", default=DEFAULT_STATISTIC, choices=STATISTICS,
+                   help=f"latency statistic: median (default) = each window's median run and the median of the "
+                        f"{what}; min = the fastest run over all {what}, for a shared or noisy host where "
+                        f"interference only adds time. Use the same for the LUT and for fidelity")
 
 
 # -- search -----------------------------------------------------------------------------------

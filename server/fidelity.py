@@ -5,9 +5,10 @@ LUT two ways: the plain sum of op latencies, and the sum with a learned correcti
 overhead, fusion) evaluated by k-fold cross-validation, so the reported figure is never a fit to
 its own data. The correction fitted on all networks is stored with the run for ``hilnas validate``.
 
-Each network is measured in interleaved rounds (every network once, then again) and the rounds
-are combined like the LUT's passes (``rounds.py``: the least disturbed round by default). A
-network whose two lowest rounds still disagree gets more rounds, up to ``max_repeats``.
+Each network is measured in interleaved rounds (every network once, then again). The latency
+statistic (``rounds.py``: median, or the fastest run) picks the LUT values and each network's
+number alike, and is stored with the correction. A network whose two lowest rounds still
+disagree gets more rounds, up to ``max_repeats``.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from hilnas.server import model_meta
 from hilnas.server.client import sha256_hex
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
-from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds, windows_agree
+from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds, window_value, windows_agree
 from hilnas.server.store import LutId, Store
 from hilnas.server.validation import lut_values
 
@@ -37,9 +38,9 @@ class FidelityConfig:
     measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1)
     runtime: str | None = None           # LUT runtime, when the device has several
     folds: int = 5                       # cross-validation folds for the correction
-    repeats: int = 3                     # interleaved rounds per network, combined by round_statistic, so a
-                                         # passing disturbance (a noisy neighbour) costs no data point
-    round_statistic: str = DEFAULT_ROUND_STATISTIC  # "min" or "median"; use the LUT's pass statistic
+    repeats: int = 3                     # interleaved rounds per network, so a passing disturbance (a noisy
+                                         # neighbour) costs no data point
+    statistic: str = DEFAULT_STATISTIC   # "median" or "min" (rounds.py), for the LUT values and the rounds alike
     agreement: float = 0.05              # after `repeats` rounds, a network whose two lowest rounds differ by
     max_repeats: int = 6                 # more than this (relative) gets more rounds, up to max_repeats
 
@@ -48,7 +49,7 @@ class FidelityConfig:
             raise ValueError("networks and repeats must be >= 1, folds >= 2")
         if self.max_repeats < self.repeats or not self.agreement >= 0:
             raise ValueError("max_repeats must be >= repeats and agreement >= 0")
-        check_round_statistic(self.round_statistic)
+        check_statistic(self.statistic)
 
 
 @dataclass
@@ -73,7 +74,8 @@ class FidelityReport:
             return (f"  {name:<28} within +-10%: {f.within_10pct * 100:5.1f}%   RMSPE {f.rmspe:5.1f}%   "
                     f"MAPE {f.mape:5.1f}%   worst {f.max_ape:5.1f}%")
         return "\n".join([
-            f"LUT fidelity on {self.device_key} ({self.space}, {self.raw.n} networks, {self.wall_s:.0f} s)",
+            f"LUT fidelity on {self.device_key} ({self.space}, {self.raw.n} networks, latency statistic "
+            f"{self.correction.statistic}, {self.wall_s:.0f} s)",
             f"  LUT {self.lut_id}",
             line("LUT sum", self.raw),
             line("LUT sum + correction (CV)", self.corrected),
@@ -89,7 +91,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     store.get_device(device_key)
     space = create_space(config.space, **config.space_overrides)
     lut_id = store.find_lut(device_key, runtime=config.runtime)
-    lut = lut_values(store, lut_id)
+    lut = lut_values(store, lut_id, statistic=config.statistic)
     rng = random.Random(config.seed)
     genotypes = [space.sample(rng) for _ in range(config.networks)]
     from hilnas.searchers.op_key import network_op_keys
@@ -105,6 +107,7 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                              backend=lut_id.runtime, config=config.measure, request_id=str(i))
             for i, m in enumerate(models)]
     rounds: dict[int, list[float]] = {i: [] for i in range(len(models))}
+    windows: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(models))}  # (median, fastest)
     failed: list[str] = []
     todo = list(range(len(reqs)))
     done, total = len(genotypes), len(genotypes) * (1 + config.repeats)
@@ -122,13 +125,14 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                 if result.device_fingerprint != lut_id.fingerprint:
                     raise ValueError(f"the agent reports fingerprint {result.device_fingerprint}, the LUT was made "
                                      f"on {lut_id.fingerprint}: rebuild the LUT for this device")
-                rounds[i].append(result.latency.median_ms)
+                rounds[i].append(window_value(result.latency, config.statistic))
+                windows[i].append((result.latency.median_ms, result.latency.min_ms))
             elif r == 0:
                 failed.append(f"network {i}: {result.status.name}: {result.error}")
             done += 1
             if progress:
                 progress(done, total, "measure")
-    measured = {i: combine_rounds(v, config.round_statistic) for i, v in rounds.items() if v}
+    measured = {i: combine_rounds(v, config.statistic) for i, v in rounds.items() if v}
     idx = sorted(measured)
     if len(idx) < 4:
         raise RuntimeError(f"only {len(idx)} networks could be measured: " + "; ".join(failed[:3]))
@@ -137,14 +141,16 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     raw = fidelity(s, m)
     cv = cross_validated_predictions(s, m, folds=config.folds, seed=config.seed)
     corrected = fidelity(cv, m)
-    correction = fit_correction(s, m)
+    correction = dataclasses.replace(fit_correction(s, m), statistic=config.statistic)
     nets = [{"genotype": genotypes[i].to_dict(), "lut_sum_ms": sums[i], "measured_ms": measured[i],
-             "rounds_ms": rounds[i], "predicted_cv_ms": p} for i, p in zip(idx, cv)]
+             "rounds_ms": rounds[i], "predicted_cv_ms": p,
+             "rounds_median_ms": [w[0] for w in windows[i]], "rounds_min_ms": [w[1] for w in windows[i]]}
+            for i, p in zip(idx, cv)]
     report = FidelityReport(device_key, lut_id, config.space, nets, raw, corrected, correction, failed,
                             time.monotonic() - start)
     run_id = store.start_run("fidelity", {"device_key": device_key, "space": config.space,
                                           "networks": config.networks, "seed": config.seed,
-                                          "repeats": config.repeats, "round_statistic": config.round_statistic,
+                                          "repeats": config.repeats, "statistic": config.statistic,
                                           "agreement": config.agreement, "max_repeats": config.max_repeats})
     store.finish_run(run_id, result=report.to_dict())
     return report

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
-from hilnas.server.rounds import DEFAULT_ROUND_STATISTIC, check_round_statistic, combine_rounds
+from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 
 log = logging.getLogger("hilnas.lut")
@@ -37,10 +37,10 @@ class LutBuildConfig:
     batch_size: int = 16           # models per BenchmarkStream call
     remeasure_unstable: bool = True  # a final pass re-measures rows flagged unstable
     retry_failed: bool = False     # also re-measure rows stored with a failure status
-    repeats: int = 1               # interleaved passes over the new keys; a row keeps one of its
-                                   # passes' medians (pass_statistic), so a noisy minute on a shared
+    repeats: int = 1               # interleaved passes over the new keys, so a noisy minute on a shared
                                    # device does not skew the keys that happened to be measured in it
-    pass_statistic: str = DEFAULT_ROUND_STATISTIC  # "min" (least disturbed pass) or "median"; see rounds.py
+    statistic: str = DEFAULT_STATISTIC  # which pass's median a row keeps: "median" or "min" (rounds.py);
+                                        # a row's min_ms is always the fastest run over all passes
     agent_retries: int = 3         # consecutive failures before an agent is given up on
     retry_backoff_s: float = 1.0   # first back-off after losing an agent; doubles
     stream_timeout_s: float = 3600.0
@@ -48,7 +48,7 @@ class LutBuildConfig:
     def __post_init__(self) -> None:
         if self.repeats < 1 or self.batch_size < 1 or self.agent_retries < 0:
             raise ValueError("repeats and batch_size must be >= 1, agent_retries >= 0")
-        check_round_statistic(self.pass_statistic)
+        check_statistic(self.statistic)
 
 
 def lut_id_for(info: DeviceInfo, backend: str, measure: MeasureConfig) -> LutId:
@@ -196,10 +196,11 @@ class LutBuilder:
                 with self._lock:
                     passes = medians.setdefault(key, [])
                     passes.append(row)
-                    value = combine_rounds([r.median_ms for r in passes], self.config.pass_statistic)
+                    value = combine_rounds([r.median_ms for r in passes], self.config.statistic)
                     # Keep the pass that gave the value (its p90, CI and conditions belong to it).
                     chosen = min(passes, key=lambda r: abs(r.median_ms - value))
-                    row = dataclasses.replace(chosen, median_ms=value)
+                    fastest = [r.min_ms for r in passes if r.min_ms is not None]
+                    row = dataclasses.replace(chosen, median_ms=value, min_ms=min(fastest) if fastest else None)
             self.store.put_lut_row(lut_id, row, replace=replace)
             with self._lock:
                 report.model_run_s += result.measure_wall_s

@@ -5,7 +5,7 @@ CSV format (one LUT per file; plain CSV, so pandas or a spreadsheet reads it as 
 row, then one row per op key. Every row repeats the LUT it belongs to in the columns
 ``fingerprint, runtime, runtime_version, config_hash`` -- no comment lines or sidecar to lose
 -- and a file whose rows name several LUTs is refused. The other columns are those of
-``LutRow`` (ms, mJ per inference): ``op_key, device_key, n, median_ms, p90_ms, mean_ms, std_ms,
+``LutRow`` (ms, mJ per inference): ``op_key, device_key, n, median_ms, min_ms, p90_ms, mean_ms, std_ms,
 ci95_low_ms, ci95_high_ms, energy_mj, energy_net_mj, energy_estimated (0/1), status, simulated
 (0/1), measured_at (epoch s), schema_version, conditions (JSON)``. An empty cell is "none";
 floats are written with ``repr`` so a round trip is exact. On import only ``op_key``, ``n`` and
@@ -44,11 +44,11 @@ from hilnas.server.store import (LutId, LutNotFoundError, LutRow, Store, StoreEr
                                  UnknownDeviceError, config_hash)
 
 LUT_COLUMNS = ("fingerprint", "runtime", "runtime_version", "config_hash")
-ROW_COLUMNS = ("op_key", "device_key", "n", "median_ms", "p90_ms", "mean_ms", "std_ms",
+ROW_COLUMNS = ("op_key", "device_key", "n", "median_ms", "min_ms", "p90_ms", "mean_ms", "std_ms",
                "ci95_low_ms", "ci95_high_ms", "energy_mj", "energy_net_mj", "energy_estimated",
                "status", "simulated", "measured_at", "schema_version", "conditions")
 CSV_COLUMNS = LUT_COLUMNS + ROW_COLUMNS
-_FLOATS = ("median_ms", "p90_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms",
+_FLOATS = ("median_ms", "min_ms", "p90_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms",
            "energy_mj", "energy_net_mj", "measured_at")
 OFA_RUNTIME = "ofa-yaml"
 OFA_FINGERPRINT = "ofa-yaml:unstated-device"

@@ -32,16 +32,19 @@ class Correction:
     scale: float = 1.0
     offset_ms: float = 0.0
     fitted_on: int = 0     # networks it was fitted on (0 = identity, nothing learned)
+    statistic: str = "median"  # the latency statistic of the LUT values and measurements it was fitted on
 
     def apply(self, lut_sum_ms: float) -> float:
         return self.scale * lut_sum_ms + self.offset_ms
 
     def to_dict(self) -> dict:
-        return {"scale": self.scale, "offset_ms": self.offset_ms, "fitted_on": self.fitted_on}
+        return {"scale": self.scale, "offset_ms": self.offset_ms, "fitted_on": self.fitted_on,
+                "statistic": self.statistic}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Correction":
-        return cls(float(d["scale"]), float(d["offset_ms"]), int(d.get("fitted_on", 0)))
+        return cls(float(d["scale"]), float(d["offset_ms"]), int(d.get("fitted_on", 0)),
+                   str(d.get("statistic", "median")))
 
 
 def lut_sum(op_keys: Iterable[str], lut: Mapping[str, float]) -> float:

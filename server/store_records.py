@@ -25,7 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
 # Statuses whose rows carry latency numbers (mirrors agent.results.Status.measured).
 MEASURED_STATUSES = frozenset({"ok", "throttled", "unstable"})
 _FLOAT_FIELDS = ("median_ms", "p90_ms", "mean_ms", "std_ms", "ci95_low_ms", "ci95_high_ms",
-                 "energy_mj", "energy_net_mj")
+                 "energy_mj", "energy_net_mj", "min_ms")
 
 
 class StoreError(Exception):
@@ -107,6 +107,7 @@ class LutRow:
     ci95_high_ms: float | None = None
     energy_mj: float | None = None     # gross; None = not measured
     energy_net_mj: float | None = None  # idle-subtracted
+    min_ms: float | None = None        # fastest timed run (over all passes); None in rows from schema 1
     energy_estimated: bool = False
     status: str = "ok"                 # lower-case agent Status name
     conditions: Mapping[str, Any] = field(default_factory=dict)
@@ -142,6 +143,7 @@ class LutRow:
             energy_mj=energy.gross_mj if energy else None,
             energy_net_mj=energy.net_mj if energy else None,
             energy_estimated=bool(energy and energy.estimated),
+            min_ms=lat.min_ms if lat else None,
             status=result.status.name.lower(), conditions=conditions,
             simulated=result.simulated, measured_at=time.time())
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 # "hNAS" as a big-endian int32: written at file offset 68 of every hilnas store.
 APPLICATION_ID = 0x684E4153
 APPLICATION_NAME = "hilnas"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Times are UNIX epoch seconds (REAL); dicts are JSON text; flags are 0/1 integers.
 SCHEMA = """
@@ -42,6 +42,7 @@ CREATE TABLE lut_rows (
     op_key           TEXT NOT NULL,        -- opaque op key
     n                INTEGER NOT NULL,     -- timed runs
     median_ms        REAL,                 -- NULL only for failed statuses
+    min_ms           REAL,                 -- fastest timed run over all passes (schema 2; NULL before)
     p90_ms           REAL,
     mean_ms          REAL,
     std_ms           REAL,
@@ -100,7 +101,9 @@ CREATE INDEX validations_model ON validations(model_id);
 """
 
 # MIGRATIONS[v] upgrades a version-v store to v + 1 (run inside one transaction).
-MIGRATIONS: dict[int, str] = {}
+MIGRATIONS: dict[int, str] = {
+    1: "ALTER TABLE lut_rows ADD COLUMN min_ms REAL",  # 2: the fastest run, for --statistic min
+}
 
 # Tables a valid store must have (checked on open, so a damaged file is refused early).
 TABLES = ("meta", "devices", "lut_rows", "runs", "models", "validations")

@@ -11,6 +11,7 @@ from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkResult, ModelFormat
 from hilnas.server import model_meta
 from hilnas.server.predict import Correction, MissingOps, lut_sum
+from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, window_value
 from hilnas.server.store import LutId, Store
 
 
@@ -24,12 +25,20 @@ def latest_correction(store: Store, lut_id: LutId) -> Correction:
     return Correction()
 
 
-def lut_values(store: Store, lut_id: LutId, metric: str = "latency_ms") -> dict[str, float]:
-    """One LUT as op key -> value of ``metric`` (``latency_ms``: medians; ``energy_mj``: net energy),
-    measured rows only."""
+def lut_values(store: Store, lut_id: LutId, metric: str = "latency_ms", *,
+               statistic: str = DEFAULT_STATISTIC) -> dict[str, float]:
+    """One LUT as op key -> value of ``metric`` (``latency_ms``: each row's median, or its fastest run
+    with ``statistic="min"``; ``energy_mj``: net energy), measured rows only."""
+    check_statistic(statistic)
     rows = store.lut_dict(lut_id, measured_only=True)
     if metric == "latency_ms":
-        return {k: r.median_ms for k, r in rows.items() if r.median_ms is not None}
+        field = "min_ms" if statistic == "min" else "median_ms"
+        values = {k: getattr(r, field) for k, r in rows.items() if getattr(r, field) is not None}
+        if rows and len(values) < len(rows) and statistic == "min":
+            raise ValueError(f"the LUT {lut_id} has {len(rows) - len(values)} row(s) without a fastest run "
+                             "(measured before schema 2, or imported without min_ms): delete the LUT and build it "
+                             "again, or use --statistic median")
+        return values
     if metric == "energy_mj":
         values = {k: r.energy_net_mj for k, r in rows.items()
                   if r.energy_net_mj is not None and math.isfinite(r.energy_net_mj)}
@@ -72,7 +81,10 @@ class ValidationReport:
         if self.measured_ms is None:
             return f"{self.model} on {where}: {self.status}: {self.error}"
         lo, hi = self.measured_ci95_ms
-        text = f"{self.model} on {where}: measured {self.measured_ms:.3f} ms (95% CI {lo:.3f}-{hi:.3f})"
+        stat = self.correction.get("statistic", "median")
+        text = (f"{self.model} on {where}: measured {self.measured_ms:.3f} ms "
+                + (f"(fastest run; the median's 95% CI {lo:.3f}-{hi:.3f})" if stat == "min"
+                   else f"(median, 95% CI {lo:.3f}-{hi:.3f})"))
         if self.predicted_ms is not None:
             how = (f"LUT sum {self.lut_sum_ms:.3f} ms, correction x{self.correction.get('scale', 1):.3f} "
                    f"{self.correction.get('offset_ms', 0):+.3f} ms" if self.correction.get("fitted_on")
@@ -101,7 +113,7 @@ def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data:
         try:
             lut_id = store.find_lut(device_key, runtime=runtime)
             correction = latest_correction(store, lut_id)
-            total = lut_sum(keys, lut_values(store, lut_id))
+            total = lut_sum(keys, lut_values(store, lut_id, statistic=correction.statistic))
             predicted = correction.apply(total)
         except MissingOps as err:
             note = f"no prediction: {err}"
@@ -110,7 +122,8 @@ def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data:
     result: BenchmarkResult = clients[0].benchmark(data, format=fmt, config=measure)
     lat = result.latency
     report = ValidationReport(
-        model=name, device_key=device_key, measured_ms=lat.median_ms if lat and result.status.measured else None,
+        model=name, device_key=device_key,
+        measured_ms=window_value(lat, correction.statistic) if lat and result.status.measured else None,
         measured_ci95_ms=(lat.ci95_low_ms, lat.ci95_high_ms) if lat else None, status=result.status.name,
         error=result.error, lut_id=lut_id, lut_sum_ms=total, predicted_ms=predicted,
         correction=correction.to_dict(), note=note, simulated=result.simulated)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 import sys
 
@@ -149,18 +150,22 @@ def test_fidelity_reports_nn_meter_metrics_and_stores_the_correction(tmp_path, c
     rep = json.loads(out)
     assert rep["raw"]["n"] == 8 and 0 <= rep["corrected"]["within_10pct"] <= 1 and rep["corrected"]["rmspe"] > 0
     assert all(len(n["rounds_ms"]) == 3 for n in rep["networks"])   # every pair of rounds agrees within 100 %
-    for n in rep["networks"]:   # the default statistic keeps the least disturbed round
-        assert n["measured_ms"] == min(n["rounds_ms"])
-    # Rounds that disagree are measured again, up to --max-repeats; agreeing ones are not.
+    assert rep["correction"]["statistic"] == "median"
+    for n in rep["networks"]:   # the default statistic: the median round of the windows' medians
+        assert n["rounds_ms"] == n["rounds_median_ms"]
+        assert n["measured_ms"] == pytest.approx(sorted(n["rounds_ms"])[1])
+    # --statistic min: the fastest run; rounds that disagree are measured again, up to --max-repeats.
     code, out, err = run(capsys, ws, "fidelity", "--device", "pi", "--space", "nb201", "--networks", "6", "--quiet",
-                         "--json", "--agreement", "0", "--max-repeats", "5", "--statistic", "median", *quick)
+                         "--json", "--agreement", "0", "--max-repeats", "5", "--statistic", "min", *quick)
     assert code == 0, err
-    nets = json.loads(out)["networks"]
-    for n in nets:
+    rep = json.loads(out)
+    assert rep["correction"]["statistic"] == "min"
+    for n in rep["networks"]:
         r = sorted(n["rounds_ms"])
         assert len(r) == (3 if r[0] == r[1] else 5)
-        assert n["measured_ms"] == pytest.approx(r[len(r) // 2])
-    assert any(len(n["rounds_ms"]) == 5 for n in nets)
+        assert n["rounds_ms"] == n["rounds_min_ms"] and n["measured_ms"] == r[0]
+        assert all(f <= m for f, m in zip(n["rounds_min_ms"], n["rounds_median_ms"]))
+    assert any(len(n["rounds_ms"]) == 5 for n in rep["networks"])
     # validate now predicts with the correction of the latest fidelity run
     from hilnas.searchers.genotype import NB201Genotype
     from hilnas.searchers.spaces import create_space
@@ -171,6 +176,7 @@ def test_fidelity_reports_nn_meter_metrics_and_stores_the_correction(tmp_path, c
     code, out, _ = run(capsys, ws, "validate", str(model), "--device", "pi", "--json", *quick)
     v = json.loads(out)
     assert v["correction"]["fitted_on"] == 6 and v["predicted_ms"] != v["lut_sum_ms"]
+    assert v["correction"]["statistic"] == "min"   # validate follows the correction's statistic
 
 
 @pytest.mark.parametrize("extra", [[], ["--simulate", "raspi4"], ["--backend", "tflite"]])
@@ -178,6 +184,8 @@ def test_agent_selftest_measures_a_built_in_model(capsys, extra):
     from hilnas.agent.cli import main as agent_main
 
     code = agent_main(["selftest", "--min-runs", "5", "--min-seconds", "0.01", *extra])
-    assert code == 0 and capsys.readouterr().out.startswith("selftest OK")
+    out = capsys.readouterr().out
+    # A measurement was made and reported; on a busy shared host the agent may rightly call it UNSTABLE.
+    assert code == 0 and re.match(r"selftest (OK|UNSTABLE): \S+ .* median \d+\.\d+ ms", out), out
     assert agent_main(["selftest", "--simulate", "no-such-board"]) == 2
     assert "available: " in capsys.readouterr().err

@@ -123,16 +123,52 @@ def test_older_schema_is_migrated_after_a_backup(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     with Store.open(tmp_path) as store:
         store.upsert_device("pi", fingerprint="fp")
-    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(store_schema, "MIGRATIONS", {1: "ALTER TABLE runs ADD COLUMN note TEXT"})
+    now = store_schema.SCHEMA_VERSION
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", now + 1)
+    monkeypatch.setattr(store_schema, "MIGRATIONS", {**store_schema.MIGRATIONS,
+                                                     now: "ALTER TABLE runs ADD COLUMN note TEXT"})
     with Store.open(tmp_path) as store:
         conn = store._conn()
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == now + 1
         assert "note" in [r[1] for r in conn.execute("PRAGMA table_info(runs)")]
         assert store.get_device("pi").fingerprint == "fp"
-    backup = sqlite3.connect(tmp_path / f"{DB_NAME}.v1.bak")
-    assert backup.execute("PRAGMA user_version").fetchone()[0] == 1
+    backup = sqlite3.connect(tmp_path / f"{DB_NAME}.v{now}.bak")
+    assert backup.execute("PRAGMA user_version").fetchone()[0] == now
     backup.close()
+
+
+def test_a_schema_1_store_gains_min_ms_and_keeps_its_rows(tmp_path: Path) -> None:
+    """A store written by the first release (no min_ms column) opens, migrates, and keeps every row;
+    its old rows have no fastest run, which the min statistic refuses by name."""
+    from hilnas.server.validation import lut_values
+
+    v1 = store_schema.SCHEMA.replace(
+        "    min_ms           REAL,                 -- fastest timed run over all passes (schema 2; NULL before)\n", "")
+    assert "min_ms" not in v1
+    db = tmp_path / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.executescript(v1)
+    conn.execute(f"PRAGMA application_id = {store_schema.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '1'), ('application', 'hilnas'), ('created_at', '0')")
+    conn.execute("INSERT INTO devices VALUES ('pi', 'fp', '{}', 0, 0)")
+    conn.execute("INSERT INTO lut_rows (device_key, fingerprint, runtime, runtime_version, config_hash, op_key, n, "
+                 "median_ms, status, measured_at, schema_version) "
+                 "VALUES ('pi', 'fp', 'onnxruntime', '1.31.1', 'abc', 'k', 5, 1.5, 'ok', 1, 1)")
+    conn.commit()
+    conn.close()
+    lut = LutId("fp", "onnxruntime", "1.31.1", "abc")
+    with Store.open(tmp_path) as store:
+        assert store._conn().execute("PRAGMA user_version").fetchone()[0] == store_schema.SCHEMA_VERSION
+        row = store.get_lut_row(lut, "k")
+        assert row.median_ms == 1.5 and row.min_ms is None and row.schema_version == 1
+        assert lut_values(store, lut) == {"k": 1.5}
+        with pytest.raises(ValueError, match="without a fastest run"):
+            lut_values(store, lut, statistic="min")
+        store.put_lut_row(lut, LutRow("j", "pi", 5, 2.0, min_ms=1.8))
+        assert store.get_lut_row(lut, "j").min_ms == 1.8
+        assert lut_values(store, lut, statistic="median") == {"k": 1.5, "j": 2.0}
+    assert (tmp_path / f"{DB_NAME}.v1.bak").exists()
 
 
 def test_missing_migration_is_refused_and_unchanged(tmp_path: Path,
