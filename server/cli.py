@@ -362,7 +362,7 @@ def cmd_search_hypernet(args) -> int:
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, direction=direction, budgets=budgets,
         train_epochs=args.train_epochs, seed=args.seed, measure=_measure_config(args), runtime=args.runtime,
-        max_batches_per_epoch=args.max_batches)
+        max_batches_per_epoch=args.max_batches, from_run=args.from_run)
     say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
     with _open_store(args) as store:
         report = run_hypernet(store, args.device, _clients(args, args.device), config, progress=say)
@@ -541,7 +541,8 @@ def build_parser() -> argparse.ArgumentParser:
             "DARTS-CC with hardware control: one training run of a hypernetwork alpha(lambda) yields a whole "
             "accuracy/latency trade-off; produce architectures for a grid of lambda or for device budgets",
             epilog="examples:\n  hilnas search hypernet --device pi --space nb201 --lambdas 0,0.1,0.2,0.4\n"
-                   "  hilnas search hypernet --device pi --space nb201 --budgets latency_ms=2,latency_ms=3",
+                   "  hilnas search hypernet --device pi --space nb201 --budgets latency_ms=2,latency_ms=3\n"
+                   "  hilnas search hypernet --device pi --from-run 7 --budgets latency_ms=2.5   # no training",
             formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lambdas", help="comma-separated coefficient scales along --direction (default: a grid up to Lambda)")
     p.add_argument("--budgets", help="comma-separated device budgets, e.g. latency_ms=2,latency_ms=3 (solves for lambda)")
@@ -549,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grid", type=int, default=6, help="grid points when neither --lambdas nor --budgets (default 6)")
     p.add_argument("--complexity", default="latency", choices=["latency", "energy", "params", "flops"],
                    help="what the coefficients weigh (default latency, from the device's LUT)")
+    p.add_argument("--from-run", type=int, metavar="N",
+                   help="derive from the hypernetwork run N trained and saved, without training again (run N's "
+                        "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")
     _search_args(p)
     p.set_defaults(space="nb201", train_epochs=0)
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)

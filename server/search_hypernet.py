@@ -78,6 +78,8 @@ class HypernetRunConfig:
     runtime: str | None = None                       # which of the device's LUTs (when it has several)
     out_dir: str | None = None                       # ONNX, CSV, JSON, PNG; None = <workspace>/models/hypernet-<run>
     max_batches_per_epoch: int | None = None         # cap for smoke runs (final training; the search has its own)
+    from_run: int | None = None                      # derive from the hypernetwork run N trained and saved (no
+                                                     # training; space, data, search settings and seed are run N's)
 
     def __post_init__(self) -> None:
         if self.space not in ("darts", "nb201"):
@@ -142,6 +144,8 @@ class HypernetRunReport:
     plot_path: str | None
     notes: tuple[str, ...]
     wall_s: float
+    trained_dir: str | None = None                   # the saved hypernetwork (``searchers.hypernet_io``)
+    from_run: int | None = None                      # the run whose saved hypernetwork this one derived from
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "Lambda": self.Lambda, "ops": list(self.ops),
@@ -151,7 +155,8 @@ class HypernetRunReport:
                 "monotone_violations_predicted": self.monotone_violations_predicted,
                 "monotone_violations_measured": self.monotone_violations_measured,
                 "csv_path": self.csv_path, "json_path": self.json_path, "plot_path": self.plot_path,
-                "notes": list(self.notes), "wall_s": self.wall_s}
+                "notes": list(self.notes), "wall_s": self.wall_s, "trained_dir": self.trained_dir,
+                "from_run": self.from_run}
 
 
 # -- the run ----------------------------------------------------------------------------------------
@@ -167,6 +172,9 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
         raise ValueError(f"device {device_key!r} has no agents to measure on")
     store.get_device(device_key)
     started = time.perf_counter()
+    trained_dir = None
+    if config.from_run is not None:
+        config, trained_dir = _config_from_run(store, config)
     search_data = dataclasses.replace(config.dataset, val_fraction=config.dataset.val_fraction or 0.5)
     datasets, loaders = loaders_for(search_data)
     c, h, _ = datasets.input_shape
@@ -189,12 +197,32 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     run_id = store.start_run("hypernet", _plain(config, space))
     try:
         report = _run(store, device_key, clients, config, space, loaders, latency, complexity, energy, lut_id,
-                      run_id, say, started)
+                      run_id, say, started, trained_dir)
     except BaseException as err:
         store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
         raise
     store.finish_run(run_id, status="done", result=report.to_dict())
     return report
+
+
+def _config_from_run(store: Store, config: HypernetRunConfig) -> tuple[HypernetRunConfig, Path]:
+    """``config`` with the space, data, search settings and seed of run ``config.from_run``, and its saved folder."""
+    from hilnas.searchers.data import DatasetConfig
+    from hilnas.searchers.hypernet_io import config_from_dict, read_meta
+
+    run = store.get_run(config.from_run)
+    trained = (run.result or {}).get("trained_dir") if isinstance(run.result, dict) else None
+    if run.kind != "hypernet" or run.status != "done" or not trained:
+        raise ValueError(f"run {run.id} is a {run.status} {run.kind!r} run without a saved hypernetwork; give the id "
+                         "of a finished `hilnas search hypernet` run (it prints `run N`)")
+    meta = read_meta(trained)  # TrainedFileError when the folder was moved or damaged
+    old = run.config
+    data = dict(old["dataset"])
+    data["synthetic_shape"] = tuple(data.get("synthetic_shape") or (1, 16, 16))
+    return dataclasses.replace(
+        config, space=old["space"], space_overrides=dict(old.get("space_overrides") or {}),
+        dataset=DatasetConfig(**data), search=config_from_dict(meta["config"]), complexity=old["complexity"],
+        seed=int(old.get("seed", 0))), Path(trained)
 
 
 def _energy_model(store: Store, device_key: str, runtime: str | None, space: SearchSpace) -> CostModel | None:
@@ -213,15 +241,27 @@ def _energy_model(store: Store, device_key: str, runtime: str | None, space: Sea
 
 def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: HypernetRunConfig,
          space: SearchSpace, loaders: Any, latency: CostModel, complexity: CostModel, energy: CostModel | None,
-         lut_id: LutId | None, run_id: int, say: Callable[[str], None], started: float) -> HypernetRunReport:
+         lut_id: LutId | None, run_id: int, say: Callable[[str], None], started: float,
+         trained_dir: Path | None = None) -> HypernetRunReport:
     from hilnas.searchers.hypernet import BudgetRangeError, count_violations, search
+    from hilnas.searchers.hypernet_io import load_trained, save_trained
     from hilnas.server.validation import latest_correction
 
-    say(f"training the supernet and the hypernetwork ({config.search.epochs} epochs, complexity {complexity.name})")
-    result = search(space, latency, config.search, seed=config.seed, data=loaders,
-                    complexity=complexity if complexity is not latency else None, energy=energy)
-    say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g}"
-        + (f" ({result.bound.source})" if result.bound else " (given)"))
+    out_dir = Path(config.out_dir) if config.out_dir else store.path.parent / "models" / f"hypernet-{run_id}"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if trained_dir is not None:
+        result = load_trained(trained_dir, space, latency, complexity=complexity if complexity is not latency else None,
+                              energy=energy)
+        say(f"loaded the hypernetwork of run {config.from_run} from {trained_dir} (no training); "
+            f"Lambda = {result.Lambda:.4g}")
+    else:
+        say(f"training the supernet and the hypernetwork ({config.search.epochs} epochs, complexity "
+            f"{complexity.name})")
+        result = search(space, latency, config.search, seed=config.seed, data=loaders,
+                        complexity=complexity if complexity is not latency else None, energy=energy)
+        trained_dir = save_trained(result, out_dir / "trained")
+        say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g}"
+            + (f" ({result.bound.source})" if result.bound else " (given)") + f"; saved to {trained_dir}")
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
     notes: list[str] = []
     chosen: list[tuple[Architecture, Budget | None]] = []
@@ -256,8 +296,6 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         chosen = [(a, None) for a in curve.points]
     members = _measure_members(store, device_key, clients, config, space, loaders, result, chosen, latency,
                                energy, lut_id, correction, run_id, say)
-    out_dir = Path(config.out_dir) if config.out_dir else store.path.parent / "models" / f"hypernet-{run_id}"
-    out_dir.mkdir(parents=True, exist_ok=True)
     ordered = sorted(members, key=lambda m: m.scale)
     measured = [m.measured_ms for m in ordered if m.measured_ms is not None]
     csv_path, json_path = out_dir / "curve.csv", out_dir / "curve.json"
@@ -270,7 +308,8 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         run_id=run_id, Lambda=result.Lambda, ops=result.ops, members=tuple(members), failed_budgets=tuple(failed),
         curve=curve.to_dict(), search=result.to_dict(), monotone_violations_predicted=curve.raw_violations,
         monotone_violations_measured=count_violations(measured), csv_path=str(csv_path), json_path=str(json_path),
-        plot_path=str(plot_path) if plot_path else None, notes=tuple(notes), wall_s=time.perf_counter() - started)
+        plot_path=str(plot_path) if plot_path else None, notes=tuple(notes), wall_s=time.perf_counter() - started,
+        trained_dir=str(trained_dir), from_run=config.from_run)
 
 
 def _measure_members(store: Store, device_key: str, clients: Sequence[AgentClient], config: HypernetRunConfig,

@@ -90,3 +90,44 @@ def test_bad_config_is_refused():
         HypernetRunConfig(lambdas=(0.1,), budgets=(Budget("latency_ms", 1.0),))
     with pytest.raises(ValueError, match="Budget"):
         HypernetRunConfig(budgets=("latency_ms=1",))
+
+
+@pytest.mark.slow
+def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(setup, tmp_path):
+    store, client = setup
+    first = run_hypernet(store, "pi", [client], config(tmp_path))
+    assert first.trained_dir and first.from_run is None
+    scales = tuple(m.scale for m in first.members)
+    again = run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=first.run_id, lambdas=scales, measure=FAST,
+                                                                  out_dir=str(tmp_path / "again")))
+    assert again.from_run == first.run_id and again.Lambda == pytest.approx(first.Lambda)
+    assert [m.genotype for m in again.members] == [m.genotype for m in first.members]  # the same family
+    assert all(m.measured_ms and m.measured_ms > 0 for m in again.members)
+    assert store.get_run(again.run_id).config["from_run"] == first.run_id
+    lo, hi = first.curve["range"]
+    one = run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=first.run_id, measure=FAST,
+                                                                budgets=(Budget("latency_ms", (lo + hi) / 2),),
+                                                                out_dir=str(tmp_path / "one")))
+    assert len(one.members) == 1 and one.members[0].costs["latency_ms"] <= (lo + hi) / 2 + 1e-9
+
+
+@pytest.mark.slow
+def test_from_run_refuses_unknown_wrong_kind_and_lost_runs_and_keeps_the_store(setup, tmp_path):
+    import shutil
+
+    from hilnas.searchers.hypernet_io import TrainedFileError
+    from hilnas.server.store import StoreError
+
+    store, client = setup
+    first = run_hypernet(store, "pi", [client], config(tmp_path))
+    with pytest.raises(StoreError, match="unknown run id 999"):
+        run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=999, measure=FAST))
+    other = store.start_run("fidelity", {})
+    store.finish_run(other, result={})
+    with pytest.raises(ValueError, match="without a saved hypernetwork"):
+        run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=other, measure=FAST))
+    shutil.rmtree(first.trained_dir)
+    with pytest.raises(TrainedFileError, match="saved no trained hypernetwork"):
+        run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=first.run_id, measure=FAST))
+    run = store.get_run(first.run_id)   # the first run's record is intact
+    assert run.status == "done" and run.result["Lambda"] == pytest.approx(first.Lambda)

@@ -1,0 +1,142 @@
+"""Keep a trained hypernetwork, so one training run serves budgets asked for later.
+
+``save_trained(result, folder)`` writes two files:
+
+- ``trained.json``: the format tag, the space, the op types, Lambda, the seed and every
+  setting of the search (``HypernetConfig``);
+- ``trained.pt``: the state dicts of the supernet and of the hypernetwork (tensors only).
+
+``load_trained(folder, space, cost_model, ...)`` rebuilds both modules from the JSON and loads
+the weights with ``torch.load(weights_only=True)``, which reads tensors and plain containers
+and refuses anything that would run code. A file that is missing, damaged, of another format,
+or made for another space raises ``TrainedFileError`` with the reason; nothing is guessed.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+from hilnas.searchers.result import SearchError
+
+if TYPE_CHECKING:
+    from hilnas.searchers.cost import CostModel
+    from hilnas.searchers.hypernet import HypernetConfig, HypernetResult
+    from hilnas.searchers.spaces import SearchSpace
+
+FORMAT = "hilnas-hypernet/1"
+JSON_NAME, WEIGHTS_NAME = "trained.json", "trained.pt"
+
+
+class TrainedFileError(SearchError):
+    """A saved hypernetwork cannot be loaded (missing, damaged, other format or other space)."""
+
+
+def config_to_dict(config: HypernetConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+def config_from_dict(d: Mapping[str, Any]) -> HypernetConfig:
+    """The inverse of ``config_to_dict`` (unknown keys refused, so a newer file is not half-read)."""
+    from hilnas.searchers.architect import ArchConfig
+    from hilnas.searchers.hypernet import HypernetConfig
+    from hilnas.searchers.supernet import SupernetOptions
+
+    names = {f.name for f in dataclasses.fields(HypernetConfig)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise TrainedFileError(f"unknown search settings {unknown}: the file was written by a newer hilnas")
+    kw = dict(d)
+    if isinstance(kw.get("arch"), Mapping):
+        arch = dict(kw["arch"])
+        if "betas" in arch:
+            arch["betas"] = tuple(arch["betas"])
+        kw["arch"] = ArchConfig(**arch)
+    if isinstance(kw.get("options"), Mapping):
+        kw["options"] = SupernetOptions(**kw["options"])
+    try:
+        return HypernetConfig(**kw)
+    except (TypeError, ValueError) as err:
+        raise TrainedFileError(f"the saved search settings are not valid: {err}") from None
+
+
+def save_trained(result: HypernetResult, folder: Path | str) -> Path:
+    """Write ``trained.json`` and ``trained.pt`` into ``folder`` (created); returns the folder."""
+    import torch
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    meta = {"format": FORMAT, "space": _space_dict(result.space), "ops": list(result.ops),
+            "Lambda": result.Lambda, "seed": result.seed, "primary": result.primary,
+            "config": config_to_dict(result.config), "steps": result.steps, "wall_s": result.wall_s}
+    torch.save({"supernet": result.supernet.state_dict(), "hypernet": result.hypernet.state_dict()},
+               folder / WEIGHTS_NAME)
+    (folder / JSON_NAME).write_text(json.dumps(meta, indent=2) + "\n")
+    return folder
+
+
+def _space_dict(space: SearchSpace) -> dict[str, Any]:
+    return json.loads(json.dumps({"name": space.name, **dataclasses.asdict(space)}))
+
+
+def read_meta(folder: Path | str) -> dict[str, Any]:
+    path = Path(folder) / JSON_NAME
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TrainedFileError(f"{path} does not exist: that run saved no trained hypernetwork") from None
+    except (OSError, ValueError) as err:
+        raise TrainedFileError(f"{path} cannot be read: {err}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise TrainedFileError(f"{path} is not a saved hilnas hypernetwork (format {FORMAT})")
+    lam = meta.get("Lambda")
+    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
+        raise TrainedFileError(f"{path}: Lambda must be a positive number, got {lam!r}")
+    return meta
+
+
+def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, *,
+                 complexity: CostModel | None = None, energy: CostModel | None = None) -> HypernetResult:
+    """Rebuild the ``HypernetResult`` saved in ``folder`` for ``space`` with the given cost models."""
+    import torch
+
+    from hilnas.searchers.hypernet import HypernetResult, Hypernetwork, Objective, ValidSupernet, arch_layout
+
+    folder = Path(folder)
+    meta = read_meta(folder)
+    if meta.get("space") != _space_dict(space):
+        raise TrainedFileError(f"{folder} was trained for the space {meta.get('space')}, not {_space_dict(space)}")
+    config = config_from_dict(meta.get("config") or {})
+    complexity = complexity or cost_model
+    models: dict[str, CostModel] = {}
+    for m in (cost_model, complexity, energy):
+        if m is not None:
+            m.check(space)
+            models.setdefault(m.metric, m)
+    ops = Objective(space, complexity, None, None, kappa=0.0, kappa_energy=0.0).ops
+    if list(ops) != list(meta.get("ops", [])):
+        raise TrainedFileError(f"{folder}: saved op types {meta.get('ops')} differ from the space's {list(ops)}")
+    supernet = ValidSupernet(space, config.options)
+    hypernet = Hypernetwork(len(ops), arch_layout(supernet), config.hidden)
+    try:
+        state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
+        supernet.load_state_dict(state["supernet"])
+        hypernet.load_state_dict(state["hypernet"])
+    except FileNotFoundError:
+        raise TrainedFileError(f"{folder / WEIGHTS_NAME} does not exist") from None
+    except Exception as err:  # damaged file, foreign pickle, shape mismatch
+        raise TrainedFileError(f"{folder / WEIGHTS_NAME} cannot be loaded: {type(err).__name__}: "
+                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    supernet.eval()
+    hypernet.eval()
+    return HypernetResult(
+        space=space, config=config, models=models, primary=cost_model.metric, complexity=complexity,
+        supernet=supernet, hypernet=hypernet, Lambda=float(meta["Lambda"]), bound=None, Lambda_history=[],
+        ops=tuple(ops), history={}, epoch_costs=[], val_acc=math.nan, steps=int(meta.get("steps", 0)),
+        epochs=config.epochs, wall_s=0.0, peak_mem_mb=0.0, seed=int(meta.get("seed", 0)))
+
+
+__all__ = ["FORMAT", "TrainedFileError", "config_from_dict", "config_to_dict", "load_trained", "read_meta",
+           "save_trained"]
