@@ -189,3 +189,27 @@ def test_agent_selftest_measures_a_built_in_model(capsys, extra):
     assert code == 0 and re.match(r"selftest (OK|UNSTABLE): \S+ .* median \d+\.\d+ ms", out), out
     assert agent_main(["selftest", "--simulate", "no-such-board"]) == 2
     assert "available: " in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys, sim):
+    ws = tmp_path / "ws"
+    run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim.port}")
+    quick = ("--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
+    shape = ("--space", "nb201", "--dataset", "demo", "--space-opt", "C=4", "--space-opt", "N=1")
+    code, _, err = run(capsys, ws, "lut", "build", "--device", "pi", "--quiet", *shape, *quick)
+    assert code == 0, err
+    code, out, err = run(capsys, ws, "search", "hypernet", "--device", "pi", *shape, "--search-epochs", "1",
+                         "--max-batches", "6", "--grid", "3", "--train-size", "200", "--json", *quick)
+    assert code == 0, err
+    first = json.loads(out)
+    assert len(first["members"]) == 3 and first["trained_dir"]
+    scales = ",".join(repr(m["scale"]) for m in first["members"])
+    code, out, err = run(capsys, ws, "search", "hypernet", "--device", "pi", "--from-run", str(first["run_id"]),
+                         "--lambdas", scales, "--json", *quick)
+    assert code == 0, err
+    again = json.loads(out)
+    assert again["from_run"] == first["run_id"] and again["Lambda"] == first["Lambda"]
+    assert [m["genotype"] for m in again["members"]] == [m["genotype"] for m in first["members"]]
+    code, _, err = run(capsys, ws, "search", "hypernet", "--device", "pi", "--from-run", "999", *quick)
+    assert code == 2 and "unknown run id 999" in err and len(err.strip().splitlines()) == 1
