@@ -102,7 +102,8 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
     """Rebuild the ``HypernetResult`` saved in ``folder`` for ``space`` with the given cost models."""
     import torch
 
-    from hilnas.searchers.hypernet import HypernetResult, Hypernetwork, Objective, ValidSupernet, arch_layout
+    from hilnas.searchers.hypernet import HypernetResult, Hypernetwork, ValidSupernet, arch_layout
+    from hilnas.searchers.hypernet_train import checked_cost_models, coefficient_ops
 
     folder = Path(folder)
     meta = read_meta(folder)
@@ -110,12 +111,8 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
         raise TrainedFileError(f"{folder} was trained for the space {meta.get('space')}, not {_space_dict(space)}")
     config = config_from_dict(meta.get("config") or {})
     complexity = complexity or cost_model
-    models: dict[str, CostModel] = {}
-    for m in (cost_model, complexity, energy):
-        if m is not None:
-            m.check(space)
-            models.setdefault(m.metric, m)
-    ops = Objective(space, complexity, None, None, kappa=0.0, kappa_energy=0.0).ops
+    models = checked_cost_models(space, cost_model, complexity, energy)
+    ops = coefficient_ops(space)
     if list(ops) != list(meta.get("ops", [])):
         raise TrainedFileError(f"{folder}: saved op types {meta.get('ops')} differ from the space's {list(ops)}")
     supernet = ValidSupernet(space, config.options)

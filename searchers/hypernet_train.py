@@ -1,0 +1,216 @@
+"""The hypernetwork search's training-time parts: seed 002's cost terms (``Objective``) and the
+architecture-step hook ``HyperArchitect`` that ``train.train`` calls before every weight step.
+
+See ``hypernet`` for the method (sampling, the warm-up, Lambda's estimate and re-estimates).
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from typing import TYPE_CHECKING, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hilnas.searchers.cost import CostModel, CostTables, expected_cost
+from hilnas.searchers.hypernet_bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
+from hilnas.searchers.hypernet_derive import derive
+from hilnas.searchers.hypernet_tradeoff import ScaleMap, TradeOff, center
+from hilnas.searchers.train import Batch, StepContext, TrainHooks
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from hilnas.searchers.hypernet import HypernetConfig, RelaxedSupernet
+    from hilnas.searchers.spaces import SearchSpace
+
+# the search's logger, as before the split: these messages are the search's
+log = logging.getLogger("hilnas.searchers.hypernet")
+
+
+# -- the objective ------------------------------------------------------------------------------
+def coefficient_ops(space: SearchSpace) -> tuple[str, ...]:
+    """The op types that get a trade-off coefficient: every op of the space but ``none`` (it costs nothing)."""
+    return tuple(op for op in space.ops if op != "none")
+
+
+def checked_cost_models(space: SearchSpace, cost_model: CostModel, complexity: CostModel | None = None,
+                        energy: CostModel | None = None) -> dict[str, CostModel]:
+    """metric -> cost model for the given models, each checked against ``space`` (MissingOpsError names gaps)."""
+    models: dict[str, CostModel] = {}
+    for m in (cost_model, complexity or cost_model, energy):
+        if m is not None:
+            m.check(space)
+            models.setdefault(m.metric, m)
+    return models
+
+
+class Objective:
+    """The cost terms of seed 002's loss for one space, as fractions of each model's full span."""
+
+    def __init__(self, space: SearchSpace, complexity: CostModel, latency: CostModel | None,
+                 energy: CostModel | None, *, kappa: float, kappa_energy: float):
+        self.space = space
+        self.ops = coefficient_ops(space)
+        self.index = torch.tensor([space.ops.index(op) for op in self.ops])
+        self.complexity = complexity
+        self.spans: dict[str, CostSpan] = {complexity.metric: cost_span(space, complexity)}
+        self.terms: list[tuple[float, CostModel]] = []
+        for weight, model in ((kappa, latency), (kappa_energy, energy)):
+            if model is not None and weight > 0:
+                self.spans.setdefault(model.metric, cost_span(space, model))
+                self.terms.append((weight, model))
+
+    def complexity_term(self, coeffs: torch.Tensor, op_w: Mapping[str, torch.Tensor],
+                        edge_w: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+        """sum_o coeffs[o] R_o(alpha): the expected complexity, each op type's part weighted by its coefficient."""
+        t: CostTables = self.complexity.tables(self.space)
+        c = torch.zeros(len(self.space.ops), dtype=torch.float64)
+        c[self.index] = coeffs.detach().double().cpu()
+        mean = float(c[self.index].mean())
+        weighted = CostTables(t.cell_types, t.edge * c, t.add * mean, t.preprocess * mean, 0.0)
+        return expected_cost(self.space, weighted, op_w, edge_w) / self.spans[self.complexity.metric].span
+
+    def fraction(self, model: CostModel, op_w: Mapping[str, torch.Tensor],
+                 edge_w: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+        span = self.spans[model.metric]
+        return (model.expected_cost(self.space, op_w, edge_w) - span.rest) / span.span
+
+    def penalty(self, coeffs: torch.Tensor, op_w: Mapping[str, torch.Tensor],
+                edge_w: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
+        total = self.complexity_term(coeffs, op_w, edge_w)
+        for weight, model in self.terms:
+            total = total + weight * self.fraction(model, op_w, edge_w)
+        return total
+
+
+# -- the architecture step -------------------------------------------------------------------------
+class HyperArchitect(TrainHooks):
+    """Before each weight step: one Adam step of the hypernetwork at a drawn lambda; then draws the
+    weight step's lambda. Estimates Lambda once the warm-up ends (unless it was given)."""
+
+    def __init__(self, relaxed: RelaxedSupernet, objective: Objective, config: HypernetConfig, *,
+                 steps_per_epoch: int, seed: int):
+        self.relaxed, self.objective, self.config = relaxed, objective, config
+        self.smap = ScaleMap.of(config)
+        self.supernet, self.hypernet = relaxed.supernet, relaxed.hypernet
+        total = steps_per_epoch * config.epochs
+        self.warmup_steps = int(round(config.warmup_fraction * total))
+        self.max_warmup_steps = int(round(config.max_warmup_fraction * total))
+        self.recheck_steps = max(1, steps_per_epoch // 4)
+        self.next_check = self.warmup_steps
+        self.seed = seed
+        self.rng = np.random.default_rng(seed + 1)
+        a = config.arch
+        self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
+                                          weight_decay=a.weight_decay)
+        self.Lambda: float | None = None if config.Lambda == "auto" else float(config.Lambda)
+        self.bound: BoundEstimate | None = None
+        self.bound_batches: list[Batch] = []
+        self.Lambda_history: list[tuple[int, float]] = []   # (weight steps taken, Lambda) per estimate
+        self.history: dict[str, list[float]] = {"scale": [], "ce": [], "penalty": [], "complexity": []}
+        self.epoch_costs: list[dict[str, float]] = []
+        self.steps_done = 0
+
+    # the draws
+    def sample_weights(self) -> np.ndarray:
+        k = len(self.objective.ops)
+        if self.rng.random() < self.config.center_fraction:
+            return np.full(k, 1.0 / k)
+        if self.config.sampling == "dirichlet":
+            return self.rng.dirichlet(np.full(k, self.config.concentration))
+        g = self.rng.gumbel(size=k) / self.config.temperature
+        e = np.exp(g - g.max())
+        return e / e.sum()
+
+    def sample(self) -> torch.Tensor:
+        """Coefficients (k,) of a drawn lambda, in nats (scale: position uniform on [0, 1], see ScaleMap)."""
+        assert self.Lambda is not None
+        w = self.sample_weights()
+        v = 0.0 if self.config.zero_fraction and self.rng.random() < self.config.zero_fraction \
+            else self.rng.uniform(0.0, 1.0)
+        scale = self.Lambda * self.smap.fraction(v)
+        return torch.tensor(scale * w / w.max(), dtype=torch.float32)
+
+    # the hooks
+    def excluded_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]:
+        return list(self.hypernet.parameters()) + self.supernet.arch_parameters()
+
+    def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
+                    next_val_batch: Callable[[], Batch]) -> None:
+        self.steps_done = ctx.global_step
+        if self.Lambda is None and ctx.global_step >= self.next_check:
+            self.estimate_bound(next_val_batch)
+            if self.Lambda is None:  # the networks do not beat a constant yet: train the weights longer
+                self.next_check = ctx.global_step + self.recheck_steps
+        if self.Lambda is None or ctx.global_step < self.warmup_steps:
+            self.relaxed.coeffs = None
+            return
+        x, y = next_val_batch()
+        coeffs = self.sample().to(x.device)
+        arch = self.hypernet(self.smap.encode(coeffs, self.Lambda))
+        with self.supernet.using(arch):
+            ce = F.cross_entropy(self.supernet(x), y)
+            op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()
+        penalty = self.objective.penalty(coeffs, op_w, edge_w)
+        params = list(self.hypernet.parameters())
+        grads = torch.autograd.grad(ce + penalty, params, allow_unused=True)
+        for p, g in zip(params, grads):
+            p.grad = g
+        self.optimizer.step()
+        with torch.no_grad():
+            frac = float(self.objective.fraction(self.objective.complexity, op_w, edge_w))
+        self.history["scale"].append(float(coeffs.max()))
+        self.history["ce"].append(float(ce.detach()))
+        self.history["penalty"].append(float(penalty.detach()))
+        self.history["complexity"].append(frac)
+        self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda)  # the weight step's architecture
+        self.steps_done = ctx.global_step + 1
+
+    def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False) -> None:
+        """(Re-)estimate Lambda on the probe batches (drawn once, at the first estimate).
+
+        When the theorem does not apply: a first estimate leaves Lambda unset (the warm-up goes on)
+        until the warm-up may last no longer (or ``final``), then takes ``Lambda_fallback``; a
+        re-estimate keeps the previous Lambda. Either way the estimate says so.
+        """
+        if not self.bound_batches:
+            assert next_val_batch is not None
+            self.bound_batches = [next_val_batch() for _ in range(self.config.bound_batches)]
+        span = self.objective.spans[self.objective.complexity.metric]
+        est = estimate_from_supernet(self.supernet, span, self.objective.complexity, self.bound_batches,
+                                     samples=self.config.bound_samples, seed=self.seed)
+        if not est.applies:
+            if self.Lambda is not None:
+                est = dataclasses.replace(est, Lambda=self.Lambda, source="previous",
+                                          notes=est.notes + (f"kept the previous Lambda {self.Lambda:.4g}",))
+            elif final or self.steps_done + self.recheck_steps > self.max_warmup_steps:
+                est = dataclasses.replace(est, Lambda=self.config.Lambda_fallback, source="fallback",
+                                          notes=est.notes + (f"the warm-up cannot go on; used Lambda_fallback "
+                                                             f"{self.config.Lambda_fallback:g}",))
+            for note in est.notes:
+                log.warning("Lambda at step %d: %s", self.steps_done, note)
+        self.bound = est
+        if math.isfinite(est.Lambda):
+            self.Lambda = est.Lambda
+            self.Lambda_history.append((self.steps_done, self.Lambda))
+            log.info("Lambda = %.4g at step %d (%s; constant predictor %.4g nats, worst valid probe %.4g nats)",
+                     self.Lambda, self.steps_done, est.source, est.constant_loss, est.worst_valid_loss)
+
+    def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
+        if self.Lambda is None:
+            return None
+        k = len(self.objective.ops)
+        model_ = self.objective.complexity
+        out = {"Lambda": self.Lambda}
+        for name, s in (("cost_at_0", 0.0), ("cost_at_half_Lambda", 0.5), ("cost_at_Lambda", 1.0)):
+            g = derive(self.supernet, self.hypernet, TradeOff(center(k), s * self.Lambda), self.Lambda, self.smap)[0]
+            out[name] = model_.genotype_cost(self.supernet.space, g)
+        self.epoch_costs.append(out)
+        # the networks improve as the weights train, and Lambda with them: the next epoch samples the new range
+        if self.config.Lambda == "auto" and epoch < self.config.epochs - 1:
+            self.estimate_bound()
+        return out
