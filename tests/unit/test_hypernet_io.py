@@ -70,6 +70,7 @@ class _Payload:
         return (print, ("this must never run",))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch notes the foreign pickle's protocol
 def test_a_weights_file_that_would_run_code_is_refused(saved, tmp_path, capsys):
     _, folder = saved
     (tmp_path / "trained.json").write_text((folder / "trained.json").read_text())
