@@ -474,7 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1,
                    help="interleaved passes over the new ops, combined by --statistic (default 1; "
                         "use 3 on a shared or noisy device)")
-    _statistic_arg(p, "passes")
+    from hilnas.server.rounds import DEFAULT_STATISTIC, STATISTICS
+
+    p.add_argument("--statistic", default=DEFAULT_STATISTIC, choices=STATISTICS,
+                   help="which pass's median a row keeps: the median pass (default) or the least disturbed one "
+                        "(min). Every row also records its fastest run over all passes, which `fidelity "
+                        "--statistic min` uses")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _measure_args(p)
     json_flag(p)
