@@ -274,6 +274,40 @@ def cmd_validate(args) -> int:
     return 0 if report.measured_ms is not None else 1
 
 
+def cmd_runs(args) -> int:
+    """The store's runs, newest last: what a `--from-run` or a later look at results needs."""
+    import time as _time
+
+    with _open_store(args, create=False) as store:  # listing never creates a workspace
+        frame = store.runs_df(args.kind)
+    rows = []
+    for _, r in frame.tail(args.last).iterrows():
+        result = r["result"] if isinstance(r["result"], dict) else {}
+        started = r["started_at"]
+        rows.append({"id": int(r["id"]), "kind": r["kind"], "status": r["status"],
+                     "started": started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else
+                     _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(float(started))),
+                     "summary": _run_summary(r["kind"], result)})
+    text = "\n".join(f"{x['id']:>5}  {x['kind']:<10} {x['status']:<9} {x['started']}  {x['summary']}"
+                     for x in rows) or "no runs yet"
+    _emit(args, rows, text)
+    return 0
+
+
+def _run_summary(kind: str, result: dict) -> str:
+    if "error" in result:
+        return f"error: {result['error']}"
+    if kind == "hypernet":
+        saved = f", trained hypernetwork saved ({result['trained_dir']})" if result.get("trained_dir") else ""
+        origin = f", derived from run {result['from_run']}" if result.get("from_run") is not None else ""
+        return f"{len(result.get('members', []))} members, Lambda {result.get('Lambda', float('nan')):.3g}{saved}{origin}"
+    if kind == "fidelity" and "corrected" in result:
+        c = result["corrected"]
+        return (f"{c['n']} networks, {100 * c['within_10pct']:.1f}% within +-10% (CV), "
+                f"statistic {result.get('correction', {}).get('statistic', 'median')}")
+    return ", ".join(f"{k} {v}" for k, v in result.items() if isinstance(v, (int, float, str)) and len(str(v)) < 40)[:120]
+
+
 def cmd_fidelity(args) -> int:
     from hilnas.server.fidelity import FidelityConfig, run_fidelity
 
@@ -506,6 +540,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", required=True)
     p.add_argument("--runtime", help="LUT runtime to predict with, when the device has several")
     _measure_args(p, warmup=10, min_runs=30, min_seconds=1.0)
+    json_flag(p)
+    p = add(sub, "runs", cmd_runs, "list the store's runs (searches, fidelity reports): ids for --from-run")
+    p.add_argument("--kind", help="only runs of this kind, e.g. hypernet, search-dca, fidelity")
+    p.add_argument("--last", type=int, default=20, help="show the last N runs (default 20)")
     json_flag(p)
     p = add(sub, "fidelity", cmd_fidelity, "LUT fidelity over random networks (nn-Meter's +-10%% share and RMSPE)")
     p.add_argument("--device", required=True)

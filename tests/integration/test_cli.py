@@ -213,3 +213,12 @@ def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys
     assert [m["genotype"] for m in again["members"]] == [m["genotype"] for m in first["members"]]
     code, _, err = run(capsys, ws, "search", "hypernet", "--device", "pi", "--from-run", "999", *quick)
     assert code == 2 and "unknown run id 999" in err and len(err.strip().splitlines()) == 1
+    # `hilnas runs` lists them, so a user can find the id for --from-run
+    code, out, _ = run(capsys, ws, "runs", "--kind", "hypernet", "--json")
+    runs = json.loads(out)
+    assert code == 0 and [r["id"] for r in runs] == [first["run_id"], again["run_id"]]
+    assert "trained hypernetwork saved" in runs[0]["summary"] and f"derived from run {first['run_id']}" in runs[1]["summary"]
+    code, out, _ = run(capsys, ws, "runs")
+    assert code == 0 and f"{first['run_id']:>5}  hypernet" in out
+    code, _, err = run(capsys, tmp_path / "nowhere", "runs")   # listing never creates a workspace
+    assert code == 2 and "no hilnas store" in err and not (tmp_path / "nowhere").exists()
