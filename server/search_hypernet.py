@@ -214,7 +214,7 @@ def _config_from_run(store: Store, config: HypernetRunConfig) -> tuple[HypernetR
     trained = (run.result or {}).get("trained_dir") if isinstance(run.result, dict) else None
     if run.kind != "hypernet" or run.status != "done" or not trained:
         raise ValueError(f"run {run.id} is a {run.status} {run.kind!r} run without a saved hypernetwork; give the id "
-                         "of a finished `hilnas search hypernet` run (it prints `run N`)")
+                         "of a finished `hilnas search hypernet` run (`hilnas runs --kind hypernet` lists them)")
     meta = read_meta(trained)  # TrainedFileError when the folder was moved or damaged
     old = run.config
     data = dict(old["dataset"])
