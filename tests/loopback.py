@@ -33,3 +33,14 @@ def build_lut(store, client, space, device_key: str = "pi") -> None:
     keys = [k.encode() for k in enumerate_op_keys(space)]
     LutBuilder(store, device_key, [client], LutBuildConfig(measure=FAST)).build(
         keys, lambda k: export_op_onnx(decode(k)))
+
+
+# The small NB201 space (8x8 inputs, 4 classes) the search runs of the integration tests use.
+SEARCH_OVERRIDES = {"C": 4, "N": 1}
+
+
+def search_space():
+    from hilnas.searchers.spaces import create_space
+
+    return create_space("nb201", in_channels=1, input_size=8, num_classes=4, **SEARCH_OVERRIDES)
+

@@ -4,13 +4,12 @@ import json
 import onnx
 import pytest
 
-from loopback import FAST, build_lut, client_for
+from loopback import FAST, SEARCH_OVERRIDES, client_for, search_space
 from hilnas.searchers.cost import MissingOpsError, extremes
 from hilnas.searchers.data import DatasetConfig, DatasetError
 from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
-from hilnas.searchers.spaces import create_space
 from hilnas.searchers.supernet import SupernetOptions
 from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
 from hilnas.server.search_dca import (META_GENOTYPE, META_SPACE, DcaRunConfig, cost_model_for, run_dca,
@@ -20,17 +19,8 @@ from hilnas.server.store import Store
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=96,
                      synthetic_test=32, batch_size=16, val_fraction=0.5)
-OVERRIDES = {"C": 4, "N": 1}
-SPACE = create_space("nb201", in_channels=1, input_size=8, num_classes=4, **OVERRIDES)
-
-
-@pytest.fixture
-def setup(tmp_path, sim_agent):
-    client = client_for(sim_agent)
-    store = Store.open(tmp_path / "ws")
-    build_lut(store, client, SPACE)
-    yield store, client
-    store.close()
+OVERRIDES = SEARCH_OVERRIDES
+SPACE = search_space()
 
 
 def config(budget_ms, **kw):
@@ -46,8 +36,8 @@ def budget_between(store, frac):
 
 
 @pytest.mark.slow
-def test_run_dca_searches_trains_exports_measures_and_stores(setup, tmp_path):
-    store, client = setup
+def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path):
+    store, client = lut_store
     budget = budget_between(store, 0.5)
     report = run_dca(store, "pi", [client], config(budget, out_dir=str(tmp_path / "models")))
     assert report.predicted <= budget and report.measured is not None and report.measured > 0
@@ -66,8 +56,8 @@ def test_run_dca_searches_trains_exports_measures_and_stores(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_run_with_lookup_graph(setup, tmp_path):
-    store, client = setup
+def test_run_with_lookup_graph(lut_store, tmp_path):
+    store, client = lut_store
     budget = budget_between(store, 0.5)
     report = run_dca(store, "pi", [client], config(budget, with_lug=True, lug_fractions=(0.3, 0.6), lug_rounds=1,
                                                    method="dca", out_dir=str(tmp_path / "m")))
@@ -87,8 +77,8 @@ def test_missing_lut_keys_are_named_before_searching(tmp_path, sim_agent):
         assert store.runs_df().empty  # refused before a run was recorded
 
 
-def test_infeasible_budget_fails_the_run_with_the_cheapest_cost(setup):
-    store, client = setup
+def test_infeasible_budget_fails_the_run_with_the_cheapest_cost(lut_store):
+    store, client = lut_store
     model, _ = cost_model_for(store, "pi", "latency_ms")
     cheapest = extremes(SPACE, model).cheapest_cost
     with pytest.raises(InfeasibleBudgetError, match="cheapest"):
@@ -97,8 +87,8 @@ def test_infeasible_budget_fails_the_run_with_the_cheapest_cost(setup):
     assert list(runs["status"]) == ["failed"] and "cheapest" in runs.iloc[0]["result"]["error"]
 
 
-def test_missing_dataset_folder(setup, tmp_path):
-    store, client = setup
+def test_missing_dataset_folder(lut_store, tmp_path):
+    store, client = lut_store
     cfg = config(1.0, dataset=DatasetConfig(name="fashion-mnist", data_dir=str(tmp_path / "nope"), val_fraction=0.5))
     with pytest.raises(DatasetError, match="does not exist"):
         run_dca(store, "pi", [client], cfg)
@@ -147,8 +137,8 @@ def test_energy_budget_uses_the_lut_energy(tmp_path, sim_agent):
         assert store.get_model(report.model_id).predicted_energy_mj == pytest.approx(report.predicted)
 
 
-def test_device_budget_below_the_cheapest_network_on_the_device(setup):
-    store, client = setup
+def test_device_budget_below_the_cheapest_network_on_the_device(lut_store):
+    store, client = lut_store
     with pytest.raises(InfeasibleBudgetError, match="measures") as err:
         run_dca(store, "pi", [client], config(1e-4, with_lug=True))
     assert err.value.cheapest_cost > 1e-4

@@ -5,31 +5,20 @@ import json
 import onnx
 import pytest
 
-from loopback import FAST, build_lut, client_for
+from loopback import FAST, SEARCH_OVERRIDES, search_space
 from hilnas.searchers.data import DatasetConfig
 from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.hypernet import HypernetConfig
 from hilnas.searchers.hypernet_bound import is_valid
 from hilnas.searchers.result import Budget
-from hilnas.searchers.spaces import create_space
 from hilnas.server.search_hypernet import HypernetRunConfig, run_hypernet
-from hilnas.server.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
                      synthetic_test=32, batch_size=16, val_fraction=0.5)
-OVERRIDES = {"C": 4, "N": 1}
-SPACE = create_space("nb201", in_channels=1, input_size=8, num_classes=4, **OVERRIDES)
+OVERRIDES = SEARCH_OVERRIDES
+SPACE = search_space()
 SEARCH = HypernetConfig(epochs=2, grid_points=5, curve_points=9, bisect_steps=2, bound_samples=2, bound_batches=2)
-
-
-@pytest.fixture
-def setup(tmp_path, sim_agent):
-    client = client_for(sim_agent)
-    store = Store.open(tmp_path / "ws")
-    build_lut(store, client, SPACE)
-    yield store, client
-    store.close()
 
 
 def config(tmp_path, **kw):
@@ -38,8 +27,8 @@ def config(tmp_path, **kw):
 
 
 @pytest.mark.slow
-def test_grid_run_exports_measures_records_and_plots(setup, tmp_path):
-    store, client = setup
+def test_grid_run_exports_measures_records_and_plots(lut_store, tmp_path):
+    store, client = lut_store
     report = run_hypernet(store, "pi", [client], config(tmp_path))
     assert len(report.members) == SEARCH.grid_points
     scales = [m.scale for m in report.members]
@@ -66,8 +55,8 @@ def test_grid_run_exports_measures_records_and_plots(setup, tmp_path):
 
 
 @pytest.mark.slow
-def test_budget_run_serves_reachable_budgets_and_reports_the_range_for_the_rest(setup, tmp_path):
-    store, client = setup
+def test_budget_run_serves_reachable_budgets_and_reports_the_range_for_the_rest(lut_store, tmp_path):
+    store, client = lut_store
     budgets = (Budget("latency_ms", 1e-6), Budget("latency_ms", 1e6))
     report = run_hypernet(store, "pi", [client], config(tmp_path, budgets=budgets, train_epochs=1))
     assert [b for b, _ in report.failed_budgets] == list(budgets)
@@ -93,8 +82,8 @@ def test_bad_config_is_refused():
 
 
 @pytest.mark.slow
-def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(setup, tmp_path):
-    store, client = setup
+def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(lut_store, tmp_path):
+    store, client = lut_store
     first = run_hypernet(store, "pi", [client], config(tmp_path))
     assert first.trained_dir and first.from_run is None
     scales = tuple(m.scale for m in first.members)
@@ -112,13 +101,13 @@ def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(se
 
 
 @pytest.mark.slow
-def test_from_run_refuses_unknown_wrong_kind_and_lost_runs_and_keeps_the_store(setup, tmp_path):
+def test_from_run_refuses_unknown_wrong_kind_and_lost_runs_and_keeps_the_store(lut_store, tmp_path):
     import shutil
 
     from hilnas.searchers.hypernet_io import TrainedFileError
     from hilnas.server.store import StoreError
 
-    store, client = setup
+    store, client = lut_store
     first = run_hypernet(store, "pi", [client], config(tmp_path))
     with pytest.raises(StoreError, match="unknown run id 999"):
         run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=999, measure=FAST))
