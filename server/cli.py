@@ -276,17 +276,13 @@ def cmd_validate(args) -> int:
 
 def cmd_runs(args) -> int:
     """The store's runs, newest last: what a `--from-run` or a later look at results needs."""
-    import time as _time
-
     with _open_store(args, create=False) as store:  # listing never creates a workspace
         frame = store.runs_df(args.kind)
     rows = []
     for _, r in frame.tail(args.last).iterrows():
         result = r["result"] if isinstance(r["result"], dict) else {}
-        started = r["started_at"]
         rows.append({"id": int(r["id"]), "kind": r["kind"], "status": r["status"],
-                     "started": started.strftime("%Y-%m-%d %H:%M:%S") if hasattr(started, "strftime") else
-                     _time.strftime("%Y-%m-%d %H:%M:%S", _time.gmtime(float(started))),
+                     "started": r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),  # UTC (runs_df)
                      "summary": _run_summary(r["kind"], result)})
     text = "\n".join(f"{x['id']:>5}  {x['kind']:<10} {x['status']:<9} {x['started']}  {x['summary']}"
                      for x in rows) or "no runs yet"

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from hilnas.agent.config import MeasureConfig
-from hilnas.agent.results import BenchmarkRequest, ModelFormat
+from hilnas.agent.results import BenchmarkRequest, LatencyStats, ModelFormat
 from hilnas.server import model_meta
 from hilnas.server.client import sha256_hex
 from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
@@ -106,14 +106,17 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     reqs = [BenchmarkRequest(sha256=sha256_hex(m), model=m, format=ModelFormat.ONNX,
                              backend=lut_id.runtime, config=config.measure, request_id=str(i))
             for i, m in enumerate(models)]
-    rounds: dict[int, list[float]] = {i: [] for i in range(len(models))}
-    windows: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(models))}  # (median, fastest)
+    windows: dict[int, list[LatencyStats]] = {i: [] for i in range(len(models))}  # one per round
+
+    def rounds(i: int) -> list[float]:
+        return [window_value(w, config.statistic) for w in windows[i]]
+
     failed: list[str] = []
     todo = list(range(len(reqs)))
     done, total = len(genotypes), len(genotypes) * (1 + config.repeats)
     for r in range(config.max_repeats):
         if r >= config.repeats:  # extra rounds only for networks whose lowest rounds still disagree
-            todo = [i for i in todo if rounds[i] and not windows_agree(rounds[i], config.agreement)]
+            todo = [i for i in todo if windows[i] and not windows_agree(rounds(i), config.agreement)]
             if not todo:
                 break
             total += len(todo)
@@ -125,14 +128,13 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
                 if result.device_fingerprint != lut_id.fingerprint:
                     raise ValueError(f"the agent reports fingerprint {result.device_fingerprint}, the LUT was made "
                                      f"on {lut_id.fingerprint}: rebuild the LUT for this device")
-                rounds[i].append(window_value(result.latency, config.statistic))
-                windows[i].append((result.latency.median_ms, result.latency.min_ms))
+                windows[i].append(result.latency)
             elif r == 0:
                 failed.append(f"network {i}: {result.status.name}: {result.error}")
             done += 1
             if progress:
                 progress(done, total, "measure")
-    measured = {i: combine_rounds(v, config.statistic) for i, v in rounds.items() if v}
+    measured = {i: combine_rounds(rounds(i), config.statistic) for i, w in windows.items() if w}
     idx = sorted(measured)
     if len(idx) < 4:
         raise RuntimeError(f"only {len(idx)} networks could be measured: " + "; ".join(failed[:3]))
@@ -143,8 +145,8 @@ def run_fidelity(store: Store, device_key: str, clients: Sequence, config: Fidel
     corrected = fidelity(cv, m)
     correction = dataclasses.replace(fit_correction(s, m), statistic=config.statistic)
     nets = [{"genotype": genotypes[i].to_dict(), "lut_sum_ms": sums[i], "measured_ms": measured[i],
-             "rounds_ms": rounds[i], "predicted_cv_ms": p,
-             "rounds_median_ms": [w[0] for w in windows[i]], "rounds_min_ms": [w[1] for w in windows[i]]}
+             "rounds_ms": rounds(i), "predicted_cv_ms": p,
+             "rounds_median_ms": [w.median_ms for w in windows[i]], "rounds_min_ms": [w.min_ms for w in windows[i]]}
             for i, p in zip(idx, cv)]
     report = FidelityReport(device_key, lut_id, config.space, nets, raw, corrected, correction, failed,
                             time.monotonic() - start)

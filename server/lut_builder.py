@@ -145,13 +145,13 @@ class LutBuilder:
         # measurement running on this same host.
         models = {k: model_for_key(k) for k in missing}
         start = time.monotonic()
-        medians: dict[str, list[LutRow]] = {}
+        pass_rows: dict[str, list[LutRow]] = {}
         self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed,
-                      medians=medians)
+                      pass_rows=pass_rows)
         for _ in range(self.config.repeats - 1):
-            again = [k for k in missing if k in medians]
+            again = [k for k in missing if k in pass_rows]
             before = report.measured
-            self._measure(again, models, fmt, lut_id, live, report, progress, replace=True, medians=medians)
+            self._measure(again, models, fmt, lut_id, live, report, progress, replace=True, pass_rows=pass_rows)
             report.repeated += report.measured - before
             report.measured = before
         if self.config.remeasure_unstable:
@@ -170,7 +170,7 @@ class LutBuilder:
 
     def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
                  clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool,
-                 medians: dict[str, list[LutRow]] | None = None) -> None:
+                 pass_rows: dict[str, list[LutRow]] | None = None) -> None:
         queue: deque[str] = deque(keys)
         total, done = len(keys), [0]
         alive = [len(clients)]
@@ -192,9 +192,9 @@ class LutBuilder:
                                            or result.runtime_version != lut_id.runtime_version):
                 raise ValueError(f"agent answered with fingerprint {result.device_fingerprint} / "
                                  f"{result.runtime_version}, not {lut_id.fingerprint} / {lut_id.runtime_version}")
-            if medians is not None and result.status.measured and row.median_ms is not None:
+            if pass_rows is not None and result.status.measured and row.median_ms is not None:
                 with self._lock:
-                    passes = medians.setdefault(key, [])
+                    passes = pass_rows.setdefault(key, [])
                     passes.append(row)
                     value = combine_rounds([r.median_ms for r in passes], self.config.statistic)
                     # Keep the pass that gave the value (its p90, CI and conditions belong to it).

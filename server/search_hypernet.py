@@ -218,7 +218,8 @@ def _config_from_run(store: Store, config: HypernetRunConfig) -> tuple[HypernetR
     meta = read_meta(trained)  # TrainedFileError when the folder was moved or damaged
     old = run.config
     data = dict(old["dataset"])
-    data["synthetic_shape"] = tuple(data.get("synthetic_shape") or (1, 16, 16))
+    if data.get("synthetic_shape") is not None:  # JSON gave a list
+        data["synthetic_shape"] = tuple(data["synthetic_shape"])
     return dataclasses.replace(
         config, space=old["space"], space_overrides=dict(old.get("space_overrides") or {}),
         dataset=DatasetConfig(**data), search=config_from_dict(meta["config"]), complexity=old["complexity"],
