@@ -53,8 +53,8 @@ def space_and_data(args):
 
 
 def search_config(method: str, args, budget):
-    from hilnas.searchers.architect import ArchConfig
-    from hilnas.searchers.baselines import DartsConfig
+    from hilnas.searchers.dca.architect import ArchConfig
+    from hilnas.searchers.dca.baselines import DartsConfig
     from hilnas.searchers.dca import DcaConfig
 
     common = dict(epochs=args.search_epochs, arch=ArchConfig(lr=args.arch_lr))
@@ -71,7 +71,7 @@ def worker(args) -> None:
     import torch
 
     from hilnas.searchers import dca
-    from hilnas.searchers.baselines import search_darts
+    from hilnas.searchers.dca.baselines import search_darts
     from hilnas.searchers.cost import LutLatencyCost
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.model import build_network
@@ -118,7 +118,7 @@ def device_and_lut(space, tmp: Path):
     from hilnas.agent.server import create_server
     from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
     from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
     from hilnas.server.store import Store
 
     server = create_server(ServeConfig(port=0, simulate="raspi4", cache_dir=str(tmp / "cache")))
@@ -185,7 +185,7 @@ def main() -> None:
 
     from hilnas.searchers.cost import LutLatencyCost, extremes
     from hilnas.searchers.dca import search
-    from hilnas.searchers.lug import LugPoint, build_lug, search_for_budget
+    from hilnas.searchers.dca.lug import LugPoint, build_lug, search_for_budget
     from hilnas.searchers.result import Budget
 
     torch.set_num_threads(1)

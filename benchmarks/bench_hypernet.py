@@ -4,7 +4,7 @@
 
 Same data (the shipped Fashion-MNIST demo subset, half of the training pool for the weights and
 half for the architecture), same search epochs and batch size for both methods, one simulated
-Raspberry Pi 4 agent started in-process whose LUT is built first (``server/lut_builder.py``).
+Raspberry Pi 4 agent started in-process whose LUT is built first (``server/lut/builder.py``).
 
 1. One hypernetwork run (``searchers.hypernet.search``), then K latency budgets spread evenly over
    the family's reachable LUT-latency range, one member each (``for_budget``).
@@ -62,14 +62,14 @@ def main() -> None:
     from hilnas.searchers import dca, hypernet
     from hilnas.searchers.cost import LutLatencyCost
     from hilnas.searchers.data import DatasetConfig, loaders_for
-    from hilnas.searchers.hypernet_bound import is_valid
+    from hilnas.searchers.hypernet.bound import is_valid
     from hilnas.searchers.model import build_network
     from hilnas.searchers.result import Budget
     from hilnas.searchers.spaces import create_space
     from hilnas.searchers.train import TrainConfig, evaluate, train
     from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
-    from hilnas.server.micromodels import MicroModels
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.model_meta import export_network
     from hilnas.server.store import Store
     from hilnas.server.validation import lut_values

@@ -27,8 +27,8 @@ def other_statistic(store, fid, statistic: str, space) -> dict:
 
     from hilnas.searchers.genotype import genotype_from_json
     from hilnas.searchers.op_key import network_op_keys
-    from hilnas.server.predict import cross_validated_predictions, fidelity, lut_sum
-    from hilnas.server.rounds import combine_rounds
+    from hilnas.server.lut.predict import cross_validated_predictions, fidelity, lut_sum
+    from hilnas.server.lut.rounds import combine_rounds
     from hilnas.server.validation import lut_values
 
     lut = lut_values(store, fid.lut_id, statistic=statistic)
@@ -46,16 +46,16 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=3,
                    help="interleaved LUT passes and whole-network rounds (default 3)")
     p.add_argument("--statistic", default="min", choices=["min", "median"],
-                   help="latency statistic (default min: the fastest run, for this shared host; see server/rounds.py)")
+                   help="latency statistic (default min: the fastest run, for this shared host; see server/lut/rounds.py)")
     args = p.parse_args()
 
     from hilnas.agent.config import MeasureConfig, ServeConfig
     from hilnas.agent.server import create_server
     from hilnas.searchers.spaces import create_space
     from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.fidelity import FidelityConfig, run_fidelity
-    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
-    from hilnas.server.micromodels import MicroModels
+    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.store import Store
 
     measure = MeasureConfig(warmup_runs=10, min_runs=30, min_seconds=0.3, threads=args.threads)

@@ -34,8 +34,8 @@ def run_demo(cfg: DemoConfig) -> int:
     from hilnas.server import model_meta
     from hilnas.server.client import client_for_endpoint
     from hilnas.server.fleet import AgentEndpoint, DeviceEntry, Fleet, default_fleet_path
-    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
-    from hilnas.server.micromodels import MicroModels
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.store import Store
     from hilnas.server.validation import validate_model_bytes
 

@@ -15,7 +15,7 @@ def is_user_error(err: BaseException) -> bool:
     except ImportError:
         pass
     try:
-        from hilnas.server.lut_builder import BuildIncomplete
+        from hilnas.server.lut.builder import BuildIncomplete
         user += (BuildIncomplete,)
     except ImportError:
         pass

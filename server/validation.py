@@ -10,8 +10,8 @@ from typing import Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkResult, ModelFormat
 from hilnas.server import model_meta
-from hilnas.server.predict import Correction, MissingOps, lut_sum
-from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, window_value
+from hilnas.server.lut.predict import Correction, MissingOps, lut_sum
+from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic, window_value
 from hilnas.server.store import LutId, Store
 
 

@@ -28,7 +28,7 @@ def client_for(running, **kw) -> AgentClient:
 def build_lut(store, client, space, device_key: str = "pi") -> None:
     """Measure every op key of ``space`` on the client's agent into ``store`` (quick settings)."""
     from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
-    from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
 
     keys = [k.encode() for k in enumerate_op_keys(space)]
     LutBuilder(store, device_key, [client], LutBuildConfig(measure=FAST)).build(

@@ -11,8 +11,8 @@ from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
 from hilnas.searchers.supernet import SupernetOptions
-from hilnas.server.lut_builder import LutBuildConfig, LutBuilder
-from hilnas.server.search_dca import (META_GENOTYPE, META_SPACE, DcaRunConfig, cost_model_for, run_dca,
+from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+from hilnas.server.search.dca import (META_GENOTYPE, META_SPACE, DcaRunConfig, cost_model_for, run_dca,
                                       space_from_metadata)
 from hilnas.server.store import Store
 

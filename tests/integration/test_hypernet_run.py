@@ -9,9 +9,9 @@ from loopback import FAST, SEARCH_OVERRIDES, search_space
 from hilnas.searchers.data import DatasetConfig
 from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.hypernet import HypernetConfig
-from hilnas.searchers.hypernet_bound import is_valid
+from hilnas.searchers.hypernet.bound import is_valid
 from hilnas.searchers.result import Budget
-from hilnas.server.search_hypernet import HypernetRunConfig, run_hypernet
+from hilnas.server.search.hypernet import HypernetRunConfig, run_hypernet
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
@@ -104,7 +104,7 @@ def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(lu
 def test_from_run_refuses_unknown_wrong_kind_and_lost_runs_and_keeps_the_store(lut_store, tmp_path):
     import shutil
 
-    from hilnas.searchers.hypernet_io import TrainedFileError
+    from hilnas.searchers.hypernet.io import TrainedFileError
     from hilnas.server.store import StoreError
 
     store, client = lut_store

@@ -9,8 +9,8 @@ import pytest
 from loopback import start_agent
 from hilnas.agent.config import MeasureConfig
 from hilnas.server.client import AgentClient, ClientConfig
-from hilnas.server.lut_builder import BuildIncomplete, LutBuildConfig, LutBuilder
-from hilnas.server.micromodels import MicroModels
+from hilnas.server.lut.builder import BuildIncomplete, LutBuildConfig, LutBuilder
+from hilnas.server.lut.micromodels import MicroModels
 from hilnas.server.store import Store
 
 pytestmark = pytest.mark.integration

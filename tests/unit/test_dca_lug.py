@@ -4,9 +4,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from hilnas.searchers.genotype import NB201Genotype
-from hilnas.searchers.lug import LookupGraph, LugPoint, build_lug, isotonic, search_for_budget
+from hilnas.searchers.dca.lug import LookupGraph, LugPoint, build_lug, isotonic, search_for_budget
 from hilnas.searchers.result import Budget, SearchResult
-from hilnas.server.search_dca import parse_budget
+from hilnas.server.search.dca import parse_budget
 
 G = NB201Genotype(("skip_connect",) * 6)
 

@@ -5,14 +5,14 @@ import zlib
 import pytest
 import torch
 
-from hilnas.searchers.architect import ArchConfig
-from hilnas.searchers.baselines import (DartsConfig, PenaltyConfig, RandomConfig, methods, search_darts,
+from hilnas.searchers.dca.architect import ArchConfig
+from hilnas.searchers.dca.baselines import (DartsConfig, PenaltyConfig, RandomConfig, methods, search_darts,
                                         search_penalty, search_random)
 from hilnas.searchers.cost import LutLatencyCost, ParamsCost, extremes
 from hilnas.searchers.data import DatasetConfig, loaders_for
 from hilnas.searchers.dca import DcaConfig, LagrangeMultiplier, search
 from hilnas.searchers.op_key import enumerate_op_keys
-from hilnas.searchers.repair import repair
+from hilnas.searchers.dca.repair import repair
 from hilnas.searchers.result import Budget, InfeasibleBudgetError, SearchError
 from hilnas.searchers.spaces import create_space
 from hilnas.searchers.supernet import SupernetOptions
@@ -136,7 +136,7 @@ def test_baselines_share_the_entry_point(data):
 
 
 def test_random_samples_are_within_a_tight_budget():
-    from hilnas.searchers.baselines import sample_within_budget
+    from hilnas.searchers.dca.baselines import sample_within_budget
     model = lut_model(DARTS)
     ex = extremes(DARTS, model)
     budget = Budget("latency_ms", ex.cheapest_cost * 1.02)

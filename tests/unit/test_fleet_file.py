@@ -180,7 +180,7 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_docstring_example_is_a_valid_fleet_file() -> None:
-    import hilnas.server.fleet as fleet_module
+    import hilnas.server.fleet.file as fleet_module
 
     doc = fleet_module.__doc__ or ""
     example = doc.split("Format::\n", 1)[1].split("\nRules", 1)[0]

@@ -11,7 +11,7 @@ from torch.func import functional_call
 
 from hilnas.searchers.cost import ParamsCost, table_cost
 from hilnas.searchers.genotype import NB201Genotype
-from hilnas.searchers.hypernet_bound import (Probe, constant_predictor_loss, cost_span, estimate_bound,
+from hilnas.searchers.hypernet.bound import (Probe, constant_predictor_loss, cost_span, estimate_bound,
                                              estimate_from_supernet, genotype_loss, is_valid, nb201_table,
                                              one_hot_arch, probe_genotypes, theorem_bound)
 from hilnas.searchers.supernet import build_supernet, derive_genotype

@@ -11,7 +11,7 @@ import torch
 from hilnas.searchers.cost import ParamsCost
 from hilnas.searchers.data import DatasetConfig, loaders_for
 from hilnas.searchers.hypernet import HypernetConfig, search
-from hilnas.searchers.hypernet_io import (TrainedFileError, config_from_dict, config_to_dict, load_trained,
+from hilnas.searchers.hypernet.io import (TrainedFileError, config_from_dict, config_to_dict, load_trained,
                                           save_trained)
 from hilnas.searchers.result import Budget
 from testmodels import tiny_space

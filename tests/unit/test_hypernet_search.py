@@ -17,7 +17,7 @@ from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.hypernet import (Architecture, BudgetRangeError, HypernetConfig, TradeOff, TradeOffError,
                                        check_simplex, count_violations, isotonic, match_expected_cost, parse_direction,
                                        search, valid_genotype)
-from hilnas.searchers.hypernet_bound import cost_span, is_valid, nb201_table, one_hot_arch
+from hilnas.searchers.hypernet.bound import cost_span, is_valid, nb201_table, one_hot_arch
 from hilnas.searchers.model import build_network
 from hilnas.searchers.result import Budget, SearchError
 from testmodels import tiny_space

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from hilnas.server.lut_io import (CSV_COLUMNS, LutFileError, LutMismatchError, export_lut_csv,
+from hilnas.server.lut.io import (CSV_COLUMNS, LutFileError, LutMismatchError, export_lut_csv,
                                   import_lut_csv, read_lut_csv)
 from hilnas.server.store import LutId, LutNotFoundError, LutRow, Store, UnknownDeviceError
 

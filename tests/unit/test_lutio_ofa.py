@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hilnas.server.lut_io import (OFA_RUNTIME, LutFileError, import_ofa_yaml, ofa_lut_id,
+from hilnas.server.lut.io import (OFA_RUNTIME, LutFileError, import_ofa_yaml, ofa_lut_id,
                                   parse_ofa_key, parse_ofa_yaml)
 from hilnas.server.store import AmbiguousLutError, Store
 

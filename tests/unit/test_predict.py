@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from hilnas.server.predict import (Correction, MissingOps, cross_validated_predictions, fidelity, fit_correction,
+from hilnas.server.lut.predict import (Correction, MissingOps, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum, predict)
 
 

@@ -3,10 +3,10 @@ import math
 import pytest
 
 from hilnas.agent.results import LatencyStats
-from hilnas.server.fidelity import FidelityConfig
-from hilnas.server.lut_builder import LutBuildConfig
-from hilnas.server.predict import Correction
-from hilnas.server.rounds import combine_rounds, window_value, windows_agree
+from hilnas.server.lut.fidelity import FidelityConfig
+from hilnas.server.lut.builder import LutBuildConfig
+from hilnas.server.lut.predict import Correction
+from hilnas.server.lut.rounds import combine_rounds, window_value, windows_agree
 
 
 def test_min_keeps_the_least_disturbed_window_and_median_the_middle_one():

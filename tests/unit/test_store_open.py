@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hilnas.server import store_schema
+from hilnas.server.store import schema as store_schema
 from hilnas.server.store import DB_NAME, LutId, LutRow, Store, StoreError
 
 

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from hilnas.searchers.architect import FixedPenalty, NoCost
-from hilnas.searchers.bilevel import BilevelConfig, check_budget, run_bilevel
+from hilnas.searchers.dca.architect import FixedPenalty, NoCost
+from hilnas.searchers.dca.bilevel import BilevelConfig, check_budget, run_bilevel
 from hilnas.searchers.cost import CostModel, table_cost
 from hilnas.searchers.model import build_network
-from hilnas.searchers.repair import repair
+from hilnas.searchers.dca.repair import repair
 from hilnas.searchers.result import Budget, PeakMemory, SearchResult, Stopwatch, check_data
 from hilnas.searchers.supernet import DARTS_OPTIONS, SupernetOptions
 from hilnas.searchers.train import TrainConfig, seed_everything, train

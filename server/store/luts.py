@@ -13,9 +13,9 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from hilnas.server import store_schema as schema
-from hilnas.server.store_frames import _dumps, _frame, _plain
-from hilnas.server.store_records import (_FLOAT_FIELDS, MEASURED_STATUSES, AmbiguousLutError,
+from hilnas.server.store import schema
+from hilnas.server.store.frames import _dumps, _frame, _plain
+from hilnas.server.store.records import (_FLOAT_FIELDS, MEASURED_STATUSES, AmbiguousLutError,
                                          DeviceRecord, LutId, LutInfo, LutNotFoundError, LutRow,
                                          StoreError, UnknownDeviceError, WriteCount, _check_row)
 

@@ -11,14 +11,14 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 
-from hilnas.searchers.hypernet_bound import nb201_table
+from hilnas.searchers.hypernet.bound import nb201_table
 from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.supernet import derive_genotype
 
 if TYPE_CHECKING:
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.hypernet import Hypernetwork, ValidSupernet
-    from hilnas.searchers.hypernet_tradeoff import ScaleMap, TradeOff
+    from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff
     from hilnas.searchers.spaces import SearchSpace
 
 
@@ -58,7 +58,7 @@ def match_expected_cost(space: SearchSpace, model: CostModel, op_w: Mapping[str,
     with torch.no_grad():
         e = float(model.expected_cost(space, op_w, edge_w))
     if not isinstance(space, NB201Space):
-        from hilnas.searchers.repair import repair
+        from hilnas.searchers.dca.repair import repair
         g = derive_genotype(space, op_w, edge_w)
         if model.genotype_cost(space, g) <= (1 + band) * e:
             return g, False

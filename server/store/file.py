@@ -4,7 +4,7 @@
 a newer hilnas raise ``StoreError`` and the file stays byte-for-byte unchanged. ``_create``
 builds a new store beside the target and links it into place, so two processes creating the
 same store do not clobber each other; ``_migrate`` upgrades an older schema after a backup copy.
-Schema, version and migrations come from ``store_schema`` (read at call time).
+Schema, version and migrations come from ``schema`` (read at call time).
 """
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from hilnas.server import store_schema as schema
-from hilnas.server.store_records import StoreError
+from hilnas.server.store import schema
+from hilnas.server.store.records import StoreError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 

@@ -194,7 +194,7 @@ def _measure_fn(client: AgentClient, config: DcaRunConfig, metric: str, space: S
 
 def method_config(config: DcaRunConfig, budget: Budget) -> Any:
     """The chosen method's config for one search at ``budget`` (search_options applied)."""
-    from hilnas.searchers.baselines import methods
+    from hilnas.searchers.dca.baselines import methods
     _, cls = methods()[config.method]
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(config.search_options) - fields)
@@ -211,7 +211,7 @@ def method_config(config: DcaRunConfig, budget: Budget) -> Any:
 def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], config: DcaRunConfig, *,
             progress: Callable[[str], None] | None = None) -> DcaRunReport:
     """Search, train, export and measure one network under ``config.budget``; see the module docstring."""
-    from hilnas.searchers.baselines import methods
+    from hilnas.searchers.dca.baselines import methods
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.spaces import create_space
 
@@ -249,7 +249,7 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
          search_fn: Callable[..., SearchResult], started: float) -> DcaRunReport:
     from hilnas.searchers.cost import extremes
     from hilnas.searchers.data import loaders_for
-    from hilnas.searchers.lug import build_lug, search_for_budget
+    from hilnas.searchers.dca.lug import build_lug, search_for_budget
     from hilnas.searchers.result import InfeasibleBudgetError
     from hilnas.searchers.model import build_network
     from hilnas.searchers.train import TrainConfig, train

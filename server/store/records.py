@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from hilnas.server import store_schema as schema
-from hilnas.server.store_frames import _json_default, _plain
+from hilnas.server.store import schema
+from hilnas.server.store.frames import _json_default, _plain
 
 if TYPE_CHECKING:  # pragma: no cover
     from hilnas.agent.results import BenchmarkResult

@@ -16,9 +16,9 @@ is killed loses no row it was told was stored. Every thread gets its own connect
 from one ``Store`` are serialized by a lock, writes from other processes wait on SQLite's lock.
 pandas is imported only by the ``*_df`` helpers.
 
-The store is split by idea: ``store_records`` (records, errors, ``config_hash``),
-``store_file`` (creating, checking and migrating the file), ``store_luts`` (the LUT-row
-methods), ``store_frames`` (JSON and DataFrame helpers), ``store_schema`` (the SQL schema).
+The store is split by idea: ``records`` (records, errors, ``config_hash``),
+``file`` (creating, checking and migrating the file), ``luts`` (the LUT-row
+methods), ``frames`` (JSON and DataFrame helpers), ``schema`` (the SQL schema).
 This module holds ``Store`` (connections, devices, runs, models, validations) and re-exports
 the public names, so ``from hilnas.server.store import ...`` is the one import callers need.
 """
@@ -34,12 +34,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hilnas.server import store_schema as schema
+from hilnas.server.store import schema
 from hilnas.server.fleet import check_device_key
-from hilnas.server.store_file import SQLITE_MAGIC, _create, _inspect, _migrate
-from hilnas.server.store_frames import _dumps, _frame, _plain
-from hilnas.server.store_luts import LutTables
-from hilnas.server.store_records import (MEASURED_STATUSES, AmbiguousLutError, DeviceRecord,
+from hilnas.server.store.file import SQLITE_MAGIC, _create, _inspect, _migrate
+from hilnas.server.store.frames import _dumps, _frame, _plain
+from hilnas.server.store.luts import LutTables
+from hilnas.server.store.records import (MEASURED_STATUSES, AmbiguousLutError, DeviceRecord,
                                          LutId, LutInfo, LutNotFoundError, LutRow, ModelRecord,
                                          RunRecord, StoreError, UnknownDeviceError, WriteCount,
                                          _check_floats, _check_text, config_hash)
@@ -190,7 +190,7 @@ class Store(LutTables):
 
     # ------------------------------------------------------------------ LUT rows
     # put_lut_row(s), missing_keys, get_lut_row, lut_dict, lut_rows, luts_for_device,
-    # all_luts, find_lut, delete_lut: inherited from store_luts.LutTables.
+    # all_luts, find_lut, delete_lut: inherited from luts.LutTables.
 
     # ------------------------------------------------------------------ runs
     def start_run(self, kind: str, config: Mapping[str, Any] | Any = None) -> int:

@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Mapping
 
-from hilnas.searchers.bilevel import BilevelConfig, run_bilevel
+from hilnas.searchers.dca.bilevel import BilevelConfig, run_bilevel
 from hilnas.searchers.cost import CostModel
 from hilnas.searchers.result import Budget, SearchResult
 

@@ -10,7 +10,7 @@ import difflib
 from pathlib import Path
 from typing import Any
 
-from hilnas.server.fleet_entries import AgentEndpoint, DeviceEntry, FleetError, TlsConfig
+from hilnas.server.fleet.entries import AgentEndpoint, DeviceEntry, FleetError, TlsConfig
 
 _AGENT_KEYS = {"address", "name", "token", "token_file", "tls", "insecure"}
 _TLS_KEYS = {"ca", "cert", "key", "server_name"}

@@ -8,8 +8,8 @@ and ``state_dict``/``load_state_dict`` put the hook's own state (its optimiser, 
 multiplier) into the checkpoint so a search resumes exactly.
 
 Checkpoints hold only tensors and plain containers and are read with
-``torch.load(weights_only=True)`` (see ``train_state``). The loop's config and result types live
-in ``train_types``, the hooks in ``train_hooks``, evaluation in ``train_eval``; this module
+``torch.load(weights_only=True)`` (see ``state``). The loop's config and result types live
+in ``types``, the hooks in ``hooks``, evaluation in ``eval``; this module
 re-exports them, so ``from hilnas.searchers.train import ...`` is the one import callers need.
 """
 from __future__ import annotations
@@ -22,12 +22,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hilnas.searchers.train_eval import evaluate
-from hilnas.searchers.train_hooks import TrainHooks
-from hilnas.searchers.train_state import (CHECKPOINT_FORMAT, _loader_generator, _rng_state,
+from hilnas.searchers.train.eval import evaluate
+from hilnas.searchers.train.hooks import TrainHooks
+from hilnas.searchers.train.state import (CHECKPOINT_FORMAT, _loader_generator, _rng_state,
                                           _set_rng_state, load_checkpoint, save_checkpoint,
                                           seed_everything)
-from hilnas.searchers.train_types import (Batch, EpochStats, StepContext, TrainConfig,
+from hilnas.searchers.train.types import (Batch, EpochStats, StepContext, TrainConfig,
                                           TrainEvent, TrainResult)
 
 if TYPE_CHECKING:

@@ -6,7 +6,7 @@ yields a family of architectures, one per coefficient. The coefficients are one 
 (seed 002's simplex: ``TradeOff.weights`` on the simplex over the ops that have a cost, i.e.
 all but ``none``) times a scale in ``[0, Lambda]``; the op type with the largest weight gets the
 scale, the others proportionally less, so the centre of the simplex is seed 004's single
-coefficient and Theorem 1's bound applies to the scale (``hypernet_bound``). The architecture
+coefficient and Theorem 1's bound applies to the scale (``bound``). The architecture
 loss, on a validation batch, is seed 002's final loss
 
     CE(w, alpha(lambda)) + sum_o lambda_o R_o(alpha) + kappa Lat(alpha) + kappa_E Energy(alpha),
@@ -28,7 +28,7 @@ default spreads it logarithmically (``ScaleMap``), because the relaxed problem t
 coefficients far below the theorem's bound.
 
 Training reuses the one loop (``train.train``) with the ``HyperArchitect`` hook: a warm-up
-trains the weights alone; then Lambda is estimated (``hypernet_bound``) unless given, and
+trains the weights alone; then Lambda is estimated (``bound``) unless given, and
 re-estimated after every epoch but the last, since the valid networks' losses, and the bound
 with them, improve as the weights train; before every weight step the hook takes one Adam step
 of the hypernetwork on a validation batch at a freshly drawn lambda, and the weight step runs
@@ -45,9 +45,9 @@ for the smallest scale within the budget, then bisects between that grid point a
 one, keeping the feasible end.
 
 This module holds the config, the networks and ``search``; the parts live beside it:
-``hypernet_tradeoff`` (lambda's coordinates), ``hypernet_train`` (the cost terms and the training
-hook), ``hypernet_derive`` (derivation), ``hypernet_family`` (the family and the result),
-``hypernet_bound`` (Lambda), ``hypernet_io`` (saving and loading). Every name is re-exported here.
+``tradeoff`` (lambda's coordinates), ``objective`` (the cost terms and the training
+hook), ``derive`` (derivation), ``family`` (the family and the result),
+``bound`` (Lambda), ``io`` (saving and loading). Every name is re-exported here.
 """
 from __future__ import annotations
 
@@ -59,14 +59,14 @@ from typing import TYPE_CHECKING, Mapping
 import torch
 from torch import nn
 
-from hilnas.searchers.architect import ArchConfig
-from hilnas.searchers.bilevel import BilevelConfig
-from hilnas.searchers.hypernet_derive import arch_weights, derive, match_expected_cost, valid_genotype
-from hilnas.searchers.hypernet_family import (Architecture, BudgetRangeError, HypernetResult, TradeOffCurve,
+from hilnas.searchers.dca.architect import ArchConfig
+from hilnas.searchers.dca.bilevel import BilevelConfig
+from hilnas.searchers.hypernet.derive import arch_weights, derive, match_expected_cost, valid_genotype
+from hilnas.searchers.hypernet.family import (Architecture, BudgetRangeError, HypernetResult, TradeOffCurve,
                                               count_violations, isotonic)
-from hilnas.searchers.hypernet_tradeoff import (ScaleMap, TradeOff, TradeOffError, center, check_simplex,
+from hilnas.searchers.hypernet.tradeoff import (ScaleMap, TradeOff, TradeOffError, center, check_simplex,
                                                 parse_direction)
-from hilnas.searchers.hypernet_train import HyperArchitect, Objective, checked_cost_models
+from hilnas.searchers.hypernet.objective import HyperArchitect, Objective, checked_cost_models
 from hilnas.searchers.result import PeakMemory, Stopwatch, check_data
 from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.supernet import DCA_OPTIONS, Supernet, SupernetOptions
@@ -283,7 +283,8 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     return result
 
 
-__all__ = ["Architecture", "BudgetRangeError", "HyperArchitect", "HypernetConfig", "HypernetResult", "Hypernetwork",
-           "Objective", "RelaxedSupernet", "ScaleMap", "TradeOff", "TradeOffCurve", "TradeOffError", "arch_weights",
-           "center", "check_simplex", "count_violations", "derive", "isotonic", "match_expected_cost",
-           "parse_direction", "search", "valid_genotype"]
+__all__ = ["arch_layout", "arch_weights", "Architecture", "BudgetRangeError", "center", "check_simplex",
+           "count_violations", "derive", "HyperArchitect", "HypernetConfig", "HypernetResult",
+           "Hypernetwork", "isotonic", "match_expected_cost", "Objective", "parse_direction",
+           "RelaxedSupernet", "ScaleMap", "search", "TradeOff", "TradeOffCurve", "TradeOffError",
+           "valid_genotype", "ValidSupernet"]

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
-from hilnas.searchers.hypernet_bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
-from hilnas.searchers.hypernet_derive import derive
-from hilnas.searchers.hypernet_tradeoff import ScaleMap, TradeOff, center
+from hilnas.searchers.hypernet.bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
+from hilnas.searchers.hypernet.derive import derive
+from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.train import Batch, StepContext, TrainHooks
 
 if TYPE_CHECKING:

@@ -40,7 +40,7 @@ def config_to_dict(config: HypernetConfig) -> dict[str, Any]:
 
 def config_from_dict(d: Mapping[str, Any]) -> HypernetConfig:
     """The inverse of ``config_to_dict`` (unknown keys refused, so a newer file is not half-read)."""
-    from hilnas.searchers.architect import ArchConfig
+    from hilnas.searchers.dca.architect import ArchConfig
     from hilnas.searchers.hypernet import HypernetConfig
     from hilnas.searchers.supernet import SupernetOptions
 
@@ -103,7 +103,7 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
     import torch
 
     from hilnas.searchers.hypernet import HypernetResult, Hypernetwork, ValidSupernet, arch_layout
-    from hilnas.searchers.hypernet_train import checked_cost_models, coefficient_ops
+    from hilnas.searchers.hypernet.objective import checked_cost_models, coefficient_ops
 
     folder = Path(folder)
     meta = read_meta(folder)

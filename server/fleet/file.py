@@ -38,7 +38,7 @@ Rules (checked on load, with the file, device and agent named in the error):
 - device keys are unique; every device has at least one agent; an address appears once per
   device; unknown keys are errors (a typo must not silently drop a setting).
 
-The records live in ``fleet_entries`` and the TOML reading/writing helpers in ``fleet_toml``;
+The records live in ``entries`` and the TOML reading/writing helpers in ``toml``;
 this module holds ``Fleet`` and re-exports the public names.
 """
 from __future__ import annotations
@@ -50,11 +50,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from hilnas.server.fleet_entries import (AgentEndpoint, DeviceEntry, FleetError, TlsConfig,
+from hilnas.server.fleet.entries import (AgentEndpoint, DeviceEntry, FleetError, TlsConfig,
                                          UnknownDeviceError, _norm_address,
                                          _norm_address_or_none, check_device_key, is_loopback,
                                          parse_address)
-from hilnas.server.fleet_toml import _device_from_toml, _only_keys, _toml_str
+from hilnas.server.fleet.toml import _device_from_toml, _only_keys, _toml_str
 
 FLEET_FILE = "fleet.toml"
 FORMAT_VERSION = 1

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import torch
 
-from hilnas.searchers.hypernet_derive import derive
-from hilnas.searchers.hypernet_tradeoff import (_SIMPLEX_TOL, ScaleMap, TradeOff, TradeOffError, center,
+from hilnas.searchers.hypernet.derive import derive
+from hilnas.searchers.hypernet.tradeoff import (_SIMPLEX_TOL, ScaleMap, TradeOff, TradeOffError, center,
                                                 check_simplex)
 from hilnas.searchers.result import Budget, SearchError
 from hilnas.searchers.train import evaluate
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.hypernet import HypernetConfig, Hypernetwork, ValidSupernet
-    from hilnas.searchers.hypernet_bound import BoundEstimate
+    from hilnas.searchers.hypernet.bound import BoundEstimate
     from hilnas.searchers.spaces import SearchSpace
     from hilnas.searchers.train import Batch
 

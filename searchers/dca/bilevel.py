@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from hilnas.searchers.architect import ArchConfig, Architect, CostTerm
+from hilnas.searchers.dca.architect import ArchConfig, Architect, CostTerm
 from hilnas.searchers.cost import CostModel, extremes, table_cost
-from hilnas.searchers.repair import repair
+from hilnas.searchers.dca.repair import repair
 from hilnas.searchers.result import (Budget, InfeasibleBudgetError, PeakMemory, SearchError, SearchResult, Stopwatch,
                                      check_data)
 from hilnas.searchers.supernet import DCA_OPTIONS, SupernetOptions, build_supernet

@@ -19,7 +19,7 @@ from typing import Callable, Iterable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
-from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds
+from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 
 log = logging.getLogger("hilnas.lut")

@@ -5,7 +5,7 @@ import math
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from hilnas.searchers.train_types import Batch
+from hilnas.searchers.train.types import Batch
 
 if TYPE_CHECKING:
     import torch

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from hilnas.searchers.train_types import Batch, StepContext
+from hilnas.searchers.train.types import Batch, StepContext
 
 if TYPE_CHECKING:
     import torch

@@ -22,9 +22,9 @@ from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, LatencyStats, ModelFormat
 from hilnas.server import model_meta
 from hilnas.server.client import sha256_hex
-from hilnas.server.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
+from hilnas.server.lut.predict import (Correction, Fidelity, cross_validated_predictions, fidelity, fit_correction,
                                    lut_sum)
-from hilnas.server.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds, window_value, windows_agree
+from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds, window_value, windows_agree
 from hilnas.server.store import LutId, Store
 from hilnas.server.validation import lut_values
 

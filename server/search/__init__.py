@@ -1,0 +1,1 @@
+"""One runner per search method: a device's LUT -> cost model -> search -> train -> export -> device -> store."""
