@@ -9,7 +9,8 @@ from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _me
 
 
 def cmd_search_dca(args) -> int:
-    from hilnas.server.search.dca import DcaRunConfig, parse_budget, run_dca
+    from hilnas.server.search.common import parse_budget
+    from hilnas.server.search.dca import DcaRunConfig, run_dca
 
     config = DcaRunConfig(
         budget=parse_budget(args.budget), space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"),
@@ -33,7 +34,7 @@ def cmd_search_dca(args) -> int:
 
 def cmd_search_hypernet(args) -> int:
     from hilnas.searchers.hypernet import HypernetConfig
-    from hilnas.server.search.dca import parse_budget
+    from hilnas.server.search.common import parse_budget
     from hilnas.server.search.hypernet import HypernetRunConfig, run_hypernet
 
     if args.budgets and args.lambdas:

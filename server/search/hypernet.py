@@ -3,7 +3,7 @@
 ``run_hypernet(store, device_key, clients, config)``:
 
 1. loads the dataset (with a val split) and builds the space to fit it;
-2. builds the cost models from the device's LUT in the store (``search.dca.cost_model_for``):
+2. builds the cost models from the device's LUT in the store (``search.common.cost_model_for``):
    latency always; energy too when the LUT rows carry ``energy_net_mj``; the complexity the
    coefficients weigh is the latency by default (or params / FLOPs / energy);
 3. trains the supernet and the hypernetwork once (``searchers.hypernet.search``);
@@ -165,7 +165,7 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     """Train once, derive the family, export, measure and record each member; see the module docstring."""
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.spaces import create_space
-    from hilnas.server.search.dca import cost_model_for
+    from hilnas.server.search.common import cost_model_for
 
     say = progress or (lambda msg: log.info("%s", msg))
     if not clients:
@@ -229,7 +229,7 @@ def _config_from_run(store: Store, config: HypernetRunConfig) -> tuple[HypernetR
 def _energy_model(store: Store, device_key: str, runtime: str | None, space: SearchSpace) -> CostModel | None:
     """The LUT's energy as a cost model when every op of the space has a finite ``energy_net_mj``; else None."""
     from hilnas.searchers.cost import LutEnergyCost, MissingOpsError
-    from hilnas.server.search.dca import load_lut
+    from hilnas.server.search.common import load_lut
 
     try:
         values, _ = load_lut(store, device_key, "energy_mj", runtime=runtime)
@@ -372,7 +372,7 @@ def _export(config: HypernetRunConfig, space: SearchSpace, genotype: Any) -> tup
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.model import build_network
     from hilnas.searchers.train import TrainConfig, train
-    from hilnas.server.search.dca import export_with_metadata
+    from hilnas.server.search.common import export_with_metadata
 
     _, final_loaders = loaders_for(dataclasses.replace(config.dataset, val_fraction=0.0))
     net = build_network(space, genotype)
@@ -440,7 +440,7 @@ def _plot(path: Path, members: Sequence[MemberReport], result: HypernetResult, c
 
 
 def _plain(config: HypernetRunConfig, space: SearchSpace) -> dict[str, Any]:
-    from hilnas.server.search.dca import space_metadata
+    from hilnas.server.search.common import space_metadata
     d = dataclasses.asdict(config)
     d["budgets"] = [str(b) for b in config.budgets]
     d["space_config"] = space_metadata(space)

@@ -12,8 +12,8 @@ from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
 from hilnas.searchers.supernet import SupernetOptions
 from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
-from hilnas.server.search.dca import (META_GENOTYPE, META_SPACE, DcaRunConfig, cost_model_for, run_dca,
-                                      space_from_metadata)
+from hilnas.server.search.common import cost_model_for, space_from_metadata
+from hilnas.server.search.dca import META_GENOTYPE, META_SPACE, DcaRunConfig, run_dca
 from hilnas.server.store import Store
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]

@@ -6,7 +6,7 @@ import pytest
 from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.dca.lug import LookupGraph, LugPoint, build_lug, isotonic, search_for_budget
 from hilnas.searchers.result import Budget, SearchResult
-from hilnas.server.search.dca import parse_budget
+from hilnas.server.search.common import parse_budget
 
 G = NB201Genotype(("skip_connect",) * 6)
 
