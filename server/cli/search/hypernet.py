@@ -1,4 +1,4 @@
-"""``hilnas search``: one hardware-validated search per method."""
+"""``hilnas search hypernet``: one hypernetwork run, a whole accuracy/latency family."""
 from __future__ import annotations
 
 import argparse
@@ -6,30 +6,7 @@ import sys
 
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args,
                                       _measure_config, _open_store, add, CliError, json_flag)
-
-
-def cmd_search_dca(args) -> int:
-    from hilnas.server.search.common import parse_budget
-    from hilnas.server.search.dca import DcaRunConfig, run_dca
-
-    config = DcaRunConfig(
-        budget=parse_budget(args.budget), space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"),
-        dataset=_dataset_config(args), method=args.method, search_epochs=args.search_epochs,
-        train_epochs=args.train_epochs, seed=args.seed, with_lug=args.lug, measure=_measure_config(args),
-        runtime=args.runtime, max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
-    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    with _open_store(args) as store:
-        report = run_dca(store, args.device, _clients(args, args.device), config, progress=say)
-    d = report.to_dict()
-    text = (f"{report.method} on {args.device}: budget {args.budget}; genotype saved as model {report.model_id} "
-            f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
-            f"{'n/a' if report.measured is None else format(report.measured, '.4g')}"
-            f" -> {'within budget' if report.within_budget else 'OVER BUDGET' if report.within_budget is False else 'not measured'}"
-            f"\n  test accuracy {report.test_acc * 100:.1f}%  ONNX {report.onnx_path}  ({report.wall_s:.0f} s)")
-    for note in report.notes:
-        text += f"\n  note: {note}"
-    _emit(args, d, text)
-    return 0 if report.within_budget is not False else 1
+from hilnas.server.cli.search.common import search_args
 
 
 def cmd_search_hypernet(args) -> int:
@@ -70,42 +47,7 @@ def cmd_search_hypernet(args) -> int:
     return 0 if not report.failed_budgets else 1
 
 
-def _search_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", required=True, help="device key from the fleet (its LUT is the cost model)")
-    p.add_argument("--space", default="darts", choices=["darts", "nb201"])
-    p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
-                   help="override a space field, e.g. --space-opt C=8 --space-opt layers=5")
-    p.add_argument("--dataset", default="demo", choices=["demo", "fashion-mnist", "cifar10", "synthetic"],
-                   help="demo = the Fashion-MNIST subset shipped with hilnas (default)")
-    p.add_argument("--data-dir", help="dataset folder (default: standard places, e.g. /usr/share/datasets/...)")
-    p.add_argument("--train-size", type=int, help="use a stratified subset of this many training images")
-    p.add_argument("--test-size", type=int, help="use a stratified subset of this many test images")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--search-epochs", type=int, default=2)
-    p.add_argument("--train-epochs", type=int, default=3, help="final training epochs of the found network")
-    p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
-    p.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--runtime", help="which of the device's LUTs, when it has several")
-
-
-# -- parser -----------------------------------------------------------------------------------
-def register(sub) -> None:
-    search = sub.add_parser("search", help="search an architecture under a device budget")
-    ssub = search.add_subparsers(dest="search_command", metavar="METHOD", required=True)
-    p = add(ssub, "dca", cmd_search_dca, "DCA-NAS: DARTS with the budget as a constraint (learned Lagrange "
-            "multiplier); the found network is trained, exported and measured on the device",
-            epilog="budgets: latency_ms=15 | energy_mj=20 | params_m=1 | mflops=300", )
-    p.add_argument("--budget", required=True, help="e.g. latency_ms=15, energy_mj=20, params_m=1, mflops=300")
-    p.add_argument("--method", default="dca", choices=["dca", "darts", "penalty", "random"],
-                   help="dca (default), or a baseline: darts (no constraint), penalty (fixed-weight "
-                        "latency penalty), random (random search under the constraint)")
-    p.add_argument("--lug", action="store_true",
-                   help="map the device budget to a search-time budget with a lookup graph (several searches)")
-    _search_args(p)
-    _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
-    json_flag(p)
-
+def register(ssub) -> None:
     p = add(ssub, "hypernet", cmd_search_hypernet,
             "DARTS-CC with hardware control: one training run of a hypernetwork alpha(lambda) yields a whole "
             "accuracy/latency trade-off; produce architectures for a grid of lambda or for device budgets",
@@ -122,7 +64,7 @@ def register(sub) -> None:
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the hypernetwork run N trained and saved, without training again (run N's "
                         "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")
-    _search_args(p)
+    search_args(p)
     p.set_defaults(space="nb201", train_epochs=0)
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)
