@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import os
+import socket
 import sqlite3
 import threading
 import time
@@ -193,12 +195,16 @@ class Store(LutTables):
     # all_luts, find_lut, delete_lut: inherited from luts.LutTables.
 
     # ------------------------------------------------------------------ runs
-    def start_run(self, kind: str, config: Mapping[str, Any] | Any = None) -> int:
+    def start_run(self, kind: str, config: Mapping[str, Any] | Any = None, *,
+                  parent_id: int | None = None) -> int:
+        """Record a run as running in this process (its pid and host tell a killed run later)."""
         _check_text("run kind", kind)
         with self._tx() as conn:
             cur = conn.execute(
-                "INSERT INTO runs(kind, config, status, started_at) VALUES (?, ?, 'running', ?)",
-                (kind, _dumps(_plain(config) if config is not None else {}), time.time()))
+                "INSERT INTO runs(kind, config, status, started_at, pid, host, parent_id) "
+                "VALUES (?, ?, 'running', ?, ?, ?, ?)",
+                (kind, _dumps(_plain(config) if config is not None else {}), time.time(), os.getpid(),
+                 socket.gethostname(), parent_id))
             return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, *, status: str = "done", result: Any = None) -> None:
@@ -216,7 +222,8 @@ class Store(LutTables):
             raise StoreError(f"unknown run id {run_id}")
         return RunRecord(r["id"], r["kind"], json.loads(r["config"]), r["status"],
                          r["started_at"], r["finished_at"],
-                         json.loads(r["result"]) if r["result"] is not None else None)
+                         json.loads(r["result"]) if r["result"] is not None else None,
+                         r["pid"], r["host"], r["parent_id"])
 
     def runs_df(self, kind: str | None = None) -> "pd.DataFrame":
         where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())

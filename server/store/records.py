@@ -186,6 +186,9 @@ class RunRecord:
     started_at: float
     finished_at: float | None
     result: Any
+    pid: int | None = None             # the process that ran it (None in runs from before schema 3)
+    host: str | None = None            # ... on which machine
+    parent_id: int | None = None       # the run file / sweep run it belongs to
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from __future__ import annotations
 # "hNAS" as a big-endian int32: written at file offset 68 of every hilnas store.
 APPLICATION_ID = 0x684E4153
 APPLICATION_NAME = "hilnas"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Times are UNIX epoch seconds (REAL); dicts are JSON text; flags are 0/1 integers.
 SCHEMA = """
@@ -43,6 +43,7 @@ CREATE TABLE lut_rows (
     n                INTEGER NOT NULL,     -- timed runs
     median_ms        REAL,                 -- NULL only for failed statuses
     min_ms           REAL,                 -- fastest timed run over all passes (schema 2; NULL before)
+    passes           INTEGER,              -- measurement passes combined into this row (schema 3; NULL before)
     p90_ms           REAL,
     mean_ms          REAL,
     std_ms           REAL,
@@ -67,7 +68,23 @@ CREATE TABLE runs (
     status      TEXT NOT NULL,             -- "running", "done", "failed", "cancelled"
     started_at  REAL NOT NULL,
     finished_at REAL,
-    result      TEXT                       -- JSON, NULL while running
+    result      TEXT,                      -- JSON, NULL while running
+    pid         INTEGER,                   -- process that runs it (schema 3), to tell a killed run
+    host        TEXT,                      -- ... on which machine (schema 3)
+    parent_id   INTEGER REFERENCES runs(id)  -- the run file / sweep this run is a step or cell of (schema 3)
+);
+
+-- Finished steps of a resumable run (a LUT build, one search, one training, one validation):
+-- a re-run skips every step recorded here as done (schema 3).
+CREATE TABLE steps (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id      INTEGER NOT NULL REFERENCES runs(id),
+    key         TEXT NOT NULL,             -- the step's stable name within its run
+    status      TEXT NOT NULL,             -- "running", "done", "failed"
+    result      TEXT NOT NULL DEFAULT '{}',-- JSON
+    started_at  REAL NOT NULL,
+    finished_at REAL,
+    UNIQUE (run_id, key)
 );
 
 CREATE TABLE models (
@@ -103,7 +120,13 @@ CREATE INDEX validations_model ON validations(model_id);
 # MIGRATIONS[v] upgrades a version-v store to v + 1 (run inside one transaction).
 MIGRATIONS: dict[int, str] = {
     1: "ALTER TABLE lut_rows ADD COLUMN min_ms REAL",  # 2: the fastest run, for --statistic min
+    # 3: passes per LUT row (a killed multi-pass build resumes), who runs a run, run steps
+    2: "ALTER TABLE lut_rows ADD COLUMN passes INTEGER; ALTER TABLE runs ADD COLUMN pid INTEGER; "
+       "ALTER TABLE runs ADD COLUMN host TEXT; ALTER TABLE runs ADD COLUMN parent_id INTEGER REFERENCES runs(id); "
+       "CREATE TABLE steps (id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL REFERENCES runs(id), "
+       "key TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL DEFAULT '{}', started_at REAL NOT NULL, "
+       "finished_at REAL, UNIQUE (run_id, key))",
 }
 
 # Tables a valid store must have (checked on open, so a damaged file is refused early).
-TABLES = ("meta", "devices", "lut_rows", "runs", "models", "validations")
+TABLES = ("meta", "devices", "lut_rows", "runs", "models", "validations", "steps")

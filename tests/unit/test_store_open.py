@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
 from pathlib import Path
 
@@ -144,7 +145,8 @@ def test_a_schema_1_store_gains_min_ms_and_keeps_its_rows(tmp_path: Path) -> Non
 
     v1 = store_schema.SCHEMA.replace(
         "    min_ms           REAL,                 -- fastest timed run over all passes (schema 2; NULL before)\n", "")
-    assert "min_ms" not in v1
+    v1 = _without_schema_3(v1)
+    assert "min_ms" not in v1 and "passes" not in v1 and "steps" not in v1
     db = tmp_path / DB_NAME
     conn = sqlite3.connect(db)
     conn.executescript(v1)
@@ -171,11 +173,50 @@ def test_a_schema_1_store_gains_min_ms_and_keeps_its_rows(tmp_path: Path) -> Non
     assert (tmp_path / f"{DB_NAME}.v1.bak").exists()
 
 
+def _without_schema_3(sql: str) -> str:
+    """The schema as it was before version 3: no LUT passes, no run pid/host/parent, no steps table."""
+    sql = sql.replace("    passes           INTEGER,              -- measurement passes combined into this row "
+                      "(schema 3; NULL before)\n", "")
+    head, _, tail = sql.partition("    result      TEXT,                      -- JSON, NULL while running\n")
+    sql = head + "    result      TEXT\n" + tail[tail.index(");"):]
+    return sql[:sql.index("-- Finished steps")] + sql[sql.index("CREATE TABLE models"):]
+
+
+def test_a_schema_2_store_gains_passes_run_owners_and_steps(tmp_path: Path) -> None:
+    """A schema-2 store migrates to 3: its rows keep their numbers with passes unknown (NULL), its runs
+    have no pid or host, and new runs record theirs."""
+    db = tmp_path / DB_NAME
+    conn = sqlite3.connect(db)
+    conn.executescript(_without_schema_3(store_schema.SCHEMA))
+    conn.execute(f"PRAGMA application_id = {store_schema.APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("INSERT INTO meta VALUES ('schema_version', '2'), ('application', 'hilnas'), ('created_at', '0')")
+    conn.execute("INSERT INTO devices VALUES ('pi', 'fp', '{}', 0, 0)")
+    conn.execute("INSERT INTO lut_rows (device_key, fingerprint, runtime, runtime_version, config_hash, op_key, n, "
+                 "median_ms, min_ms, status, measured_at, schema_version) "
+                 "VALUES ('pi', 'fp', 'onnxruntime', '1.31.1', 'abc', 'k', 5, 1.5, 1.2, 'ok', 1, 2)")
+    conn.execute("INSERT INTO runs (kind, config, status, started_at) VALUES ('old', '{}', 'done', 1)")
+    conn.commit()
+    conn.close()
+    with Store.open(tmp_path) as store:
+        c = store._conn()
+        assert c.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert c.execute("SELECT passes FROM lut_rows").fetchone()[0] is None
+        row = store.get_lut_row(LutId("fp", "onnxruntime", "1.31.1", "abc"), "k")
+        assert (row.median_ms, row.min_ms) == (1.5, 1.2)
+        old = store.get_run(1)
+        assert old.pid is None and old.host is None and old.parent_id is None
+        new = store.get_run(store.start_run("new", parent_id=1))
+        assert new.pid == os.getpid() and new.host and new.parent_id == 1
+        assert c.execute("SELECT count(*) FROM steps").fetchone()[0] == 0
+    assert (tmp_path / f"{DB_NAME}.v2.bak").exists()
+
+
 def test_missing_migration_is_refused_and_unchanged(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     Store.open(tmp_path).close()
     before = _digest(tmp_path / DB_NAME)
-    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", 3)
+    monkeypatch.setattr(store_schema, "SCHEMA_VERSION", store_schema.SCHEMA_VERSION + 1)
     monkeypatch.setattr(store_schema, "MIGRATIONS", {1: "SELECT 1"})
     with pytest.raises(StoreError, match="no migration from it"):
         Store.open(tmp_path)
