@@ -229,6 +229,79 @@ class LutEnergyCost(LutCost):
     name, metric, unit = "energy", "energy_mj", METRICS["energy_mj"]
 
 
+# -- wrappers: a device's correction, and a proxy priced at full size --------------------------------
+class CorrectedCost(CostModel):
+    """``scale * cost + offset`` of another cost model: the LUT sum through a device's correction.
+
+    ``hilnas fidelity`` fits measured ~= scale * (LUT sum) + offset over networks measured whole.
+    The map is affine, so the relaxed cost stays differentiable and exact: the tables are the
+    base tables times ``scale`` and the offset joins the fixed rest (every network pays it once),
+    so ``genotype_cost``, ``table_cost`` and ``expected_cost`` all give the corrected value.
+    """
+
+    def __init__(self, base: CostModel, scale: float, offset: float):
+        if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
+            raise ValueError(f"a correction needs a finite scale > 0 and a finite offset, got {scale!r}, {offset!r}")
+        self.base, self.scale, self.offset = base, float(scale), float(offset)
+        self.name, self.metric, self.unit = f"{base.name} (corrected)", base.metric, base.unit
+
+    def key_cost(self, key: OpKey) -> float:
+        return self.scale * self.base.key_cost(key)
+
+    def check(self, space: SearchSpace) -> None:
+        self.base.check(space)
+
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        return self.scale * self.base.genotype_cost(space, genotype) + self.offset
+
+    def tables(self, space: SearchSpace) -> CostTables:
+        cache = self.__dict__.setdefault("_tables", {})
+        if space not in cache:
+            t, a = self.base.tables(space), self.scale
+            cache[space] = CostTables(t.cell_types, t.edge * a, t.add * a, t.preprocess * a, t.rest * a + self.offset)
+        return cache[space]
+
+    def __repr__(self) -> str:
+        return f"CorrectedCost({self.base!r}, scale={self.scale:.4g}, offset={self.offset:+.4g})"
+
+
+class FullSizeCost(CostModel):
+    """Prices the genotypes of a small proxy space at the size of ``full``, the network to be deployed.
+
+    A search may train a proxy supernet (fewer channels or cells) to save time; the cell it
+    derives is then built at full size, so the constraint must be the full-size network's cost.
+    Every method asks its cost model about the space it searches; this one answers for ``full``
+    instead. The proxy must have ``full``'s cells: the same kind of space, edges, ops and cell types.
+    """
+
+    def __init__(self, base: CostModel, full: SearchSpace):
+        self.base, self.full = base, full
+        self.name, self.metric, self.unit = base.name, base.metric, base.unit
+
+    def key_cost(self, key: OpKey) -> float:
+        return self.base.key_cost(key)
+
+    def _full(self, space: SearchSpace) -> SearchSpace:
+        f = self.full
+        if (type(space) is not type(f) or space.ops != f.ops or space.edges != f.edges
+                or set(cell_types(space)) != set(cell_types(f))):
+            raise SpaceError(f"cannot price {space} at the size of {f}: the cells differ (the proxy must have "
+                             "the full network's edges, ops and cell types)")
+        return f
+
+    def check(self, space: SearchSpace) -> None:
+        self.base.check(self._full(space))
+
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        return self.base.genotype_cost(self._full(space), genotype)
+
+    def tables(self, space: SearchSpace) -> CostTables:
+        return self.base.tables(self._full(space))
+
+    def __repr__(self) -> str:
+        return f"FullSizeCost({self.base!r}, full={self.full})"
+
+
 # -- tables ------------------------------------------------------------------------------------
 def _build_tables(model: CostModel, space: SearchSpace) -> CostTables:
     import torch
@@ -349,8 +422,8 @@ def table_cost(space: SearchSpace, tables: CostTables, genotype: Any) -> float:
                 if ok:
                     per_node[d] = per_node.get(d, 0) + 1
             wired[reduction] = (live, sorted(wiring.used_inputs), sum(max(0, n - 1) for n in per_node.values()))
-        for c, cell in enumerate(space.cells()):
-            live, used, adds = wired[cell.reduction]
+        for c, t in enumerate(tables.cell_types):  # the tables' cells: a proxy space may have fewer
+            live, used, adds = wired[t == "reduce"]
             total += sum(pre[c][i] for i in used) + sum(edge[c][e][o] for e, o in live) + add[c] * adds
         return total
     if isinstance(space, NB201Space):

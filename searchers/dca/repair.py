@@ -124,3 +124,10 @@ def _neighbours(space: SearchSpace, g: Any):
                     cand = Genotype(tuple(new), g.normal_concat, g.reduce, g.reduce_concat) if t == "normal" else \
                         Genotype(g.normal, g.normal_concat, tuple(new), g.reduce_concat)
                     yield cand, f"{t} node {node}: {op} from {src} -> {o} from {s}"
+
+
+def edges_changed(before: Any, after: Any) -> int:
+    """How many cell edges differ between two genotypes (NB201: ops per edge; DARTS: (op, input) per kept edge)."""
+    if isinstance(before, NB201Genotype):
+        return sum(a != b for a, b in zip(before.ops, after.ops))
+    return sum(a != b for t in ("normal", "reduce") for a, b in zip(getattr(before, t), getattr(after, t)))
