@@ -468,20 +468,52 @@ def extremes(space: SearchSpace, model: CostModel) -> Extremes:
 def _nb201_extremes(space: NB201Space, tables: CostTables) -> Extremes:
     import numpy as np
 
-    ops = space.ops
-    archs = list(itertools.product(range(len(ops)), repeat=len(space.edges)))
-    edge_sum = tables.edge.sum(dim=0).numpy()   # all cells share one genotype: sum over cells
-    add_sum = float(tables.add.sum())
-    costs = np.empty(len(archs))
-    for i, arch in enumerate(archs):
-        wiring = _nb201_wiring(tuple(ops[o] for o in arch))
-        live, adds = wiring
-        costs[i] = sum(edge_sum[e, arch[e]] for e in live) + adds * add_sum
-        if not _nb201_connected(tuple(ops[o] for o in arch)):
-            costs[i] = np.nan  # output cut off from the input: not a network anyone would deploy
+    cells = nb201_cells(space.ops)
+    costs = np.where(cells.valid, nb201_cell_costs(cells, tables), np.nan)  # a cell cut off from its input is no network
     lo, hi = int(np.nanargmin(costs)), int(np.nanargmax(costs))
-    g = lambda i: NB201Genotype(tuple(ops[o] for o in archs[i]))  # noqa: E731
-    return Extremes(g(lo), tables.rest + float(costs[lo]), g(hi), tables.rest + float(costs[hi]))
+    return Extremes(cells.genotype(lo), float(costs[lo]), cells.genotype(hi), float(costs[hi]))
+
+
+@dataclass(frozen=True)
+class NB201Cells:
+    """Every cell of an NB201 space at once (``len(ops) ** 6`` rows), wired as ``wire_cell`` wires one."""
+    ops: tuple[str, ...]
+    arch: Any      # (A, 6) int: op index per edge, in NB201_EDGES order
+    live: Any      # (A, 6) bool: the edge computes something that reaches the output
+    adds: Any      # (A,) int: binary node sums
+    valid: Any     # (A,) bool: the output depends on the input
+
+    def genotype(self, i: int) -> NB201Genotype:
+        return NB201Genotype(tuple(self.ops[int(o)] for o in self.arch[i]))
+
+
+@functools.lru_cache(maxsize=8)
+def nb201_cells(ops: tuple[str, ...]) -> NB201Cells:
+    """All NB201 cells with their liveness, vectorised (edges 0->1, 0->2, 1->2, 0->3, 1->3, 2->3)."""
+    import numpy as np
+
+    arch = np.array(list(itertools.product(range(len(ops)), repeat=6)), dtype=np.int64)
+    n = arch != ops.index("none") if "none" in ops else np.ones_like(arch, dtype=bool)  # (A, 6) op is not none
+    v1 = n[:, 0]                                                  # node 1 carries a value
+    v2 = n[:, 1] | (n[:, 2] & v1)
+    v3 = n[:, 3] | (n[:, 4] & v1) | (n[:, 5] & v2)
+    u2 = v3 & n[:, 5] & v2                                        # node 2 reaches the (valued) output
+    u1 = v1 & ((v3 & n[:, 4]) | (u2 & n[:, 2]))
+    src_valued = np.stack([np.ones_like(v1), np.ones_like(v1), v1, np.ones_like(v1), v1, v2], axis=1)
+    dst_useful = np.stack([u1, u2, u2, v3, v3, v3], axis=1)
+    live = n & src_valued & dst_useful
+    per_node = np.stack([live[:, [0]].sum(1), live[:, [1, 2]].sum(1), live[:, [3, 4, 5]].sum(1)], axis=1)
+    adds = np.clip(per_node - 1, 0, None).sum(axis=1)
+    return NB201Cells(tuple(ops), arch, live, adds, v3)
+
+
+def nb201_cell_costs(cells: NB201Cells, tables: CostTables) -> Any:
+    """(A,) exact cost of every cell's network (``table_cost`` for all cells at once)."""
+    import numpy as np
+
+    edge = tables.edge.sum(dim=0).double().numpy()   # (E, O): every cell of the network has the same genotype
+    per_edge = edge[np.arange(cells.arch.shape[1]), cells.arch]
+    return tables.rest + (per_edge * cells.live).sum(axis=1) + cells.adds * float(tables.add.sum())
 
 
 @functools.lru_cache(maxsize=16384)
@@ -489,18 +521,6 @@ def _nb201_connected(ops: tuple[str, ...]) -> bool:
     """True when the NB201 cell's output depends on its input (some path of non-none edges)."""
     from hilnas.searchers.genotype import NB201_EDGES
     return 3 not in wire_cell([(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)], 1, (3,)).zero_nodes
-
-
-@functools.lru_cache(maxsize=8192)
-def _nb201_wiring(ops: tuple[str, ...]) -> tuple[tuple[int, ...], int]:
-    from hilnas.searchers.genotype import NB201_EDGES
-    triples = [(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)]
-    w = wire_cell(triples, 1, (3,))
-    per_node: dict[int, int] = {}
-    for (s, d, _), ok in zip(triples, w.live):
-        if ok:
-            per_node[d] = per_node.get(d, 0) + 1
-    return tuple(e for e, ok in enumerate(w.live) if ok), sum(max(0, n - 1) for n in per_node.values())
 
 
 def _darts_extremes(space: DartsSpace, tables: CostTables) -> Extremes:

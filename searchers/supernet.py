@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -166,6 +166,9 @@ class Supernet(nn.Module):
         # softmax temperature of the op weights: annealing it below 1 sharpens the mixture, so the
         # relaxed network (and its expected cost) approaches the derived one; derivation is unaffected
         self.temperature = 1.0
+        # how the discrete genotype is derived from the op and edge weights; None = the plain rule
+        # below (``derive_genotype``). DCA-NAS sets its Lagrangian derivation here (``dca/derive.py``).
+        self.derivation: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], Any] | None = None
         self.use_edge_norm = options.edge_norm and isinstance(space, DartsSpace)
         self.betas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(E)) for t in dict.fromkeys(self.types)}
                                       if self.use_edge_norm else {})
@@ -229,11 +232,17 @@ class Supernet(nn.Module):
     def choices(self) -> dict[str, Choice]:
         """Cell type -> the (edge, op) pairs of the currently derived cell."""
         with torch.no_grad():
+            if self.derivation is not None:
+                g = self.genotype()
+                cells = {"cell": g.ops} if isinstance(self.space, NB201Space) else {"normal": g.normal, "reduce": g.reduce}
+                return {t: _choice(self.space, c) for t, c in cells.items() if t in self.alphas}
             return {t: _choice(self.space, g) for t, g in _derive(self.space, self.op_weights(),
                                                                     self.edge_weights()).items()}
 
     def genotype(self) -> Genotype | NB201Genotype:
         with torch.no_grad():
+            if self.derivation is not None:
+                return self.derivation(self.op_weights(), self.edge_weights())
             return derive_genotype(self.space, self.op_weights(), self.edge_weights())
 
     # -- forward ------------------------------------------------------------------------------

@@ -88,16 +88,17 @@ class Architect(TrainHooks):
 
     ``constraint_value(model, expected)`` is what the term's ``update`` sees after each step
     (None = the expected cost itself); ``temperature(epoch)`` sets the supernet's softmax
-    temperature at the start of every epoch (None = leave it at 1).
+    temperature and ``lr_scale(epoch)`` the architecture lr (times ``config.lr``) at the start of
+    every epoch (None = leave them at 1).
     """
 
     def __init__(self, model: Supernet, cost_model: CostModel, term: CostTerm, config: ArchConfig,
                  on_epoch: Callable[[int, Supernet], Mapping[str, float]] | None = None,
                  constraint_value: Callable[[Supernet, float], float] | None = None,
-                 temperature: Callable[[int], float] | None = None):
+                 temperature: Callable[[int], float] | None = None, lr_scale: Callable[[int], float] | None = None):
         self.model, self.cost_model, self.term, self.config = model, cost_model, term, config
         self.constraint_value = constraint_value
-        self.temperature = temperature
+        self.temperature, self.lr_scale = temperature, lr_scale
         self.constraint_history: list[float] = []
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
@@ -135,6 +136,9 @@ class Architect(TrainHooks):
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         if self.temperature is not None:
             self.model.temperature = self.temperature(epoch)
+        if self.lr_scale is not None:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self.config.lr * self.lr_scale(epoch)
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
         return self.on_epoch(epoch, self.model) if self.on_epoch else None

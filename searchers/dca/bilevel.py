@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from hilnas.searchers.dca.architect import ArchConfig, Architect, CostTerm
+from hilnas.searchers.dca.derive import LagrangianDerivation
 from hilnas.searchers.dca.feedback import DeviceFeedback
 from hilnas.searchers.cost import CostModel, extremes, table_cost
 from hilnas.searchers.dca.repair import edges_changed, repair
@@ -103,6 +104,22 @@ def temperature_schedule(config: Any) -> Callable[[int], float] | None:
     return at
 
 
+def arch_lr_schedule(config: Any) -> Callable[[int], float] | None:
+    """Epoch -> architecture lr factor: cosine from 1 to ``config.arch_lr_end`` over the architecture
+    epochs, so the alphas settle at the end; None when it stays 1."""
+    end = getattr(config, "arch_lr_end", 1.0)
+    if end == 1.0:
+        return None
+    first, last = config.arch.warmup_epochs, config.epochs - 1
+
+    def at(epoch: int) -> float:
+        if epoch <= first or last <= first:
+            return 1.0
+        t = min(epoch - first, last - first) / (last - first)
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return at
+
+
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
                 term: CostTerm, *, budget: Budget | None, enforce_budget: bool, seed: int,
                 data: Loaders, measure: Callable[[Any], float] | None = None) -> SearchResult:
@@ -122,6 +139,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         return table_cost(space, tables, genotype)
 
     feedback = DeviceFeedback(measure, predicted) if measure is not None else None
+    if getattr(config, "derivation", "argmax") == "lagrangian" and budget is not None:
+        lagrangian = LagrangianDerivation(space, tables, budget.value)
+        model.derivation = lambda w, ew: lagrangian(w, ew, term.multiplier, feedback.ratio if feedback else 1.0)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
@@ -140,7 +160,7 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         return feedback.device_cost(expected) if feedback is not None else expected
 
     architect = Architect(model, cost_model, term, config.arch, on_epoch, constraint_value=constraint,
-                          temperature=temperature_schedule(config))
+                          temperature=temperature_schedule(config), lr_scale=arch_lr_schedule(config))
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(model, data, config.train_config(seed), hooks=architect)
     _, val_acc = evaluate(model, data.val, max_batches=config.eval_batches)
