@@ -130,7 +130,7 @@ def run_job(job: dict) -> dict:
         common = _supernet_settings(args)
         if method == "dca":
             cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
-                                dual_rule=args["dual_rule"], **common)
+                                rho=args["rho"], **common)
             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
                            measure=_measure(device) if args["feedback"] else None)
         elif method == "pcdarts":  # the same supernet and settings, no cost term
@@ -343,21 +343,26 @@ def main() -> None:
     p.add_argument("--arch-lr", type=float, default=6e-3, help="architecture Adam lr (default: 6e-3)")
     p.add_argument("--eval-batches", type=int, default=10, help="validation batches per evaluation (default: 10)")
     p.add_argument("--band", default="0.91,0.99", help="dca: the band its dual ascent aims at (default: 0.91,0.99)")
-    p.add_argument("--multiplier-lr", type=float, default=0.05, help="dca: the multiplier's first step (default: 0.05)")
-    p.add_argument("--dual-rule", default="rprop", choices=["rprop", "gradient"], help="dca (default: rprop)")
+    p.add_argument("--multiplier-lr", type=float, default=0.05, help="dca: the multiplier's dual step (default: 0.05)")
+    p.add_argument("--rho", type=float, default=100.0, help="dca: the augmented Lagrangian's weight (default: 100)")
+    p.add_argument("--penalty-seeds", type=int, default=None, help="penalty: seeds (default: --seeds)")
     p.add_argument("--no-feedback", dest="feedback", action="store_false",
                    help="dca: do not measure its networks on the device during the search (default: measure)")
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
     args = p.parse_args()
-    read_accuracy(args.accuracy_table)   # bad inputs first, before any import of torch
-    check_data_dir(args.data_dir)
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    unknown = sorted(set(methods) - set(METHODS))
-    if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1:
-        raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets and "
-                         "--workers must be >= 1")
+    try:
+        read_accuracy(args.accuracy_table)   # bad inputs first, before any import of torch
+        check_data_dir(args.data_dir)
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1:
+            raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets "
+                             "and --workers must be >= 1")
+    except InputError as err:
+        print(f"bench_search_quality: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     run(args, methods)
 
 
@@ -379,10 +384,14 @@ def run(args, methods: list[str]) -> None:
         say(f"{d}: cells {oracles[d].range()[0]:.2f}-{oracles[d].range()[1]:.2f} ms; budgets {budgets[d]} ms")
     seeds = list(range(args.seeds))
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
-                                                 "arch_lr", "eval_batches", "multiplier_lr", "dual_rule", "feedback",
+                                                 "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
                                                  "penalty_weight")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}
+
+    def partial(raw: list[dict]) -> None:  # the searches so far, in case a long run is stopped
+        (RESULTS / f"{args.out}.partial.json").write_text(json.dumps(raw, default=str))
+    RESULTS.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         try:
             setups = {}
@@ -399,7 +408,8 @@ def run(args, methods: list[str]) -> None:
                     return done
                 per_budget = [{"device": d, "budget": b, "seed": s} for d in devices for b in budgets[d] for s in seeds]
                 dca_runs = batch([{"method": "dca", **j} for j in per_budget], "dca") if "dca" in methods else []
-                jobs = [{"method": "penalty", **j} for j in per_budget] if "penalty" in methods else []
+                partial(dca_runs)
+                jobs = []
                 if "random" in methods:
                     wall = {(r["device"], r["budget"], r["seed"]): r["wall_s"] for r in dca_runs}
                     default = statistics.median(wall.values()) if wall else 60.0
@@ -411,6 +421,10 @@ def run(args, methods: list[str]) -> None:
                     jobs += [{"method": "hypernet", "device": d, "seed": s, "budgets": budgets[d]}
                              for d in devices for s in seeds]
                 others = batch(jobs, "baselines")
+                partial(dca_runs + others)
+                if "penalty" in methods:
+                    n = args.penalty_seeds or args.seeds
+                    others += batch([{"method": "penalty", **j} for j in per_budget if j["seed"] < n], "penalty")
             raw = dca_runs + others
             rows = expand(raw, devices, budgets, setups)
             fresh = {d: fresh_measure(setups[d]["address"], [r[k] for r in rows if r["device"] == d

@@ -23,12 +23,8 @@ ACCURACY_CSV = DATA / "nb201_cifar10_accuracy.csv"
 CIFAR_SUBSET = DATA / "cifar10-subset"
 
 
-class InputError(SystemExit):
+class InputError(ValueError):
     """A benchmark input that is missing or malformed: one line naming it and the fix (exit code 2)."""
-
-    def __init__(self, message: str):
-        super().__init__(f"bench_search_quality: {message}")
-        self.code = 2
 
 
 def read_accuracy(path: Path) -> dict[str, float]:

@@ -507,6 +507,23 @@ def nb201_cells(ops: tuple[str, ...]) -> NB201Cells:
     return NB201Cells(tuple(ops), arch, live, adds, v3)
 
 
+def nb201_exact_expected_cost(cells: NB201Cells, costs: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
+    """E[cost] of the cell drawn edge by edge from ``op_weights`` (6, ops), over all cells at once.
+
+    Unlike ``expected_cost`` this is exact where ``none`` edges leave others dead (each cell's cost
+    is its own, liveness included), and it conditions on the cell being connected, as the
+    derivation only returns connected cells. ``costs``: (A,) float64 tensor of
+    ``nb201_cell_costs``. Differentiable in ``op_weights``.
+    """
+    import torch
+
+    arch = torch.as_tensor(cells.arch)
+    logp = op_weights.to(torch.float64).clamp_min(1e-30).log()
+    per_edge = logp[torch.arange(arch.shape[1])[None, :], arch]                                   # (A, 6)
+    p = per_edge.sum(dim=1).exp() * torch.as_tensor(cells.valid)                                    # (A,)
+    return (p * torch.nan_to_num(costs)).sum() / p.sum()
+
+
 def nb201_cell_costs(cells: NB201Cells, tables: CostTables) -> Any:
     """(A,) exact cost of every cell's network (``table_cost`` for all cells at once)."""
     import numpy as np

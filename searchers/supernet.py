@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import itertools
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -166,9 +166,9 @@ class Supernet(nn.Module):
         # softmax temperature of the op weights: annealing it below 1 sharpens the mixture, so the
         # relaxed network (and its expected cost) approaches the derived one; derivation is unaffected
         self.temperature = 1.0
-        # how the discrete genotype is derived from the op and edge weights; None = the plain rule
-        # below (``derive_genotype``). DCA-NAS sets its Lagrangian derivation here (``dca/derive.py``).
-        self.derivation: Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor] | None], Any] | None = None
+        # edges already decided (cell type -> {edge: op index}): their op weights are one-hot from then
+        # on (progressive discretisation, as SGAS; DCA-NAS decides NB201 edges one at a time)
+        self.fixed: dict[str, dict[int, int]] = {t: {} for t in self.alphas}
         self.use_edge_norm = options.edge_norm and isinstance(space, DartsSpace)
         self.betas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(E)) for t in dict.fromkeys(self.types)}
                                       if self.use_edge_norm else {})
@@ -218,8 +218,19 @@ class Supernet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def op_weights(self) -> dict[str, torch.Tensor]:
-        """Cell type -> (edges, ops) softmax of the alphas (at ``temperature``)."""
-        return {t: (a / self.temperature).softmax(dim=-1) for t, a in self.alphas.items()}
+        """Cell type -> (edges, ops) softmax of the alphas (at ``temperature``); decided edges one-hot."""
+        out = {}
+        for t, a in self.alphas.items():
+            w = (a / self.temperature).softmax(dim=-1)
+            if self.fixed.get(t):
+                mask = torch.zeros_like(w, dtype=torch.bool)
+                one_hot = torch.zeros_like(w)
+                for e, o in self.fixed[t].items():
+                    mask[e] = True
+                    one_hot[e, o] = 1.0
+                w = torch.where(mask, one_hot, w)
+            out[t] = w
+        return out
 
     def edge_weights(self) -> dict[str, torch.Tensor] | None:
         """Cell type -> (edges,) softmax of the betas over each node's incoming edges; None without."""
@@ -232,17 +243,11 @@ class Supernet(nn.Module):
     def choices(self) -> dict[str, Choice]:
         """Cell type -> the (edge, op) pairs of the currently derived cell."""
         with torch.no_grad():
-            if self.derivation is not None:
-                g = self.genotype()
-                cells = {"cell": g.ops} if isinstance(self.space, NB201Space) else {"normal": g.normal, "reduce": g.reduce}
-                return {t: _choice(self.space, c) for t, c in cells.items() if t in self.alphas}
             return {t: _choice(self.space, g) for t, g in _derive(self.space, self.op_weights(),
                                                                     self.edge_weights()).items()}
 
     def genotype(self) -> Genotype | NB201Genotype:
         with torch.no_grad():
-            if self.derivation is not None:
-                return self.derivation(self.op_weights(), self.edge_weights())
             return derive_genotype(self.space, self.op_weights(), self.edge_weights())
 
     # -- forward ------------------------------------------------------------------------------

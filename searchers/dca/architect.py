@@ -88,17 +88,19 @@ class Architect(TrainHooks):
 
     ``constraint_value(model, expected)`` is what the term's ``update`` sees after each step
     (None = the expected cost itself); ``temperature(epoch)`` sets the supernet's softmax
-    temperature and ``lr_scale(epoch)`` the architecture lr (times ``config.lr``) at the start of
-    every epoch (None = leave them at 1).
+    temperature at the start of every epoch (None = leave it at 1); ``relaxed_cost()`` replaces
+    the cost model's relaxation (``CostModel.expected_cost``); ``on_step(i)`` runs after the i-th
+    architecture step (0-based).
     """
 
     def __init__(self, model: Supernet, cost_model: CostModel, term: CostTerm, config: ArchConfig,
                  on_epoch: Callable[[int, Supernet], Mapping[str, float]] | None = None,
                  constraint_value: Callable[[Supernet, float], float] | None = None,
-                 temperature: Callable[[int], float] | None = None, lr_scale: Callable[[int], float] | None = None):
+                 temperature: Callable[[int], float] | None = None,
+                 relaxed_cost: Callable[[], torch.Tensor] | None = None, on_step: Callable[[int], None] | None = None):
         self.model, self.cost_model, self.term, self.config = model, cost_model, term, config
         self.constraint_value = constraint_value
-        self.temperature, self.lr_scale = temperature, lr_scale
+        self.temperature, self.relaxed_cost, self.on_step = temperature, relaxed_cost, on_step
         self.constraint_history: list[float] = []
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
@@ -107,6 +109,8 @@ class Architect(TrainHooks):
         self.on_epoch = on_epoch
 
     def expected_cost(self) -> torch.Tensor:
+        if self.relaxed_cost is not None:
+            return self.relaxed_cost()
         m = self.model
         return self.cost_model.expected_cost(m.space, m.op_weights(), m.edge_weights())
 
@@ -132,13 +136,12 @@ class Architect(TrainHooks):
         self.constraint_history.append(value)
         self.cost_history.append(expected)
         self.multiplier_history.append(self.term.multiplier)
+        if self.on_step is not None:
+            self.on_step(len(self.cost_history) - 1)
 
     def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
         if self.temperature is not None:
             self.model.temperature = self.temperature(epoch)
-        if self.lr_scale is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.config.lr * self.lr_scale(epoch)
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
         return self.on_epoch(epoch, self.model) if self.on_epoch else None

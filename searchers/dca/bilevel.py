@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from hilnas.searchers.dca.architect import ArchConfig, Architect, CostTerm
-from hilnas.searchers.dca.derive import LagrangianDerivation
+from hilnas.searchers.dca.progressive import Progressive, decision_steps
 from hilnas.searchers.dca.feedback import DeviceFeedback
 from hilnas.searchers.cost import CostModel, extremes, table_cost
 from hilnas.searchers.dca.repair import edges_changed, repair
 from hilnas.searchers.result import (Budget, InfeasibleBudgetError, PeakMemory, SearchError, SearchResult, Stopwatch,
                                      check_data)
+from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.supernet import DCA_OPTIONS, SupernetOptions, build_supernet
 from hilnas.searchers.train import TrainConfig, evaluate, seed_everything, train
 
@@ -104,22 +105,6 @@ def temperature_schedule(config: Any) -> Callable[[int], float] | None:
     return at
 
 
-def arch_lr_schedule(config: Any) -> Callable[[int], float] | None:
-    """Epoch -> architecture lr factor: cosine from 1 to ``config.arch_lr_end`` over the architecture
-    epochs, so the alphas settle at the end; None when it stays 1."""
-    end = getattr(config, "arch_lr_end", 1.0)
-    if end == 1.0:
-        return None
-    first, last = config.arch.warmup_epochs, config.epochs - 1
-
-    def at(epoch: int) -> float:
-        if epoch <= first or last <= first:
-            return 1.0
-        t = min(epoch - first, last - first) / (last - first)
-        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * t))
-    return at
-
-
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
                 term: CostTerm, *, budget: Budget | None, enforce_budget: bool, seed: int,
                 data: Loaders, measure: Callable[[Any], float] | None = None) -> SearchResult:
@@ -139,9 +124,13 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         return table_cost(space, tables, genotype)
 
     feedback = DeviceFeedback(measure, predicted) if measure is not None else None
-    if getattr(config, "derivation", "argmax") == "lagrangian" and budget is not None:
-        lagrangian = LagrangianDerivation(space, tables, budget.value)
-        model.derivation = lambda w, ew: lagrangian(w, ew, term.multiplier, feedback.ratio if feedback else 1.0)
+    progressive = None
+    if getattr(config, "progressive", False) and isinstance(space, NB201Space) and budget is not None:
+        per_epoch = len(data.train) if config.max_batches_per_epoch is None else \
+            min(len(data.train), config.max_batches_per_epoch)
+        arch_steps = max(1, (config.epochs - config.arch.warmup_epochs) * per_epoch)
+        progressive = Progressive(model, tables, decision_steps(len(space.edges), arch_steps),
+                                  lambda cost: float(term.penalty(cost * (feedback.ratio if feedback else 1.0))))
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
@@ -160,7 +149,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         return feedback.device_cost(expected) if feedback is not None else expected
 
     architect = Architect(model, cost_model, term, config.arch, on_epoch, constraint_value=constraint,
-                          temperature=temperature_schedule(config), lr_scale=arch_lr_schedule(config))
+                          temperature=temperature_schedule(config),
+                          relaxed_cost=progressive.expected_cost if progressive else None,
+                          on_step=progressive.after_step if progressive else None)
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(model, data, config.train_config(seed), hooks=architect)
     _, val_acc = evaluate(model, data.val, max_batches=config.eval_batches)
@@ -181,6 +172,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
     last = history.history[-1] if history.history else None
     extra: dict[str, Any] = {"options": dataclasses.asdict(config.options), "epochs": epochs,
                              "constraint_history": list(architect.constraint_history)}
+    if progressive is not None:
+        extra["decisions"] = progressive.decisions
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

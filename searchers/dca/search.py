@@ -60,13 +60,11 @@ class LagrangeMultiplier:
     side, unused while lo = 0). ``multiplier`` = lambda - mu, the net weight on cost / B.
     """
     budget: float
-    lr: float                  # eta: step per unit of relative violation ("gradient"), or the first step ("rprop")
+    lr: float                  # eta: step per unit of relative violation
     value: float = 0.0
     band: tuple[float, float] = (0.0, 1.0)
     lower: float = 0.0
-    rule: str = "gradient"     # "gradient": m += eta * violation | "rprop": sign steps, x1.2 on the same side, /2 on a flip
-    step: float = 0.0          # rprop: the current step (starts at lr)
-    side: int = 0              # rprop: the sign of the last violation
+    rho: float = 0.0           # weight of the augmented Lagrangian's quadratic term on the violation
 
     def __post_init__(self) -> None:
         lo, hi = self.band
@@ -83,8 +81,15 @@ class LagrangeMultiplier:
         return c - hi if c > hi else (c - lo if c < lo else 0.0)
 
     def penalty(self, expected: Any) -> Any:
+        """lambda (c - hi) + mu (lo - c) + rho / 2 * violation^2, c = cost / B (tensors and floats alike)."""
         c, (lo, hi) = expected / self.budget, self.band
-        return self.value * (c - hi) + self.lower * (lo - c)
+        linear = self.value * (c - hi) + self.lower * (lo - c)
+        if not self.rho:
+            return linear
+        over, under = c - hi, lo - c
+        over = over.clamp_min(0) if hasattr(over, "clamp_min") else max(over, 0.0)
+        under = under.clamp_min(0) if hasattr(under, "clamp_min") else max(under, 0.0)
+        return linear + 0.5 * self.rho * (over * over + under * under)
 
     def update(self, cost: float) -> None:
         c, (lo, hi) = cost / self.budget, self.band
@@ -94,24 +99,16 @@ class LagrangeMultiplier:
         # a band: the net multiplier moves only outside the band, so the force that brought the cost
         # into the band holds it there instead of decaying and letting it drift out
         v = self.violation(cost)
-        if self.rule == "rprop":
-            side = (v > 0) - (v < 0)
-            if side:
-                self.step = self.lr if not self.step else self.step * (1.2 if side == self.side else 0.5)
-                self.side = side
-            delta = side * self.step
-        else:
-            delta = self.lr * v
+        delta = self.lr * v
         net = self.value - self.lower + delta
         self.value, self.lower = max(net, 0.0), max(-net, 0.0)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"value": self.value, "lower": self.lower, "step": self.step, "side": self.side}
+        return {"value": self.value, "lower": self.lower}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.value = float(state["value"])
-        self.lower, self.step = float(state.get("lower", 0.0)), float(state.get("step", 0.0))
-        self.side = int(state.get("side", 0))
+        self.lower = float(state.get("lower", 0.0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -122,26 +119,23 @@ class DcaConfig(BilevelConfig):
     multiplier_init: float = 0.0
     # What dual ascent compares with the budget: "expected" (the relaxed cost, as seed 001) or
     # "derived" (the exact cost of the genotype the alphas point to now).
-    constrain: str = "derived"
+    constrain: str = "expected"
     band: tuple[float, float] = (0.0, 1.0)     # (lo, hi) x B the cost is held in; lo = 0 is the paper's
     temperature: tuple[float, float] = (1.0, 1.0)  # softmax temperature at the first / last architecture epoch
-    arch_lr_end: float = 1.0        # architecture lr at the last epoch, as a fraction of arch.lr (cosine); < 1 settles
-    derivation: str = "lagrangian"  # "lagrangian": the cell maximising log P - m cost / B (derive.py) | "argmax"
-    dual_rule: str = "gradient"     # the multiplier's step with a band: "gradient" | "rprop" (see LagrangeMultiplier)
+    progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
+    rho: float = 0.0                # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.constrain not in ("expected", "derived"):
             raise ValueError(f"constrain must be 'expected' or 'derived', got {self.constrain!r}")
-        if self.derivation not in ("lagrangian", "argmax"):
-            raise ValueError(f"derivation must be 'lagrangian' or 'argmax', got {self.derivation!r}")
         object.__setattr__(self, "band", tuple(float(b) for b in self.band))
         object.__setattr__(self, "temperature", tuple(float(t) for t in self.temperature))
         lo, hi = self.band
         if not 0.0 <= lo < hi:
             raise ValueError(f"band must be (lo, hi) with 0 <= lo < hi, got {self.band}")
-        if not 0.0 <= self.arch_lr_end <= 1.0:
-            raise ValueError(f"arch_lr_end must be in [0, 1], got {self.arch_lr_end}")
+        if self.rho < 0:
+            raise ValueError(f"rho must be >= 0, got {self.rho}")
         if len(self.temperature) != 2 or min(self.temperature) <= 0:
             raise ValueError(f"temperature must be (start, end), both > 0, got {self.temperature}")
 
@@ -156,6 +150,6 @@ def search(space: SearchSpace, cost_model: CostModel, config: DcaConfig, *, seed
     ``measure``: the device in the loop (see the module docstring); None = the cost model only.
     """
     term = LagrangeMultiplier(config.budget.value, config.multiplier_lr, config.multiplier_init, config.band,
-                              rule=config.dual_rule)
+                              rho=config.rho)
     return run_bilevel("dca", space, cost_model, config, term, budget=config.budget, enforce_budget=True,
                        seed=seed, data=data, measure=measure)
