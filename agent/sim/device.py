@@ -146,8 +146,10 @@ class SimulatedDevice:
         slow_ms = base_ms
         if th.enabled and th.throttle_freq_fraction < 1:
             slow_ms = self.model.latency_ms(graph, freq_scale=th.throttle_freq_fraction, threads=config.threads)
+        # The host's timed loop: at least min_runs and min_seconds, but max_runs caps both.
         n = max(config.min_runs, math.ceil(config.min_seconds * 1e3 / base_ms), 1)
-        n = min(n, max(config.max_runs, config.min_runs, 1))
+        if config.max_runs > 0:
+            n = min(n, config.max_runs)
         # Lognormal samples with mean base_ms and the profile's CV, a per-call offset, outliers.
         sigma = math.sqrt(math.log1p(noise.cv ** 2))
         offset = math.exp(rng.normal(0.0, noise.run_cv)) if noise.run_cv else 1.0
