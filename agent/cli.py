@@ -30,6 +30,9 @@ def _limits_args(p: argparse.ArgumentParser) -> None:
                    help="default wall-time limit per model, s (default 120)")
     g.add_argument("--worker-memory-mb", type=int, default=4096,
                    help="address-space limit of the worker process, MiB (default 4096)")
+    g.add_argument("--worker-recycle-mb", type=int, default=512,
+                   help="replace the worker when it stays above this resident memory after a model, MiB; "
+                        "0 = never (default 512)")
     g.add_argument("--max-nodes", type=int, default=20000, help="largest graph accepted, in operators (default 20000)")
 
 
@@ -82,7 +85,7 @@ def _serve_config(args):
         max_model_bytes=int(args.max_model_mb * 1024 * 1024),
         max_message_bytes=int(args.max_model_mb * 1024 * 1024) + 16 * 1024 * 1024,
         max_nodes=args.max_nodes, worker_timeout_s=args.timeout, worker_memory_mb=args.worker_memory_mb,
-        queue_size=args.queue_size)
+        worker_recycle_mb=args.worker_recycle_mb, queue_size=args.queue_size)
     if args.queue_size < 0 or args.timeout <= 0 or args.max_model_mb <= 0:
         raise ValueError("--queue-size must be >= 0, --timeout and --max-model-mb > 0")
     return ServeConfig(host=args.host, port=args.port, token=token, insecure=args.insecure, tls_cert=args.tls_cert,

@@ -163,9 +163,10 @@ class _WorkerProcess:
 class HostDevice:
     """Measures models on this machine, one at a time, each in an isolated worker process.
 
-    The worker is started on first use and restarted after it crashes or is killed for a
-    timeout. ``measure`` never raises for a bad model; it raises ``ValueError`` only for a
-    config this machine cannot honour (CPUs it does not have, negative threads, an energy
+    The worker is started on first use and replaced after it crashes, runs out of memory,
+    is killed for a timeout, or stays above ``limits.worker_recycle_mb`` after a request.
+    ``measure`` never raises for a bad model; it raises ``ValueError`` only for a config this
+    machine cannot honour (CPUs it does not have, negative threads, an energy
     protocol below its minimum of 5 windows of 1 s).
 
     ``root``, ``runner`` and ``reader`` say where sysfs is, how ``vcgencmd`` runs and how files
@@ -326,7 +327,22 @@ class HostDevice:
         if config.energy and outcome.status is Status.OK:
             left_s = timeout_s - (time.monotonic() - started)
             outcome = replace(outcome, energy=self._measure_energy(config, left_s, timeout_s))
+        self._recycle_if_needed(worker, outcome.status, response.get("rss_mb"))
         return outcome
+
+    def _recycle_if_needed(self, worker: _WorkerProcess, status: Status, rss_mb: object) -> None:
+        """Replace a worker that ran out of memory (a runtime that survived a failed allocation
+        may be left in a bad state: it failed later models a fresh worker ran), and one that
+        stays large after a big model (the allocator keeps freed memory): the next request
+        starts a fresh worker, which costs ~1 s once."""
+        limit = self.limits.worker_recycle_mb
+        large = isinstance(rss_mb, (int, float)) and limit > 0 and rss_mb > limit
+        if status is Status.CRASHED or large:
+            why = "it ran out of memory" if status is Status.CRASHED else f"it stayed at {rss_mb:.0f} MiB > {limit} MiB"
+            log.info("replacing measurement worker %d: %s", worker.pid, why)
+            if self._worker is worker:
+                self._worker = None
+            worker.stop()
 
     def _exchange(self, worker: _WorkerProcess, request: dict[str, Any],
                   deadline: float) -> dict[str, Any] | None:
