@@ -18,7 +18,8 @@ import grpc
 
 from hilnas.agent.config import ServeConfig
 from hilnas.agent.core import Agent
-from hilnas.agent.security import TokenInterceptor, check_bind, server_credentials
+from hilnas.agent.security import (TokenInterceptor, check_bind, check_token, plaintext_token_warning,
+                                   server_credentials)
 from hilnas.agent.servicer import SERVICE_NAME, DeviceAgentServicer
 from hilnas.protos.v1 import agent_pb2_grpc
 
@@ -65,7 +66,12 @@ def make_device(config: ServeConfig):
 
 def create_server(config: ServeConfig, *, device=None) -> AgentServer:
     """Build and start the gRPC server (port 0 picks a free port)."""
+    if config.token is not None:
+        check_token(config.token)
     check_bind(config.host, config.token, config.insecure)
+    warning = plaintext_token_warning(config.host, config.token, bool(config.tls_cert))
+    if warning:
+        log.warning("%s", warning)
     limits = config.limits
     if limits.max_message_bytes < limits.max_model_bytes + 1024 * 1024:
         raise ValueError("max_message_bytes must exceed max_model_bytes by at least 1 MiB")
