@@ -6,7 +6,6 @@ runs over the real host (``HostDevice``) and over a simulated device (``Simulate
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from typing import Iterable, Iterator
@@ -16,8 +15,7 @@ from hilnas.agent.config import AgentLimits, MeasureConfig
 from hilnas.agent.device import AgentError, Device, MeasureOutcome, StoredModel
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, Conditions, DeviceInfo, ModelFormat, Status
 from hilnas.agent.slot import MeasurementSlot
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+from hilnas.agent.validate import check_sha256
 
 # Which backends can run which format.
 _FORMAT_BACKENDS = {
@@ -86,8 +84,7 @@ class Agent:
     # -- internals --------------------------------------------------------------------------
     def _precheck(self, request: BenchmarkRequest) -> None:
         """Cheap checks that need no CPU time worth mentioning (done before queueing)."""
-        if not _HEX64.fullmatch(request.sha256 or ""):
-            raise AgentError(Status.INVALID_MODEL, "sha256 must be 64 lowercase hex characters")
+        check_sha256(request.sha256)
         if len(request.model) > self.limits.max_model_bytes:
             raise AgentError(Status.MODEL_TOO_LARGE,
                              f"model is {len(request.model)} bytes; this agent accepts at most {self.limits.max_model_bytes}")

@@ -27,11 +27,17 @@ def is_sha256(value: str) -> bool:
     return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
+def check_sha256(sha256: str) -> None:
+    """The one rule for the hash a client sends, on every path (unary, stream, hash-only, cache):
+    anything but 64 lowercase hex characters is HASH_MISMATCH, as no bytes can hash to it."""
+    if not is_sha256(sha256):
+        shown = sha256[:80] if isinstance(sha256, str) else type(sha256).__name__
+        raise AgentError(Status.HASH_MISMATCH, f"sha256 must be 64 lowercase hex characters, got {shown!r}")
+
+
 def check_model(data: bytes, sha256: str, fmt: ModelFormat, limits: AgentLimits) -> None:
     """Raise ``AgentError`` with a typed status if ``data`` must not be cached or run."""
-    if not is_sha256(sha256):
-        raise AgentError(Status.HASH_MISMATCH,
-                         f"sha256 must be 64 lowercase hex characters, got {sha256[:80]!r}")
+    check_sha256(sha256)
     if len(data) > limits.max_model_bytes:
         raise AgentError(Status.MODEL_TOO_LARGE,
                          f"model is {len(data)} bytes, over the limit of {limits.max_model_bytes} bytes")
