@@ -58,7 +58,7 @@ class Agent:
                 result = self._admit_and_measure(request, deadline)
         except AgentError as err:
             result = BenchmarkResult.failure(err.status, err.message, request)
-        return dataclasses.replace(result, total_wall_s=time.monotonic() - start)
+        return self._answer(result, start)
 
     def benchmark_stream(self, requests: Iterable[BenchmarkRequest | AgentError], *,
                          deadline: float | None = None) -> Iterator[BenchmarkResult]:
@@ -79,9 +79,30 @@ class Agent:
                     result = self._admit_and_measure(request, deadline)
                 except AgentError as err:
                     result = BenchmarkResult.failure(err.status, err.message, request)
-                yield dataclasses.replace(result, total_wall_s=time.monotonic() - start)
+                yield self._answer(result, start)
 
     # -- internals --------------------------------------------------------------------------
+    def _answer(self, result: BenchmarkResult, start: float) -> BenchmarkResult:
+        """The result as sent: its wall time, and an error text that names no path on this
+        device (runtimes quote the cached file they load; a client has no business with it)."""
+        error = result.error
+        if error:
+            for path, shown in self._private_paths():
+                error = error.replace(path, shown)
+        return dataclasses.replace(result, error=error, total_wall_s=time.monotonic() - start)
+
+    def _private_paths(self) -> list[tuple[str, str]]:
+        import os
+
+        root = getattr(self.cache, "root", None)
+        paths = []
+        if root is not None:
+            paths += [(str(root.resolve()), "<model cache>"), (str(root), "<model cache>")]
+        home = os.path.expanduser("~")
+        if home not in ("", "/", "~"):
+            paths.append((home, "~"))
+        return sorted(set(paths), key=lambda p: -len(p[0]))  # longest first: a root inside home
+
     def _precheck(self, request: BenchmarkRequest) -> None:
         """Cheap checks that need no CPU time worth mentioning (done before queueing)."""
         check_sha256(request.sha256)
