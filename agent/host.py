@@ -28,12 +28,11 @@ from typing import Any
 from hilnas.agent.backends import BACKEND_NAMES, get_backend
 from hilnas.agent.conditions import probe_conditions, runtime_versions, thread_affinity
 from hilnas.agent.config import AgentLimits, MeasureConfig
-from hilnas.agent.device import MeasureOutcome, StoredModel
+from hilnas.agent.device import MeasureOutcome, StoredModel, check_config
 from hilnas.agent.energy import (EnergyMeter, NoneMeter, SamplingInsideWindowError, best_meter,
                                  discover_meters, invalid_result, measure_energy,
                                  measurement_window)
 from hilnas.agent.energy.base import METER_UNAVAILABLE, OVER_TIME_LIMIT, RUN_FAILED
-from hilnas.agent.energy.protocol import MIN_WINDOW_S, MIN_WINDOWS
 from hilnas.agent.energy.sysfs import Reader, Runner, read_text
 from hilnas.agent.fingerprint import describe_host
 from hilnas.agent.results import Conditions, DeviceInfo, EnergyMeterInfo, EnergyResult, Status
@@ -265,19 +264,7 @@ class HostDevice:
 
     @staticmethod
     def _check_config(config: MeasureConfig) -> None:
-        if config.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {config.threads}")
-        idle_s, window_s, windows = config.energy_protocol()
-        if window_s < MIN_WINDOW_S or windows < MIN_WINDOWS or idle_s < 0:
-            raise ValueError(f"the energy protocol needs windows of >= {MIN_WINDOW_S:g} s, at least "
-                             f"{MIN_WINDOWS} of them and a positive idle phase (got {windows} x "
-                             f"{window_s:g} s, idle {idle_s:g} s)")
-        if config.cpu_affinity and hasattr(os, "sched_getaffinity"):
-            usable = os.sched_getaffinity(0)
-            missing = sorted(set(config.cpu_affinity) - usable)
-            if missing:
-                raise ValueError(f"cpu_affinity asks for CPUs {missing}, which this device does not "
-                                 f"offer (usable: {sorted(usable)})")
+        check_config(config, set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
 
     def _ensure_worker(self) -> _WorkerProcess:
         if self._worker is not None and self._worker.alive():

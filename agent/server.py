@@ -58,7 +58,7 @@ def make_device(config: ServeConfig):
     if config.simulate:
         from hilnas.agent.sim.device import SimulatedDevice
 
-        return SimulatedDevice(config.simulate, seed=config.seed)
+        return SimulatedDevice(config.simulate, seed=config.seed, memory_limit_mb=config.limits.worker_memory_mb)
     from hilnas.agent.host import HostDevice
 
     return HostDevice(config.limits, default_backend=config.backend)
