@@ -271,10 +271,36 @@ def _load(data: bytes, *, max_nodes: int):
     # ops outside the standard domain have no shape functions, so those graphs go non-strict.
     strict = all(n.domain in standard for n in model.graph.node)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict,
-                                                 data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict)
+        if not _safe_to_propagate(inferred):
+            return inferred
+        # Data propagation resolves shapes computed in the graph (Shape -> Concat -> Reshape).
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise GraphError(Status.INVALID_MODEL, f"shape inference failed: {_first_line(exc)}") from None
+
+
+# ONNX's data propagation computes the values of constant tensors in the analysing process: a
+# ConstantOfShape or Range of 4e9 elements hangs it for ever, an Add of two 16 M-element weights
+# takes 7 s. It only matters for small shape tensors, so it runs only when every constant and
+# every generated tensor is small.
+_PROPAGATE_MAX_ELEMENTS = 1 << 16
+_GENERATORS = ("ConstantOfShape", "Range", "Expand", "Tile")
+
+
+def _safe_to_propagate(model) -> bool:
+    graph = model.graph
+    if any(math.prod(i.dims) > _PROPAGATE_MAX_ELEMENTS for i in graph.initializer):
+        return False
+    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+              for vi in [*graph.value_info, *graph.output] if vi.type.tensor_type.HasField("shape")}
+    for node in _all_nodes(graph):
+        if node.op_type in _GENERATORS:
+            for out in node.output:
+                dims = shapes.get(out)
+                if dims is None or any(d < 0 for d in dims) or math.prod(dims) > _PROPAGATE_MAX_ELEMENTS:
+                    return False
+    return True
 
 
 def _all_nodes(graph):
