@@ -24,6 +24,7 @@ from hilnas.agent.servicer import SERVICE_NAME, DeviceAgentServicer
 from hilnas.protos.v1 import agent_pb2_grpc
 
 log = logging.getLogger("hilnas.agent")
+SPARE_RPC_THREADS = 8   # threads beyond the measuring one and the queue: Describe, Health, refusals
 
 
 @dataclass
@@ -83,12 +84,14 @@ def create_server(config: ServeConfig, *, device=None) -> AgentServer:
     agent = Agent(device, cache, limits, default_backend=backend)
 
     interceptors = [TokenInterceptor(config.token)] if config.token else []
-    # One thread runs the measurement; queue_size wait for it; a few spare serve Describe/health.
-    workers = limits.queue_size + 5
+    # One thread runs the measurement and queue_size wait for it; the slot refuses every further
+    # Benchmark at once (BUSY), so at most queue_size + 1 threads ever wait and the spare ones
+    # always serve Describe, Health and those refusals. No gRPC-wide concurrency limit: it
+    # would refuse Describe and Health too when the board is busy, and a busy board is not dead.
+    workers = limits.queue_size + 1 + SPARE_RPC_THREADS
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hilnas-rpc"),
         interceptors=interceptors,
-        maximum_concurrent_rpcs=workers,
         options=[("grpc.max_receive_message_length", limits.max_message_bytes),
                  ("grpc.max_send_message_length", limits.max_message_bytes),
                  ("grpc.so_reuseport", 0)])
