@@ -72,7 +72,7 @@ class Agent:
             for request in requests:
                 start = time.monotonic()
                 if isinstance(request, AgentError):
-                    yield BenchmarkResult.failure(request.status, request.message)
+                    yield self._answer(BenchmarkResult.failure(request.status, request.message, request.request), start)
                     continue
                 try:
                     self._precheck(request)

@@ -72,7 +72,8 @@ def check_config(config: MeasureConfig, usable_cpus: set[int] | None) -> None:
 class AgentError(Exception):
     """A request the agent refuses, with the typed status the client will see."""
 
-    def __init__(self, status: Status, message: str):
+    def __init__(self, status: Status, message: str, request=None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.request = request   # what of the refused request to echo (request_id, op_key, sha256), if known
