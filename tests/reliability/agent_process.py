@@ -48,6 +48,22 @@ class AgentProcess:
     def rss_mb(self) -> float:
         return psutil.Process(self.pid).memory_info().rss / 2 ** 20
 
+    def worker_cpu_s(self) -> float:
+        """CPU time its worker processes have used (0 when none runs)."""
+        total = 0.0
+        for child in psutil.Process(self.pid).children(recursive=True):
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
+    def wait_measuring(self, timeout_s: float = 60.0) -> bool:
+        """Until a worker is busy running a model (its CPU time grows by 0.3 s)."""
+        base = self.worker_cpu_s()
+        return wait_until(lambda: self.worker_cpu_s() > base + 0.3, timeout_s, every_s=0.05)
+
     def kill(self) -> None:
         """kill -9 of the agent and of its worker (a power cut, an OOM kill)."""
         if self.proc is None or self.proc.poll() is not None:

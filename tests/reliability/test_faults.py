@@ -150,7 +150,7 @@ def test_agent_killed_during_a_validation(tmp_path, agent):
     slow = ["--warmup", "1", "--min-runs", "5", "--min-seconds", "3"]
     # 1. the agent comes back (systemd): the client's retry completes the validation, once.
     run = hilnas_bg(ws, "validate", str(model), "--device", "pi", "--json", *slow)
-    time.sleep(1.5)                                # measuring now
+    assert agent.wait_measuring()                  # the model is running on the device now
     agent.kill()
     restarted = restart_after(agent, 0.5)
     out, err = run.communicate(timeout=120)
@@ -159,7 +159,7 @@ def test_agent_killed_during_a_validation(tmp_path, agent):
     assert db_rows(ws, "SELECT count(*) FROM validations") == [(1,)]
     # 2. the agent stays down: one clear line, nothing half-written; after a restart, one row more.
     run = hilnas_bg(ws, "--retries", "1", "validate", str(model), "--device", "pi", *slow)
-    time.sleep(1.5)
+    assert agent.wait_measuring()
     agent.kill()
     out, err = run.communicate(timeout=120)
     assert run.returncode != 0 and "hilnas: error:" in err and "Traceback" not in err, err[-2000:]
