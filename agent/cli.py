@@ -48,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     s.add_argument("--port", type=int, default=50061, help="port (default 50061; 0 picks a free one)")
     tok = s.add_mutually_exclusive_group()
-    tok.add_argument("--token", help="bearer token clients must send (prefer --token-file: argv is visible to ps)")
-    tok.add_argument("--token-file", help="file holding the bearer token")
+    tok.add_argument("--token", help="bearer token clients must send, at least 16 characters without whitespace "
+                                      "(prefer --token-file: argv is visible to ps); default: none")
+    tok.add_argument("--token-file", help="file holding the bearer token (same rules); default: none. Without TLS "
+                                          "the token travels in clear text")
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     s.add_argument("--tls-cert", help="server certificate chain (PEM)")
     s.add_argument("--tls-key", help="server private key (PEM)")
