@@ -27,7 +27,7 @@ def cmd_runs(args) -> int:
         rows.append({"id": int(r["id"]), "kind": r["kind"], "status": r["status"],
                      "started": r["started_at"].strftime("%Y-%m-%d %H:%M:%S"),  # UTC (runs_df)
                      "summary": _run_summary(r["kind"], result)})
-    text = "\n".join(f"{x['id']:>5}  {x['kind']:<10} {x['status']:<9} {x['started']}  {x['summary']}"
+    text = "\n".join(f"{x['id']:>5}  {x['kind']:<10} {x['status']:<11} {x['started']}  {x['summary']}"
                      for x in rows) or "no runs yet"
     _emit(args, rows, text)
     return 0
