@@ -24,7 +24,7 @@ from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
 from hilnas.server.lut.predict import Correction, MissingOps, lut_sum
 from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic, window_value
-from hilnas.server.store import LutId, Store
+from hilnas.server.store import LutId, Store, UnknownDeviceError
 
 UNITS = {"latency_ms": "ms", "energy_mj": "mJ", "params_m": "M params", "mflops": "MFLOPs"}
 
@@ -219,9 +219,13 @@ def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data:
     """Measure ``data`` on the device, predict it from the device's LUT when the model says its ops,
     check ``budgets``, and record the model and the validation (under ``run_id`` when given: a model
     already recorded under this run and name is not measured again)."""
-    store.get_device(device_key)  # unknown device: a clear error before any work
     if not clients:
         raise ValueError(f"device {device_key!r} has no agents in the fleet")
+    try:
+        store.get_device(device_key)
+    except UnknownDeviceError:  # in the fleet, not yet in the store (e.g. a CI job's fresh workspace)
+        info = clients[0].describe()
+        store.upsert_device(device_key, fingerprint=info.fingerprint, info=info)
     done = _recorded(store, run_id, name)
     if done is not None:
         return done

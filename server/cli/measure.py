@@ -57,6 +57,15 @@ def _run_summary(kind: str, result: dict) -> str:
         saved = f", trained hypernetwork saved ({result['trained_dir']})" if result.get("trained_dir") else ""
         origin = f", derived from run {result['from_run']}" if result.get("from_run") is not None else ""
         return f"{len(result.get('members', []))} members, Lambda {result.get('Lambda', float('nan')):.3g}{saved}{origin}"
+    if kind == "run" and "networks" in result:
+        nets = result["networks"]
+        met = sum(1 for n in nets if n.get("met"))
+        devices = sorted({n["device"] for n in nets})
+        text = (f"{len(nets)} networks on {len(devices)} device(s), {met} within budget; "
+                f"{result.get('done_before', 0) + result.get('ran', 0)}/{result.get('planned', 0)} steps")
+        if result.get("failures"):
+            text += f", {len(result['failures'])} failure(s)"
+        return text + (f"; report {result['report']['html']}" if result.get("report", {}).get("html") else "")
     if kind == "fidelity" and "corrected" in result:
         c = result["corrected"]
         return (f"{c['n']} networks, {100 * c['within_10pct']:.1f}% within +-10% (CV), "

@@ -66,6 +66,7 @@ def execute(config: RunConfig, store: Store, *, workspace: Path, progress: Progr
             resume_command: str = "hilnas run FILE", new: bool = False, report: bool = True) -> RunOutcome:
     """Run (or resume) ``config``; see the module docstring. Raises KeyboardInterrupt after recording it."""
     progress = progress or Progress("off")
+    workspace = Path(workspace).resolve()  # files the run records stay findable from anywhere
     started = time.monotonic()
     previous = None if new else find_run(store, config)
     if previous is not None:

@@ -77,6 +77,7 @@ class RunFileError(ValueError):
     """A run file that cannot be run; ``problems`` lists every problem, each with its line."""
 
     def __init__(self, source: str, problems: list["Problem"]):
+        problems = sorted(problems, key=lambda p: p.line or 0)  # in file order
         self.source, self.problems = source, problems
         lines = [p.render(source) for p in problems]
         super().__init__(f"{source}: {len(problems)} problem(s) in the run file:\n  " + "\n  ".join(lines))
