@@ -73,8 +73,9 @@ class Task:
     def __init__(self, progress: Progress, label: str, total: int | None, unit: str) -> None:
         self.progress, self.label, self.total, self.unit = progress, label, total, unit
         self.done, self.fields = 0, ""
-        self.started = self._rate_from = time.monotonic()
-        self._rate_base = 0
+        self.started = time.monotonic()
+        self._rate_from: float | None = None  # the rate is measured from the first update of a round, so
+        self._rate_base = 0                   # setup before it (loading data) does not count
         self._last_line = 0.0
         self._bar: Any = None
         if progress.mode == "bar":
@@ -95,8 +96,8 @@ class Task:
         if total is not None:
             self.total = total
         new = (done if done is not None else self.done) + advance
-        if new < self.done:  # a new round of the same work (e.g. the next of several trainings)
-            self._rate_from, self._rate_base = time.monotonic(), new
+        if new < self.done or self._rate_from is None:  # the first update, or a new round of the same work
+            self._rate_from, self._rate_base = time.monotonic(), new  # (e.g. the next of several trainings)
         self.done = new
         if fields:
             self.fields = "  ".join(f"{k} {v}" for k, v in fields.items() if v is not None and v != "")
@@ -113,7 +114,7 @@ class Task:
 
     def eta_s(self) -> float | None:
         """Seconds left at the rate since this round of work began; None while unknown."""
-        if not self.total or self.done <= self._rate_base:
+        if not self.total or self._rate_from is None or self.done <= self._rate_base:
             return None
         rate = (self.done - self._rate_base) / max(time.monotonic() - self._rate_from, 1e-9)
         return max(self.total - self.done, 0) / rate

@@ -19,6 +19,18 @@ def _workspace(args) -> Path:
     return Path(args.workspace or os.environ.get("HILNAS_WORKSPACE") or ".hilnas")
 
 
+def with_workspace(message: str, args) -> str:
+    """``message`` with the user's --workspace added to every `hilnas ...` command it names, so the
+    command it advises is exactly the one to run."""
+    import re
+    import shlex
+
+    if not getattr(args, "workspace", None):
+        return message
+    flag = f"--workspace {shlex.quote(str(args.workspace))} "
+    return re.sub(r"`hilnas (?!--workspace)", lambda m: f"`hilnas {flag}", message)
+
+
 def _open_store(args, *, create: bool = True):
     from hilnas.server.store import Store
 
@@ -81,7 +93,8 @@ class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        if ("default" in text or default in (None, False, argparse.SUPPRESS) or not action.option_strings
+        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or not action.option_strings
                 or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
             return text
         return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
