@@ -44,7 +44,7 @@ def workspace_lock(workspace: Path | str, command: str) -> Iterator[Path]:
             pid = holder.get("pid")
             since = time.strftime("%H:%M:%S", time.localtime(holder["started"])) if "started" in holder else "?"
             raise WorkspaceBusy(
-                f"workspace {ws} is busy: `{holder.get('command', 'hilnas run')}` (PID {pid} on "
+                f"workspace {ws} is busy: \"{holder.get('command', 'hilnas run')}\" (PID {pid} on "
                 f"{holder.get('host', '?')}, since {since}) is running there; wait for it to finish, stop it "
                 f"(kill {pid}), or give this run another --workspace", pid) from None
         os.ftruncate(fd, 0)

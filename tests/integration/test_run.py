@@ -100,7 +100,7 @@ def test_a_second_run_on_a_busy_workspace_is_refused_with_the_first_pid(tmp_path
     """)
     with workspace_lock(ws, "hilnas run first.toml"):
         code, _, err = run(capsys, ws, path)
-    assert code == 2 and f"(PID {os.getpid()} on" in err and "`hilnas run first.toml`" in err
+    assert code == 2 and f"(PID {os.getpid()} on" in err and '"hilnas run first.toml"' in err
     assert not (ws / "hilnas.db").exists()  # nothing started
 
 

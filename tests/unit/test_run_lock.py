@@ -28,7 +28,7 @@ def test_a_second_run_is_refused_with_the_first_ones_pid_until_it_dies(tmp_path)
     ws = tmp_path / "ws"
     child = _holder(ws)
     try:
-        with pytest.raises(WorkspaceBusy, match=rf"`hilnas run examples/x.toml` \(PID {child.pid} on .*kill {child.pid}"):
+        with pytest.raises(WorkspaceBusy, match=rf'"hilnas run examples/x.toml" \(PID {child.pid} on .*kill {child.pid}'):
             with workspace_lock(ws, "hilnas run other.toml"):
                 pass
         child.send_signal(signal.SIGKILL)  # kill -9: the kernel drops the lock with the process
