@@ -26,8 +26,10 @@ def cmd_lut_build(args) -> int:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
         with _progress(args).task(f"LUT {args.device} ({len(keys)} op instances)", unit="op") as task:
             report = builder.build(keys, export, fmt=fmt, progress=lut_reporter(task))
+    resumed = f"{report.resumed} resumed (passes missing), " if report.resumed else ""
     text = (f"LUT {report.lut_id}\n  {report.requested} op keys: {report.already_present} already present, "
-            f"{report.measured} measured now, {report.remeasured} re-measured (unstable), {len(report.failed)} failed\n"
+            f"{resumed}{report.measured} measured now, {report.repeated} further passes, "
+            f"{report.remeasured} re-measured (unstable), {len(report.failed)} failed\n"
             f"  wall {report.wall_s:.1f} s, models' own run time {report.model_run_s:.1f} s "
             f"(efficiency {report.efficiency:.2f})")
     if report.failed:
