@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
-from hilnas.server.search.common import (describe_basis, device_cost_model, export_with_metadata,
+from hilnas.server.search.common import (describe_basis, device_cost_model, export_with_metadata, lut_needed,
                                          space_metadata)
 from hilnas.server.store import LutId, Store
 
@@ -191,16 +191,17 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
     say = progress or (lambda msg: log.info("%s", msg))
     if not clients:
         raise ValueError(f"device {device_key!r} has no agents to measure on")
-    store.get_device(device_key)  # UnknownDeviceError early, with the known keys
     started = time.perf_counter()
     search_data = dataclasses.replace(config.dataset, val_fraction=config.dataset.val_fraction or 0.5)
     datasets, loaders = loaders_for(search_data)  # DatasetError for a missing or malformed folder
     c, h, _ = datasets.input_shape
     space = create_space(config.space, in_channels=c, input_size=h, num_classes=datasets.num_classes,
                          **dict(config.space_overrides))
-    cost_model, lut_id, basis = device_cost_model(store, device_key, config.budget.metric, runtime=config.runtime,
-                                                  use_correction=config.use_correction)
-    cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks
+    with lut_needed(device_key, space, config.dataset.name, energy=config.budget.metric == "energy_mj"):
+        store.get_device(device_key)  # UnknownDeviceError with the known keys, and the command that adds it
+        cost_model, lut_id, basis = device_cost_model(store, device_key, config.budget.metric,
+                                                      runtime=config.runtime, use_correction=config.use_correction)
+        cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
     proxy = space
     if config.proxy_overrides:  # the supernet is small; the cell is priced and deployed at full size
         proxy = space.replace(**dict(config.proxy_overrides))
