@@ -90,17 +90,21 @@ class Architect(TrainHooks):
     (None = the expected cost itself); ``temperature(epoch)`` sets the supernet's softmax
     temperature at the start of every epoch (None = leave it at 1); ``relaxed_cost()`` replaces
     the cost model's relaxation (``CostModel.expected_cost``); ``on_step(i)`` runs after the i-th
-    architecture step (0-based).
+    architecture step (0-based); ``cost_scale()`` multiplies the relaxed cost inside the penalty (the
+    device's measured / predicted ratio, so every term of the penalty, the augmented one included,
+    sees the cost the device will show; None = 1).
     """
 
     def __init__(self, model: Supernet, cost_model: CostModel, term: CostTerm, config: ArchConfig,
                  on_epoch: Callable[[int, Supernet], Mapping[str, float]] | None = None,
                  constraint_value: Callable[[Supernet, float], float] | None = None,
                  temperature: Callable[[int], float] | None = None,
-                 relaxed_cost: Callable[[], torch.Tensor] | None = None, on_step: Callable[[int], None] | None = None):
+                 relaxed_cost: Callable[[], torch.Tensor] | None = None, on_step: Callable[[int], None] | None = None,
+                 cost_scale: Callable[[], float] | None = None):
         self.model, self.cost_model, self.term, self.config = model, cost_model, term, config
         self.constraint_value = constraint_value
         self.temperature, self.relaxed_cost, self.on_step = temperature, relaxed_cost, on_step
+        self.cost_scale = cost_scale
         self.constraint_history: list[float] = []
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
@@ -132,7 +136,10 @@ class Architect(TrainHooks):
         if ctx.epoch < self.config.warmup_epochs:
             return
         x, y = next_val_batch()
-        loss = F.cross_entropy(self.model(x), y) + self.term.penalty(self.expected_cost())
+        cost = self.expected_cost()
+        if self.cost_scale is not None:
+            cost = cost * self.cost_scale()
+        loss = F.cross_entropy(self.model(x), y) + self.term.penalty(cost)
         params = self.model.arch_parameters()
         # gradients for the alphas only: the weights' .grad stays untouched for the weight step
         grads = torch.autograd.grad(loss, params, allow_unused=True)

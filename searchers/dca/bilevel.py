@@ -151,7 +151,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
     architect = Architect(model, cost_model, term, config.arch, on_epoch, constraint_value=constraint,
                           temperature=temperature_schedule(config),
                           relaxed_cost=progressive.expected_cost if progressive else None,
-                          on_step=progressive.after_step if progressive else None)
+                          on_step=progressive.after_step if progressive else None,
+                          cost_scale=(lambda: feedback.ratio) if feedback is not None else None)
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(model, data, config.train_config(seed), hooks=architect)
     _, val_acc = evaluate(model, data.val, max_batches=config.eval_batches)
