@@ -15,8 +15,12 @@ Lagrangian's: the undecided edge whose choice is the most certain takes the op m
 
 (with the augmented Lagrangian, ``rho / 2 * violation^2`` of that expected cost too), so the later
 edges compensate for the earlier ones while the multiplier keeps the expectation in the band.
-Nothing forces the last decision into the band: when no op of the last edge lands there, the
-cell lands outside it and the result says so.
+The last decision fixes the cell, so its expected cost is exact there and the budget is a hard
+constraint: the last edge takes the best-scoring op among those that keep the cell within the
+budget (as the device will show it) when there is one. (The quadratic term of the augmented
+Lagrangian is symmetric: on its own it prefers 10 % over the budget to 50 % under it.) Nothing
+forces the last decision into the band: when no op of the last edge lands there, the cell lands
+outside it and the result says so.
 """
 from __future__ import annotations
 
@@ -33,11 +37,13 @@ if TYPE_CHECKING:
 class Progressive:
     """Fixes the supernet's NB201 edges one at a time at the given architecture steps; see the module docstring.
 
-    ``penalty(cost)`` is the Lagrangian's cost term at the current multipliers, for a predicted cost.
+    ``penalty(cost)`` is the Lagrangian's cost term at the current multipliers, for a predicted cost;
+    ``within(cost)`` whether a predicted cost is within the budget (None: no hard constraint).
     """
 
-    def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float]):
-        self.model, self.steps, self.penalty = model, sorted(steps), penalty
+    def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
+                 within: Callable[[float], bool] | None = None):
+        self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
         self.cells = nb201_cells(model.space.ops)
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
@@ -59,11 +65,13 @@ class Progressive:
         free = [e for e in range(len(self.model.space.edges)) if e not in fixed]
         if not free:
             return
+        last = len(free) == 1
         with torch.no_grad():
             w = self.model.op_weights()["cell"].double()
             best: tuple[float, int, int, torch.Tensor] | None = None
             for e in free:
                 scores = torch.empty(w.shape[1], dtype=torch.float64)
+                feasible = torch.zeros(w.shape[1], dtype=torch.bool)
                 for o in range(w.shape[1]):
                     trial = w.clone()
                     trial[e] = 0.0
@@ -71,6 +79,9 @@ class Progressive:
                     cost = nb201_exact_expected_cost(self.cells, self.costs, trial)
                     scores[o] = w[e, o].clamp_min(1e-30).log() - self.penalty(float(cost)) if torch.isfinite(cost) \
                         else -torch.inf
+                    feasible[o] = bool(torch.isfinite(cost)) and (self.within is None or self.within(float(cost)))
+                if last and feasible.any():  # the cell is decided now: the budget is hard (module docstring)
+                    scores = torch.where(feasible, scores, torch.full_like(scores, -torch.inf))
                 certainty = float(scores.softmax(0).max())   # the most certain edge is decided first
                 if best is None or certainty > best[0]:
                     best = (certainty, e, int(scores.argmax()), scores)
