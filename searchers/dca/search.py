@@ -18,9 +18,14 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   ``lo = 0``. A user who asks for a network "within 15 ms" wants one that uses the 15 ms: when
   the validation loss alone prefers a cheaper cell, the lower side pulls the cost up to the
   band (as TuNAS's absolute-value reward does) instead of returning a network far below budget.
-- ``constrain = "derived"``: dual ascent compares the exact cost of the genotype the alphas
-  derive now (gradients still flow through the relaxed cost, straight-through style), since
-  that genotype, not the relaxation, is what gets deployed.
+- ``rho``: the augmented Lagrangian, ``rho / 2 * violation^2`` added to the penalty, so the cost
+  is pulled into the band with a force that grows with the distance, not only with the time
+  spent outside it (with the linear term alone the cell's cost overshot the band back and forth).
+- ``progressive`` (NB201): the cell's edges are decided one at a time at evenly spaced
+  architecture steps, each by the Lagrangian, and what dual ascent holds in the band is the exact
+  expected cost of the partly decided cell (``progressive.py``); the last decision keeps the cell
+  within the budget when one of its ops can. ``constrain = "derived"`` instead compares the exact
+  cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
   to end over the architecture epochs, so the relaxed network and its cost converge to the
   derived one.

@@ -93,8 +93,8 @@ def test_the_dual_ascent_brings_the_cost_nearer_the_band_across_budgets(data):
 
 
 @pytest.mark.slow
-def test_the_device_in_the_loop_holds_the_measured_cost_in_the_band(data):
-    """A device 25 % slower than the prediction: with feedback the *measured* cost lands in the band."""
+def test_the_device_in_the_loop_holds_the_measured_cost_within_the_budget(data):
+    """A device 25 % slower than the prediction: blind, the cell is over on the device; with feedback, within."""
     model = lut_model(SPACE)
     device = CorrectedCost(model, 1.25, 0.0)
     measured_calls = []
@@ -108,9 +108,9 @@ def test_the_device_in_the_loop_holds_the_measured_cost_in_the_band(data):
     assert in_band(blind.derived_cost, budget.value)  # in the band as predicted ...
     assert device.genotype_cost(SPACE, blind.derived_genotype) > budget.value  # ... over it on the device
     r = search(SPACE, model, DcaConfig(budget=budget, **SETTINGS), seed=0, data=data, measure=measure)
+    # the same search with the device's ratio in its penalty and its last decision: within budget on the device
     assert device.genotype_cost(SPACE, r.derived_genotype) <= budget.value and not r.repaired
-    assert abs(device.genotype_cost(SPACE, r.derived_genotype) / budget.value - 0.95) < \
-        abs(device.genotype_cost(SPACE, blind.derived_genotype) / budget.value - 0.95)
+    assert all(e["ratio"] == pytest.approx(1.25) for e in r.extra["device"]["log"])
     assert r.extra["device"]["derived_cost"] == pytest.approx(device.genotype_cost(SPACE, r.derived_genotype))
     assert len(measured_calls) == len(set(measured_calls)) == r.extra["device"]["networks_measured"]
     assert [e["epoch"] for e in r.extra["device"]["log"]] == list(range(1, 11))
@@ -121,7 +121,9 @@ def test_repair_is_recorded_with_the_edges_it_changed(data):
     model = lut_model(SPACE)
     ex = extremes(SPACE, model)
     budget = Budget("latency_ms", ex.cheapest_cost + 0.05 * (ex.dearest_cost - ex.cheapest_cost))
-    r = search(SPACE, model, DcaConfig(budget=budget, **{**FROZEN, "band": (0.0, 1.0)}), seed=0, data=data)
+    # all edges derived at the end (no progressive decisions, whose last one keeps the cell within budget)
+    r = search(SPACE, model, DcaConfig(budget=budget, **{**FROZEN, "band": (0.0, 1.0), "progressive": False}),
+               seed=0, data=data)
     assert r.derived_cost > budget.value and r.repaired
     assert r.cost <= budget.value and r.edges_changed == edges_changed(r.derived_genotype, r.genotype) >= 1
     d = r.to_dict()
