@@ -7,7 +7,8 @@ What is compared, for every simulated device (``raspi4``, ``pixel3``), every lat
 every seed (the same data, epochs and proxy supernet for every supernet method):
 
 - ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
-  Lagrangian derivation, the device in the loop (its derived networks measured on the agent).
+  augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
+  the device in the loop (its derived networks measured on the agent).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
 - ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
