@@ -369,4 +369,5 @@ def _finish(store: Store, device_key: str, clients: Sequence[AgentClient], confi
 def _plain_config(config: DcaRunConfig, space: SearchSpace) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["space_config"] = space_metadata(space)
+    d["seeds"] = [config.seed + i for i in range(config.seeds)]  # the seeds searched, as run files list them
     return json.loads(json.dumps(d, default=str))
