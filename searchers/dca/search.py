@@ -120,15 +120,15 @@ class LagrangeMultiplier:
 class DcaConfig(BilevelConfig):
     """DCA-NAS: the shared search settings plus the budget and the multiplier's dual ascent."""
     budget: Budget                  # the search-time budget B (a device budget goes through the LUG first)
-    multiplier_lr: float = 0.5      # eta; lambda rises by eta * 0.1 per step at 10 % over budget
+    multiplier_lr: float = 0.05     # eta; lambda rises by eta * 0.1 per step at 10 % over budget
     multiplier_init: float = 0.0
     # What dual ascent compares with the budget: "expected" (the relaxed cost, as seed 001) or
     # "derived" (the exact cost of the genotype the alphas point to now).
     constrain: str = "expected"
-    band: tuple[float, float] = (0.0, 1.0)     # (lo, hi) x B the cost is held in; lo = 0 is the paper's
+    band: tuple[float, float] = (0.91, 0.99)   # (lo, hi) x B the cost is held in; (0, 1) is the paper's
     temperature: tuple[float, float] = (1.0, 1.0)  # softmax temperature at the first / last architecture epoch
     progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
-    rho: float = 0.0                # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
+    rho: float = 100.0              # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
 
     def __post_init__(self) -> None:
         super().__post_init__()
