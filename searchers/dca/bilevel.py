@@ -130,8 +130,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
             min(len(data.train), config.max_batches_per_epoch)
         arch_steps = max(1, (config.epochs - config.arch.warmup_epochs) * per_epoch)
         progressive = Progressive(model, tables, decision_steps(len(space.edges), arch_steps),
-                                  lambda cost: float(term.penalty(cost * (feedback.ratio if feedback else 1.0))),
-                                  lambda cost: cost * (feedback.ratio if feedback else 1.0) <= budget.value)
+                                  lambda cost: float(term.penalty(cost)), lambda cost: cost <= budget.value,
+                                  scale=(lambda: feedback.ratio) if feedback is not None else None,
+                                  measure=feedback.cost_of if feedback is not None else None)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:

@@ -25,15 +25,20 @@ class DeviceFeedback:
 
     def observe(self, genotype: Any, epoch: int) -> float:
         """Measure ``genotype`` unless measured before; make its ratio the current one; return its device cost."""
+        self.cost_of(genotype)
+        predicted = self.predict(genotype)
+        self.ratio = self.measured[genotype] / predicted
+        self.log.append({"epoch": epoch, "genotype": genotype.to_dict(), "predicted": predicted,
+                         "measured": self.measured[genotype], "ratio": self.ratio})
+        return self.measured[genotype]
+
+    def cost_of(self, genotype: Any) -> float:
+        """The device's cost of ``genotype``, measured unless it was before; the current ratio is unchanged."""
         if genotype not in self.measured:
             value = float(self.measure(genotype))
             if not value > 0:
                 raise ValueError(f"the device measured {value!r} for a network; a cost must be positive")
             self.measured[genotype] = value
-        predicted = self.predict(genotype)
-        self.ratio = self.measured[genotype] / predicted
-        self.log.append({"epoch": epoch, "genotype": genotype.to_dict(), "predicted": predicted,
-                         "measured": self.measured[genotype], "ratio": self.ratio})
         return self.measured[genotype]
 
     def device_cost(self, predicted: float, genotype: Any = None) -> float:

@@ -17,7 +17,10 @@ Lagrangian's: the undecided edge whose choice is the most certain takes the op m
 edges compensate for the earlier ones while the multiplier keeps the expectation in the band.
 The last decision fixes the cell, so its expected cost is exact there and the budget is a hard
 constraint: the last edge takes the best-scoring op among those that keep the cell within the
-budget (as the device will show it) when there is one. (The quadratic term of the augmented
+budget (as the device will show it) when there is one. With the device in the loop, the (at
+most 5) cells the last decision chooses between are measured on it, and their measured costs
+are what the penalty and the budget see: the ratio measured / predicted of another network is
+off by up to ~25 % for a cell of other ops on the simulated devices. (The quadratic term of the augmented
 Lagrangian is symmetric: on its own it prefers 10 % over the budget to 50 % under it.) Nothing
 forces the last decision into the band: when no op of the last edge lands there, the cell lands
 outside it and the result says so.
@@ -29,6 +32,7 @@ from typing import TYPE_CHECKING, Callable
 import torch
 
 from hilnas.searchers.cost import CostTables, nb201_cell_costs, nb201_cells, nb201_exact_expected_cost
+from hilnas.searchers.genotype import NB201Genotype
 
 if TYPE_CHECKING:
     from hilnas.searchers.supernet import Supernet
@@ -37,13 +41,17 @@ if TYPE_CHECKING:
 class Progressive:
     """Fixes the supernet's NB201 edges one at a time at the given architecture steps; see the module docstring.
 
-    ``penalty(cost)`` is the Lagrangian's cost term at the current multipliers, for a predicted cost;
-    ``within(cost)`` whether a predicted cost is within the budget (None: no hard constraint).
+    ``penalty(cost)`` is the Lagrangian's cost term at the current multipliers and ``within(cost)``
+    whether a cost is within the budget (None: no hard constraint), both for the device's cost;
+    ``scale()`` turns a predicted cost into the device's (None: 1); ``measure(genotype)`` gives the
+    device's cost of a whole cell, used for the last decision (None: the scaled prediction).
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
-                 within: Callable[[float], bool] | None = None):
+                 within: Callable[[float], bool] | None = None, scale: Callable[[], float] | None = None,
+                 measure: Callable[[NB201Genotype], float] | None = None):
         self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
+        self.scale, self.measure = scale, measure
         self.cells = nb201_cells(model.space.ops)
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
@@ -69,6 +77,7 @@ class Progressive:
         with torch.no_grad():
             w = self.model.op_weights()["cell"].double()
             best: tuple[float, int, int, torch.Tensor] | None = None
+            device_costs: dict[str, float] = {}   # the last decision's candidates, as the device shows them
             for e in free:
                 scores = torch.empty(w.shape[1], dtype=torch.float64)
                 feasible = torch.zeros(w.shape[1], dtype=torch.bool)
@@ -77,9 +86,14 @@ class Progressive:
                     trial[e] = 0.0
                     trial[e, o] = 1.0
                     cost = nb201_exact_expected_cost(self.cells, self.costs, trial)
-                    scores[o] = w[e, o].clamp_min(1e-30).log() - self.penalty(float(cost)) if torch.isfinite(cost) \
-                        else -torch.inf
-                    feasible[o] = bool(torch.isfinite(cost)) and (self.within is None or self.within(float(cost)))
+                    if not torch.isfinite(cost):   # the cell would be cut off from its input
+                        scores[o] = -torch.inf
+                        continue
+                    device = self._device_cost(float(cost), {**fixed, e: o} if last else None)
+                    if last:
+                        device_costs[self.model.space.ops[o]] = device
+                    scores[o] = w[e, o].clamp_min(1e-30).log() - self.penalty(device)
+                    feasible[o] = self.within is None or self.within(device)
                 if last and feasible.any():  # the cell is decided now: the budget is hard (module docstring)
                     scores = torch.where(feasible, scores, torch.full_like(scores, -torch.inf))
                 certainty = float(scores.softmax(0).max())   # the most certain edge is decided first
@@ -89,7 +103,15 @@ class Progressive:
         _, e, o, scores = best
         fixed[e] = o
         self.decisions.append({"arch_step": arch_step, "edge": e, "op": self.model.space.ops[o],
-                               "certainty": best[0], "expected_cost": float(self.expected_cost().detach())})
+                               "certainty": best[0], "expected_cost": float(self.expected_cost().detach()),
+                               **({"device_costs": device_costs} if last else {})})
+
+    def _device_cost(self, predicted: float, cell: dict[int, int] | None) -> float:
+        """The device's cost: measured for a whole ``cell`` (edge -> op index) when it can be, else scaled."""
+        if cell is not None and self.measure is not None:
+            ops = self.model.space.ops
+            return float(self.measure(NB201Genotype(tuple(ops[cell[i]] for i in range(len(cell))))))
+        return predicted * (self.scale() if self.scale is not None else 1.0)
 
 
 def decision_steps(edges: int, arch_steps: int) -> list[int]:

@@ -111,6 +111,10 @@ def test_the_device_in_the_loop_holds_the_measured_cost_within_the_budget(data):
     # the same search with the device's ratio in its penalty and its last decision: within budget on the device
     assert device.genotype_cost(SPACE, r.derived_genotype) <= budget.value and not r.repaired
     assert all(e["ratio"] == pytest.approx(1.25) for e in r.extra["device"]["log"])
+    # the last decision chose between cells measured on the device, the one returned among them
+    last = r.extra["decisions"][-1]["device_costs"]
+    assert last[r.derived_genotype.ops[r.extra["decisions"][-1]["edge"]]] == \
+        pytest.approx(device.genotype_cost(SPACE, r.derived_genotype))
     assert r.extra["device"]["derived_cost"] == pytest.approx(device.genotype_cost(SPACE, r.derived_genotype))
     assert len(measured_calls) == len(set(measured_calls)) == r.extra["device"]["networks_measured"]
     assert [e["epoch"] for e in r.extra["device"]["log"]] == list(range(1, 11))
