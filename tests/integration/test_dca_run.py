@@ -187,7 +187,7 @@ def test_seeds_keep_the_best_by_validation_accuracy_and_repair_is_recorded(lut_s
     report = run_dca(store, "pi", [client], config(budget, seeds=2, workers=2, out_dir=str(tmp_path / "m"), feedback=False,
                                                    search_options={"options": SupernetOptions(bottleneck=2),
                                                                    "multiplier_lr": 0.0, "band": (0.0, 1.0),
-                                                                   "progressive": False}))
+                                                                   "rho": 0.0, "progressive": False}))
     seeds = report.search["extra"]["seeds"]
     assert [s["seed"] for s in seeds] == [0, 1]
     assert report.search["seed"] == max(seeds, key=lambda s: s["val_acc"])["seed"]

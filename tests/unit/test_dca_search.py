@@ -73,8 +73,9 @@ def test_slack_budget_lets_the_multiplier_decay_to_zero(constrain, data):
     space, model = DARTS, lut_model(DARTS)
     ex = extremes(space, model)
     budget = Budget("latency_ms", ex.dearest_cost)  # nothing derivable costs more
+    # the paper's one-sided constraint (lo = 0, no augmented term)
     r = search(space, model, DcaConfig(budget=budget, multiplier_init=1.0, multiplier_lr=0.5, constrain=constrain,
-                                       **FAST), seed=0, data=data)
+                                       band=(0.0, 1.0), rho=0.0, **FAST), seed=0, data=data)
     hist = r.multiplier_history
     assert hist[0] < 1.0 and all(b <= a for a, b in zip(hist, hist[1:]))
     assert hist[-1] == 0.0
