@@ -163,3 +163,18 @@ def test_best_of_seeds_keeps_the_highest_validation_accuracy():
     assert [s["val_acc"] for s in best.extra["seeds"]][1] == 0.58 and math.isnan(best.extra["seeds"][2]["val_acc"])
     with pytest.raises(ValueError, match="at least one seed"):
         best_of_seeds(one, [])
+
+
+def test_repair_never_cuts_an_nb201_cell_off_from_its_input():
+    """The benchmark's case: the cheapest single change (the last live edge into the output -> none) is refused."""
+    from hilnas.searchers.cost import _nb201_connected
+    from hilnas.searchers.dca.repair import repair
+
+    model = lut_model(SPACE)
+    g = NB201Genotype.from_arch_str("|none~0|+|nor_conv_3x3~0|none~1|+|none~0|none~1|skip_connect~2|")
+    cheaper = NB201Genotype(g.ops[:5] + ("none",))
+    assert not _nb201_connected(cheaper.ops) and model.genotype_cost(SPACE, cheaper) < model.genotype_cost(SPACE, g)
+    budget = model.genotype_cost(SPACE, g) - 1e-6
+    import torch
+    fix = repair(SPACE, model, g, budget, {"cell": torch.full((6, len(SPACE.ops)), 1 / len(SPACE.ops))})
+    assert fix.cost <= budget and _nb201_connected(fix.genotype.ops)
