@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -191,6 +192,8 @@ def _import_ray(*, local: bool):
         # (Ray's ENABLE_RAY_CLUSTER, read when ray is imported); with it on, Ray swaps 127.0.0.1
         # for the machine's address and listens on all interfaces.
         os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if not sys.stderr.isatty():
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")   # plain "(sweep_cell pid=...)" prefixes in logs and CI
     try:
         import ray
     except ImportError:

@@ -47,6 +47,13 @@ _CELL: dict[str, _Field] = {"device": _Field("str"), "method": _Field("str"), "b
 class SweepFileError(RunFileError):
     """A sweep file that cannot run; ``problems`` lists every problem, each with its line."""
 
+    def __init__(self, source: str, problems: list[Problem]):
+        super().__init__(source, problems)
+        self.args = (str(self.args[0]).replace("in the run file", "in the sweep file", 1),)
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
 
 def load_sweep_file(path: Path | str) -> SweepConfig:
     path = Path(path)
@@ -71,64 +78,65 @@ def parse_sweep_file(text: str, *, source: str = "<sweep file>", base_dir: Path 
     sweep_raw, cells_raw = raw.pop("sweep", {}), raw.pop("cells", [])
     checker = _Checker(raw, _key_lines(text), source, base_dir, default_name)
     options = checker.table("sweep", _SWEEP, sweep_raw, ("sweep",), "[sweep]")
-    cells = _cell_tables(checker, cells_raw)
+    cells = _cells(checker, cells_raw)
     try:
         base = checker.config()          # every problem so far, the run file's and ours, at once
     except RunFileError as err:
         raise SweepFileError(source, err.problems) from None
-    problems: list[Problem] = []
     product = [Cell(d.key, m, b, s) for d in base.devices for b in d.budgets for m in base.methods for s in base.seeds]
-    explicit = []
-    devices = {d.key: d for d in base.devices}
-    for i, c in enumerate(cells):
-        line, where = checker.lines.get(("cells", i)), f"[[cells]] #{i + 1}"
-        if c["device"] not in devices:
-            close = difflib.get_close_matches(str(c["device"]), devices, n=1)
-            problems.append(Problem(line, f"{where} device", f"{c['device']!r} is not a [[devices]] key"
-                                    + (f" (did you mean {close[0]!r}?)" if close else "")
-                                    + f"; devices: {', '.join(devices)}"))
-        if c["method"] not in checker.methods:
-            problems.append(Problem(line, f"{where} method", f"{c['method']!r} is not a method; allowed: "
-                                    f"{', '.join(checker.methods)}"))
-        elif base.space not in checker.methods[c["method"]].spaces:
-            problems.append(Problem(line, f"{where} method", f"method {c['method']!r} searches "
-                                    f"{', '.join(checker.methods[c['method']].spaces)}, not {base.space!r}"))
-        try:
-            budget = BudgetSpec.parse(c["budget"])
-        except ValueError as err:
-            problems.append(Problem(line, f"{where} budget", str(err)))
-            continue
-        seed = c["seed"] if c["seed"] is not None else (base.seeds[0] if base.seeds else 0)
-        explicit.append(Cell(c["device"], c["method"], budget, seed))
-    if not product and not explicit and not problems:
+    explicit = [Cell(c["device"], c["method"], c["budget"], c["seed"] if c["seed"] is not None else
+                     (base.seeds[0] if base.seeds else 0)) for c in cells]
+    if not product and not explicit:
         empty = "[search] seeds" if not base.seeds else "the devices' budgets"
-        problems.append(Problem(checker.lines.get(("search", "seeds")), "sweep",
-                                f"the sweep has no cells: {empty} is empty; give at least one seed (seeds = [0]) "
-                                "or add a [[cells]] table"))
-    if problems:
-        raise SweepFileError(source, problems)
-    try:
-        opts = SweepOptions(**options)
-    except ValueError as err:  # pragma: no cover - the field checks above refuse these first
-        raise SweepFileError(source, [Problem(checker.lines.get(("sweep",)), "[sweep]", str(err))]) from None
+        raise SweepFileError(source, [Problem(checker.lines.get(("search", "seeds")), "sweep",
+                                              f"the sweep has no cells: {empty} is empty; give at least one seed "
+                                              "(seeds = [0]) or add a [[cells]] table")])
+    opts = SweepOptions(**options)
     ordered = list(dict.fromkeys(product + explicit))   # an explicit cell already in the product runs once
     return SweepConfig(base=base, cells=tuple(ordered), options=opts, text=text,
                        base_dir=str(base_dir) if base_dir else "")
 
 
-def _cell_tables(checker: _Checker, raw) -> list[dict]:
+def _cells(checker: _Checker, raw) -> list[dict]:
+    """The ``[[cells]]`` tables, each checked against the file's devices, the methods and the space."""
     if not isinstance(raw, list) or not all(isinstance(c, dict) for c in raw):
         checker.problem(("cells",), "cells", "must be an array of tables ([[cells]])")
         return []
+    devices = [d.get("key") for d in checker.raw.get("devices", []) if isinstance(d, dict)] \
+        if isinstance(checker.raw.get("devices"), list) else []
+    space = (checker.raw.get("space") or {}).get("name", "nb201") if isinstance(checker.raw.get("space"), dict) else ""
     out = []
     for i, c in enumerate(raw):
-        v = checker.table("cells", _CELL, c, ("cells", i), f"[[cells]] #{i + 1}")
+        path, where = ("cells", i), f"[[cells]] #{i + 1}"
+        v = checker.table("cells", _CELL, c, path, where)
         missing = [k for k in ("device", "method", "budget") if v[k] is None]
         if missing:
-            checker.problem(("cells", i), f"[[cells]] #{i + 1}", f"needs {', '.join(missing)} (e.g. device = \"pi4\", "
-                            "method = \"dca\", budget = \"latency_ms=3\")")
+            checker.problem(path, where, f"needs {', '.join(missing)} (e.g. device = \"pi4\", method = \"dca\", "
+                            "budget = \"latency_ms=3\")")
             continue
-        out.append(v)
+        ok = True
+        if v["device"] not in devices:
+            close = difflib.get_close_matches(str(v["device"]), [d for d in devices if isinstance(d, str)], n=1)
+            checker.problem(path + ("device",), f"{where} device", f"{v['device']!r} is not a [[devices]] key"
+                            + (f" (did you mean {close[0]!r}?)" if close else "") + f"; devices: "
+                            f"{', '.join(map(str, devices)) or 'none'}")
+            ok = False
+        spec = checker.methods.get(v["method"])
+        if spec is None:
+            checker.problem(path + ("method",), f"{where} method", f"{v['method']!r} is not a method; allowed: "
+                            f"{', '.join(checker.methods)}")
+            ok = False
+        elif space and space not in spec.spaces:
+            checker.problem(path + ("method",), f"{where} method", f"method {v['method']!r} searches "
+                            f"{', '.join(spec.spaces)}, not {space!r}")
+            ok = False
+        try:
+            v["budget"] = BudgetSpec.parse(v["budget"])
+        except ValueError as err:
+            checker.problem(path + ("budget",), f"{where} budget", str(err))
+            ok = False
+        if ok:
+            out.append(v)
     return out
 
 
