@@ -15,7 +15,7 @@ A sweep file is a run file (hilnas run --help, examples/) plus, optionally:
 Every device x each of its budgets x every method x every seed is one cell: one search, trained,
 exported and validated on the device, run apart from the others. Only this process writes the
 workspace's store; workers return their results. Run the same command again after an interruption:
-cells already done are kept. Example: examples/sweep-ci.toml. Ray clusters: docs/scale.md.
+cells already done are kept. Example: examples/sweeps/ci.toml. Ray clusters: docs/scale.md.
 Exit code: 0 every cell done, 1 a cell failed, 2 a bad sweep file or a Ray cluster that does not answer."""
 
 

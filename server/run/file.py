@@ -105,16 +105,21 @@ def load_run_file(path: Path | str) -> RunConfig:
 
 def parse_run_file(text: str, *, source: str = "<run file>", base_dir: Path | None = None,
                    default_name: str = "run") -> RunConfig:
+    raw = read_toml(text, source)
+    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+
+
+def read_toml(text: str, source: str, error: type[RunFileError] | None = None) -> dict:
+    """The file's tables (also the sweep file's); a syntax error as ``error`` with its line."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:  # the parser stops at the first syntax error
         m = re.search(r"line (\d+)", str(err))
-        raise RunFileError(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
-    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+        raise (error or RunFileError)(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
 
 
 # -- where each key is ------------------------------------------------------------------------------

@@ -27,11 +27,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 from pathlib import Path
 
 from hilnas.server.run.config import BudgetSpec
-from hilnas.server.run.file import Problem, RunFileError, _Checker, _Field, _key_lines
+from hilnas.server.run.file import Problem, RunFileError, _Checker, _Field, _key_lines, read_toml
 from hilnas.server.sweep.config import ENGINES, Cell, SweepConfig, SweepOptions
 
 _SWEEP: dict[str, _Field] = {
@@ -66,15 +65,7 @@ def load_sweep_file(path: Path | str) -> SweepConfig:
 
 def parse_sweep_file(text: str, *, source: str = "<sweep file>", base_dir: Path | None = None,
                      default_name: str = "sweep") -> SweepConfig:
-    try:
-        import tomllib
-    except ImportError:  # Python 3.10
-        import tomli as tomllib  # type: ignore[no-redef]
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        m = re.search(r"line (\d+)", str(err))
-        raise SweepFileError(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
+    raw = read_toml(text, source, SweepFileError)
     sweep_raw, cells_raw = raw.pop("sweep", {}), raw.pop("cells", [])
     checker = _Checker(raw, _key_lines(text), source, base_dir, default_name)
     options = checker.table("sweep", _SWEEP, sweep_raw, ("sweep",), "[sweep]")

@@ -1,7 +1,7 @@
 """``hilnas sweep`` end to end: cells in a process pool and on a local Ray bound to 127.0.0.1, a Ray
 worker killed mid-cell, resuming, and the bad inputs of issue 15 (a Ray address that does not
 answer, two sweeps on one workspace). Every cell is a real search on a simulated board (the
-shipped examples/sweep-ci.toml, smoke-sized), recorded by the head only."""
+shipped examples/sweeps/ci.toml, smoke-sized), recorded by the head only."""
 from __future__ import annotations
 
 import os
@@ -19,7 +19,7 @@ import pytest
 from hilnas.server.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep-ci.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "ci.toml"
 
 
 def _sweep_file(tmp_path: Path, *, budgets=('"latency_ms=40%"', '"latency_ms=70%"'), methods='"dca", "random"',

@@ -7,7 +7,7 @@ import pytest
 
 from hilnas.server.sweep import SweepFileError, parse_sweep_file, with_options
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweep-ci.toml"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "sweeps" / "ci.toml"
 
 BASE = """\
 name = "s"
