@@ -33,17 +33,25 @@ def cell_payload(sweep, cell, store) -> str:
     """What the head sends for ``cell``: the sweep file, the cell's key, the device's LUTs."""
     from hilnas.server.store import StoreError
 
-    device, luts = None, []
+    luts, keys = [], {cell.device}
     try:
-        rec = store.get_device(cell.device)
-        device = {"key": rec.key, "fingerprint": rec.fingerprint, "info": rec.info}
+        # The LUTs of the device's fingerprint, whichever key measured them: two boards of one
+        # kind under two keys share their LUT.
         for info in store.luts_for_device(cell.device):
             rows = store.lut_dict(info.lut_id)
             luts.append({"lut_id": info.lut_id.as_dict(), "rows": [dataclasses.asdict(r) for r in rows.values()]})
+            keys |= {r.device_key for r in rows.values()}
     except StoreError:   # a device the head has not seen yet: the cell measures its LUT
         pass
+    devices = []
+    for key in sorted(keys):
+        try:
+            rec = store.get_device(key)
+        except StoreError:
+            continue
+        devices.append({"key": rec.key, "fingerprint": rec.fingerprint, "info": rec.info})
     return json.dumps({"version": WIRE_VERSION, "text": sweep.text, "source": sweep.base.source,
-                       "base_dir": sweep.base_dir, "cell": cell.key, "device": device, "luts": luts})
+                       "base_dir": sweep.base_dir, "cell": cell.key, "devices": devices, "luts": luts})
 
 
 def sweep_cell(payload: str) -> str:
@@ -71,8 +79,9 @@ def run_cell(payload: str, *, stream: IO[str] | None = None) -> str:
     with tempfile.TemporaryDirectory(prefix="hilnas-cell-") as tmp:
         ws = Path(tmp)
         with Store.open(ws) as store:
-            seeded = _seed(store, p)
+            seeded: dict[str, set[str]] = {}
             try:
+                seeded = _seed(store, p)
                 execute(config, store, workspace=ws, progress=progress, resume_command=f"hilnas sweep {p['source']}",
                         report=False)
             except Exception as err:  # noqa: BLE001 - recorded as the cell's failure; the head goes on
@@ -89,8 +98,7 @@ def _seed(store, p: dict[str, Any]) -> dict[str, set[str]]:
     from hilnas.server.store import LutId, LutRow
 
     seeded: dict[str, set[str]] = {}
-    if p["device"]:
-        d = p["device"]
+    for d in p["devices"]:   # every device the rows name, before the rows
         store.upsert_device(d["key"], fingerprint=d["fingerprint"], info=d["info"])
     for lut in p["luts"]:
         lut_id = LutId(**lut["lut_id"])
