@@ -16,6 +16,11 @@ def is_user_error(err: BaseException) -> bool:
     except ImportError:
         pass
     try:
+        from hilnas.searchers.data import DatasetError  # a missing or malformed dataset: the message says which
+        user += (DatasetError,)
+    except ImportError:
+        pass
+    try:
         from hilnas.server.lut.builder import BuildIncomplete
         user += (BuildIncomplete,)
     except ImportError:

@@ -84,6 +84,7 @@ def execute(config: RunConfig, store: Store, *, workspace: Path, progress: Progr
         progress.say(f"run {run_id} ({config.name}): {runner.planned} steps on {len(config.devices)} device(s)")
     threads = _set_torch_threads(config.torch_threads)
     try:
+        ctx.space  # the data and the space first: a missing dataset fails once, before any agent starts
         with RunAgents(config, workspace, resume_command=resume_command) as agents:
             for spec in config.devices:
                 runner.device(agents, spec)
@@ -103,7 +104,7 @@ def execute(config: RunConfig, store: Store, *, workspace: Path, progress: Progr
         outcome.networks = [s.result for s in store.steps(run_id) if s.status == "done" and "/validate" in s.key]
         outcome.wall_s = time.monotonic() - started
         store.finish_run(run_id, status=outcome.status, result=outcome.to_dict())
-        if report and outcome.status != "interrupted":  # after finish_run: the report shows the run as it ended
+        if report and outcome.status != "interrupted" and runner.done:  # after finish_run: it shows the run as it ended
             outcome.report = _write_report(ctx, runner)
             outcome.failures = runner.failures
             outcome.status = "failed" if runner.failures else outcome.status
@@ -154,8 +155,7 @@ class _Runner:
         try:
             clients, info = agents.connect(spec)
         except DeviceDown as err:
-            self.fail(f"{spec.key}", str(err))
-            ctx.progress.say(f"{spec.key}: {err}")
+            self.fail(spec.key, str(err))
             return
         ctx.store.upsert_device(spec.key, fingerprint=info.fingerprint, info=info)
         device = DeviceState(spec, clients, info)
@@ -164,7 +164,7 @@ class _Runner:
         if not self.chain(device.key, self.device_chain(device)):
             return
         budgets = ctx.result(f"{device.key}/budgets")["budgets"]
-        for text, entry in budgets.items():
+        for entry in budgets.values():
             if not entry["feasible"]:
                 self.infeasible.append({"device": device.key, **entry})
                 ctx.progress.say(f"{device.key}: {entry['error']}")
