@@ -138,12 +138,16 @@ def test_a_ray_worker_killed_mid_cell_is_retried_and_recorded_once(tmp_path, cap
     def kill_one_cell():
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline and not killed:
-            for p in psutil.process_iter(["pid", "cmdline"]):
-                if (p.info["cmdline"] or [""])[0].startswith("ray::sweep_cell"):
+            for p in psutil.Process().children(recursive=True):   # this test's own Ray only
+                try:
+                    running_a_cell = (p.cmdline() or [""])[0].startswith("ray::sweep_cell")
+                except psutil.Error:
+                    continue
+                if running_a_cell:
                     time.sleep(3.0)   # mid-cell: its LUT, search or training is under way
                     try:
-                        os.kill(p.info["pid"], signal.SIGKILL)
-                        killed.append(p.info["pid"])
+                        os.kill(p.pid, signal.SIGKILL)
+                        killed.append(p.pid)
                     except ProcessLookupError:
                         continue
                     break
