@@ -30,7 +30,7 @@ import difflib
 from pathlib import Path
 
 from hilnas.server.run.config import BudgetSpec
-from hilnas.server.run.file import Problem, RunFileError, _Checker, _Field, _key_lines, read_toml
+from hilnas.server.run.file import Problem, RunFileError, _Checker, _Field, _key_lines, read_file, read_toml
 from hilnas.server.sweep.config import ENGINES, Cell, SweepConfig, SweepOptions
 
 _SWEEP: dict[str, _Field] = {
@@ -56,11 +56,8 @@ class SweepFileError(RunFileError):
 
 def load_sweep_file(path: Path | str) -> SweepConfig:
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read sweep file {path}: {err.strerror or err}") from None
-    return parse_sweep_file(text, source=str(path), base_dir=path.parent.resolve(), default_name=path.stem)
+    return parse_sweep_file(read_file(path, "sweep file"), source=str(path), base_dir=path.parent.resolve(),
+                            default_name=path.stem)
 
 
 def parse_sweep_file(text: str, *, source: str = "<sweep file>", base_dir: Path | None = None,
