@@ -40,4 +40,7 @@ def render(data: ReportData, figures: Mapping[str, bytes]) -> str:
         out += ["## Budgets\n", _table(tables.budgets_table(data.budgets))]
     if data.failures:
         out += ["## Failures\n", _table(tables.failures_table(data.failures))]
+    notes = sorted({note for n in data.networks for note in n.get("notes") or []})
+    if notes:
+        out += ["## Notes\n", "\n".join(f"- {n}" for n in notes) + "\n"]
     return "\n".join(out)

@@ -44,7 +44,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[tuple[float, flo
 def pareto(device: str, networks: Sequence[dict[str, Any]], budgets: Sequence[dict[str, Any]]) -> bytes:
     """Accuracy vs measured latency (and energy) on one device, every method, front and budgets."""
     plt = _plt()
-    nets = [n for n in networks if n.get("measured_ms") is not None and n.get("test_acc") == n.get("test_acc")]
+    from hilnas.server.report.tables import has_acc
+
+    nets = [n for n in networks if n.get("measured_ms") is not None and has_acc(n)]
     axes_spec = [("latency_ms", "measured_ms", "ci95_ms", "measured latency (ms, median; bars: 95% CI)")]
     if any(n.get("measured_energy_mj") is not None for n in nets):
         axes_spec.append(("energy_mj", "measured_energy_mj", "energy_ci95_mj",

@@ -25,6 +25,16 @@ def _ci(n: dict[str, Any], key: str, ci_key: str, unit: str) -> str:
     return f"{n[key]:.3g} {unit}" + (f" ({ci[0]:.3g}–{ci[1]:.3g})" if len(ci) == 2 else "")
 
 
+def has_acc(n: dict[str, Any]) -> bool:
+    """The network has a test accuracy (not None, not NaN: e.g. a training evaluated on no split)."""
+    v = n.get("test_acc")
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+def accuracy(n: dict[str, Any]) -> str:
+    return f"{100 * n['test_acc']:.1f}%" if has_acc(n) else "–"
+
+
 def verdict(n: dict[str, Any]) -> str:
     return {True: "met", False: "OVER", None: "not checked"}[n.get("met")]
 
@@ -72,8 +82,7 @@ def found_table(networks: Sequence[dict[str, Any]]) -> Table:
     header = ["method", "budget", "seed", "test accuracy", "LUT-predicted latency", "measured latency (95% CI)",
               "measured energy (95% CI)", "budget met?"]
     rows = [[n["method"] + (" (baseline)" if n.get("baseline") else ""), budget_text(n), str(n["seed"]),
-             f"{100 * n['test_acc']:.1f}%" if n.get("test_acc") == n.get("test_acc") else "–",
-             _num(n.get("predicted_ms")) + (" ms" if n.get("predicted_ms") is not None else ""),
+             accuracy(n), _num(n.get("predicted_ms")) + (" ms" if n.get("predicted_ms") is not None else ""),
              _ci(n, "measured_ms", "ci95_ms", "ms"), _ci(n, "measured_energy_mj", "energy_ci95_mj", "mJ"), verdict(n)]
             for n in _sorted(networks)]
     return header, rows
@@ -85,8 +94,7 @@ def networks_table(networks: Sequence[dict[str, Any]]) -> Table:
               "predicted (ms)", "measured (ms, 95% CI)", "energy (mJ, 95% CI)", "budget met?", "conditions", "ONNX"]
     rows = [[str(n["run_id"]), n["device"], n["method"], budget_text(n), str(n["seed"]), n["genotype_text"],
              _num(n.get("params_m"), ".4f"), _num(n.get("mflops"), ".2f"),
-             f"{100 * n['test_acc']:.1f}%" if n.get("test_acc") == n.get("test_acc") else "–",
-             _num(n.get("predicted_ms")), _ci(n, "measured_ms", "ci95_ms", ""),
+             accuracy(n), _num(n.get("predicted_ms")), _ci(n, "measured_ms", "ci95_ms", ""),
              _ci(n, "measured_energy_mj", "energy_ci95_mj", ""), verdict(n), conditions(n),
              str(n.get("onnx_path") or "–")] for n in _sorted(networks)]
     return header, rows

@@ -264,8 +264,9 @@ def _network_line(n: dict[str, Any]) -> str:
     shown = fmt(measured) + (f" ({ci[0]:.3g}-{ci[1]:.3g})" if ci else "") + f" {unit}"
     verdict = {True: "met", False: "OVER", None: "not checked"}[n["met"]]
     budget = f"{n['budget']} ({n['budget_value']:.3g})" if n["budget"].endswith("%") else n["budget"]
-    return (f"{n['method']:<10} {budget:<22} {100 * n['test_acc']:7.1f}% {fmt(predicted):>10} {shown:>24}  "
-            f"{verdict}")
+    from hilnas.server.report.tables import accuracy
+
+    return f"{n['method']:<10} {budget:<22} {accuracy(n):>8} {fmt(predicted):>10} {shown:>24}  {verdict}"
 
 
 def summary_lines(outcome: RunOutcome) -> list[str]:

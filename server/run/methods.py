@@ -78,14 +78,15 @@ def _network_steps(ctx: RunContext, device: DeviceState, method: str, seed: int,
     return train, validate
 
 
-def _search_step(ctx: RunContext, device: DeviceState, *, method: str, budget: str | None, seed: int,
+def _search_step(ctx: RunContext, device: DeviceState, *, method: str, budget: str, seed: int,
                  label: str) -> dict[str, Any]:
-    """One search of DCA-NAS or a baseline (``searchers.dca``) under the device budget."""
+    """One search of DCA-NAS or a baseline (``searchers.dca``) under the device budget (which only labels
+    the result of a budget-free baseline)."""
     from hilnas.searchers.dca.baselines import methods
     from hilnas.searchers.train import reporting_to
 
     search = methods()[method][0]
-    b = ctx.budget(device.key, budget if budget else device.spec.budgets[0].text)
+    b = ctx.budget(device.key, budget)
     model = ctx.cost_model(device.key, b.metric)
     config = METHODS[method].config(ctx, budget=b)
     _, loaders = ctx.loaders(val_fraction=0.5, seed=seed)
@@ -103,7 +104,7 @@ def _dca_chains(method: str, *, budget_free: bool = False) -> Callable[[RunConte
             budget = None if budget_free else b.text
             base = "/".join([device.key, method, f"seed{seed}"] + ([budget] if budget else []))
             search = Step(f"{base}/search", _label(ctx, device, method, seed, budget, "search"),
-                          functools.partial(_search_step, ctx, device, method=method, budget=budget, seed=seed,
+                          functools.partial(_search_step, ctx, device, method=method, budget=b.text, seed=seed,
                                             label=_label(ctx, device, method, seed, budget, "search")))
             out.append(Chain(device.key, method, seed, b.text,
                              (search, *_network_steps(ctx, device, method, seed, b.text, search.key, base))))

@@ -58,8 +58,8 @@ def test_a_run_file_end_to_end_then_resumed_with_nothing_to_redo(tmp_path, capsy
         [[devices]]
         key = "pi"
         simulate = "raspi4"
-        budgets = ["latency_ms=40%", "latency_ms=0.001"]
-    """)
+        budgets = ["latency_ms=40%", "latency_ms=60%", "latency_ms=0.001"]
+    """, methods=("dca", "hypernet", "darts"))
     code, out, err = run(capsys, ws, path)
     assert code == 1, err  # one budget no network meets: said, with the cheapest
     assert "no network of the nb201 space meets latency_ms=0.001 on pi: the cheapest costs" in out
@@ -69,11 +69,20 @@ def test_a_run_file_end_to_end_then_resumed_with_nothing_to_redo(tmp_path, capsy
         assert all(s.status == "done" for s in steps)
         assert not any("latency_ms=0.001" in s.key for s in steps)  # no search spent on it
         validated = [s.result for s in steps if "/validate" in s.key]
-        assert sorted(n["method"] for n in validated) == ["dca", "hypernet"]
+        assert sorted((n["method"], n["budget"]) for n in validated) == [
+            (m, b) for m in ("darts", "dca", "hypernet") for b in ("latency_ms=40%", "latency_ms=60%")]
         for n in validated:
-            assert n["measured_ms"] > 0 and n["met"] in (True, False) and n["budget"] == "latency_ms=40%"
+            assert n["measured_ms"] > 0 and n["met"] == (n["ci95_ms"][1] <= n["budget_value"])
+        # shared steps ran once: the hypernetwork's training, and DARTS' budget-free search and training
+        keys = [s.key for s in steps]
+        assert keys.count("pi/hypernet/seed0/hypernetwork") == 1
+        assert [k for k in keys if k.startswith("pi/darts/")] == [
+            "pi/darts/seed0/search", "pi/darts/seed0/train", "pi/darts/seed0/validate/latency_ms=40%",
+            "pi/darts/seed0/validate/latency_ms=60%"]
+        darts = [n for n in validated if n["method"] == "darts"]
+        assert darts[0]["genotype"] == darts[1]["genotype"]
         models = len(store.models_df(run_id))
-        assert models == 2 and store.get_run(run_id).status == "done"
+        assert models == 6 and store.get_run(run_id).status == "done"
     report = ws / "runs" / str(run_id) / "report"
     assert (report / "report.html").stat().st_size > 0 and (report / "pareto-pi.png").stat().st_size > 0
 
