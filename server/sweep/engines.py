@@ -16,6 +16,7 @@ JSON text (``cell.py``).
 """
 from __future__ import annotations
 
+import math
 import os
 import socket
 import sys
@@ -110,7 +111,8 @@ class RayCluster:
         if address:
             kwargs["address"] = address
         else:
-            cpus = int(round((options.workers or (os.cpu_count() or 1)) * options.cpus_per_cell)) or 1
+            # This machine's cores, or just enough for ``workers`` cells.
+            cpus = math.ceil(options.workers * options.cpus_per_cell) if options.workers else (os.cpu_count() or 1)
             kwargs.update(address="local", _node_ip_address="127.0.0.1", num_cpus=max(cpus, 1))
         _init(ray, kwargs, address)
         self.ray = ray
