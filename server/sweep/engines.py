@@ -12,7 +12,7 @@ JSON text (``cell.py``).
   (``max_retries``), so a cell whose worker was lost still returns once. Without an address a
   local Ray is started on 127.0.0.1 (every port on loopback); with one, the address must answer
   within ``connect_timeout_s`` or the sweep stops before anything starts. (A port that answers but
-  is no Ray head is Ray's to detect: ``ray.init`` gives up after its own GCS timeout, 60 s.)
+  is no Ray head is Ray's to detect: after its own GCS timeout, 60 s, Ray ends the process.)
 """
 from __future__ import annotations
 
