@@ -6,7 +6,7 @@
 - ``"lines"``: plain lines, at most one per task every ``interval`` seconds plus the last one,
   so a log file or a CI page stays readable (also what ``--json`` gets: stdout keeps the JSON);
 - ``"off"``: nothing (``--quiet``);
-- ``"auto"``: ``"bar"`` when stderr is a terminal and tqdm is installed, else ``"lines"``.
+- ``"auto"``: ``"bar"`` when stderr is a terminal (of some width) and tqdm is installed, else ``"lines"``.
 
 ``Task.update(done, total=..., **fields)`` moves a task; ``fields`` are shown after the count
 (``loss 1.23  λ 0.41  cost 1.02/1.20 ms``). ``train_reporter`` turns the training loop's events
@@ -178,9 +178,12 @@ def _metric_fields(metrics: Mapping[str, float], unit: str) -> dict[str, str]:
 
 
 def _isatty(stream: IO[str]) -> bool:
+    """A terminal wide enough for a bar (a pseudo-terminal of 0 columns, as some CI runners open, is not)."""
+    import os
+
     try:
-        return stream.isatty()
-    except (AttributeError, ValueError):
+        return stream.isatty() and os.get_terminal_size(stream.fileno()).columns >= 40
+    except (AttributeError, ValueError, OSError):
         return False
 
 
