@@ -20,6 +20,7 @@ Writes benchmarks/results/sweep.json.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -99,6 +100,7 @@ def main() -> None:
                    help="timed seconds of each validation on its realtime board (default 8)")
     p.add_argument("--out", default="sweep", help="results name under benchmarks/results (default sweep)")
     args = p.parse_args()
+    load_before = os.getloadavg()[0]   # _common records the load as the results are written, i.e. after the run
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -121,7 +123,8 @@ def main() -> None:
     slowdown = together["mean_cell_s"] / alone["mean_cell_s"]
     print(f"  a cell side by side takes {slowdown:.2f}x its time alone; the sweep adds {100 * (overhead - 1):.1f}% "
           "to the cells' own time", flush=True)
-    write(args.out, {"cells": k, "workers": w, "measure_seconds": args.measure_seconds, "alone": alone,
+    write(args.out, {"load_avg_1m_before": load_before, "cells": k, "workers": w,
+                     "measure_seconds": args.measure_seconds, "alone": alone,
                      "together": together, "ideal_s": ideal, "ratio": ratio, "target": 1.2, "met": ratio <= 1.2,
                      "ratio_with_ray_start": (together["wall_s"] + together["engine_start_s"]) / ideal,
                      "cell_slowdown_side_by_side": slowdown, "scheduling_overhead": overhead})
