@@ -15,7 +15,7 @@ import json
 import math
 import os
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,4 +163,20 @@ def list_checkpoints(folder: Path | str, space: MobileNetSpace) -> list[tuple[Ch
     if steps != list(range(len(steps))):
         raise CheckpointError(f"checkpoint folder {folder} holds steps {steps}, not 0..{len(steps) - 1}: a checkpoint "
                               "is missing; nothing was changed")
+    return found
+
+
+def resume_from(folder: Path | str, space: MobileNetSpace, *, resume: bool, name_of: Callable[[int], str | None]
+                ) -> list[tuple[Checkpoint, Path]]:
+    """The checkpoints a run continues from: none in a fresh folder; refused when the folder holds
+    checkpoints and ``resume`` is off, or holds ones this run would not write (``name_of(step)``)."""
+    found = list_checkpoints(folder, space)
+    if found and not resume:
+        raise CheckpointError(f"{folder} already holds checkpoints ({', '.join(c.name for c, _ in found)}); resume "
+                              "them or choose an empty folder; nothing was changed")
+    foreign = [c.name for c, _ in found if name_of(c.step) != c.name]
+    if foreign:
+        want = ", ".join(n for n in (name_of(c.step) for c, _ in found) if n)
+        raise CheckpointError(f"{folder} holds {', '.join(foreign)}, not this run's checkpoints"
+                              f"{f' ({want})' if want else ''}; nothing was changed")
     return found

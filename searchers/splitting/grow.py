@@ -25,10 +25,13 @@ Deviations from the paper, where the code makes them:
   of widening two adjacent layers in one step (about e_l e_(l+1) / layer cost) is left out, as in
   eq. (1). The realised cost of the split network is checked, and if the cross terms took it past
   the device budget the least efficient chosen splits are dropped (reported in the notes).
-- The step budget is ``growth`` times the current network's predicted cost (seed 003 does not
-  say how it sized its steps; its checkpoints grow 1.4-2.1x in MACs), capped by the headroom to
-  the device budget. That headroom is measured: the last checkpoint's device cost, converted
-  into the LUT's units with the ratio measured/predicted of that same checkpoint.
+- The step budget is ``growth`` times the current network's cost on the device (seed 003 does
+  not say how it sized its steps; its checkpoints grow 1.4-2.1x in MACs), capped by the headroom
+  to the device budget. Both are measured and converted into the cost model's units with the
+  slope measured/predicted between the last two checkpoints (clamped to [0.5, 2]; 1 before
+  there are two): a LUT sum differs from a whole network's latency mostly by an offset (each
+  micro-model's own call overhead, fusion), not a factor, so a ratio of totals would misjudge
+  what one more neuron costs.
 - A layer never grows past the top of its LUT grid (``MobileNetSpace.max_width``).
 - BN uses running statistics for the index; a split channel copies its BN (``split.py``).
 """
@@ -45,8 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilnas.searchers.cost import CostModel
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
-from hilnas.searchers.splitting.checkpoint import (Checkpoint, CheckpointError, list_checkpoints, load_weights,
-                                                   save_checkpoint)
+from hilnas.searchers.splitting.checkpoint import Checkpoint, load_weights, resume_from, save_checkpoint
 from hilnas.searchers.splitting.costs import split_costs
 from hilnas.searchers.splitting.index import IndexConfig
 from hilnas.searchers.splitting.knapsack import SOLVERS
@@ -123,6 +125,17 @@ def device_cost(ck: Checkpoint, metric: str) -> float:
     return ck.predicted[metric]
 
 
+def measured_slope(history: Sequence[Checkpoint], metric: str, clamp: tuple[float, float] = (0.5, 2.0)) -> float:
+    """d(device cost) / d(predicted cost) between the last two checkpoints, clamped; 1 before there are two."""
+    if len(history) < 2:
+        return 1.0
+    a, b = history[-2], history[-1]
+    dp = b.predicted[metric] - a.predicted[metric]
+    if dp <= 0:
+        return 1.0
+    return min(max((device_cost(b, metric) - device_cost(a, metric)) / dp, clamp[0]), clamp[1])
+
+
 def index_batches(loaders: Loaders, n: int, batch_size: int, seed: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """``n`` seeded random batches of the training set (the splitting index's expectation)."""
     import torch
@@ -155,17 +168,6 @@ def finish_checkpoint(space: MobileNetSpace, ck: Checkpoint, net: MobileNet, cos
     return ck
 
 
-def _resume(folder: Path, space: MobileNetSpace, prefix: str, resume: bool) -> tuple[list[Checkpoint], Path | None]:
-    found = list_checkpoints(folder, space)
-    if found and not resume:
-        raise CheckpointError(f"{folder} already holds checkpoints ({', '.join(c.name for c, _ in found)}); resume "
-                              "them or choose an empty folder; nothing was changed")
-    foreign = [c.name for c, _ in found if not c.name.startswith(prefix + "-")]
-    if foreign:
-        raise CheckpointError(f"{folder} holds {', '.join(foreign)}, not {prefix} checkpoints; nothing was changed")
-    return [c for c, _ in found], (found[-1][1] if found else None)
-
-
 def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, config: GrowConfig,
          loaders: Loaders, *, measure: MeasureFn, checkpoint_dir: Path | str, resume: bool = False,
          progress: Callable[[str], None] | None = None) -> GrowthResult:
@@ -184,7 +186,8 @@ def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, 
     say = progress or (lambda msg: log.info("%s", msg))
     folder = Path(checkpoint_dir)
     started = time.perf_counter()
-    history, last_path = _resume(folder, space, config.prefix, resume)
+    found = resume_from(folder, space, resume=resume, name_of=lambda step: f"{config.prefix}-{step}")
+    history, last_path = [c for c, _ in found], (found[-1][1] if found else None)
     resumed_from = history[-1].step if history else None
     notes: list[str] = []
     metric, model = budget.metric, costs[budget.metric]
@@ -200,7 +203,7 @@ def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, 
         ck = finish_checkpoint(space, Checkpoint(0, f"{config.prefix}-0", net.widths, acc, loss, config.seed_epochs, {}),
                                net, costs, measure, folder, t0)
         history.append(ck)
-        say(_line(ck, metric))
+        say(checkpoint_line(ck, metric))
         if device_cost(ck, metric) > budget.value:
             raise InfeasibleBudgetError(
                 f"the budget {budget} is below the seed network's cost on the device: {ck.name} "
@@ -210,15 +213,15 @@ def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, 
     for k in range(len(history), config.steps + 1):
         t0 = time.perf_counter()
         prev = history[-1]
-        ratio = device_cost(prev, metric) / prev.predicted[metric] if prev.predicted[metric] > 0 else 1.0
-        headroom = (budget.value - device_cost(prev, metric)) / ratio  # in the cost model's units
-        step_budget = min(config.growth * prev.predicted[metric], headroom)
+        slope = measured_slope(history, metric)
+        headroom = (budget.value - device_cost(prev, metric)) / slope  # in the cost model's units
+        step_budget = min(config.growth * device_cost(prev, metric) / slope, headroom)
         e, floored = split_costs(space, net.widths, model)
         if floored:
             notes.append(f"step {k}: {floored} layer cost(s) e_l below the floor raised to it (noisy or flat grid)")
         if step_budget < min(e):
             stop = (f"the next split does not fit the budget: {budget.value - device_cost(prev, metric):.4g} "
-                    f"{budget.unit} left, the cheapest split costs {min(e) * ratio:.4g}")
+                    f"{budget.unit} left, the cheapest split costs {min(e) * slope:.4g}")
             break
         items, directions = _candidates(net, loaders, e, config, k)
         chosen = _choose(items, step_budget, config, k)
@@ -240,7 +243,7 @@ def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, 
                         step_budget=step_budget, split_cost=sum(items[i][3] for i in chosen))
         ck = finish_checkpoint(space, ck, net, costs, measure, folder, t0)
         history.append(ck)
-        say(_line(ck, metric))
+        say(checkpoint_line(ck, metric))
         if device_cost(ck, metric) > budget.value:
             stop = f"{ck.name} measures {device_cost(ck, metric):.4g} {budget.unit}, over the budget {budget}"
             break
@@ -248,7 +251,7 @@ def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, 
     return GrowthResult(method, budget, tuple(history), stop, resumed_from, tuple(notes), time.perf_counter() - started)
 
 
-def _line(ck: Checkpoint, metric: str) -> str:
+def checkpoint_line(ck: Checkpoint, metric: str) -> str:
     measured = ", ".join(f"{k} {v:.4g}" for k, v in ck.measured.items() if v is not None) or "not measured"
     return (f"{ck.name}: widths {list(ck.widths.widths)}, test accuracy {100 * ck.test_acc:.2f}%, "
             f"predicted {metric} {ck.predicted[metric]:.4g}, measured {measured}")
