@@ -6,7 +6,7 @@ learning rate, seed and measurement as the splitting checkpoints, and checkpoint
 ``Width-alpha``. By default the runner gives each the epochs the last splitting checkpoint's
 weights have seen in total (``seed_epochs + steps * step_epochs``), so a comparison at matched
 cost is also at a matched budget of epochs. Random splitting of equal cost is
-``grow(..., GrowConfig(selection="random"))``: random neurons and directions under the same
+``grow_by_splitting(..., GrowConfig(selection="random"))``: random neurons and directions under the same
 step budgets, so the two curves differ only in how the neurons were chosen.
 """
 from __future__ import annotations

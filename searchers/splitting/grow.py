@@ -146,9 +146,16 @@ def index_batches(loaders: Loaders, n: int, batch_size: int, seed: int) -> list[
 
 
 def train_phase(net: MobileNet, loaders: Loaders, epochs: int, config: GrowConfig, seed: int) -> tuple[float, float]:
-    """(test accuracy, last epoch's training loss) after ``epochs`` epochs of the shared training loop."""
+    """(test accuracy, last epoch's training loss) after ``epochs`` epochs of the shared training loop.
+
+    The training loader's shuffling is re-seeded from ``seed``, so a phase sees the same batches
+    whatever ran before it in the process: a resumed run trains exactly as the uninterrupted one.
+    """
     from hilnas.searchers.train import TrainConfig, train
 
+    generator = getattr(loaders.train, "generator", None)
+    if generator is not None:
+        generator.manual_seed(seed)
     result = train(net, loaders, TrainConfig(epochs=epochs, lr=config.lr, seed=seed, device="cpu", log_every=0,
                                              max_batches_per_epoch=config.max_batches_per_epoch))
     return result.final_acc, result.history[-1].train_loss
@@ -168,7 +175,7 @@ def finish_checkpoint(space: MobileNetSpace, ck: Checkpoint, net: MobileNet, cos
     return ck
 
 
-def grow(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, config: GrowConfig,
+def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, config: GrowConfig,
          loaders: Loaders, *, measure: MeasureFn, checkpoint_dir: Path | str, resume: bool = False,
          progress: Callable[[str], None] | None = None) -> GrowthResult:
     """Grow from the seed network to the device budget; see the module docstring.

@@ -37,6 +37,8 @@ def knapsack_dp(gains: Sequence[float], costs: Sequence[float], budget: float, *
     if resolution < 1:
         raise ValueError("resolution must be >= 1")
     unit = budget / resolution if budget > 0 else 1.0
+    if budget == 0:
+        resolution = 0  # only free items fit
     chosen: list[int] = []
     items: list[tuple[int, float, int]] = []
     for i, (g, c) in enumerate(zip(gains, costs)):

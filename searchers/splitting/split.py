@@ -73,6 +73,9 @@ def split_state(space: MobileNetSpace, widths: MobileNetWidths, state: Mapping[s
                              f"and {widths.widths[layer] if 0 <= layer <= last else 0} neurons there")
         unit = unit_prefix(layer)
         W = out[f"{unit}.conv.weight"]                      # (C, cin, k, k)
+        if split.directions.shape[1:] != (W[0].numel(),):
+            raise ValueError(f"layer {layer}: directions of shape {tuple(split.directions.shape)}, the conv's "
+                             f"neurons have d = {W[0].numel()} weights")
         V = split.directions.to(W.dtype).reshape(len(J), *W.shape[1:])
         theta = W[J]
         W[J] = theta + epsilon * V

@@ -265,7 +265,7 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
         costs["latency_ms"] = latency
     except MissingOpsError as err:
         if needs_latency:
-            raise MissingOpsError(err.keys, lut_name=f"{device_key} LUT (`{build}` measures them); it") from None
+            raise _missing(err, device_key, space, build) from None
         notes.append(f"no LUT latency prediction: {len(err.keys)} grid key(s) missing (`{build}`)")
     except Exception as err:  # noqa: BLE001 - no LUT (a StoreError): a params / FLOPs budget goes on without it
         if needs_latency:
@@ -282,12 +282,24 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
             energy = GridEnergyCost(values)
             energy.check(space)
         except MissingOpsError as err:
-            raise MissingOpsError(err.keys, lut_name=f"{device_key} energy LUT (`{build_energy}` measures them); "
-                                  "it") from None
+            raise _missing(err, device_key, space, build_energy, "energy ") from None
         except Exception as err:  # noqa: BLE001 - no LUT, or a LUT without energy: one line with the fix
             raise ValueError(f"{err}; measure the grid with energy: `{build_energy}`") from None
         costs["energy_mj"] = energy
     return costs, notes
+
+
+def _missing(err: Exception, device_key: str, space: MobileNetSpace, command: str, what: str = "") -> Exception:
+    """The LUT's missing grid keys as one line: which keys, for which input shape, and the command."""
+    from hilnas.searchers.cost import MissingOpsError
+
+    keys = err.keys
+    shown = ", ".join(keys[:4]) + (f" and {len(keys) - 4} more" if len(keys) > 4 else "")
+    out = MissingOpsError(keys)
+    out.args = (f"the {what}LUT of device {device_key!r} has no rows for {len(keys)} grid key(s) of this backbone at "
+                f"input {space.in_channels}x{space.input_size}x{space.input_size} ({shown}); measure them with "
+                f"`{command}`",)
+    return out
 
 
 def _bench(client: AgentClient, config: SplittingRunConfig, onnx_bytes: bytes, estimate: float | None):
@@ -358,7 +370,7 @@ def _measure_fn(store: Store, device_key: str, client: AgentClient, config: Spli
 
 def _grow(space: MobileNetSpace, costs: Mapping[str, CostModel], config: SplittingRunConfig, loaders: Any,
           measure: Any, checkpoint_dir: Path, say: Callable[[str], None]) -> GrowthResult:
-    from hilnas.searchers.splitting import grow, width_multipliers
+    from hilnas.searchers.splitting import grow_by_splitting, width_multipliers
 
     resume = config.resume_run is not None
     if config.method == "width":
@@ -366,7 +378,7 @@ def _grow(space: MobileNetSpace, costs: Mapping[str, CostModel], config: Splitti
                                  config.grow, loaders, measure=measure, checkpoint_dir=checkpoint_dir, resume=resume,
                                  progress=say)
     grow_config = dataclasses.replace(config.grow, selection="random" if config.method == "random" else "index")
-    return grow(space, costs, config.budget, grow_config, loaders, measure=measure, checkpoint_dir=checkpoint_dir,
+    return grow_by_splitting(space, costs, config.budget, grow_config, loaders, measure=measure, checkpoint_dir=checkpoint_dir,
                 resume=resume, progress=say)
 
 
