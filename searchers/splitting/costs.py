@@ -24,11 +24,12 @@ from hilnas.searchers.cost import CostModel
 from hilnas.searchers.spaces.mobilenet import MobileNetSpace, MobileNetWidths
 
 
-def split_costs(space: MobileNetSpace, widths: MobileNetWidths, cost_model: CostModel, *,
+def split_costs(space: MobileNetSpace, widths: MobileNetWidths, cost_model: CostModel, *, by: int = 1,
                 floor: float = 0.05) -> tuple[tuple[float, ...], int]:
-    """(e_l per layer, how many were raised to the floor); inf for a layer at the top of its grid."""
+    """(e_l per layer for ``by`` more neurons, how many were raised to the floor); inf for a layer that
+    cannot grow by ``by`` within its grid."""
     base = cost_model.genotype_cost(space, widths)
-    raw = [cost_model.genotype_cost(space, widths.grown(l)) - base if widths.widths[l] < space.max_width(l)
+    raw = [cost_model.genotype_cost(space, widths.grown(l, by)) - base if widths.widths[l] + by <= space.max_width(l)
            else math.inf for l in range(space.num_layers)]
     positive = [e for e in raw if 0 < e < math.inf]
     least = floor * statistics.median(positive) if positive else 1e-12

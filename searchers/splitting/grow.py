@@ -33,6 +33,13 @@ Deviations from the paper, where the code makes them:
   micro-model's own call overhead, fusion), not a factor, so a ratio of totals would misjudge
   what one more neuron costs.
 - A layer never grows past the top of its LUT grid (``MobileNetSpace.max_width``).
+- ``width_multiple`` m > 1 (not in the paper) keeps every width a multiple of m: the seed's
+  widths are rounded to multiples of m and the knapsack's items are groups of m neurons of a
+  layer (its m most negative indices not yet taken; gain the sum, cost the cost of m more
+  neurons). ONNX Runtime on x86 runs a network whose channels are multiples of 8 in a blocked
+  layout: here one layer at 17 channels instead of 16 made a whole network 65 % slower
+  (0.026 -> 0.043 ms), which a LUT of aligned grid widths cannot see. The width multipliers
+  of the baseline are aligned by construction.
 - BN uses running statistics for the index; a split channel copies its BN (``split.py``).
 """
 from __future__ import annotations
@@ -79,6 +86,7 @@ class GrowConfig:
     epsilon: float = 0.1            # the split step: offspring at theta +- epsilon v, v of unit length in the
                                     # index's metric (default: 0.1 = an RMS change of 0.1 of the BN output)
     selection: str = "index"        # "index" (eq. (1)) | "random" (random neurons and directions, same budget)
+    width_multiple: int = 1         # widths stay multiples of this: neurons split in groups of it (1 = the paper)
     knapsack: str = "dp"            # "dp" (exact on a discretised budget) | "greedy" (gain / cost ratio)
     resolution: int = 1000          # budget units of the DP
     index: IndexConfig = IndexConfig()
@@ -94,6 +102,8 @@ class GrowConfig:
             raise ValueError("steps must be >= 0, seed_epochs and step_epochs >= 1")
         if not self.growth > 0 or not self.seed_multiplier > 0 or self.epsilon < 0:
             raise ValueError("growth and seed_multiplier must be > 0, epsilon >= 0")
+        if self.width_multiple < 1:
+            raise ValueError(f"width_multiple must be >= 1, got {self.width_multiple}")
 
     @property
     def prefix(self) -> str:
@@ -123,6 +133,13 @@ def device_cost(ck: Checkpoint, metric: str) -> float:
         value = ck.measured.get(metric)
         return ck.predicted[metric] if value is None else float(value)
     return ck.predicted[metric]
+
+
+def seed_widths(space: MobileNetSpace, config: GrowConfig) -> MobileNetWidths:
+    """Splitting-0: the backbone at ``seed_multiplier``, each width rounded to ``width_multiple`` (at least one)."""
+    m = config.width_multiple
+    widths = space.widths_at(config.seed_multiplier).widths
+    return MobileNetWidths(tuple(max(m, m * int(w / m + 0.5)) for w in widths))  # half up, as make_divisible
 
 
 def measured_slope(history: Sequence[Checkpoint], metric: str, clamp: tuple[float, float] = (0.5, 2.0)) -> float:
@@ -204,7 +221,7 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
     else:
         t0 = time.perf_counter()
         torch.manual_seed(config.seed)
-        net = MobileNet(space, space.widths_at(config.seed_multiplier))
+        net = MobileNet(space, seed_widths(space, config))
         say(f"training the seed network {list(net.widths.widths)} ({config.seed_epochs} epochs)")
         acc, loss = train_phase(net, loaders, config.seed_epochs, config, config.seed)
         ck = finish_checkpoint(space, Checkpoint(0, f"{config.prefix}-0", net.widths, acc, loss, config.seed_epochs, {}),
@@ -223,7 +240,7 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
         slope = measured_slope(history, metric)
         headroom = (budget.value - device_cost(prev, metric)) / slope  # in the cost model's units
         step_budget = min(config.growth * device_cost(prev, metric) / slope, headroom)
-        e, floored = split_costs(space, net.widths, model)
+        e, floored = split_costs(space, net.widths, model, by=config.width_multiple)
         if floored:
             notes.append(f"step {k}: {floored} layer cost(s) e_l below the floor raised to it (noisy or flat grid)")
         if step_budget < min(e):
@@ -264,35 +281,40 @@ def checkpoint_line(ck: Checkpoint, metric: str) -> str:
             f"predicted {metric} {ck.predicted[metric]:.4g}, measured {measured}")
 
 
-Item = tuple[int, int, float, float]  # (layer, neuron, gain, cost)
+Item = tuple[int, tuple[int, ...], float, float]  # (layer, neurons split together, gain, cost)
+
+
+def _groups(layer: int, neurons: Sequence[int], gains: Sequence[float], cost: float, m: int, room: int) -> list[Item]:
+    """Consecutive groups of m neurons (in the given order), at most ``room`` neurons in all."""
+    n = min(len(neurons), room) // m * m
+    return [(layer, tuple(neurons[i:i + m]), float(sum(gains[i:i + m])), cost) for i in range(0, n, m)]
 
 
 def _candidates(net: MobileNet, loaders: Loaders, e: Sequence[float], config: GrowConfig, step: int
                 ) -> tuple[list[Item], dict[int, torch.Tensor]]:
-    """Splittable (layer, neuron, gain, cost) items and each layer's split directions (neurons, d)."""
+    """The knapsack's items (groups of ``width_multiple`` neurons) and each layer's split directions (neurons, d)."""
     import torch
 
     items: list[Item] = []
     directions: dict[int, torch.Tensor] = {}
-    widths = net.widths.widths
+    widths, m = net.widths.widths, config.width_multiple
+    batches = index_batches(loaders, config.index.batches, config.batch_size, config.seed * 7919 + step)
     if config.selection == "index":
         from hilnas.searchers.splitting.index import splitting_indices
-        batches = index_batches(loaders, config.index.batches, config.batch_size, config.seed * 7919 + step)
         for li in splitting_indices(net, batches, replace(config.index, seed=config.index.seed + step)):
             room = net.space.max_width(li.layer) - widths[li.layer] if math.isfinite(e[li.layer]) else 0
-            order = [int(j) for j in torch.argsort(li.eigenvalues) if li.eigenvalues[j] < 0][:room]
-            items += [(li.layer, j, -float(li.eigenvalues[j]), e[li.layer]) for j in order]
+            order = [int(j) for j in torch.argsort(li.eigenvalues) if li.eigenvalues[j] < 0]
+            items += _groups(li.layer, order, [-float(li.eigenvalues[j]) for j in order], e[li.layer], m, room)
             directions[li.layer] = li.directions
         return items, directions
     from hilnas.searchers.splitting.index import layer_terms, random_directions
     gen = torch.Generator().manual_seed(config.seed * 7919 + step)
-    batches = index_batches(loaders, config.index.batches, config.batch_size, config.seed * 7919 + step)
     for layer, terms in enumerate(layer_terms(net, batches, config.index.beta, gradients=False)):
         directions[layer] = random_directions(terms, gen, config.index)  # unit steps in the index's metric
         if math.isfinite(e[layer]):
-            room = min(net.space.max_width(layer) - widths[layer], widths[layer])
-            picks = torch.randperm(widths[layer], generator=gen)[:room].tolist()
-            items += [(layer, j, 0.0, e[layer]) for j in sorted(picks)]
+            room = net.space.max_width(layer) - widths[layer]
+            picks = torch.randperm(widths[layer], generator=gen).tolist()
+            items += _groups(layer, picks, [0.0] * len(picks), e[layer], m, room)
     return items, directions
 
 
@@ -321,7 +343,7 @@ def _fit(space: MobileNetSpace, widths: MobileNetWidths, items: Sequence[Item], 
     def cost_of(sel: list[int]) -> float:
         w = list(widths.widths)
         for i in sel:
-            w[items[i][0]] += 1
+            w[items[i][0]] += len(items[i][1])
         return model.genotype_cost(space, MobileNetWidths(tuple(w)))
 
     while chosen and cost_of(chosen) > limit:
@@ -336,5 +358,5 @@ def _layer_splits(items: Sequence[Item], chosen: Sequence[int], directions: Mapp
 
     per_layer: dict[int, list[int]] = {}
     for i in chosen:
-        per_layer.setdefault(items[i][0], []).append(items[i][1])
+        per_layer.setdefault(items[i][0], []).extend(items[i][1])
     return [LayerSplit(layer, tuple(js), directions[layer][js]) for layer, js in sorted(per_layer.items())]

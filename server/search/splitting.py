@@ -319,9 +319,10 @@ def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig
                 costs: Mapping[str, CostModel], estimate: float | None, say: Callable[[str], None]) -> None:
     """Refuse a budget below the seed network's cost on the device (measured untrained: the weights do not
     change what it costs)."""
+    from hilnas.searchers.splitting.grow import seed_widths
     from hilnas.server.model_meta import export_network
 
-    metric, seed = config.budget.metric, space.widths_at(config.grow.seed_multiplier)
+    metric, seed = config.budget.metric, seed_widths(space, config.grow)
     if metric in ("params_m", "mflops"):
         cost = costs[metric].genotype_cost(space, seed)
     else:

@@ -157,3 +157,13 @@ def test_the_baselines(tmp_path, loaders):
     assert [c.name for c in rand.checkpoints] == ["RandomSplit-0", "RandomSplit-1", "RandomSplit-2"]
     assert all(c.split_cost <= c.step_budget + 1e-12 for c in rand.checkpoints[1:])
     assert rand.checkpoints[0].widths == SPACE.widths_at(0.3)
+
+
+def test_a_width_multiple_keeps_every_width_aligned(tmp_path, loaders):
+    result = grow_by_splitting(SPACE, COSTS, Budget("mflops", 1.0),
+                               GrowConfig(**{**CONFIG.__dict__, "width_multiple": 2}), loaders, measure=_no_device(),
+                               checkpoint_dir=tmp_path)
+    assert result.checkpoints[0].widths == MobileNetWidths((2, 6, 6))  # (2, 5, 5) rounded to multiples of 2
+    for ck in result.checkpoints:
+        assert all(w % 2 == 0 for w in ck.widths.widths) and all(n % 2 == 0 for n in ck.splits.values())
+    assert sum(result.checkpoints[-1].widths.widths) > sum(result.checkpoints[0].widths.widths)

@@ -26,7 +26,8 @@ def cmd_search_splitting(args) -> int:
     index = IndexConfig(beta=args.beta, batches=args.index_batches, metric=args.index_metric)
     grow = GrowConfig(seed_multiplier=args.seed_multiplier, steps=args.steps, growth=args.growth,
                       seed_epochs=args.seed_epochs, step_epochs=args.step_epochs, lr=args.lr, batch_size=args.batch_size,
-                      epsilon=args.epsilon, knapsack=args.knapsack, index=index, seed=args.seed,
+                      epsilon=args.epsilon, width_multiple=args.width_multiple, knapsack=args.knapsack, index=index,
+                      seed=args.seed,
                       max_batches_per_epoch=args.max_batches)
     config = SplittingRunConfig(
         budget=parse_budget(args.budget or "latency_ms=1"), method=args.method,
@@ -85,6 +86,9 @@ def register(ssub) -> None:
     p.add_argument("--epsilon", type=float, default=0.1,
                    help="split step: offspring at theta +- epsilon v (default 0.1: an RMS change of 0.1 of the "
                         "neuron's BN output)")
+    p.add_argument("--width-multiple", type=int, default=1,
+                   help="keep every width a multiple of this, splitting neurons in groups of it (default 1, the paper; "
+                        "8 suits ONNX Runtime on x86, whose blocked kernels want multiples of 8)")
     p.add_argument("--knapsack", default="dp", choices=["dp", "greedy"],
                    help="eq. (1) solver: dp (exact on the budget in 1000 units; default) or greedy (gain/cost ratio)")
     p.add_argument("--index-batches", type=int, default=4, help="training batches the splitting index averages (default 4)")
