@@ -120,7 +120,7 @@ def test_a_dataset_shape_without_lut_rows_names_the_keys_and_the_command(pi):
     with pytest.raises(MissingOpsError) as err:
         run_splitting(store, "pi", [client], config(dataset=data))
     text = str(err.value)
-    assert "conv_bn_relu_3x3|cin=1|cout=2|h=16|w=16|s=1" in err.value.keys and "input 1x16x16" in text
+    assert "mobilenet_stem|cin=1|cout=2|h=16|w=16|s=1" in err.value.keys and "input 1x16x16" in text
     assert ("hilnas lut build --device pi --space mobilenet --space-opt in_channels=1 --space-opt input_size=16 "
             "--space-opt num_classes=4 --space-opt base_widths=8,16,16 --space-opt strides=1,2,1") in text
     assert store.runs_df().empty

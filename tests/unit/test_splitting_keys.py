@@ -43,7 +43,7 @@ def test_the_grid_keys():
     assert len(keys) == len(g0) + len(g0) * len(g1) + len(g1) * len(g2) + len(g2)
     assert OpKey("dws_block", g0[0], g1[-1], 8, 8, 2) in keys and OpKey("gap_linear", g2[1], 4, 4, 4, 1) in keys
     net_keys = network_op_keys(space, space.widths_at(1.0))
-    assert [k.op for k in net_keys] == ["conv_bn_relu_3x3", "dws_block", "dws_block", "gap_linear"]
+    assert [k.op for k in net_keys] == ["mobilenet_stem", "dws_block", "dws_block", "gap_linear"]
     assert set(net_keys) <= set(keys)  # multiplier 1.0 is a grid point of every layer
 
 

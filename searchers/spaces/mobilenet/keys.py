@@ -1,8 +1,9 @@
 """The backbone's op keys: one per layer, and the grid of widths a LUT measures.
 
-``conv_bn_relu_3x3|cin=1|cout=10|h=28|w=28|s=1`` is the stem, ``dws_block|cin=10|cout=19|h=28|
-w=28|s=1`` a depthwise-separable block (its depthwise conv has ``cin`` channels), and the head is
-the shared ``gap_linear``. A network's keys (``network_op_keys``) are its layers at its exact
+``mobilenet_stem|cin=1|cout=10|h=28|w=28|s=1`` is the stem (3x3 conv-BN-ReLU at the stride; a
+name of its own, since ``op_key`` has one builder per name and another space's conv-BN-ReLU stem
+may build a different module), ``dws_block|cin=10|cout=19|h=28|w=28|s=1`` a depthwise-separable
+block (its depthwise conv has ``cin`` channels), and the head is the shared ``gap_linear``. A network's keys (``network_op_keys``) are its layers at its exact
 widths. ``enumerate_op_keys`` lists the grid instead: the stem and the head at every grid width of
 their layer, and each block at every (grid width of the layer before, grid width of its own
 layer) pair, since a block's cost depends on both. Splitting can reach any width in between,
@@ -23,7 +24,7 @@ from hilnas.searchers.spaces.mobilenet.spec import MobileNetLayer, MobileNetSpac
 if TYPE_CHECKING:
     from torch import nn
 
-STEM_OP, BLOCK_OP, HEAD_OP = "conv_bn_relu_3x3", "dws_block", "gap_linear"
+STEM_OP, BLOCK_OP, HEAD_OP = "mobilenet_stem", "dws_block", "gap_linear"
 
 
 def _stem(key: OpKey) -> nn.Module:

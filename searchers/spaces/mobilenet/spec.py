@@ -109,7 +109,7 @@ class MobileNetSpace(SearchSpace):
     a gate wraps or follows a unit without touching the others.
     """
     name: ClassVar[str] = "mobilenet"
-    ops: tuple[str, ...] = ("conv_bn_relu_3x3", "dws_block", "gap_linear")  # the op types of its layers
+    ops: tuple[str, ...] = ("mobilenet_stem", "dws_block", "gap_linear")  # the op types of its layers
     base_widths: tuple[int, ...] = MOBILENET_V1_WIDTHS   # stem, then each block's pointwise output
     strides: tuple[int, ...] = SMALL_INPUT_STRIDES       # stem, then each block's depthwise stride
     grid_multipliers: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0, 1.5)  # LUT grid: base width x these
