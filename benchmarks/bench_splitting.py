@@ -98,12 +98,11 @@ def main() -> None:
     from hilnas.searchers.result import Budget
     from hilnas.searchers.spaces import create_space
     from hilnas.searchers.splitting import Checkpoint, GrowConfig
-    from hilnas.searchers.splitting.checkpoint import list_checkpoints, load_weights
+    from hilnas.searchers.splitting.checkpoint import load_weights
     from hilnas.searchers.splitting.grow import train_phase
     from hilnas.server.client import AgentClient, ClientConfig
     from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
     from hilnas.server.lut.micromodels import MicroModels
-    from hilnas.server.model_meta import export_network
     from hilnas.server.search.splitting import SplittingRunConfig, plot_curves, run_splitting
     from hilnas.server.store import Store
 

@@ -59,6 +59,7 @@ from hilnas.searchers.splitting.checkpoint import Checkpoint, load_weights, resu
 from hilnas.searchers.splitting.costs import split_costs
 from hilnas.searchers.splitting.index import IndexConfig
 from hilnas.searchers.splitting.knapsack import SOLVERS
+from hilnas.searchers.splitting.split import LayerSplit, split_network
 from hilnas.searchers.spaces.mobilenet import MobileNetSpace, MobileNetWidths
 
 if TYPE_CHECKING:
@@ -193,18 +194,14 @@ def finish_checkpoint(space: MobileNetSpace, ck: Checkpoint, net: MobileNet, cos
 
 
 def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, config: GrowConfig,
-         loaders: Loaders, *, measure: MeasureFn, checkpoint_dir: Path | str, resume: bool = False,
-         progress: Callable[[str], None] | None = None) -> GrowthResult:
+                      loaders: Loaders, *, measure: MeasureFn, checkpoint_dir: Path | str, resume: bool = False,
+                      progress: Callable[[str], None] | None = None) -> GrowthResult:
     """Grow from the seed network to the device budget; see the module docstring.
 
     ``costs`` maps metrics to cost models and must include ``budget.metric`` (the one eq. (1)
     prices splits with); every checkpoint records the prediction of each. ``measure(checkpoint,
     net)`` measures a trained checkpoint on the device and returns {"latency_ms": .., ...}.
     """
-    import torch
-
-    from hilnas.searchers.spaces.mobilenet.net import MobileNet
-
     if budget.metric not in costs:
         raise ValueError(f"no cost model for the budget's metric {budget.metric} (have {', '.join(costs)})")
     say = progress or (lambda msg: log.info("%s", msg))
@@ -219,20 +216,8 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
         net = load_weights(last_path, space, history[-1])
         say(f"resuming after {history[-1].name} (widths {list(history[-1].widths.widths)})")
     else:
-        t0 = time.perf_counter()
-        torch.manual_seed(config.seed)
-        net = MobileNet(space, seed_widths(space, config))
-        say(f"training the seed network {list(net.widths.widths)} ({config.seed_epochs} epochs)")
-        acc, loss = train_phase(net, loaders, config.seed_epochs, config, config.seed)
-        ck = finish_checkpoint(space, Checkpoint(0, f"{config.prefix}-0", net.widths, acc, loss, config.seed_epochs, {}),
-                               net, costs, measure, folder, t0)
+        net, ck = _seed_checkpoint(space, costs, budget, config, loaders, measure, folder, say)
         history.append(ck)
-        say(checkpoint_line(ck, metric))
-        if device_cost(ck, metric) > budget.value:
-            raise InfeasibleBudgetError(
-                f"the budget {budget} is below the seed network's cost on the device: {ck.name} "
-                f"{list(ck.widths.widths)} costs {device_cost(ck, metric):.4g} {budget.unit}",
-                cheapest_cost=device_cost(ck, metric), cheapest_genotype=ck.widths)
     stop = "steps"
     for k in range(len(history), config.steps + 1):
         t0 = time.perf_counter()
@@ -256,7 +241,6 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
         if dropped:
             notes.append(f"step {k}: dropped {dropped} chosen split(s) whose joint cost passed the budget")
         splits = _layer_splits(items, chosen, directions)
-        from hilnas.searchers.splitting.split import split_network
         net = split_network(net, splits, config.epsilon)
         say(f"step {k}: split {sum(len(s.neurons) for s in splits)} neurons "
             f"({', '.join(f'layer {s.layer}: {len(s.neurons)}' for s in splits)}) -> {list(net.widths.widths)}; "
@@ -273,6 +257,30 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
             break
     method = "splitting" if config.selection == "index" else "random"
     return GrowthResult(method, budget, tuple(history), stop, resumed_from, tuple(notes), time.perf_counter() - started)
+
+
+def _seed_checkpoint(space: MobileNetSpace, costs: Mapping[str, CostModel], budget: Budget, config: GrowConfig,
+                     loaders: Loaders, measure: MeasureFn, folder: Path, say: Callable[[str], None]
+                     ) -> tuple[MobileNet, Checkpoint]:
+    """Splitting-0: the seed network, trained, measured and saved; refused when it is over the budget."""
+    import torch
+
+    from hilnas.searchers.spaces.mobilenet.net import MobileNet
+
+    t0 = time.perf_counter()
+    torch.manual_seed(config.seed)
+    net = MobileNet(space, seed_widths(space, config))
+    say(f"training the seed network {list(net.widths.widths)} ({config.seed_epochs} epochs)")
+    acc, loss = train_phase(net, loaders, config.seed_epochs, config, config.seed)
+    ck = finish_checkpoint(space, Checkpoint(0, f"{config.prefix}-0", net.widths, acc, loss, config.seed_epochs, {}),
+                           net, costs, measure, folder, t0)
+    say(checkpoint_line(ck, budget.metric))
+    cost = device_cost(ck, budget.metric)
+    if cost > budget.value:
+        raise InfeasibleBudgetError(f"the budget {budget} is below the seed network's cost on the device: {ck.name} "
+                                    f"{list(ck.widths.widths)} costs {cost:.4g} {budget.unit}",
+                                    cheapest_cost=cost, cheapest_genotype=ck.widths)
+    return net, ck
 
 
 def checkpoint_line(ck: Checkpoint, metric: str) -> str:
@@ -353,9 +361,8 @@ def _fit(space: MobileNetSpace, widths: MobileNetWidths, items: Sequence[Item], 
     return chosen, dropped
 
 
-def _layer_splits(items: Sequence[Item], chosen: Sequence[int], directions: Mapping[int, torch.Tensor]):
-    from hilnas.searchers.splitting.split import LayerSplit
-
+def _layer_splits(items: Sequence[Item], chosen: Sequence[int], directions: Mapping[int, torch.Tensor]
+                  ) -> list[LayerSplit]:
     per_layer: dict[int, list[int]] = {}
     for i in chosen:
         per_layer.setdefault(items[i][0], []).extend(items[i][1])

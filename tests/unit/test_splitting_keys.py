@@ -2,7 +2,6 @@
 import json
 import random
 
-import onnx
 import pytest
 import torch
 
