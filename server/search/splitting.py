@@ -7,9 +7,10 @@ exported, measured on the device and stored.
 2. builds the cost models: the budget's metric (latency / energy from the device's LUT of the
    backbone's width grid, interpolated between grid widths; or exact FLOPs / parameters), the
    LUT latency when the LUT has it, FLOPs and parameters. A LUT missing grid keys is refused,
-   naming the keys and the ``hilnas lut build`` command that measures them; an energy budget on a
-   device without an energy meter is refused, naming its meters, unless ``energy_estimate_w``
-   asks for the stated estimate ``energy = W x latency``;
+   naming the keys and the ``hilnas lut build`` command that measures them. Energy is measured
+   wherever the device has a meter (and predicted from the LUT when it was built with
+   ``--energy``); an energy budget on a device without a meter is refused, naming its meters,
+   unless ``energy_estimate_w`` asks for the stated estimate ``energy = W x latency``;
 3. measures the seed network (Splitting-0's widths) on the device and refuses a budget below it;
 4. grows (``searchers.splitting.grow``), or trains the baselines (``width`` multipliers,
    ``random`` splitting of equal cost). Each checkpoint is exported to ONNX with its widths as
@@ -176,10 +177,10 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
                          **dict(config.space_overrides))
     if checkpoint_dir is not None:
         list_checkpoints(checkpoint_dir, space)  # CheckpointError (damaged, another backbone) before a run is recorded
-    estimate = _energy_estimate(clients[0], device_key, config)
-    costs, notes = cost_models(store, device_key, config, space, estimate)
+    energy = _energy_mode(clients[0], device_key, config)
+    costs, notes = cost_models(store, device_key, config, space, energy)
     if checkpoint_dir is None and config.method != "width":
-        _check_seed(clients[0], device_key, config, space, costs, estimate, say)
+        _check_seed(clients[0], device_key, config, space, costs, energy, say)
     out_dir = Path(config.out_dir) if config.out_dir else \
         store.path.parent / "models" / time.strftime("splitting-%Y%m%d-%H%M%S", time.gmtime())
     checkpoint_dir = Path(checkpoint_dir or out_dir / "checkpoints")
@@ -191,7 +192,7 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
                              parent_id=config.resume_run)
     try:
         recorded: dict[str, dict[str, Any]] = {}
-        measure = _measure_fn(store, device_key, clients[0], config, space, estimate, run_id, out_dir, recorded, say)
+        measure = _measure_fn(store, device_key, clients[0], config, space, energy, run_id, out_dir, recorded, say)
         result = _grow(space, costs, config, loaders, measure, checkpoint_dir, say)
         report = _report(run_id, config, result, recorded, checkpoint_dir, out_dir, notes, started)
     except BaseException as err:
@@ -229,13 +230,21 @@ def _config_from_run(store: Store, config: SplittingRunConfig) -> tuple[Splittin
         width_epochs=old.get("width_epochs"), energy_estimate_w=old.get("energy_estimate_w")), Path(folder)
 
 
-def _energy_estimate(client: AgentClient, device_key: str, config: SplittingRunConfig) -> float | None:
-    """W of the stated estimate when the budget is energy and the device has no meter; refuse otherwise."""
-    if config.budget.metric != "energy_mj":
-        return None
+@dataclass(frozen=True)
+class EnergyMode:
+    """How a run gets energy: measured by the device's meter, a stated estimate, or not at all."""
+    meter: bool                      # the device has a usable meter: every checkpoint's energy is measured
+    estimate_w: float | None = None  # no meter, energy budget, asked for: energy = W x latency
+
+
+def _energy_mode(client: AgentClient, device_key: str, config: SplittingRunConfig) -> EnergyMode:
+    """Measure energy wherever the device has a meter; an energy budget without one is refused unless the
+    user asked for the stated estimate."""
     info = client.describe()
     if any(m.available and m.kind != "none" for m in info.energy_meters):
-        return None  # measured energy, from the LUT built with --energy
+        return EnergyMode(meter=True)
+    if config.budget.metric != "energy_mj":
+        return EnergyMode(meter=False)
     if config.energy_estimate_w is None:
         meters = "; ".join(f"{m.name} ({'available' if m.available else 'unavailable'}"
                            f"{': ' + m.note[:100] if m.note else ''})" for m in info.energy_meters) or "none"
@@ -243,11 +252,11 @@ def _energy_estimate(client: AgentClient, device_key: str, config: SplittingRunC
                          f"be measured there: use a device with a meter and build its LUT with `hilnas lut build "
                          f"--device {device_key} --space mobilenet --energy`, or ask for the estimate energy = W x "
                          f"latency with --energy-estimate-w W")
-    return config.energy_estimate_w
+    return EnergyMode(meter=False, estimate_w=config.energy_estimate_w)
 
 
 def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space: MobileNetSpace,
-                estimate: float | None) -> tuple[dict[str, CostModel], list[str]]:
+                energy: EnergyMode) -> tuple[dict[str, CostModel], list[str]]:
     """The run's cost models by metric; the budget's metric must be there (refusals: see the module docstring)."""
     from hilnas.searchers.cost import FlopsCost, MissingOpsError, ParamsCost
     from hilnas.searchers.spaces.mobilenet.grid import GridEnergyCost, GridLatencyCost
@@ -256,6 +265,7 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
     metric = config.budget.metric
     costs: dict[str, CostModel] = {"mflops": FlopsCost(), "params_m": ParamsCost()}
     notes: list[str] = []
+    estimate = energy.estimate_w
     needs_latency = metric == "latency_ms" or estimate is not None
     build = lut_command(device_key, config, space)
     try:
@@ -271,21 +281,24 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
         if needs_latency:
             raise ValueError(f"{err}; measure the grid with `{build}`") from None
         notes.append(f"no LUT latency prediction: {err}")
-    if metric == "energy_mj":
-        if estimate is not None:
-            costs["energy_mj"] = EstimatedEnergyCost(costs["latency_ms"], estimate)
-            notes.append(f"energy is ESTIMATED as {estimate:g} W x latency (the device has no energy meter)")
-            return costs, notes
+    if estimate is not None:
+        costs["energy_mj"] = EstimatedEnergyCost(costs["latency_ms"], estimate)
+        notes.append(f"energy is ESTIMATED as {estimate:g} W x latency (the device has no energy meter)")
+    elif energy.meter:  # the LUT's energy, when it was built with --energy (required for an energy budget)
         build_energy = lut_command(device_key, config, space, energy=True)
         try:
             values, _ = load_lut(store, device_key, "energy_mj", runtime=config.runtime)
-            energy = GridEnergyCost(values)
-            energy.check(space)
+            model = GridEnergyCost(values)
+            model.check(space)
+            costs["energy_mj"] = model
         except MissingOpsError as err:
-            raise _missing(err, device_key, space, build_energy, "energy ") from None
+            if metric == "energy_mj":
+                raise _missing(err, device_key, space, build_energy, "energy ") from None
+            notes.append(f"no LUT energy prediction: {len(err.keys)} grid key(s) without energy (`{build_energy}`)")
         except Exception as err:  # noqa: BLE001 - no LUT, or a LUT without energy: one line with the fix
-            raise ValueError(f"{err}; measure the grid with energy: `{build_energy}`") from None
-        costs["energy_mj"] = energy
+            if metric == "energy_mj":
+                raise ValueError(f"{err}; measure the grid with energy: `{build_energy}`") from None
+            notes.append(f"no LUT energy prediction ({err})")
     return costs, notes
 
 
@@ -302,21 +315,20 @@ def _missing(err: Exception, device_key: str, space: MobileNetSpace, command: st
     return out
 
 
-def _bench(client: AgentClient, config: SplittingRunConfig, onnx_bytes: bytes, estimate: float | None):
+def _bench(client: AgentClient, config: SplittingRunConfig, onnx_bytes: bytes, energy: EnergyMode):
     """Measure one network: (result, latency ms or None, energy mJ or None)."""
-    energy_on = config.budget.metric == "energy_mj" and estimate is None
-    mc = dataclasses.replace(config.measure, energy=True) if energy_on else config.measure
+    mc = dataclasses.replace(config.measure, energy=True) if energy.meter else config.measure
     bench = client.benchmark(onnx_bytes, config=mc, backend=config.backend)
     lat = bench.latency.median_ms if bench.status.measured and bench.latency else None
-    if estimate is not None:
-        mj = None if lat is None else estimate * lat
+    if energy.estimate_w is not None:
+        mj = None if lat is None else energy.estimate_w * lat
     else:
         mj = bench.energy.net_mj if bench.energy is not None and math.isfinite(bench.energy.net_mj) else None
     return bench, lat, mj
 
 
 def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig, space: MobileNetSpace,
-                costs: Mapping[str, CostModel], estimate: float | None, say: Callable[[str], None]) -> None:
+                costs: Mapping[str, CostModel], energy: EnergyMode, say: Callable[[str], None]) -> None:
     """Refuse a budget below the seed network's cost on the device (measured untrained: the weights do not
     change what it costs)."""
     from hilnas.searchers.splitting.grow import seed_widths
@@ -326,7 +338,7 @@ def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig
     if metric in ("params_m", "mflops"):
         cost = costs[metric].genotype_cost(space, seed)
     else:
-        bench, lat, mj = _bench(client, config, export_network(space, seed, seed=config.grow.seed), estimate)
+        bench, lat, mj = _bench(client, config, export_network(space, seed, seed=config.grow.seed), energy)
         cost = lat if metric == "latency_ms" else mj
         if cost is None:
             raise RuntimeError(f"measuring the seed network on {device_key!r} failed: {bench.status.name}: "
@@ -341,7 +353,7 @@ def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig
 
 
 def _measure_fn(store: Store, device_key: str, client: AgentClient, config: SplittingRunConfig, space: MobileNetSpace,
-                estimate: float | None, run_id: int, out_dir: Path, recorded: dict[str, dict[str, Any]],
+                energy: EnergyMode, run_id: int, out_dir: Path, recorded: dict[str, dict[str, Any]],
                 say: Callable[[str], None]) -> Callable[[Checkpoint, Any], dict[str, float | None]]:
     """checkpoint, net -> measured {latency_ms, energy_mj}: export with metadata, record model and validation."""
     from hilnas.server.client import sha256_hex
@@ -356,12 +368,13 @@ def _measure_fn(store: Store, device_key: str, client: AgentClient, config: Spli
         model_id = store.add_model(f"run{run_id}-{ck.name}", ck.widths.to_dict(), run_id=run_id,
                                    onnx_sha256=sha256_hex(onnx_bytes), path=path, device_key=device_key,
                                    predicted_latency_ms=pred_ms, predicted_energy_mj=pred_mj)
-        bench, lat, mj = _bench(client, config, onnx_bytes, estimate)
+        bench, lat, mj = _bench(client, config, onnx_bytes, energy)
         store.add_validation(model_id, device_key, fingerprint=bench.device_fingerprint or "unknown",
                              status=bench.status.name.lower(), predicted_ms=pred_ms, measured_ms=lat,
                              predicted_energy_mj=pred_mj, measured_energy_mj=mj,
                              stats={"latency": bench.latency, "simulated": bench.simulated, "backend": bench.backend,
-                                    "energy_estimated_w": estimate, "error": bench.error, "checkpoint": ck.name})
+                                    "energy_estimated_w": energy.estimate_w, "error": bench.error,
+                                    "checkpoint": ck.name})
         if lat is None:
             say(f"{ck.name}: the device could not measure it: {bench.status.name}: {bench.error}")
         recorded[ck.name] = {"model_id": model_id, "onnx_path": str(path), "status": bench.status.name.lower()}
