@@ -24,7 +24,7 @@ with g1, g2 the loss gradients at the two ReLU outputs (backprop through the rea
 u2 the depthwise BN's output, k the depthwise filter and a2 its BN scale (the last layer feeds
 the linear head, which has no second term). Without the second term the index is wrong where it
 matters most: in trials on Fashion-MNIST the stem's "best" splits *raised* the loss (+0.12 at
-eps = 0.05 where -0.003 was predicted); with it, the predicted and the measured loss change agree
+eps = 0.05 where -0.002 was predicted); with it, the predicted and the measured loss change agree
 for every layer at small steps (``tests/unit/test_splitting_index.py``).
 
 **ReLU.** relu'' is zero almost everywhere (a delta at 0), so the plain S is identically zero.
