@@ -232,6 +232,9 @@ def grow_by_splitting(space: MobileNetSpace, costs: Mapping[str, CostModel], bud
         e, floored = split_costs(space, net.widths, model, by=config.width_multiple)
         if floored:
             notes.append(f"step {k}: {floored} layer cost(s) e_l below the floor raised to it (noisy or flat grid)")
+        if min(e) == math.inf:
+            stop = "every layer is at the top of its LUT grid (MobileNetSpace.max_width)"
+            break
         if step_budget < min(e):
             stop = (f"the next split does not fit the budget: {budget.value - device_cost(prev, metric):.4g} "
                     f"{budget.unit} left, the cheapest split costs {min(e) * slope:.4g}")

@@ -167,3 +167,23 @@ def test_a_width_multiple_keeps_every_width_aligned(tmp_path, loaders):
     for ck in result.checkpoints:
         assert all(w % 2 == 0 for w in ck.widths.widths) and all(n % 2 == 0 for n in ck.splits.values())
     assert sum(result.checkpoints[-1].widths.widths) > sum(result.checkpoints[0].widths.widths)
+
+
+class _FlopsAsLatency(FlopsCost):
+    """A stand-in device LUT: latency_ms priced as the FLOPs (the device below is an offset and a slope off)."""
+    metric = "latency_ms"
+
+
+def test_the_budget_is_kept_on_a_device_that_differs_from_the_lut_by_an_offset_and_a_slope(tmp_path, loaders):
+    """A whole network measures 0.02 + 0.8 x the LUT sum: the growth converts its headroom with the measured
+    slope (never below 1) and stops under the budget without any checkpoint over it."""
+    lut = _FlopsAsLatency()
+    device = lambda ck, net: {"latency_ms": 0.02 + 0.8 * ck.predicted["latency_ms"]}  # noqa: E731
+    seed = 0.02 + 0.8 * lut.genotype_cost(SPACE, SPACE.widths_at(0.3))
+    budget = Budget("latency_ms", 1.6 * seed)  # the widest network of the grid would measure 1.84 x seed
+    result = grow_by_splitting(SPACE, {"latency_ms": lut}, budget,
+                               GrowConfig(steps=8, seed_epochs=1, step_epochs=1, max_batches_per_epoch=2, growth=0.6),
+                               loaders, measure=device, checkpoint_dir=tmp_path)
+    measured = [c.measured["latency_ms"] for c in result.checkpoints]
+    assert "does not fit" in result.stop_reason and len(measured) >= 3
+    assert max(measured) <= budget.value and measured[-1] > 0.8 * budget.value  # it used most of the budget
