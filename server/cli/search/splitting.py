@@ -24,7 +24,7 @@ def cmd_search_splitting(args) -> int:
     if args.budget is None and args.resume is None:
         raise CliError("give --budget (e.g. latency_ms=5), or --resume N to continue run N with its own settings")
     index = IndexConfig(beta=args.beta, batches=args.index_batches, metric=args.index_metric)
-    grow = GrowConfig(seed_multiplier=args.seed_multiplier, steps=args.steps, growth=args.growth,
+    grow = GrowConfig(seed_multiplier=args.seed_multiplier, steps=args.steps, growth=args.growth, margin=args.margin,
                       seed_epochs=args.seed_epochs, step_epochs=args.step_epochs, lr=args.lr, batch_size=args.batch_size,
                       epsilon=args.epsilon, width_multiple=args.width_multiple, knapsack=args.knapsack, index=index,
                       seed=args.seed,
@@ -80,6 +80,8 @@ def register(ssub) -> None:
                    help="Splitting-0 is the backbone at this width multiplier (default 0.3, as seed 003)")
     p.add_argument("--growth", type=float, default=0.5,
                    help="a step adds at most this fraction of the current network's cost (default 0.5)")
+    p.add_argument("--margin", type=float, default=0.02,
+                   help="aim the last step this fraction under the budget, for the device's noise (default 0.02)")
     p.add_argument("--seed-epochs", type=int, default=3, help="training epochs of the seed network (default 3)")
     p.add_argument("--step-epochs", type=int, default=2, help="training epochs after each split (default 2)")
     p.add_argument("--lr", type=float, default=0.05, help="SGD learning rate at the start of each phase (default 0.05)")
