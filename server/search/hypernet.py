@@ -165,12 +165,11 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     """Train once, derive the family, export, measure and record each member; see the module docstring."""
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.spaces import create_space
-    from hilnas.server.search.common import cost_model_for
+    from hilnas.server.search.common import cost_model_for, lut_needed
 
     say = progress or (lambda msg: log.info("%s", msg))
     if not clients:
         raise ValueError(f"device {device_key!r} has no agents to measure on")
-    store.get_device(device_key)
     started = time.perf_counter()
     trained_dir = None
     if config.from_run is not None:
@@ -180,8 +179,10 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     c, h, _ = datasets.input_shape
     space = create_space(config.space, in_channels=c, input_size=h, num_classes=datasets.num_classes,
                          **dict(config.space_overrides))
-    latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
-    latency.check(space)  # MissingOpsError naming the keys the LUT lacks
+    with lut_needed(device_key, space, config.dataset.name, energy=config.complexity == "energy"):
+        store.get_device(device_key)  # UnknownDeviceError with the known keys, and the command that adds it
+        latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
+        latency.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
     energy = _energy_model(store, device_key, config.runtime, space)
     if config.complexity == "energy" and energy is None:
         raise ValueError(f"complexity=energy, but the LUT of device {device_key!r} has no energy for this space's ops")
