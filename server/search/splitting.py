@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from hilnas.searchers.splitting import Checkpoint, GrowConfig, GrowthResult
     from hilnas.searchers.spaces.mobilenet import MobileNetSpace
     from hilnas.server.client import AgentClient
+    from hilnas.server.store import LutId
 
 log = logging.getLogger("hilnas.search")
 
@@ -177,10 +178,10 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
                          **dict(config.space_overrides))
     if checkpoint_dir is not None:
         list_checkpoints(checkpoint_dir, space)  # CheckpointError (damaged, another backbone) before a run is recorded
-    energy = _energy_mode(clients[0], device_key, config)
+    energy = energy_mode(clients[0], device_key, config)
     costs, notes = cost_models(store, device_key, config, space, energy)
     if checkpoint_dir is None and config.method != "width":
-        _check_seed(clients[0], device_key, config, space, costs, energy, say)
+        check_seed(clients[0], device_key, config, space, costs, energy, say)
     out_dir = Path(config.out_dir) if config.out_dir else \
         store.path.parent / "models" / time.strftime("splitting-%Y%m%d-%H%M%S", time.gmtime())
     checkpoint_dir = Path(checkpoint_dir or out_dir / "checkpoints")
@@ -191,10 +192,9 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
     run_id = store.start_run(KIND, {**_plain(config, space), "checkpoint_dir": str(checkpoint_dir)},
                              parent_id=config.resume_run)
     try:
-        recorded: dict[str, dict[str, Any]] = {}
-        measure = _measure_fn(store, device_key, clients[0], config, space, energy, run_id, out_dir, recorded, say)
-        result = _grow(space, costs, config, loaders, measure, checkpoint_dir, say)
-        report = _report(run_id, config, result, recorded, checkpoint_dir, out_dir, notes, started)
+        report = grow_and_record(store, device_key, clients[0], config, space, loaders, costs, energy, run_id=run_id,
+                                 out_dir=out_dir, checkpoint_dir=checkpoint_dir, resume=config.resume_run is not None,
+                                 notes=notes, started=started, say=say)
     except BaseException as err:
         store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
         raise
@@ -202,6 +202,20 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
         torch.set_num_threads(threads)
     store.finish_run(run_id, status="done", result=report.to_dict())
     return report
+
+
+def grow_and_record(store: Store, device_key: str, client: AgentClient, config: SplittingRunConfig,
+                    space: MobileNetSpace, loaders: Any, costs: Mapping[str, CostModel], energy: EnergyMode, *,
+                    run_id: int, out_dir: Path, checkpoint_dir: Path, resume: bool, notes: list[str], started: float,
+                    say: Callable[[str], None], name_prefix: str | None = None) -> SplittingRunReport:
+    """Steps 4 and 5 for run ``run_id`` (``hilnas search splitting``'s own run, or a ``hilnas run``): grow or
+    train the baselines, every checkpoint exported, measured and recorded as ``<name_prefix>-<checkpoint>``
+    (default ``run<id>``); ``resume`` continues from the checkpoints in ``checkpoint_dir``."""
+    recorded: dict[str, dict[str, Any]] = {}
+    measure = _measure_fn(store, device_key, client, config, space, energy, run_id, out_dir, recorded, say,
+                          name_prefix or f"run{run_id}")
+    result = _grow(space, costs, config, loaders, measure, checkpoint_dir, resume, say)
+    return _report(run_id, config, result, recorded, checkpoint_dir, out_dir, notes, started)
 
 
 def _config_from_run(store: Store, config: SplittingRunConfig) -> tuple[SplittingRunConfig, Path]:
@@ -237,7 +251,7 @@ class EnergyMode:
     estimate_w: float | None = None  # no meter, energy budget, asked for: energy = W x latency
 
 
-def _energy_mode(client: AgentClient, device_key: str, config: SplittingRunConfig) -> EnergyMode:
+def energy_mode(client: AgentClient, device_key: str, config: SplittingRunConfig) -> EnergyMode:
     """Measure energy wherever the device has a meter; an energy budget without one is refused unless the
     user asked for the stated estimate."""
     info = client.describe()
@@ -256,11 +270,18 @@ def _energy_mode(client: AgentClient, device_key: str, config: SplittingRunConfi
 
 
 def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space: MobileNetSpace,
-                energy: EnergyMode) -> tuple[dict[str, CostModel], list[str]]:
-    """The run's cost models by metric; the budget's metric must be there (refusals: see the module docstring)."""
+                energy: EnergyMode, *, lut_id: LutId | None = None) -> tuple[dict[str, CostModel], list[str]]:
+    """The run's cost models by metric; the budget's metric must be there (refusals: see the module docstring).
+    The grid LUT is ``lut_id`` when given (a ``hilnas run`` built it), else the device's (``config.runtime``)."""
     from hilnas.searchers.cost import FlopsCost, MissingOpsError, ParamsCost
     from hilnas.searchers.spaces.mobilenet.grid import GridEnergyCost, GridLatencyCost
     from hilnas.server.search.common import load_lut
+    from hilnas.server.validation import lut_values
+
+    def lut(metric: str) -> dict[str, float]:
+        if lut_id is not None:
+            return lut_values(store, lut_id, metric)
+        return load_lut(store, device_key, metric, runtime=config.runtime)[0]
 
     metric = config.budget.metric
     costs: dict[str, CostModel] = {"mflops": FlopsCost(), "params_m": ParamsCost()}
@@ -269,8 +290,7 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
     needs_latency = metric == "latency_ms" or estimate is not None
     build = lut_command(device_key, config, space)
     try:
-        values, _ = load_lut(store, device_key, "latency_ms", runtime=config.runtime)
-        latency = GridLatencyCost(values)
+        latency = GridLatencyCost(lut("latency_ms"))
         latency.check(space)
         costs["latency_ms"] = latency
     except MissingOpsError as err:
@@ -287,8 +307,7 @@ def cost_models(store: Store, device_key: str, config: SplittingRunConfig, space
     elif energy.meter:  # the LUT's energy, when it was built with --energy (required for an energy budget)
         build_energy = lut_command(device_key, config, space, energy=True)
         try:
-            values, _ = load_lut(store, device_key, "energy_mj", runtime=config.runtime)
-            model = GridEnergyCost(values)
+            model = GridEnergyCost(lut("energy_mj"))
             model.check(space)
             costs["energy_mj"] = model
         except MissingOpsError as err:
@@ -327,7 +346,7 @@ def _bench(client: AgentClient, config: SplittingRunConfig, onnx_bytes: bytes, e
     return bench, lat, mj
 
 
-def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig, space: MobileNetSpace,
+def check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig, space: MobileNetSpace,
                 costs: Mapping[str, CostModel], energy: EnergyMode, say: Callable[[str], None]) -> None:
     """Refuse a budget below the seed network's cost on the device (measured untrained: the weights do not
     change what it costs)."""
@@ -354,7 +373,7 @@ def _check_seed(client: AgentClient, device_key: str, config: SplittingRunConfig
 
 def _measure_fn(store: Store, device_key: str, client: AgentClient, config: SplittingRunConfig, space: MobileNetSpace,
                 energy: EnergyMode, run_id: int, out_dir: Path, recorded: dict[str, dict[str, Any]],
-                say: Callable[[str], None]) -> Callable[[Checkpoint, Any], dict[str, float | None]]:
+                say: Callable[[str], None], name_prefix: str) -> Callable[[Checkpoint, Any], dict[str, float | None]]:
     """checkpoint, net -> measured {latency_ms, energy_mj}: export with metadata, record model and validation."""
     from hilnas.server.client import sha256_hex
     from hilnas.server.search.common import export_with_metadata
@@ -365,7 +384,7 @@ def _measure_fn(store: Store, device_key: str, client: AgentClient, config: Spli
         path = out_dir / f"{ck.folder_name}.onnx"
         path.write_bytes(onnx_bytes)
         pred_ms, pred_mj = ck.predicted.get("latency_ms"), ck.predicted.get("energy_mj")
-        model_id = store.add_model(f"run{run_id}-{ck.name}", ck.widths.to_dict(), run_id=run_id,
+        model_id = store.add_model(f"{name_prefix}-{ck.name}", ck.widths.to_dict(), run_id=run_id,
                                    onnx_sha256=sha256_hex(onnx_bytes), path=path, device_key=device_key,
                                    predicted_latency_ms=pred_ms, predicted_energy_mj=pred_mj)
         bench, lat, mj = _bench(client, config, onnx_bytes, energy)
@@ -383,10 +402,9 @@ def _measure_fn(store: Store, device_key: str, client: AgentClient, config: Spli
 
 
 def _grow(space: MobileNetSpace, costs: Mapping[str, CostModel], config: SplittingRunConfig, loaders: Any,
-          measure: Any, checkpoint_dir: Path, say: Callable[[str], None]) -> GrowthResult:
+          measure: Any, checkpoint_dir: Path, resume: bool, say: Callable[[str], None]) -> GrowthResult:
     from hilnas.searchers.splitting import grow_by_splitting, width_multipliers
 
-    resume = config.resume_run is not None
     if config.method == "width":
         return width_multipliers(space, costs, config.budget, config.multipliers, config.width_training_epochs,
                                  config.grow, loaders, measure=measure, checkpoint_dir=checkpoint_dir, resume=resume,
@@ -398,8 +416,11 @@ def _grow(space: MobileNetSpace, costs: Mapping[str, CostModel], config: Splitti
 
 def _report(run_id: int, config: SplittingRunConfig, result: GrowthResult, recorded: Mapping[str, dict[str, Any]],
             checkpoint_dir: Path, out_dir: Path, notes: list[str], started: float) -> SplittingRunReport:
-    rows = [{**ck.to_dict(), **recorded.get(ck.name, {"model_id": None, "onnx_path": None, "status": "earlier run"})}
-            for ck in result.checkpoints]
+    def earlier(ck: Checkpoint) -> dict[str, Any]:  # measured by an earlier process (a resume): its ONNX if here
+        path = out_dir / f"{ck.folder_name}.onnx"
+        return {"model_id": None, "onnx_path": str(path) if path.is_file() else None, "status": "earlier run"}
+
+    rows = [{**ck.to_dict(), **(recorded.get(ck.name) or earlier(ck))} for ck in result.checkpoints]
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, json_path = out_dir / "curve.csv", out_dir / "curve.json"
     write_curve_csv(csv_path, rows)
@@ -468,5 +489,6 @@ def _plain(config: SplittingRunConfig, space: MobileNetSpace) -> dict[str, Any]:
     return json.loads(json.dumps(d, default=str))
 
 
-__all__ = ["KIND", "METHODS", "EstimatedEnergyCost", "SplittingRunConfig", "SplittingRunReport", "cost_models",
-           "lut_command", "plot_curves", "run_splitting", "write_curve_csv"]
+__all__ = ["KIND", "METHODS", "EnergyMode", "EstimatedEnergyCost", "SplittingRunConfig", "SplittingRunReport",
+           "check_seed", "cost_models", "energy_mode", "grow_and_record", "lut_command", "plot_curves", "run_splitting",
+           "write_curve_csv"]

@@ -195,3 +195,110 @@ def test_the_cli_builds_the_grid_lut_searches_lists_and_resumes(tmp_path, capsys
     code, out, err = run("search", "splitting", "--device", "pi", "--resume", str(first["run_id"]), *quick)
     assert code == 0, err
     assert "resumed from run" in out and "Splitting-1" in out  # nothing left: run N's steps were done
+
+
+# -- method = "splitting" in a run file (hilnas run, the registry of server/run/methods.py) -------------
+RUN_FILE = """\
+name = "grow"
+[space]
+name = "mobilenet"
+options = { base_widths = [8, 16, 16], strides = [2, 2, 1] }
+[data]
+dataset = "synthetic"
+[search]
+methods = ["splitting"]
+max_batches = 2
+[splitting]
+steps = 2
+seed_epochs = 1
+step_epochs = 1
+growth = 1.0
+[lut]
+warmup = 1
+min_runs = 3
+min_seconds = 0.0
+[measure]
+warmup = 1
+min_runs = 5
+min_seconds = 0.0
+[[devices]]
+key = "pi"
+simulate = "raspi4"
+budgets = ["latency_ms=60%", "latency_ms=0.0001"]
+"""
+
+
+def _run(capsys, ws, path, *argv):
+    code = main(["--workspace", str(ws), "run", str(path), "--quiet", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_run_file_grows_under_each_budget_and_validates_the_last_checkpoint_within_it(tmp_path, capsys,
+                                                                                       monkeypatch):
+    import hilnas.searchers.splitting.grow as grow_mod
+
+    ws, path = tmp_path / "ws", tmp_path / "grow.toml"
+    path.write_text(RUN_FILE)
+    real, calls = grow_mod.train_phase, []
+
+    def killed_in_the_second_phase(*a, **kw):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(grow_mod, "train_phase", killed_in_the_second_phase)
+    code, _, err = _run(capsys, ws, path)  # killed while training Splitting-1
+    assert code == 130 and "again to continue" in err
+    with Store.open(ws) as store:
+        run_id = int(store.runs_df("run")["id"].iloc[-1])
+        folder = ws / "runs" / str(run_id) / "pi_splitting_seed0_latency_ms-60pct" / "checkpoints"
+        assert [p.name for p in sorted(folder.iterdir())] == ["splitting-0"]  # the seed, trained and saved
+    monkeypatch.setattr(grow_mod, "train_phase", real)
+
+    code, out, err = _run(capsys, ws, path, "--json")  # the same command resumes the run
+    assert code == 1, err  # the budget no network meets: said, with the cheapest, and no growth spent on it
+    result = json.loads(out)
+    assert result["run_id"] == run_id
+    assert "no network of the mobilenet space meets latency_ms=0.0001 on pi: the cheapest costs" in out
+    with Store.open(ws) as store:
+        steps = {s.key: s for s in store.steps(run_id)}
+        assert not any("0.0001" in k for k in steps)
+        grown = steps["pi/splitting/seed0/latency_ms=60%/grow"].result
+        names = [c["name"] for c in grown["checkpoints"]]
+        assert names[0] == "Splitting-0" and len(names) >= 2  # continued after the seed, not started over
+        assert grown["checkpoints"][0]["model_id"] is None  # measured before the kill, not again
+        budget = store.get_step(run_id, "pi/budgets").result["budgets"]["latency_ms=60%"]["value"]
+        measured = {c["name"]: c["measured"]["latency_ms"] for c in grown["checkpoints"]}
+        within = [n for n in names if measured[n] <= budget]
+        assert grown["checkpoint"] == within[-1]  # the last checkpoint the device measured within the budget
+        validated = steps["pi/splitting/seed0/latency_ms=60%/validate"].result
+        assert validated["method"] == "splitting" and validated["genotype"]["widths"] == \
+            next(c["widths"] for c in grown["checkpoints"] if c["name"] == grown["checkpoint"])
+        assert validated["measured_ms"] > 0 and validated["test_acc"] == grown["test_acc"]
+        chosen = next(c for c in grown["checkpoints"] if c["name"] == grown["checkpoint"])
+        # validation predicts it from the grid LUT, interpolated between grid widths as the search did
+        assert validated["lut_sum_ms"] == pytest.approx(chosen["predicted"]["latency_ms"])
+        assert validated["onnx_path"].endswith(f"{grown['checkpoint'].lower()}.onnx")
+        models = store.models_df(run_id)
+        assert f"run{run_id}/pi/splitting/seed0/latency_ms=60%" in set(models["name"])  # the validated network
+        assert all(c["model_id"] in set(models["id"]) for c in grown["checkpoints"][1:])  # every new checkpoint
+
+
+def test_a_run_file_gives_splitting_the_mobilenet_space_and_its_options(tmp_path) -> None:
+    from hilnas.server.run.file import RunFileError, load_run_file
+
+    path = tmp_path / "grow.toml"
+    path.write_text(RUN_FILE)
+    config = load_run_file(path)
+    assert config.methods == ("splitting",) and config.space == "mobilenet"
+    assert config.space_options == {"base_widths": (8, 16, 16), "strides": (2, 2, 1)}
+    assert config.method_options["splitting"] == {"steps": 2, "seed_epochs": 1, "step_epochs": 1, "growth": 1.0}
+    path.write_text(RUN_FILE.replace('name = "mobilenet"', 'name = "nb201"').replace(
+        "options = { base_widths = [8, 16, 16], strides = [2, 2, 1] }", "").replace("growth = 1.0", "selection = 1"))
+    with pytest.raises(RunFileError) as err:
+        load_run_file(path)
+    text = str(err.value)
+    assert "method 'splitting' searches mobilenet, not 'nb201'" in text
+    assert "[splitting] selection: unknown key 'selection'" in text  # the method itself, not an option
