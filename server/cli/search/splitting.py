@@ -1,7 +1,6 @@
 """``hilnas search splitting``: energy-aware splitting steepest descent (seed 003) and its baselines."""
 from __future__ import annotations
 
-import argparse
 import sys
 
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args, _measure_config,
@@ -68,8 +67,7 @@ def register(ssub) -> None:
                    "  hilnas search splitting --device pi --dataset fashion-mnist --budget latency_ms=5 --steps 4\n"
                    "  hilnas search splitting --device pi --dataset fashion-mnist --budget latency_ms=5 --method width\n"
                    "  hilnas search splitting --device pi --resume 7     # continue run 7 from its last checkpoint\n"
-                   "budgets: latency_ms=5 | energy_mj=20 (LUT built with --energy) | mflops=10 | params_m=0.5",
-            formatter_class=argparse.RawDescriptionHelpFormatter)
+                   "budgets: latency_ms=5 | energy_mj=20 (LUT built with --energy) | mflops=10 | params_m=0.5")
     p.add_argument("--budget", help="the device budget the growth stops at, e.g. latency_ms=5, energy_mj=20, "
                                     "mflops=10, params_m=0.5 (required unless --resume)")
     p.add_argument("--method", default="splitting", choices=["splitting", "width", "random"],
