@@ -84,7 +84,8 @@ def register(sub) -> None:
     lsub = lut.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
     p = add(lsub, "build", cmd_lut_build, "measure every op instance of a search space on a device (resumable)")
     p.add_argument("--device", required=True)
-    p.add_argument("--space", required=True, choices=["nb201", "darts"], help="search space whose ops to measure")
+    p.add_argument("--space", required=True, choices=["nb201", "darts", "mobilenet"],
+                   help="search space whose ops to measure (mobilenet: its layers at the grid of widths)")
     p.add_argument("--dataset", choices=sorted(DATASET_SHAPES),
                    help="shape the space for this dataset's images (default: the space's own, 3x32x32)")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
@@ -92,7 +93,8 @@ def register(sub) -> None:
     p.add_argument("--backend", help="backend on the device (default: the agent's default)")
     p.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
                    help="micro-model format (tflite needs the optional litert-torch converter)")
-    p.add_argument("--batch", type=int, default=16, help="models per stream (default 16)")
+    p.add_argument("--batch", type=int, default=16,
+                   help="models per stream at most; the agent serves others between streams (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-measure ops stored as failed")
     p.add_argument("--repeats", type=int, default=1,
                    help="interleaved passes over the new ops, combined by --statistic (default 1; "

@@ -11,8 +11,9 @@ The format (``examples/*.toml`` are complete files)::
     name = "pi-latency"                 # shown in reports (default: the file's name)
 
     [space]
-    name = "nb201"                      # nb201 | darts
-    options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...)
+    name = "nb201"                      # nb201 | darts | mobilenet (the splitting method's backbone)
+    options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...; lists for mobilenet's
+                                        # base_widths = [32, 64, 128], strides = [2, 2, 1])
 
     [data]
     dataset = "demo"                    # demo | fashion-mnist | cifar10 | synthetic
@@ -69,7 +70,7 @@ from hilnas.server.run.config import (BUDGET_METRICS, DEFAULT_LUT_MEASURE, DEFAU
                                       DeviceSpec, RunConfig)
 
 DATASETS = ("demo", "fashion-mnist", "cifar10", "synthetic")
-SPACES = ("nb201", "darts")
+SPACES = ("nb201", "darts", "mobilenet")
 _AGENT_KEYS = ("address", "token", "token_file", "tls", "insecure", "name")
 
 
@@ -96,25 +97,35 @@ class Problem:
 def load_run_file(path: Path | str) -> RunConfig:
     """Read and check a run file; ``RunFileError`` lists every problem with its line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read run file {path}: {err.strerror or err}") from None
-    return parse_run_file(text, source=str(path), base_dir=path.parent.resolve(), default_name=path.stem)
+    return parse_run_file(read_file(path, "run file"), source=str(path), base_dir=path.parent.resolve(),
+                          default_name=path.stem)
 
 
 def parse_run_file(text: str, *, source: str = "<run file>", base_dir: Path | None = None,
                    default_name: str = "run") -> RunConfig:
+    raw = read_toml(text, source)
+    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+
+
+def read_file(path: Path, what: str) -> str:
+    """The text of a run (or sweep) file; ``FileNotFoundError`` saying which file otherwise."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
+def read_toml(text: str, source: str, error: type[RunFileError] | None = None) -> dict:
+    """The file's tables (also the sweep file's); a syntax error as ``error`` with its line."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:  # the parser stops at the first syntax error
         m = re.search(r"line (\d+)", str(err))
-        raise RunFileError(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
-    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+        raise (error or RunFileError)(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
 
 
 # -- where each key is ------------------------------------------------------------------------------
@@ -317,8 +328,11 @@ class _Checker:
             if key not in allowed:
                 self.problem(("space", "options"), label, _unknown(key, allowed) + " (the dataset sets the input "
                              "shape and the classes)")
+            elif isinstance(value, list) and value and all(_positive(x) for x in value):
+                out[key] = tuple(value)  # e.g. mobilenet's base_widths = [32, 64, 128]
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self.problem(("space", "options"), label, f"must be an integer >= 1, got {value!r}")
+                self.problem(("space", "options"), label, f"must be an integer >= 1 (or a list of numbers > 0, "
+                             f"e.g. base_widths = [32, 64, 128]), got {value!r}")
             else:
                 out[key] = value
         try:
@@ -444,3 +458,7 @@ def _kind(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "a table"}.get(type(value), type(value).__name__)
 
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

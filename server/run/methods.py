@@ -9,7 +9,9 @@ budgets and runs once (the hypernetwork's one training, DARTS' budget-free searc
 - ``dca`` (seed 001) and its baselines ``darts``, ``penalty``, ``random``: one search per budget
   (``searchers.dca``), the found genotype trained and validated;
 - ``hypernet`` (seeds 002, 004): one training per device and seed, then a member derived for each
-  budget from the trained family (``searchers.hypernet``).
+  budget from the trained family (``searchers.hypernet``);
+- ``splitting`` (seed 003): the MobileNet backbone grown by splitting neurons under each budget,
+  every checkpoint measured on the device, the last within budget validated (``run.splitting``).
 
 Adding a method is one ``MethodSpec`` here: its search step(s) return ``{"genotype": ..., "cost":
 ..., "notes": [...]}`` and ``network_steps`` does the rest.
@@ -25,6 +27,7 @@ from typing import Any
 from hilnas.server.progress import train_reporter
 from hilnas.server.run.context import Chain, DeviceState, RunContext, Step
 from hilnas.server.run.network_steps import genotype_text, train_step, validate_step
+from hilnas.server.run import splitting as _splitting
 
 _PROXY_BATCHES = 5  # validation batches of each curve point's supernet accuracy (a proxy, kept cheap)
 
@@ -58,7 +61,7 @@ class MethodSpec:
 
 
 # -- the steps a method adds ----------------------------------------------------------------------------
-def _label(ctx: RunContext, device: DeviceState, method: str, seed: int, budget: str | None, what: str) -> str:
+def step_label(ctx: RunContext, device: DeviceState, method: str, seed: int, budget: str | None, what: str) -> str:
     parts = [device.key, method] + ([budget] if budget else []) + ([f"seed {seed}"] if len(ctx.config.seeds) > 1 else [])
     return " · ".join(parts + [what])
 
@@ -68,11 +71,11 @@ def _network_steps(ctx: RunContext, device: DeviceState, method: str, seed: int,
     """``train`` and ``validate`` for the genotype step ``source`` produced, keyed under ``base``."""
     name = f"run{ctx.run_id}/{base}"
     full = name + ("" if base.endswith(budget) else f"/{budget}")  # the validated model's name in the store
-    train = Step(f"{base}/train", _label(ctx, device, method, seed, budget, "train"),
+    train = Step(f"{base}/train", step_label(ctx, device, method, seed, budget, "train"),
                  functools.partial(train_step, ctx, device, source=source, name=name.replace("/", "-"), seed=seed,
-                                   label=_label(ctx, device, method, seed, budget, "train")))
+                                   label=step_label(ctx, device, method, seed, budget, "train")))
     key = f"{base}/validate" + ("" if base.endswith(budget) else f"/{budget}")  # a budget-free base: one per budget
-    validate = Step(key, _label(ctx, device, method, seed, budget, "validate"),
+    validate = Step(key, step_label(ctx, device, method, seed, budget, "validate"),
                     functools.partial(validate_step, ctx, device, method=method, seed=seed, budget=budget,
                                       source=source, trained=train.key, name=full))
     return train, validate
@@ -103,9 +106,9 @@ def _dca_chains(method: str, *, budget_free: bool = False) -> Callable[[RunConte
         for b in device.spec.budgets:
             budget = None if budget_free else b.text
             base = "/".join([device.key, method, f"seed{seed}"] + ([budget] if budget else []))
-            search = Step(f"{base}/search", _label(ctx, device, method, seed, budget, "search"),
+            search = Step(f"{base}/search", step_label(ctx, device, method, seed, budget, "search"),
                           functools.partial(_search_step, ctx, device, method=method, budget=b.text, seed=seed,
-                                            label=_label(ctx, device, method, seed, budget, "search")))
+                                            label=step_label(ctx, device, method, seed, budget, "search")))
             out.append(Chain(device.key, method, seed, b.text,
                              (search, *_network_steps(ctx, device, method, seed, b.text, search.key, base))))
         return out
@@ -171,11 +174,11 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
 
 def _hypernet_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain]:
     base = f"{device.key}/hypernet/seed{seed}"
-    label = _label(ctx, device, "hypernet", seed, None, "train the hypernetwork")
+    label = step_label(ctx, device, "hypernet", seed, None, "train the hypernetwork")
     trained = Step(f"{base}/hypernetwork", label, functools.partial(_hypernet_train, ctx, device, seed=seed, label=label))
     out = []
     for b in device.spec.budgets:
-        derive = Step(f"{base}/{b.text}/derive", _label(ctx, device, "hypernet", seed, b.text, "derive"),
+        derive = Step(f"{base}/{b.text}/derive", step_label(ctx, device, "hypernet", seed, b.text, "derive"),
                       functools.partial(_hypernet_derive, ctx, device, source=trained.key, budget=b.text))
         out.append(Chain(device.key, "hypernet", seed, b.text,
                          (trained, derive, *_network_steps(ctx, device, "hypernet", seed, b.text, derive.key,
@@ -207,5 +210,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                _CELL_SPACES, _dca_chains("penalty"), _dca_config("penalty"), baseline=True),
     MethodSpec("random", "baseline: random genotypes within the budget, each trained briefly, the best kept",
                _CELL_SPACES, _dca_chains("random"), _dca_config("random"), baseline=True),
+    MethodSpec("splitting", "energy-aware splitting (seed 003): grow a MobileNet by splitting neurons, each step "
+               "priced by the device's LUT", ("mobilenet",), _splitting.chains, _splitting.config_class,
+               fixed=_splitting.FIXED),
 )}
 
