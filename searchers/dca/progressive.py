@@ -33,14 +33,16 @@ will show it (the full-size, corrected prediction times the device's current rat
 (all 15,625 cells are costed once). The Lagrangian still chooses among the feasible ops. The last
 decision's feasible ops are those whose cell, measured on the device when it is in the loop, lies
 in the band. This is how the cell is derived, not a repair of it: ``repaired`` stays false, and
-each decision records whether the rule removed ops (``restricted``). When no op is feasible (the
-device's ratio moved, or no cell of the band is reachable), the decision falls back to the rule
-without look-ahead and records it (``fallback``): earlier decisions are then unrestricted, the
-last keeps the cell within the budget when one of its ops can, and otherwise the cell lands
-outside the budget and the result says so.
+each decision records whether the rule removed ops (``restricted``). When no completion lands in
+the band (the device's ratio moved since the earlier decisions, or the last edge's measured
+cells all miss it), the decision falls back to the ops of the completions *nearest* the band
+(the last decision: the nearest cell within the budget when there is one) and records it
+(``fallback``, and ``miss``: by how much, in the device's unit). (A first version fell back to the
+greedy rule without look-ahead; on the benchmark that left most of its fallbacks far from the band.)
 """
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -111,9 +113,10 @@ class Progressive:
             possible = torch.isfinite(scores)
             # without look-ahead: any op, and the last decision keeps the cell within the budget when it can
             greedy = within & possible if last and (within & possible).any() else possible
-            feasible = self._feasible(fixed, device_costs if last else None) & possible if self.band else greedy
-            fallback = not feasible.any()
-            if fallback:   # no op reaches the band (module docstring)
+            feasible, miss = self._feasible(fixed, device_costs if last else None) if self.band else (greedy, 0.0)
+            feasible &= possible
+            fallback = miss > 0 or not feasible.any()
+            if not feasible.any():   # nothing to choose from (module docstring)
                 feasible = greedy
             unrestricted = self._choose(scores, greedy)
             e, o, certainty = self._choose(scores, feasible)
@@ -123,31 +126,41 @@ class Progressive:
                                "feasible_ops": [self.model.space.ops[i] for i in range(w.shape[1]) if feasible[e, i]],
                                "restricted": bool((greedy[e] & ~feasible[e]).any()),
                                "changed": (e, o) != unrestricted[:2], "fallback": fallback,
+                               "miss": miss,
                                **({"device_costs": device_costs} if last else {})})
 
-    def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None) -> torch.Tensor:
-        """(edges, ops): some completion of the undecided edges lands the device's cost in the band.
+    def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None) -> tuple[torch.Tensor, float]:
+        """(edges, ops) mask of the feasible ops, and by how much (device cost) the nearest completion misses the band.
 
-        ``device_costs`` (the last decision): the candidate cells' device costs, op name -> cost.
+        Feasible: some completion of the undecided edges lands the device's cost in the band (miss 0);
+        when none does, the ops of the completions nearest the band (miss > 0). ``device_costs`` (the
+        last decision): the candidate cells' device costs, op name -> cost; when none is in the band,
+        the nearest within the budget (or, if none is within it, the nearest of all).
         """
         ops = self.model.space.ops
         edges = len(self.model.space.edges)
-        if self.band is None:
-            return torch.ones(edges, len(ops), dtype=torch.bool)
         lo, hi = self.band
         if device_costs is not None:
             (e,) = [i for i in range(edges) if i not in fixed]
+            within = {n: c for n, c in device_costs.items() if self.within is None or self.within(c)}
+            candidates = within or device_costs   # never over the budget when a candidate is within it
+            miss = {n: max(lo - c, c - hi, 0.0) for n, c in candidates.items()}
+            nearest = min(miss.values(), default=math.inf)
             out = torch.zeros(edges, len(ops), dtype=torch.bool)
-            for name, c in device_costs.items():
-                out[e, ops.index(name)] = lo <= c <= hi
-            return out
+            for name, m in miss.items():
+                out[e, ops.index(name)] = m <= nearest
+            return out, nearest
         arch = torch.as_tensor(self.cells.arch)
         device = self.costs * (self.scale() if self.scale is not None else 1.0)
-        reach = (device >= lo) & (device <= hi)   # nan (a disconnected cell) is never in the band
+        miss = torch.nan_to_num((lo - device).clamp_min(0) + (device - hi).clamp_min(0), nan=math.inf)  # 0 in band
         for e, o in fixed.items():
-            reach &= arch[:, e] == o
-        # op o is feasible on edge e when a cell in the band has it there: an (edges, ops) histogram of those cells
-        return torch.stack([torch.bincount(arch[reach, e], minlength=len(ops)) > 0 for e in range(edges)])
+            miss = torch.where(arch[:, e] == o, miss, torch.full_like(miss, math.inf))
+        nearest = float(miss.min())
+        if not math.isfinite(nearest):
+            return torch.zeros(edges, len(ops), dtype=torch.bool), math.inf
+        reach = miss <= nearest
+        # op o is feasible on edge e when a nearest cell has it there: an (edges, ops) histogram of those cells
+        return torch.stack([torch.bincount(arch[reach, e], minlength=len(ops)) > 0 for e in range(edges)]), nearest
 
     @staticmethod
     def _choose(scores: torch.Tensor, allowed: torch.Tensor) -> tuple[int, int, float]:

@@ -74,9 +74,13 @@ def test_the_look_ahead_uses_the_device_cost_and_the_last_decision_its_measureme
     assert BAND[0] <= last["device_costs"][last["op"]] <= BAND[1]
 
 
-def test_no_op_reaching_the_band_falls_back_to_the_greedy_rule_and_says_so():
-    greedy, greedy_cost = decide_all(band=None)
-    stuck, cost = decide_all(band=(1000.0, 2000.0))   # no cell costs that much
+def test_a_band_no_cell_reaches_falls_back_to_the_nearest_cells_and_says_so():
+    # cells cost 10 per live 3x3 conv + 1 per live 1x1 conv: none costs 24.2-29.5; the nearest is 24 (two 3x3, four
+    # 1x1), the next 30
+    band = (24.2, 29.5)
+    stuck, cost = decide_all(band=band)
+    assert cost == 24.0
     assert all(d["fallback"] for d in stuck.decisions)
-    assert not any(d["restricted"] for d in stuck.decisions)
-    assert cost == greedy_cost and [d["op"] for d in stuck.decisions] == [d["op"] for d in greedy.decisions]
+    assert [d["miss"] for d in stuck.decisions] == pytest.approx([0.2] * len(SPACE.edges))
+    greedy, greedy_cost = decide_all(band=None)   # without the look-ahead: 60
+    assert greedy_cost == 60.0 and not any(d["fallback"] for d in greedy.decisions)
