@@ -241,13 +241,22 @@ def _check_kind(d: dict[str, Any], kind: str) -> None:
         raise GenotypeError(f"expected a {kind!r} genotype, got space={d.get('space')!r}")
 
 
+_KINDS: dict[str, Any] = {"darts": Genotype, "nb201": NB201Genotype}
+
+
+def register_genotype_kind(cls: Any) -> Any:
+    """Class decorator: ``genotype_from_json`` reads results whose ``space`` field is ``cls.kind`` with
+    ``cls.from_dict`` (for result types defined beside other spaces, e.g. a ResNet's gate pattern)."""
+    _KINDS[cls.kind] = cls
+    return cls
+
+
 def genotype_from_json(text: str) -> AnyGenotype:
-    """Read a genotype of either kind, chosen by its ``space`` field."""
+    """Read a genotype of any registered kind, chosen by its ``space`` field."""
     d = _load(text)
-    kinds = {"darts": Genotype, "nb201": NB201Genotype}
-    if d.get("space") not in kinds:
-        raise GenotypeError(f"genotype JSON needs 'space' in {sorted(kinds)}, got {d.get('space')!r}")
-    return kinds[d["space"]].from_dict(d)
+    if d.get("space") not in _KINDS:
+        raise GenotypeError(f"genotype JSON needs 'space' in {sorted(_KINDS)}, got {d.get('space')!r}")
+    return _KINDS[d["space"]].from_dict(d)
 
 
 @dataclass(frozen=True)

@@ -131,4 +131,6 @@ def build_network(space: SearchSpace, genotype: Any) -> nn.Module:
         return DartsNetwork(space, genotype)
     if isinstance(space, NB201Space):
         return NB201Network(space, genotype)
+    if hasattr(space, "build_network"):  # spaces defined beside their method build their own (e.g. resnet18)
+        return space.build_network(genotype)
     raise SpaceError(f"no network builder for space {type(space).__name__}")

@@ -1,7 +1,9 @@
-"""Search spaces as plain data, built by name: ``create_space("nb201")``, ``create_space("darts", C=8)``."""
+"""Search spaces as plain data, built by name: ``create_space("nb201")``, ``create_space("darts", C=8)``, ``create_space("resnet18-narrow")``."""
 from hilnas.searchers.spaces.base import SearchSpace, SpaceError, create_space, list_spaces, register_space
 from hilnas.searchers.spaces.darts import DartsCellSpec, DartsSpace
 from hilnas.searchers.spaces.nb201 import NB201Layer, NB201Space
+from hilnas.searchers.spaces.resnet import GatePattern, NarrowResNetSpace, ResNetBlock, ResNetSpace
 
 __all__ = ["SearchSpace", "SpaceError", "create_space", "list_spaces", "register_space",
-           "DartsSpace", "DartsCellSpec", "NB201Space", "NB201Layer"]
+           "DartsSpace", "DartsCellSpec", "NB201Space", "NB201Layer",
+           "ResNetSpace", "NarrowResNetSpace", "ResNetBlock", "GatePattern"]

@@ -4,9 +4,13 @@ from __future__ import annotations
 import argparse
 
 
-def search_args(p: argparse.ArgumentParser) -> None:
+def search_args(p: argparse.ArgumentParser, *, spaces: tuple[str, ...] = ("darts", "nb201"),
+                space_flags: tuple[str, ...] = ("--space",), epochs: bool = True) -> None:
+    """The shared options; ``epochs=False`` leaves out --search-epochs and --train-epochs (for a method that
+    counts its work otherwise)."""
     p.add_argument("--device", required=True, help="device key from the fleet (its LUT is the cost model)")
-    p.add_argument("--space", default="darts", choices=["darts", "nb201"])
+    p.add_argument(*space_flags, dest="space", default=spaces[0], choices=list(spaces),
+                   help=f"search space (default {spaces[0]})")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
                    help="override a space field, e.g. --space-opt C=8 --space-opt layers=5")
     p.add_argument("--dataset", default="demo", choices=["demo", "fashion-mnist", "cifar10", "synthetic"],
@@ -15,8 +19,9 @@ def search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--train-size", type=int, help="use a stratified subset of this many training images")
     p.add_argument("--test-size", type=int, help="use a stratified subset of this many test images")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--search-epochs", type=int, default=2)
-    p.add_argument("--train-epochs", type=int, default=3, help="final training epochs of the found network")
+    if epochs:
+        p.add_argument("--search-epochs", type=int, default=2)
+        p.add_argument("--train-epochs", type=int, default=3, help="final training epochs of the found network")
     p.add_argument("--max-batches", type=int, help="cap batches per epoch (smoke runs)")
     p.add_argument("--torch-threads", type=int, help="torch threads (default: torch's)")
     p.add_argument("--seed", type=int, default=0)
