@@ -18,11 +18,11 @@ valid network's, so the coefficients are in nats and Lambda is the theorem's ``T
 When the complexity is the latency model itself, the kappa term is left out (it would only
 shift the scale).
 
-Sampling: the direction from a Dirichlet distribution (concentration 1 = uniform on the
-simplex), ``center_fraction`` of the draws at the centre (the scalar penalty grids and budgets
-use). Dirichlet rather than seed 002's Gumbel-Softmax because lambda is an input here, never
-optimised, so a reparameterised gradient buys nothing, while Dirichlet(1) covers the simplex
-evenly with no temperature to tune; ``sampling="gumbel"`` draws Gumbel-Softmax points instead.
+Sampling: the direction as seed 002 writes it, ``S ~ GumbelSoftmax(theta)`` with theta = 0 (every
+op type alike) at ``temperature``; ``center_fraction`` of the draws at the centre (the scalar
+penalty grids and budgets use). ``sampling="dirichlet"`` draws Dirichlet(``concentration``) points
+instead (1 = uniform on the simplex); lambda is an input, never optimised, so the two differ only
+in how they spread the draws (docs/search.md compares them).
 The scale: seed 004 draws it uniformly from [0, Lambda] (``scale_sampling="uniform"``); the
 default spreads it logarithmically (``ScaleMap``), because the relaxed problem trades off at
 coefficients far below the theorem's bound.
@@ -91,7 +91,7 @@ class HypernetConfig(BilevelConfig):
     hidden: int = 64                   # width of the hypernetwork's two hidden layers
     kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa); 0 = off
     kappa_energy: float = 0.1          # weight of the energy term, when an energy cost model is given
-    sampling: str = "dirichlet"        # direction draws: "dirichlet" | "gumbel" (Gumbel-Softmax)
+    sampling: str = "gumbel"           # direction draws: "gumbel" (Gumbel-Softmax, seed 002) | "dirichlet"
     concentration: float = 1.0         # Dirichlet concentration (1 = uniform on the simplex)
     temperature: float = 1.0           # Gumbel-Softmax temperature
     center_fraction: float = 0.5       # share of draws at the centre (the scalar penalty of grids and budgets)

@@ -5,7 +5,9 @@
 1. loads the dataset (with a val split) and builds the space to fit it;
 2. builds the cost models from the device's LUT in the store (``search.common.cost_model_for``):
    latency always; energy too when the LUT rows carry ``energy_net_mj``; the complexity the
-   coefficients weigh is the latency by default (or params / FLOPs / energy);
+   coefficients weigh (seed 002's lambda Reg) is the parameter count by default, with kappa times
+   the LUT latency as a second term (FLOPs instead with ``complexity="flops"``; ``"latency"`` or
+   ``"energy"`` fold the two into one);
 3. trains the supernet and the hypernetwork once (``searchers.hypernet.search``);
 4. derives the architectures: for a grid of lambda scales (monotone family, see
    ``TradeOffCurve``), or for each device budget the least-penalised member within it
@@ -65,7 +67,8 @@ class HypernetRunConfig:
     space_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"C": 8, "N": 1}
     dataset: DatasetConfig = field(default_factory=_default_dataset)  # val_fraction 0 -> 0.5 for the search
     search: HypernetConfig = field(default_factory=_default_search)
-    complexity: str = "latency"                      # what the coefficients weigh: latency | energy | params | flops
+    complexity: str = "params"                       # Reg, what lambda weighs: params | flops (kappa weighs the LUT
+                                                     # latency apart), or latency | energy (one term)
     lambdas: tuple[float, ...] = ()                  # scales along the direction; () = search.grid_points up to Lambda
     direction: tuple[float, ...] | None = None       # simplex point over the op types; None = the centre
     budgets: tuple[Budget, ...] = ()                 # device budgets: one member each (instead of the grid)
