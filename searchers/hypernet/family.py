@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.hypernet import HypernetConfig, Hypernetwork, ValidSupernet
     from hilnas.searchers.hypernet.bound import BoundEstimate
+    from hilnas.searchers.hypernet.sweep import ScaleSweep
     from hilnas.searchers.spaces import SearchSpace
     from hilnas.searchers.train import Batch
 
@@ -224,6 +225,7 @@ class HypernetResult(Family):
     wall_s: float
     peak_mem_mb: float
     seed: int
+    sweep: ScaleSweep | None = None     # Lambda's sweep (``Lambda="sweep"``); None otherwise or when loaded
     _curves: dict[Any, TradeOffCurve] = field(default_factory=dict, repr=False)
 
     def architecture(self, t: TradeOff | float) -> Architecture:
@@ -249,7 +251,8 @@ class HypernetResult(Family):
         """Plain JSON-able data: settings, Lambda and its estimate, histories, the default curve."""
         return {"method": "hypernet", "space": self.space.name, "Lambda": self.Lambda,
                 "Lambda_history": [list(x) for x in self.Lambda_history],
-                "bound": self.bound.to_dict() if self.bound else None, "ops": list(self.ops),
+                "bound": self.bound.to_dict() if self.bound else None,
+                "sweep": self.sweep.to_dict() if self.sweep else None, "ops": list(self.ops),
                 "metrics": {m: model.unit for m, model in self.models.items()}, "primary": self.primary,
                 "val_acc": self.val_acc, "steps": self.steps,
                 "epochs": self.epochs, "wall_s": self.wall_s, "peak_mem_mb": self.peak_mem_mb, "seed": self.seed,

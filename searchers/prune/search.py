@@ -71,12 +71,12 @@ class PruneConfig:
     sweep_points: int = 8              # lambdas of the sweep, log-spaced from sweep_min to sweep_max
     sweep_min: float = 0.01
     sweep_max: float = 30.0
-    sweep_steps: int = 25              # gate steps per swept lambda (each continues from the previous one)
+    sweep_steps: int = 20              # gate steps per swept lambda (each continues from the previous one)
     drop: float = 0.25                 # fallen: accuracy within this share of the way from the worst quality to full
     bound_samples: int = 4             # random patterns probed for Theorem 1, besides the empty and the full
     # phase 2 (lines 8-12) and fixed-lambda pruning
     steps: int = 600                   # hypernetwork steps of phase 2 (and steps of one fixed-lambda pruning)
-    lr: float = 1e-2                   # Adam on the hypernetwork
+    lr: float = 3e-3                   # Adam on the hypernetwork
     lambdas_per_step: int = 4          # phase 2: lambdas per step, each on its share of the batch
     gate_lr: float = 0.1               # Adam on free logits (fixed-lambda pruning, the sweep)
     tau_start: float = 1.0             # Gumbel-Softmax temperature, annealed geometrically ...
