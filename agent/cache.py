@@ -15,7 +15,7 @@ from pathlib import Path
 
 from hilnas.agent.device import AgentError, StoredModel
 from hilnas.agent.results import ModelFormat, Status
-from hilnas.agent.validate import is_sha256
+from hilnas.agent.validate import check_sha256, is_sha256
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,7 @@ class ModelCache:
 
     def put(self, sha256: str, data: bytes, fmt: ModelFormat) -> StoredModel:
         """Store ``data`` (whose hash must be ``sha256``) and return where it lives."""
-        if not is_sha256(sha256):
-            raise AgentError(Status.HASH_MISMATCH, f"sha256 must be 64 lowercase hex characters, got {sha256[:80]!r}")
+        check_sha256(sha256)
         got = hashlib.sha256(data).hexdigest()
         if got != sha256:
             raise AgentError(Status.HASH_MISMATCH, f"sha256 mismatch: expected {sha256}, got {got}")

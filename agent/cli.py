@@ -30,6 +30,9 @@ def _limits_args(p: argparse.ArgumentParser) -> None:
                    help="default wall-time limit per model, s (default 120)")
     g.add_argument("--worker-memory-mb", type=int, default=4096,
                    help="address-space limit of the worker process, MiB (default 4096)")
+    g.add_argument("--worker-recycle-mb", type=int, default=512,
+                   help="replace the worker when it stays above this resident memory after a model, MiB; "
+                        "0 = never (default 512)")
     g.add_argument("--max-nodes", type=int, default=20000, help="largest graph accepted, in operators (default 20000)")
 
 
@@ -45,8 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, loopback only)")
     s.add_argument("--port", type=int, default=50061, help="port (default 50061; 0 picks a free one)")
     tok = s.add_mutually_exclusive_group()
-    tok.add_argument("--token", help="bearer token clients must send (prefer --token-file: argv is visible to ps)")
-    tok.add_argument("--token-file", help="file holding the bearer token")
+    tok.add_argument("--token", help="bearer token clients must send, at least 16 characters without whitespace "
+                                      "(prefer --token-file: argv is visible to ps); default: none")
+    tok.add_argument("--token-file", help="file holding the bearer token (same rules); default: none. Without TLS "
+                                          "the token travels in clear text")
     s.add_argument("--insecure", action="store_true", help="allow a non-loopback bind without a token")
     s.add_argument("--tls-cert", help="server certificate chain (PEM)")
     s.add_argument("--tls-key", help="server private key (PEM)")
@@ -82,7 +87,7 @@ def _serve_config(args):
         max_model_bytes=int(args.max_model_mb * 1024 * 1024),
         max_message_bytes=int(args.max_model_mb * 1024 * 1024) + 16 * 1024 * 1024,
         max_nodes=args.max_nodes, worker_timeout_s=args.timeout, worker_memory_mb=args.worker_memory_mb,
-        queue_size=args.queue_size)
+        worker_recycle_mb=args.worker_recycle_mb, queue_size=args.queue_size)
     if args.queue_size < 0 or args.timeout <= 0 or args.max_model_mb <= 0:
         raise ValueError("--queue-size must be >= 0, --timeout and --max-model-mb > 0")
     return ServeConfig(host=args.host, port=args.port, token=token, insecure=args.insecure, tls_cert=args.tls_cert,

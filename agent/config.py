@@ -56,6 +56,7 @@ class AgentLimits:
     max_tensor_elements: int = 256 * 1024 * 1024  # elements in any one declared tensor (1 GiB fp32)
     worker_timeout_s: float = 120.0            # default wall-time limit per model (s)
     worker_memory_mb: int = 4096               # address-space limit of the worker process (MiB)
+    worker_recycle_mb: int = 512               # a worker resident above this after a request is replaced (MiB; 0 = never)
     queue_size: int = 16                       # requests that may wait for the measurement slot
     cache_bytes: int = 1024 * 1024 * 1024      # model cache on disk (bytes), least recently used evicted
 

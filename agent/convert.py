@@ -5,6 +5,8 @@ frozen dataclasses (``hilnas.agent.results``) and never pass protobuf objects ar
 """
 from __future__ import annotations
 
+import math
+
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import (BenchmarkRequest, BenchmarkResult, Conditions, DeviceInfo, EnergyMeterInfo,
                                   EnergyResult, LatencyStats, ModelFormat, Status)
@@ -20,23 +22,30 @@ def config_to_proto(c: MeasureConfig) -> pb.MeasurementConfig:
         energy_window_s=c.energy_window_s, energy_windows=c.energy_windows, energy_idle_s=c.energy_idle_s)
 
 
+_DEFAULT_CONFIG = MeasureConfig()
+# Proto field -> MeasureConfig field, where the names differ.
+_CONFIG_FIELDS = ("warmup_runs", "min_runs", "min_seconds", "max_runs", "threads", "cooldown_seconds", "energy",
+                  "cv_threshold", "timeout_s", "energy_window_s", "energy_windows", "energy_idle_s")
+# Upper bounds of the float fields (a typo or a hostile value must not hold the device for days).
+_CONFIG_MAX = {"min_seconds": 3600.0, "cooldown_seconds": 600.0, "timeout_s": 86400.0, "cv_threshold": 1e6,
+               "energy_window_s": 60.0, "energy_idle_s": 60.0}
+
+
 def config_from_proto(p: pb.MeasurementConfig) -> MeasureConfig:
-    """Proto -> config; an all-zero (absent) message means the defaults."""
-    if p.ByteSize() == 0:
-        return MeasureConfig()
-    if p.min_seconds < 0 or p.cooldown_seconds < 0 or p.timeout_s < 0 or p.cv_threshold < 0:
-        raise ValueError("min_seconds, cooldown_seconds, timeout_s and cv_threshold must not be negative")
-    if p.cooldown_seconds > 600 or p.min_seconds > 3600:
-        raise ValueError("cooldown_seconds (<= 600) or min_seconds (<= 3600) out of range")
-    if p.energy_window_s < 0 or p.energy_idle_s < 0:
-        raise ValueError("energy_window_s and energy_idle_s must not be negative")
-    if p.energy_window_s > 60 or p.energy_idle_s > 60 or p.energy_windows > 100:
-        raise ValueError("energy_window_s (<= 60), energy_idle_s (<= 60) or energy_windows (<= 100) out of range")
-    return MeasureConfig(
-        warmup_runs=p.warmup_runs, min_runs=max(1, p.min_runs), min_seconds=p.min_seconds, max_runs=p.max_runs,
-        threads=p.threads, cpu_affinity=tuple(p.cpu_affinity), cooldown_seconds=p.cooldown_seconds,
-        energy=p.energy, cv_threshold=p.cv_threshold, remeasure_unstable=not p.no_remeasure, timeout_s=p.timeout_s,
-        energy_window_s=p.energy_window_s, energy_windows=p.energy_windows, energy_idle_s=p.energy_idle_s)
+    """Proto -> config, field by field: a field the sender did not set takes ``MeasureConfig``'s
+    default; a set field is used as given (``min_runs`` 0 means 1). Raises ValueError for a value
+    out of range (negative, NaN or infinite, or over its bound)."""
+    values = {name: getattr(p, name) if p.HasField(name) else getattr(_DEFAULT_CONFIG, name)
+              for name in _CONFIG_FIELDS}
+    for name, bound in _CONFIG_MAX.items():
+        v = values[name]
+        if not (math.isfinite(v) and 0 <= v <= bound):
+            raise ValueError(f"{name} must be a finite number in [0, {bound:g}], got {v!r}")
+    if values["energy_windows"] > 100:
+        raise ValueError(f"energy_windows must be <= 100, got {values['energy_windows']}")
+    values["min_runs"] = max(1, values["min_runs"])
+    remeasure = not p.no_remeasure if p.HasField("no_remeasure") else _DEFAULT_CONFIG.remeasure_unstable
+    return MeasureConfig(**values, cpu_affinity=tuple(p.cpu_affinity), remeasure_unstable=remeasure)
 
 
 # -- requests ---------------------------------------------------------------------------------

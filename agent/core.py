@@ -6,7 +6,6 @@ runs over the real host (``HostDevice``) and over a simulated device (``Simulate
 from __future__ import annotations
 
 import dataclasses
-import re
 import threading
 import time
 from typing import Iterable, Iterator
@@ -16,8 +15,7 @@ from hilnas.agent.config import AgentLimits, MeasureConfig
 from hilnas.agent.device import AgentError, Device, MeasureOutcome, StoredModel
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, Conditions, DeviceInfo, ModelFormat, Status
 from hilnas.agent.slot import MeasurementSlot
-
-_HEX64 = re.compile(r"[0-9a-f]{64}")
+from hilnas.agent.validate import check_sha256
 
 # Which backends can run which format.
 _FORMAT_BACKENDS = {
@@ -60,7 +58,7 @@ class Agent:
                 result = self._admit_and_measure(request, deadline)
         except AgentError as err:
             result = BenchmarkResult.failure(err.status, err.message, request)
-        return dataclasses.replace(result, total_wall_s=time.monotonic() - start)
+        return self._answer(result, start)
 
     def benchmark_stream(self, requests: Iterable[BenchmarkRequest | AgentError], *,
                          deadline: float | None = None) -> Iterator[BenchmarkResult]:
@@ -74,20 +72,40 @@ class Agent:
             for request in requests:
                 start = time.monotonic()
                 if isinstance(request, AgentError):
-                    yield BenchmarkResult.failure(request.status, request.message)
+                    yield self._answer(BenchmarkResult.failure(request.status, request.message, request.request), start)
                     continue
                 try:
                     self._precheck(request)
                     result = self._admit_and_measure(request, deadline)
                 except AgentError as err:
                     result = BenchmarkResult.failure(err.status, err.message, request)
-                yield dataclasses.replace(result, total_wall_s=time.monotonic() - start)
+                yield self._answer(result, start)
 
     # -- internals --------------------------------------------------------------------------
+    def _answer(self, result: BenchmarkResult, start: float) -> BenchmarkResult:
+        """The result as sent: its wall time, and an error text that names no path on this
+        device (runtimes quote the cached file they load; a client has no business with it)."""
+        error = result.error
+        if error:
+            for path, shown in self._private_paths():
+                error = error.replace(path, shown)
+        return dataclasses.replace(result, error=error, total_wall_s=time.monotonic() - start)
+
+    def _private_paths(self) -> list[tuple[str, str]]:
+        import os
+
+        root = getattr(self.cache, "root", None)
+        paths = []
+        if root is not None:
+            paths += [(str(root.resolve()), "<model cache>"), (str(root), "<model cache>")]
+        home = os.path.expanduser("~")
+        if home not in ("", "/", "~"):
+            paths.append((home, "~"))
+        return sorted(set(paths), key=lambda p: -len(p[0]))  # longest first: a root inside home
+
     def _precheck(self, request: BenchmarkRequest) -> None:
         """Cheap checks that need no CPU time worth mentioning (done before queueing)."""
-        if not _HEX64.fullmatch(request.sha256 or ""):
-            raise AgentError(Status.INVALID_MODEL, "sha256 must be 64 lowercase hex characters")
+        check_sha256(request.sha256)
         if len(request.model) > self.limits.max_model_bytes:
             raise AgentError(Status.MODEL_TOO_LARGE,
                              f"model is {len(request.model)} bytes; this agent accepts at most {self.limits.max_model_bytes}")

@@ -50,10 +50,30 @@ class Device(Protocol):
         """Release worker processes."""
 
 
+def check_config(config: MeasureConfig, usable_cpus: set[int] | None) -> None:
+    """Raise ValueError for a config no device can honour, or this one cannot (CPU ids it does not
+    offer). Every ``Device`` calls it, so the host and the simulated device refuse the same."""
+    from hilnas.agent.energy.protocol import MIN_WINDOW_S, MIN_WINDOWS
+
+    if config.threads < 0:
+        raise ValueError(f"threads must be >= 0, got {config.threads}")
+    idle_s, window_s, windows = config.energy_protocol()
+    if window_s < MIN_WINDOW_S or windows < MIN_WINDOWS or idle_s < 0:
+        raise ValueError(f"the energy protocol needs windows of >= {MIN_WINDOW_S:g} s, at least "
+                         f"{MIN_WINDOWS} of them and a positive idle phase (got {windows} x "
+                         f"{window_s:g} s, idle {idle_s:g} s)")
+    if config.cpu_affinity and usable_cpus is not None:
+        missing = sorted(set(config.cpu_affinity) - usable_cpus)
+        if missing:
+            raise ValueError(f"cpu_affinity asks for CPUs {missing}, which this device does not "
+                             f"offer (usable: {sorted(usable_cpus)})")
+
+
 class AgentError(Exception):
     """A request the agent refuses, with the typed status the client will see."""
 
-    def __init__(self, status: Status, message: str):
+    def __init__(self, status: Status, message: str, request=None):
         super().__init__(message)
         self.status = status
         self.message = message
+        self.request = request   # what of the refused request to echo (request_id, op_key, sha256), if known

@@ -28,12 +28,11 @@ from typing import Any
 from hilnas.agent.backends import BACKEND_NAMES, get_backend
 from hilnas.agent.conditions import probe_conditions, runtime_versions, thread_affinity
 from hilnas.agent.config import AgentLimits, MeasureConfig
-from hilnas.agent.device import MeasureOutcome, StoredModel
+from hilnas.agent.device import MeasureOutcome, StoredModel, check_config
 from hilnas.agent.energy import (EnergyMeter, NoneMeter, SamplingInsideWindowError, best_meter,
                                  discover_meters, invalid_result, measure_energy,
                                  measurement_window)
 from hilnas.agent.energy.base import METER_UNAVAILABLE, OVER_TIME_LIMIT, RUN_FAILED
-from hilnas.agent.energy.protocol import MIN_WINDOW_S, MIN_WINDOWS
 from hilnas.agent.energy.sysfs import Reader, Runner, read_text
 from hilnas.agent.fingerprint import describe_host
 from hilnas.agent.results import Conditions, DeviceInfo, EnergyMeterInfo, EnergyResult, Status
@@ -163,9 +162,10 @@ class _WorkerProcess:
 class HostDevice:
     """Measures models on this machine, one at a time, each in an isolated worker process.
 
-    The worker is started on first use and restarted after it crashes or is killed for a
-    timeout. ``measure`` never raises for a bad model; it raises ``ValueError`` only for a
-    config this machine cannot honour (CPUs it does not have, negative threads, an energy
+    The worker is started on first use and replaced after it crashes, runs out of memory,
+    is killed for a timeout, or stays above ``limits.worker_recycle_mb`` after a request.
+    ``measure`` never raises for a bad model; it raises ``ValueError`` only for a config this
+    machine cannot honour (CPUs it does not have, negative threads, an energy
     protocol below its minimum of 5 windows of 1 s).
 
     ``root``, ``runner`` and ``reader`` say where sysfs is, how ``vcgencmd`` runs and how files
@@ -264,19 +264,7 @@ class HostDevice:
 
     @staticmethod
     def _check_config(config: MeasureConfig) -> None:
-        if config.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {config.threads}")
-        idle_s, window_s, windows = config.energy_protocol()
-        if window_s < MIN_WINDOW_S or windows < MIN_WINDOWS or idle_s < 0:
-            raise ValueError(f"the energy protocol needs windows of >= {MIN_WINDOW_S:g} s, at least "
-                             f"{MIN_WINDOWS} of them and a positive idle phase (got {windows} x "
-                             f"{window_s:g} s, idle {idle_s:g} s)")
-        if config.cpu_affinity and hasattr(os, "sched_getaffinity"):
-            usable = os.sched_getaffinity(0)
-            missing = sorted(set(config.cpu_affinity) - usable)
-            if missing:
-                raise ValueError(f"cpu_affinity asks for CPUs {missing}, which this device does not "
-                                 f"offer (usable: {sorted(usable)})")
+        check_config(config, set(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None)
 
     def _ensure_worker(self) -> _WorkerProcess:
         if self._worker is not None and self._worker.alive():
@@ -326,7 +314,22 @@ class HostDevice:
         if config.energy and outcome.status is Status.OK:
             left_s = timeout_s - (time.monotonic() - started)
             outcome = replace(outcome, energy=self._measure_energy(config, left_s, timeout_s))
+        self._recycle_if_needed(worker, outcome.status, response.get("rss_mb"))
         return outcome
+
+    def _recycle_if_needed(self, worker: _WorkerProcess, status: Status, rss_mb: object) -> None:
+        """Replace a worker that ran out of memory (a runtime that survived a failed allocation
+        may be left in a bad state: it failed later models a fresh worker ran), and one that
+        stays large after a big model (the allocator keeps freed memory): the next request
+        starts a fresh worker, which costs ~1 s once."""
+        limit = self.limits.worker_recycle_mb
+        large = isinstance(rss_mb, (int, float)) and limit > 0 and rss_mb > limit
+        if status is Status.CRASHED or large:
+            why = "it ran out of memory" if status is Status.CRASHED else f"it stayed at {rss_mb:.0f} MiB > {limit} MiB"
+            log.info("replacing measurement worker %d: %s", worker.pid, why)
+            if self._worker is worker:
+                self._worker = None
+            worker.stop()
 
     def _exchange(self, worker: _WorkerProcess, request: dict[str, Any],
                   deadline: float) -> dict[str, Any] | None:

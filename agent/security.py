@@ -41,16 +41,37 @@ def check_bind(host: str, token: str | None, insecure: bool) -> None:
             "device. Pass --token-file FILE (or --token), or --insecure if this network is yours alone.")
 
 
+MIN_TOKEN_CHARS = 16
+_MAKE_TOKEN = "python -c 'import secrets; print(secrets.token_urlsafe(32))' > ~/.hilnas-token"
+
+
+def check_token(token: str, source: str = "--token") -> str:
+    """The token if it is usable: at least 16 characters, no whitespace (it travels in one
+    metadata value), else ValueError saying how to make one."""
+    if len(token) < MIN_TOKEN_CHARS or any(ch.isspace() for ch in token) or not token.isprintable():
+        what = "has whitespace or control characters" if len(token) >= MIN_TOKEN_CHARS else \
+            f"is too short ({len(token)} characters; use at least {MIN_TOKEN_CHARS})"
+        raise ValueError(f"the token from {source} {what}: make one with `{_MAKE_TOKEN}` and pass "
+                         "--token-file ~/.hilnas-token")
+    return token
+
+
 def read_token_file(path: str | Path) -> str:
     p = Path(path)
     try:
         token = p.read_text(encoding="utf-8").strip()
-    except OSError as err:
-        raise ValueError(f"cannot read token file {p}: {err.strerror or err}") from None
-    if len(token) < 16:
-        raise ValueError(f"token in {p} is too short ({len(token)} characters; use at least 16, e.g. "
-                         "`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)")
-    return token
+    except (OSError, UnicodeDecodeError) as err:
+        raise ValueError(f"cannot read token file {p}: {getattr(err, 'strerror', None) or err}") from None
+    return check_token(token, f"token file {p}")
+
+
+def plaintext_token_warning(host: str, token: str | None, tls: bool) -> str | None:
+    """What to warn about at start when a token would cross a network in clear text, or None."""
+    if not token or tls or is_loopback(host):
+        return None
+    return (f"WARNING: serving on {host} with a token but without TLS: the token and every model travel in "
+            "clear text and anyone on the path can read and reuse them. Add --tls-cert/--tls-key "
+            "(docs/deploy.md), or use this only on a network you control.")
 
 
 class TokenInterceptor(grpc.ServerInterceptor):

@@ -18,11 +18,13 @@ import grpc
 
 from hilnas.agent.config import ServeConfig
 from hilnas.agent.core import Agent
-from hilnas.agent.security import TokenInterceptor, check_bind, server_credentials
+from hilnas.agent.security import (TokenInterceptor, check_bind, check_token, plaintext_token_warning,
+                                   server_credentials)
 from hilnas.agent.servicer import SERVICE_NAME, DeviceAgentServicer
 from hilnas.protos.v1 import agent_pb2_grpc
 
 log = logging.getLogger("hilnas.agent")
+SPARE_RPC_THREADS = 8   # threads beyond the measuring one and the queue: Describe, Health, refusals
 
 
 @dataclass
@@ -57,7 +59,7 @@ def make_device(config: ServeConfig):
     if config.simulate:
         from hilnas.agent.sim.device import SimulatedDevice
 
-        return SimulatedDevice(config.simulate, seed=config.seed)
+        return SimulatedDevice(config.simulate, seed=config.seed, memory_limit_mb=config.limits.worker_memory_mb)
     from hilnas.agent.host import HostDevice
 
     return HostDevice(config.limits, default_backend=config.backend)
@@ -65,7 +67,12 @@ def make_device(config: ServeConfig):
 
 def create_server(config: ServeConfig, *, device=None) -> AgentServer:
     """Build and start the gRPC server (port 0 picks a free port)."""
+    if config.token is not None:
+        check_token(config.token)
     check_bind(config.host, config.token, config.insecure)
+    warning = plaintext_token_warning(config.host, config.token, bool(config.tls_cert))
+    if warning:
+        log.warning("%s", warning)
     limits = config.limits
     if limits.max_message_bytes < limits.max_model_bytes + 1024 * 1024:
         raise ValueError("max_message_bytes must exceed max_model_bytes by at least 1 MiB")
@@ -77,12 +84,14 @@ def create_server(config: ServeConfig, *, device=None) -> AgentServer:
     agent = Agent(device, cache, limits, default_backend=backend)
 
     interceptors = [TokenInterceptor(config.token)] if config.token else []
-    # One thread runs the measurement; queue_size wait for it; a few spare serve Describe/health.
-    workers = limits.queue_size + 5
+    # One thread runs the measurement and queue_size wait for it; the slot refuses every further
+    # Benchmark at once (BUSY), so at most queue_size + 1 threads ever wait and the spare ones
+    # always serve Describe, Health and those refusals. No gRPC-wide concurrency limit: it
+    # would refuse Describe and Health too when the board is busy, and a busy board is not dead.
+    workers = limits.queue_size + 1 + SPARE_RPC_THREADS
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hilnas-rpc"),
         interceptors=interceptors,
-        maximum_concurrent_rpcs=workers,
         options=[("grpc.max_receive_message_length", limits.max_message_bytes),
                  ("grpc.max_send_message_length", limits.max_message_bytes),
                  ("grpc.so_reuseport", 0)])

@@ -8,7 +8,7 @@ import grpc
 from hilnas.agent import convert
 from hilnas.agent.core import Agent
 from hilnas.agent.device import AgentError
-from hilnas.agent.results import Status
+from hilnas.agent.results import BenchmarkRequest, Status
 from hilnas.protos.v1 import agent_pb2, agent_pb2_grpc
 
 STATUS_METADATA_KEY = "hilnas-status"
@@ -60,8 +60,9 @@ class DeviceAgentServicer(agent_pb2_grpc.DeviceAgentServicer):
             for msg in request_iterator:
                 try:
                     yield convert.request_from_proto(msg)
-                except ValueError as err:
-                    yield AgentError(Status.INVALID_MODEL, f"bad request: {err}")
+                except ValueError as err:   # still echo what identifies the request
+                    echo = BenchmarkRequest(sha256=msg.sha256, request_id=msg.request_id, op_key=msg.op_key)
+                    yield AgentError(Status.INVALID_MODEL, f"bad request: {err}", echo)
 
         try:
             for result in self.agent.benchmark_stream(decoded(), deadline=_deadline(context)):

@@ -27,11 +27,17 @@ def is_sha256(value: str) -> bool:
     return isinstance(value, str) and _SHA256_RE.fullmatch(value) is not None
 
 
+def check_sha256(sha256: str) -> None:
+    """The one rule for the hash a client sends, on every path (unary, stream, hash-only, cache):
+    anything but 64 lowercase hex characters is HASH_MISMATCH, as no bytes can hash to it."""
+    if not is_sha256(sha256):
+        shown = sha256[:80] if isinstance(sha256, str) else type(sha256).__name__
+        raise AgentError(Status.HASH_MISMATCH, f"sha256 must be 64 lowercase hex characters, got {shown!r}")
+
+
 def check_model(data: bytes, sha256: str, fmt: ModelFormat, limits: AgentLimits) -> None:
     """Raise ``AgentError`` with a typed status if ``data`` must not be cached or run."""
-    if not is_sha256(sha256):
-        raise AgentError(Status.HASH_MISMATCH,
-                         f"sha256 must be 64 lowercase hex characters, got {sha256[:80]!r}")
+    check_sha256(sha256)
     if len(data) > limits.max_model_bytes:
         raise AgentError(Status.MODEL_TOO_LARGE,
                          f"model is {len(data)} bytes, over the limit of {limits.max_model_bytes} bytes")
@@ -86,11 +92,44 @@ def _check_onnx(data: bytes, limits: AgentLimits) -> None:
                     work.append(attr.g)
                 work.extend(attr.graphs)
 
+    _check_inlined_size(model, limits)
     # The cheap sanity limits above come first; the checker walks the whole model.
     try:
         onnx.checker.check_model(model)
     except Exception as exc:  # onnx.checker.ValidationError, or a C++ error for odd input
         raise _invalid(f"ONNX checker rejected the model: {_first_line(exc)}") from None
+
+
+def _check_inlined_size(model, limits: AgentLimits) -> None:
+    """Refuse a model whose local functions expand past ``max_nodes`` once inlined (a runtime
+    inlines them at load: f_k calling f_(k-1) twice is 2^k nodes from k small functions), and a
+    function that calls itself, which can never be inlined."""
+    functions = {(f.domain, f.name): f for f in model.functions}
+    expanded: dict[tuple[str, str], int] = {}
+    cap = limits.max_nodes + 1
+
+    def size(nodes, stack: tuple) -> int:
+        total = 0
+        for node in nodes:
+            key = (node.domain, node.op_type)
+            if key in functions:
+                if key in stack:
+                    raise _invalid(f"local function {key[0]}.{key[1]} calls itself; it cannot be inlined")
+                if key not in expanded:
+                    expanded[key] = size(functions[key].node, stack + (key,))
+                total += expanded[key]
+            else:
+                total += 1
+            for attr in node.attribute:   # control-flow bodies may call functions too
+                for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                    total += size(g.node, stack)
+            if total >= cap:
+                return cap   # enough to refuse; never count to 2^k
+        return total
+
+    if size(model.graph.node, ()) >= cap:
+        raise _invalid(f"model has more than {limits.max_nodes} nodes once its local functions are inlined "
+                       "(agent limit)")
 
 
 def _check_onnx_tensor(tensor, limits: AgentLimits, what: str) -> None:

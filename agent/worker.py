@@ -9,7 +9,8 @@ On start it writes ``{"ready": true, "pid": ..., "affinity": [...]}``. A request
 ``{"id", "path", "format", "backend", "threads", "cpu_affinity", "warmup_runs", "min_runs",
 "min_seconds", "max_runs", "cooldown_seconds", "budget_s"}`` (or ``{"op": "exit"}``); the
 response is ``{"id", "status", "error", "samples_ms", "measure_wall_s", "runtime_version",
-"affinity", "threads", "warmup_runs", "stopped", "pid"}`` with ``status`` a ``Status`` name.
+"affinity", "threads", "warmup_runs", "stopped", "pid", "rss_mb"}`` with ``status`` a ``Status`` name
+and ``rss_mb`` the worker's resident memory after the request (the model still loaded).
 
 For the energy protocol, ``{"op": "run_for", "id", "seconds"}`` runs the model loaded by the
 last request back to back until ``seconds`` have passed (at least once) and answers ``{"id",
@@ -75,6 +76,16 @@ def _exit_with_parent() -> None:
                 os._exit(3)
 
     threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process now, MiB (None where /proc is missing)."""
+    try:
+        with open("/proc/self/statm", encoding="ascii") as f:
+            resident_pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return resident_pages * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
 
 
 def _get_affinity() -> list[int] | None:
@@ -228,6 +239,7 @@ def serve(stdin: IO[bytes], channel: IO[str], memory_mb: int = 0) -> int:
             return 0
         response = worker.run_for(req) if req.get("op") == "run_for" else worker.handle(req)
         response["id"] = req.get("id")
+        response["rss_mb"] = _rss_mb()  # the agent recycles a worker that stays this large
         channel.write(json.dumps(response) + "\n")
     return 0  # stdin closed: the agent is gone
 

@@ -19,6 +19,21 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   fi
 fi
 
+# Node.js for the contract test in another language (tests/node: @grpc/grpc-js and
+# @grpc/proto-loader from npm, exact versions in its package-lock.json).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null) \
+      || echo "setup: could not install nodejs/npm; tests/node will be skipped outside CI" >&2
+  else
+    echo "setup: not root; install nodejs and npm for tests/node" >&2
+  fi
+fi
+if command -v npm >/dev/null; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null) \
+    || echo "setup: npm ci in tests/node failed; tests/node will fail in CI" >&2
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi

@@ -12,3 +12,23 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def host_agent(tmp_path):
+    """This host's agent on loopback (port 0), with a real worker."""
+    from loopback import start_agent
+
+    running = start_agent(tmp_path)
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture
+def sim_agent(tmp_path):
+    """A simulated Raspberry Pi 4 agent on loopback (port 0)."""
+    from loopback import start_agent
+
+    running = start_agent(tmp_path, simulate="raspi4", seed=1)
+    yield running
+    running.stop(0)

@@ -22,7 +22,7 @@ def start_agent(tmp_path, **overrides):
 
 
 def client_for(running, **kw) -> AgentClient:
-    return AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}", retries=1, backoff_s=0.05, **kw))
+    return AgentClient(ClientConfig(**{"address": f"127.0.0.1:{running.port}", "retries": 1, "backoff_s": 0.05, **kw}))
 
 
 def build_lut(store, client, space, device_key: str = "pi") -> None:

@@ -12,12 +12,15 @@ NAME = "onnxruntime"
 FORMAT = ModelFormat.ONNX
 # ONNX Runtime ships under several distribution names; all import as ``onnxruntime``.
 _DISTRIBUTIONS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml")
-_DTYPES = {
-    "tensor(float)": "float32", "tensor(float16)": "float16", "tensor(double)": "float64",
-    "tensor(int8)": "int8", "tensor(uint8)": "uint8", "tensor(int16)": "int16",
-    "tensor(uint16)": "uint16", "tensor(int32)": "int32", "tensor(uint32)": "uint32",
-    "tensor(int64)": "int64", "tensor(uint64)": "uint64", "tensor(bool)": "bool",
+# The input types the agent can feed: ONNX TensorProto element type -> (ORT's name, numpy dtype).
+# The simulated device refuses the others as the host does (UNSUPPORTED_OP).
+FEEDABLE_ELEM_TYPES = {
+    1: ("tensor(float)", "float32"), 10: ("tensor(float16)", "float16"), 11: ("tensor(double)", "float64"),
+    3: ("tensor(int8)", "int8"), 2: ("tensor(uint8)", "uint8"), 5: ("tensor(int16)", "int16"),
+    4: ("tensor(uint16)", "uint16"), 6: ("tensor(int32)", "int32"), 12: ("tensor(uint32)", "uint32"),
+    7: ("tensor(int64)", "int64"), 13: ("tensor(uint64)", "uint64"), 9: ("tensor(bool)", "bool"),
 }
+_DTYPES = dict(FEEDABLE_ELEM_TYPES.values())
 
 
 def available() -> bool:

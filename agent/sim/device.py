@@ -16,7 +16,7 @@ from pathlib import Path
 
 from hilnas import __version__
 from hilnas.agent.config import MeasureConfig
-from hilnas.agent.device import MeasureOutcome, StoredModel
+from hilnas.agent.device import MeasureOutcome, StoredModel, check_config
 from hilnas.agent.results import Conditions, DeviceInfo, EnergyMeterInfo, EnergyResult, ModelFormat, Status
 from hilnas.agent.sim.graph import GraphCost, GraphError, analyse_onnx
 from hilnas.agent.sim.model import DeviceModel
@@ -41,9 +41,13 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 class SimulatedDevice:
     """A device whose measurements a device model of a profile produces, not hardware."""
 
-    def __init__(self, profile: str | Path, *, seed: int = 0):
+    def __init__(self, profile: str | Path, *, seed: int = 0, memory_limit_mb: int = 0):
         self.profile: DeviceProfile = load_profile(profile)
         self.seed = seed
+        # What a model may hold, as on the host: the worker's address-space limit, and never more
+        # than the board's memory (0 = the board's memory only).
+        board = self.profile.device.memory_bytes
+        self.memory_limit_bytes = min(board, memory_limit_mb * 2 ** 20) if memory_limit_mb > 0 else board
         self.model = DeviceModel(self.profile)
         self.runtime_version = f"simulated {self.profile.name} (hilnas {__version__})"
         self._graphs: OrderedDict[str, GraphCost | GraphError] = OrderedDict()
@@ -97,9 +101,20 @@ class SimulatedDevice:
             return MeasureOutcome(Status.BACKEND_UNAVAILABLE,
                                   "the simulated device costs ONNX graphs; "
                                   f"{model.format.name} models are not supported")
+        check_config(config, set(range(self.profile.device.cpu_cores)))
         graph = self._analyse(model)
         if isinstance(graph, GraphError):
             return MeasureOutcome(graph.status, graph.message)
+        held = graph.params_bytes + graph.input_bytes + graph.largest_tensor_bytes
+        if held > self.memory_limit_bytes:
+            # The host's worker fails the allocation (CRASHED, "out of memory") and is replaced.
+            # Deviation: the host also spends address space on the runtime itself, so it may fail
+            # a little earlier than this.
+            return MeasureOutcome(Status.CRASHED,
+                                  f"out of memory (simulated): the weights, inputs and tensor "
+                                  f"{graph.largest_tensor!r} need {held / 2 ** 20:.0f} MiB, over the "
+                                  f"{self.memory_limit_bytes / 2 ** 20:.0f} MiB a model may use on this device",
+                                  runtime_version=self.runtime_version)
         with self._lock:
             return self._measure(model.sha256, graph, config, timeout_s)
 
@@ -146,8 +161,10 @@ class SimulatedDevice:
         slow_ms = base_ms
         if th.enabled and th.throttle_freq_fraction < 1:
             slow_ms = self.model.latency_ms(graph, freq_scale=th.throttle_freq_fraction, threads=config.threads)
+        # The host's timed loop: at least min_runs and min_seconds, but max_runs caps both.
         n = max(config.min_runs, math.ceil(config.min_seconds * 1e3 / base_ms), 1)
-        n = min(n, max(config.max_runs, config.min_runs, 1))
+        if config.max_runs > 0:
+            n = min(n, config.max_runs)
         # Lognormal samples with mean base_ms and the profile's CV, a per-call offset, outliers.
         sigma = math.sqrt(math.log1p(noise.cv ** 2))
         offset = math.exp(rng.normal(0.0, noise.run_cv)) if noise.run_cv else 1.0

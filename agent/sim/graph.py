@@ -16,6 +16,7 @@ import math
 from dataclasses import dataclass
 
 from hilnas.agent.results import Status
+from hilnas.agent.sim.control_flow import CONTROL_FLOW, control_flow_cost
 
 
 class GraphError(Exception):
@@ -43,6 +44,8 @@ class NodeCost:
     fused_into: str = ""            # name of the node it is fused into; "" = its own kernel
     folded: str = ""                # "constant", "identity", "duplicate" or "dead": removed before running
     view: bool = False              # metadata-only op (Reshape, Flatten...): no data moved
+    trips: float = 0.0              # control flow (Loop, Scan, If): how often ``body`` runs per inference
+    body: tuple["NodeCost", ...] = ()  # ... and the nodes of the subgraph it runs
 
     @property
     def runs(self) -> bool:
@@ -52,6 +55,11 @@ class NodeCost:
     @property
     def bytes_moved(self) -> int:
         return self.bytes_read + self.bytes_written + self.params_bytes
+
+    @property
+    def total_flops(self) -> float:
+        """FLOPs of one inference of this node, its subgraph's runs included."""
+        return self.flops + self.trips * sum(n.total_flops for n in self.body)
 
 
 @dataclass(frozen=True)
@@ -63,6 +71,8 @@ class GraphCost:
     output_bytes: int       # bytes of the graph outputs per inference
     opset: int
     warnings: tuple[str, ...] = ()
+    largest_tensor_bytes: int = 0   # the largest tensor the runtime must hold (input, weight, output), bytes
+    largest_tensor: str = ""        # ... and its name
 
     @property
     def live(self) -> tuple[NodeCost, ...]:
@@ -71,7 +81,7 @@ class GraphCost:
 
     @property
     def flops(self) -> float:
-        return sum(n.flops for n in self.live)
+        return sum(n.total_flops for n in self.live)
 
     @property
     def params_bytes(self) -> int:
@@ -143,6 +153,41 @@ class _Tensors:
             if init.name not in inputs:       # an initializer that is also an input can be fed
                 self.constant.add(init.name)
 
+        # Values of small constants (a Loop's trip count, an If's condition), as Python scalars.
+        self.values: dict[str, float | int | bool] = {}
+        for init in graph.initializer:
+            if init.name in self.constant:
+                self._keep_value(init.name, init)
+        for node in graph.node:
+            if node.op_type == "Constant" and node.output:
+                attr = next((a for a in node.attribute if a.name == "value" and a.HasField("t")), None)
+                if attr is not None:
+                    self._keep_value(node.output[0], attr.t)
+
+    def _keep_value(self, name: str, tensor) -> None:
+        from onnx import numpy_helper
+
+        if math.prod(tensor.dims) == 1:
+            try:
+                self.values[name] = numpy_helper.to_array(tensor).reshape(-1)[0].item()
+            except (ValueError, TypeError, IndexError):
+                pass
+
+    def value_of(self, name: str) -> float | int | bool | None:
+        """The scalar value of a constant tensor, or None when it is not a known constant."""
+        return self.values.get(name)
+
+    def inner(self, graph) -> "_Tensors":
+        """The scope of a subgraph: its own tensors, then the enclosing graph's."""
+        child = _Tensors(graph)
+        own = set(child.shape) | {i.name for i in graph.input}
+        for d in ("shape", "elem", "values"):
+            for k, v in getattr(self, d).items():
+                if k not in own:
+                    getattr(child, d).setdefault(k, v)
+        child.constant |= self.constant - own
+        return child
+
     def nbytes(self, name: str, fallback: int = 0) -> int:
         n = _numel(self.shape.get(name))
         return fallback if n is None else n * self.elem.get(name, 4)
@@ -167,10 +212,12 @@ def analyse_onnx(data: bytes, *, max_nodes: int = 20_000) -> GraphCost:
     nodes = tuple(_with_fusion(costs[n], fused.get(n, "")) for n in names)
     inputs = [i.name for i in graph.input if i.name not in tensors.constant
               and i.name not in {x.name for x in graph.initializer}]
+    largest = max(tensors.shape, key=tensors.nbytes, default="")
     return GraphCost(nodes=nodes,
                      input_bytes=sum(tensors.nbytes(i) for i in inputs),
                      output_bytes=sum(tensors.nbytes(o.name) for o in graph.output),
-                     opset=opset, warnings=tuple(dict.fromkeys(warnings)))
+                     opset=opset, warnings=tuple(dict.fromkeys(warnings)),
+                     largest_tensor_bytes=tensors.nbytes(largest) if largest else 0, largest_tensor=largest)
 
 
 def _load(data: bytes, *, max_nodes: int):
@@ -182,13 +229,20 @@ def _load(data: bytes, *, max_nodes: int):
         model = onnx.load_model_from_string(data)
     except (DecodeError, ValueError, RuntimeError) as exc:
         raise GraphError(Status.INVALID_MODEL, f"not an ONNX model: {exc}") from None
-    if not model.graph.node:
-        raise GraphError(Status.INVALID_MODEL, "not an ONNX model: the graph has no nodes")
+    if model.functions:
+        # ONNX Runtime inlines model-local functions at load; cost the graph it then runs (the
+        # agent's model check has already bounded the inlined size).
+        try:
+            import onnx.inliner
+
+            model = onnx.inliner.inline_local_functions(model)
+        except Exception as exc:  # noqa: BLE001 - onnx raises C++-bound errors for odd functions
+            raise GraphError(Status.INVALID_MODEL, f"cannot inline the model's functions: {_first_line(exc)}") from None
     if len(model.graph.node) > max_nodes:
         raise GraphError(Status.INVALID_MODEL,
                          f"the graph has {len(model.graph.node)} nodes; the limit is {max_nodes}")
     standard = {"", "ai.onnx"}
-    for node in model.graph.node:
+    for node in _all_nodes(model.graph):
         if node.domain in standard and not onnx.defs.has(node.op_type):
             raise GraphError(Status.UNSUPPORTED_OP, f"operator {node.op_type!r} is not an ONNX operator")
         if node.domain not in _RUNTIME_DOMAINS:
@@ -198,22 +252,64 @@ def _load(data: bytes, *, max_nodes: int):
         onnx.checker.check_model(model)
     except onnx.checker.ValidationError as exc:
         raise GraphError(Status.INVALID_MODEL, f"invalid ONNX model: {_first_line(exc)}") from None
+    from hilnas.agent.backends.onnxrt import FEEDABLE_ELEM_TYPES
+
     initializers = {i.name for i in model.graph.initializer}
     for inp in model.graph.input:
-        if inp.name in initializers or not inp.type.HasField("tensor_type"):
+        if inp.name in initializers:
             continue
+        elem = inp.type.tensor_type.elem_type if inp.type.HasField("tensor_type") else None
+        if elem not in FEEDABLE_ELEM_TYPES:
+            # The host's worker feeds numeric and boolean tensors only; it refuses the model so.
+            raise GraphError(Status.UNSUPPORTED_OP, f"input {inp.name!r} is not a numeric or boolean tensor, "
+                                                    "which the agent cannot feed")
         for dim in inp.type.tensor_type.shape.dim:
-            if not dim.HasField("dim_value") or dim.dim_value <= 0:
+            if not dim.HasField("dim_value") or dim.dim_value < 0:   # symbolic: fed as 1, as the host does
                 dim.Clear()
                 dim.dim_value = 1
     # Strict inference catches what a runtime rejects at load time (e.g. MatMul shape mismatches);
     # ops outside the standard domain have no shape functions, so those graphs go non-strict.
     strict = all(n.domain in standard for n in model.graph.node)
     try:
-        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict,
-                                                 data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict)
+        if not _safe_to_propagate(inferred):
+            return inferred
+        # Data propagation resolves shapes computed in the graph (Shape -> Concat -> Reshape).
+        return onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=strict, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
         raise GraphError(Status.INVALID_MODEL, f"shape inference failed: {_first_line(exc)}") from None
+
+
+# ONNX's data propagation computes the values of constant tensors in the analysing process: a
+# ConstantOfShape or Range of 4e9 elements hangs it for ever, an Add of two 16 M-element weights
+# takes 7 s. It only matters for small shape tensors, so it runs only when every constant and
+# every generated tensor is small.
+_PROPAGATE_MAX_ELEMENTS = 1 << 16
+_GENERATORS = ("ConstantOfShape", "Range", "Expand", "Tile")
+
+
+def _safe_to_propagate(model) -> bool:
+    graph = model.graph
+    if any(math.prod(i.dims) > _PROPAGATE_MAX_ELEMENTS for i in graph.initializer):
+        return False
+    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else -1 for d in vi.type.tensor_type.shape.dim]
+              for vi in [*graph.value_info, *graph.output] if vi.type.tensor_type.HasField("shape")}
+    for node in _all_nodes(graph):
+        if node.op_type in _GENERATORS:
+            for out in node.output:
+                dims = shapes.get(out)
+                if dims is None or any(d < 0 for d in dims) or math.prod(dims) > _PROPAGATE_MAX_ELEMENTS:
+                    return False
+    return True
+
+
+def _all_nodes(graph):
+    """Every node of a graph and of the subgraphs of its control-flow nodes."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            for g in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                yield from _all_nodes(g)
 
 
 def _first_line(exc: Exception) -> str:
@@ -249,8 +345,8 @@ def _fold(graph, tensors: _Tensors, names: list[str]) -> dict[str, str]:
         ins = [i for i in node.input if i]
         keeps_output = bool(set(node.output) & outputs)
         static_shape = node.op_type in ("Shape", "Size") and ins and tensors.numel(ins[0]) is not None
-        if node.op_type in _NONDETERMINISTIC:
-            continue
+        if node.op_type in _NONDETERMINISTIC or node.op_type in CONTROL_FLOW:
+            continue   # control flow runs at every inference (ONNX Runtime folds no subgraphs)
         if all(i in tensors.constant for i in ins) or static_shape:
             folded[name] = "constant"
             tensors.constant.update(o for o in node.output if o)
@@ -308,6 +404,10 @@ def _node_cost(node, name: str, t: _Tensors, folded: str, warnings: list[str]) -
         warnings.append(f"{node.op_type}: output shape unknown; costed from input sizes")
     op = node.op_type
     flops, variant, view = 0.0, "", False
+    if op in CONTROL_FLOW:
+        trips, body = control_flow_cost(node, name, t, warnings, _node_cost)
+        return NodeCost(op_type=op, name=name, flops=0.0, bytes_read=0, bytes_written=out_bytes, params_bytes=params,
+                        output_shape=tuple(shape), folded=folded, trips=trips, body=body)
     if op in ("Conv", "ConvTranspose", "ConvInteger", "QLinearConv"):
         w = ins[3] if op == "QLinearConv" else ins[1]
         w_shape = t.shape.get(w) or ()

@@ -7,7 +7,9 @@ sums per-op micro-models is therefore not exact, as on real hardware):
 - fused epilogues (BN, bias, activation after Conv/Gemm) cost no dispatch and no memory pass;
 - a per-model overhead (session run, input/output copies) is paid once per inference;
 - weights stay in cache between inferences only while the whole model's weights fit in it;
-- identical nodes are computed once only when the profile's runtime merges them (``cse``).
+- identical nodes are computed once only when the profile's runtime merges them (``cse``);
+- a control-flow node (Loop, Scan, If) costs its body's kernels plus one dispatch per trip,
+  times its trip count (``control_flow.py``).
 """
 from __future__ import annotations
 
@@ -59,6 +61,17 @@ class DeviceModel:
         params_bw = c.cache_bandwidth_gbs if params_resident else c.mem_bandwidth_gbs
         out = []
         for n in nodes:
+            if n.body or n.trips:
+                # Control flow: the body's kernels and one dispatch per iteration, trips times.
+                inner = self.node_times(n.body, freq_scale=freq_scale, threads=threads,
+                                        params_resident=params_resident)
+                dispatch = c.dispatch_us / freq_scale
+                per_trip = sum(t.total_us for t in inner) + dispatch
+                out.append(NodeTime(n.name, n.op_type, n.trips * sum(t.compute_us for t in inner),
+                                    n.trips * sum(t.memory_us for t in inner), dispatch * (n.trips + 1),
+                                    n.trips * per_trip + dispatch, n.trips * sum(t.flops for t in inner),
+                                    int(min(n.trips * sum(t.bytes_moved for t in inner), 2 ** 62))))
+                continue
             if n.fused_into:
                 head = by_name.get(n.fused_into, n)
                 flops = n.flops if n.op_type in _EPILOGUE_OPS else 0.0

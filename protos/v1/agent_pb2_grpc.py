@@ -27,6 +27,18 @@ if _version_not_supported:
 
 class DeviceAgentStub:
     """A measurement agent running on one device (a board, a phone, a host, or a simulated device).
+
+    Authentication: an agent started with a token (always, when it listens beyond loopback)
+    expects every call to carry the metadata `authorization: Bearer <token>` (the key in lower
+    case, one space after "Bearer"); a call without it, or with another token, ends with
+    UNAUTHENTICATED ("missing token" / "wrong token"). grpc.health.v1.Health/Check and /Watch are
+    open, so stock health probes need no secret. Without TLS the token crosses the network in
+    clear text: serve with --tls-cert/--tls-key on any network you do not control.
+
+    One measurement runs at a time. Benchmark and BenchmarkStream wait for the device in a FIFO
+    queue of DeviceInfo.queue_size; beyond it they are refused at once with RESOURCE_EXHAUSTED
+    (status BUSY). Describe and Health never wait for the device and are answered while
+    measurements queue.
     """
 
     def __init__(self, channel):
@@ -54,6 +66,18 @@ class DeviceAgentStub:
 
 class DeviceAgentServicer:
     """A measurement agent running on one device (a board, a phone, a host, or a simulated device).
+
+    Authentication: an agent started with a token (always, when it listens beyond loopback)
+    expects every call to carry the metadata `authorization: Bearer <token>` (the key in lower
+    case, one space after "Bearer"); a call without it, or with another token, ends with
+    UNAUTHENTICATED ("missing token" / "wrong token"). grpc.health.v1.Health/Check and /Watch are
+    open, so stock health probes need no secret. Without TLS the token crosses the network in
+    clear text: serve with --tls-cert/--tls-key on any network you do not control.
+
+    One measurement runs at a time. Benchmark and BenchmarkStream wait for the device in a FIFO
+    queue of DeviceInfo.queue_size; beyond it they are refused at once with RESOURCE_EXHAUSTED
+    (status BUSY). Describe and Health never wait for the device and are answered while
+    measurements queue.
     """
 
     def Describe(self, request, context):
@@ -65,10 +89,13 @@ class DeviceAgentServicer:
 
     def Benchmark(self, request, context):
         """Measure one model. Failures come back as gRPC status codes (INVALID_ARGUMENT for a bad
-        model, NOT_FOUND for a hash-only request whose model is not cached, UNIMPLEMENTED for an
-        unsupported operator, DEADLINE_EXCEEDED for a model that hangs, INTERNAL for one that
-        crashes the runtime, RESOURCE_EXHAUSTED for a full queue, UNAUTHENTICATED for a bad
-        token); the typed status is also sent in the trailing metadata key `hilnas-status`.
+        model, a bad sha256 or a bad config, NOT_FOUND for a hash-only request whose model is not
+        cached, UNIMPLEMENTED for an unsupported operator, FAILED_PRECONDITION for a backend the
+        device lacks, DEADLINE_EXCEEDED for a model that hangs or a client deadline that passes,
+        INTERNAL for one that crashes the runtime or runs out of memory, RESOURCE_EXHAUSTED for a
+        full queue, UNAUTHENTICATED for a missing or wrong token); the typed status is also sent
+        in the trailing metadata key `hilnas-status`. UNSTABLE and THROTTLED results are answered
+        with OK and their numbers.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +138,18 @@ def add_DeviceAgentServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class DeviceAgent:
     """A measurement agent running on one device (a board, a phone, a host, or a simulated device).
+
+    Authentication: an agent started with a token (always, when it listens beyond loopback)
+    expects every call to carry the metadata `authorization: Bearer <token>` (the key in lower
+    case, one space after "Bearer"); a call without it, or with another token, ends with
+    UNAUTHENTICATED ("missing token" / "wrong token"). grpc.health.v1.Health/Check and /Watch are
+    open, so stock health probes need no secret. Without TLS the token crosses the network in
+    clear text: serve with --tls-cert/--tls-key on any network you do not control.
+
+    One measurement runs at a time. Benchmark and BenchmarkStream wait for the device in a FIFO
+    queue of DeviceInfo.queue_size; beyond it they are refused at once with RESOURCE_EXHAUSTED
+    (status BUSY). Describe and Health never wait for the device and are answered while
+    measurements queue.
     """
 
     @staticmethod

@@ -1,8 +1,15 @@
 """``hilnas devices``: the fleet file's devices and the agents that serve them."""
 from __future__ import annotations
 
+from pathlib import Path
 
 from hilnas.server.cli.common import _clients, _emit, _fleet, _open_store, add, json_flag
+
+
+def _absolute(path: str | None) -> str | None:
+    """A file named on the command line is relative to the current directory; the fleet file
+    stores it absolute, since it is read later from wherever the next command runs."""
+    return str(Path(path).expanduser().absolute()) if path else path
 
 
 def cmd_devices_add(args) -> int:
@@ -10,9 +17,10 @@ def cmd_devices_add(args) -> int:
 
     fleet = _fleet(args)
     tls = None
-    if args.tls or args.tls_ca or args.tls_cert:
-        tls = TlsConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key, server_name=args.tls_server_name)
-    endpoint = AgentEndpoint(address=args.address, token=args.token, token_file=args.token_file, tls=tls,
+    if args.tls or args.tls_ca or args.tls_cert or args.tls_key:
+        tls = TlsConfig(ca=_absolute(args.tls_ca), cert=_absolute(args.tls_cert), key=_absolute(args.tls_key),
+                        server_name=args.tls_server_name)
+    endpoint = AgentEndpoint(address=args.address, token=args.token, token_file=_absolute(args.token_file), tls=tls,
                              name=args.name or "", insecure=args.insecure)
     endpoint.check_files()
     if args.key in fleet:
@@ -84,11 +92,12 @@ def register(sub) -> None:
     p.add_argument("key", help="device key, e.g. raspi4 (letters, digits, . _ -)")
     p.add_argument("--address", required=True, help="agent address HOST:PORT")
     tok = p.add_mutually_exclusive_group()
-    tok.add_argument("--token-file", help="file holding the agent's token (needed beyond loopback)")
+    tok.add_argument("--token-file", help="file holding the agent's token (needed beyond loopback); relative to the current directory, "
+                     "stored as an absolute path")
     tok.add_argument("--token", help="the token itself (stored in the fleet file, mode 0600)")
     p.add_argument("--insecure", action="store_true", help="allow a non-loopback agent without a token")
     p.add_argument("--tls", action="store_true", help="connect with TLS (system roots unless --tls-ca)")
-    p.add_argument("--tls-ca", help="CA that signed the agent's certificate (PEM)")
+    p.add_argument("--tls-ca", help="CA that signed the agent's certificate (PEM); file paths are stored absolute")
     p.add_argument("--tls-cert", help="client certificate (PEM), for agents that require one")
     p.add_argument("--tls-key", help="client key (PEM)")
     p.add_argument("--tls-server-name", help="name in the agent's certificate, if not the host")

@@ -24,8 +24,10 @@ def cmd_lut_build(args) -> int:
     with _open_store(args) as store:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
         report = builder.build(keys, export, fmt=fmt, progress=_Progress(f"LUT {args.device}", args.quiet))
+    resumed = f"{report.resumed} resumed (passes missing), " if report.resumed else ""
     text = (f"LUT {report.lut_id}\n  {report.requested} op keys: {report.already_present} already present, "
-            f"{report.measured} measured now, {report.remeasured} re-measured (unstable), {len(report.failed)} failed\n"
+            f"{resumed}{report.measured} measured now, {report.repeated} further passes, "
+            f"{report.remeasured} re-measured (unstable), {len(report.failed)} failed\n"
             f"  wall {report.wall_s:.1f} s, models' own run time {report.model_run_s:.1f} s "
             f"(efficiency {report.efficiency:.2f})")
     if report.failed:

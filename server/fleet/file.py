@@ -88,7 +88,8 @@ class Fleet:
                              "(hilnas devices add)") from None
         except (OSError, UnicodeDecodeError) as exc:
             raise FleetError(f"cannot read fleet file {path}: {exc}") from None
-        fleet = cls.from_toml(text, base_dir=path.parent, source=str(path),
+        # Absolute, so a relative path in the file means the same from any working directory.
+        fleet = cls.from_toml(text, base_dir=path.parent.absolute(), source=str(path),
                               check_files=check_files)
         fleet.path = path
         return fleet

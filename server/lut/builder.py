@@ -1,10 +1,12 @@
 """Build a device's lookup table: measure every missing op instance on the device's agents.
 
-Incremental and resumable: only keys without a row are measured, and every row is committed as
-its result arrives, so a killed build loses at most the models in flight and a re-run measures
-exactly what is still missing. Several agents serving one device key share the work through one
-queue; an agent that is lost is retried with backoff, and its unfinished keys go back to the queue
-for the others. Unstable rows are measured once more at the end.
+Incremental and resumable: every pass of every key is committed as its result arrives, and a row
+records how many passes it combines (``passes.py``), so a killed build loses at most the models
+in flight and a re-run measures exactly what is still missing: keys without a row, and rows with
+fewer passes than ``repeats`` asks for, which get only the passes they lack. Several agents
+serving one device key share the work through one queue; an agent that is lost is retried with
+backoff, and its unfinished keys go back to the queue for the others. Unstable rows are measured
+once more at the end.
 """
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from typing import Callable, Iterable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, ModelFormat
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
-from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic, combine_rounds
+from hilnas.server.lut.passes import chosen_index, combine, passes_of
+from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 
 log = logging.getLogger("hilnas.lut")
@@ -64,10 +67,11 @@ def lut_id_for(info: DeviceInfo, backend: str, measure: MeasureConfig) -> LutId:
 class BuildReport:
     lut_id: LutId | None = None
     requested: int = 0
-    already_present: int = 0
-    measured: int = 0                  # rows written in this build (first pass)
+    already_present: int = 0           # keys whose row is complete (every pass, or a stored failure)
+    resumed: int = 0                   # keys with some passes stored but fewer than ``repeats``
+    measured: int = 0                  # keys measured for the first time in this build
     remeasured: int = 0                # unstable rows measured again
-    repeated: int = 0                  # measurements of the extra passes (LutBuildConfig.repeats)
+    repeated: int = 0                  # measurements of further passes (LutBuildConfig.repeats), resumed ones included
     failed: dict[str, str] = field(default_factory=dict)  # op key -> "STATUS: error"
     unstable: list[str] = field(default_factory=list)
     agents_lost: list[str] = field(default_factory=list)
@@ -91,6 +95,21 @@ class BuildIncomplete(RuntimeError):
 
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, op key)
+
+
+class _Tally:
+    """Progress over the whole build (every pass and re-measure), not one round."""
+
+    def __init__(self, total: int, progress: ProgressFn | None):
+        self.total, self.done, self.progress = total, 0, progress
+        self._lock = threading.Lock()
+
+    def advance(self, key: str) -> None:
+        with self._lock:
+            self.done += 1
+            done, total = self.done, self.total
+        if self.progress:
+            self.progress(done, total, key)
 
 
 class LutBuilder:
@@ -137,45 +156,58 @@ class LutBuilder:
         info, live = self.describe()
         lut_id = self.lut_id(info)
         self.store.upsert_device(self.device_key, fingerprint=info.fingerprint, info=info)
-        failed = ("invalid_model", "unsupported_op", "timeout", "crashed", "busy", "model_not_cached",
-                  "backend_unavailable", "hash_mismatch", "model_too_large")
-        missing = self.store.missing_keys(lut_id, keys, redo_statuses=failed if self.config.retry_failed else ())
-        report = BuildReport(lut_id=lut_id, requested=len(keys), already_present=len(keys) - len(missing))
+        repeats = self.config.repeats
+        stored = self.store.lut_dict(lut_id)
+        passes: dict[str, list[LutRow]] = {}   # key -> its measured passes (stored, then this build's)
+        todo = []
+        for k in keys:
+            row = stored.get(k)
+            if row is None or (not row.measured and self.config.retry_failed):
+                passes[k] = []
+                todo.append(k)
+            elif row.measured and row.passes_done < repeats:   # a build killed between passes
+                passes[k] = passes_of(row)
+                todo.append(k)
+        report = BuildReport(lut_id=lut_id, requested=len(keys), already_present=len(keys) - len(todo),
+                             resumed=sum(1 for k in todo if passes[k]))
         # Prepare every micro-model before measuring: exporting costs CPU that would disturb a
         # measurement running on this same host.
-        models = {k: model_for_key(k) for k in missing}
+        models = {k: model_for_key(k) for k in todo}
+        tally = _Tally(total=sum(repeats - len(passes[k]) for k in todo), progress=progress)
         start = time.monotonic()
-        pass_rows: dict[str, list[LutRow]] = {}
-        self._measure(missing, models, fmt, lut_id, live, report, progress, replace=self.config.retry_failed,
-                      pass_rows=pass_rows)
-        for _ in range(self.config.repeats - 1):
-            again = [k for k in missing if k in pass_rows]
-            before = report.measured
-            self._measure(again, models, fmt, lut_id, live, report, progress, replace=True, pass_rows=pass_rows)
-            report.repeated += report.measured - before
-            report.measured = before
+        while True:
+            # One interleaved pass over every key that still lacks one, so a slow minute on a
+            # shared device touches many keys a little rather than a few keys fully. A key whose
+            # pass failed waits for the next build (its earlier passes stay stored).
+            round_keys = [k for k in todo if len(passes[k]) < repeats and k not in report.failed]
+            if not round_keys:
+                break
+            self._measure(round_keys, models, fmt, lut_id, live, report, tally, passes, unstable=False)
         if self.config.remeasure_unstable:
             again = [k for k, row in self.store.lut_dict(lut_id).items() if k in wanted and row.status == "unstable"]
             if again:
                 for k in again:
                     models.setdefault(k, model_for_key(k))
-                before = report.measured
-                self._measure(again, models, fmt, lut_id, live, report, progress, replace=True)
-                report.remeasured = report.measured - before
-                report.measured = before
+                    if k not in passes:
+                        passes[k] = passes_of(stored[k])
+                tally.total += len(again)
+                self._measure(again, models, fmt, lut_id, live, report, tally, passes, unstable=True)
         report.wall_s = time.monotonic() - start
         report.unstable = sorted(k for k, row in self.store.lut_dict(lut_id).items()
                                  if k in wanted and row.status == "unstable")
         return report
 
     def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
-                 clients: list[AgentClient], report: BuildReport, progress: ProgressFn | None, *, replace: bool,
-                 pass_rows: dict[str, list[LutRow]] | None = None) -> None:
+                 clients: list[AgentClient], report: BuildReport, tally: "_Tally",
+                 passes: dict[str, list[LutRow]], *, unstable: bool) -> None:
+        """Measure ``keys`` once each on ``clients``: a pass (``unstable=False``) adds a pass to each
+        key; the unstable re-measure replaces the unstable pass a row's value came from."""
         queue: deque[str] = deque(keys)
-        total, done = len(keys), [0]
+        total = len(keys)
         alive = [len(clients)]
         stop = threading.Event()
         errors: list[BaseException] = []
+        statistic = self.config.statistic
 
         def take(n: int) -> list[str]:
             with self._lock:
@@ -186,31 +218,37 @@ class LutBuilder:
                 queue.extendleft(reversed(batch))
 
         def record(result: BenchmarkResult, key: str) -> None:
-            row = LutRow.from_result(result, device_key=self.device_key, op_key=key)
             # A stale fingerprint or runtime (agent upgraded mid-build) must not land in this LUT.
             if result.status.measured and (result.device_fingerprint != lut_id.fingerprint
                                            or result.runtime_version != lut_id.runtime_version):
                 raise ValueError(f"agent answered with fingerprint {result.device_fingerprint} / "
                                  f"{result.runtime_version}, not {lut_id.fingerprint} / {lut_id.runtime_version}")
-            if pass_rows is not None and result.status.measured and row.median_ms is not None:
-                with self._lock:
-                    passes = pass_rows.setdefault(key, [])
-                    passes.append(row)
-                    value = combine_rounds([r.median_ms for r in passes], self.config.statistic)
-                    # Keep the pass that gave the value (its p90, CI and conditions belong to it).
-                    chosen = min(passes, key=lambda r: abs(r.median_ms - value))
-                    fastest = [r.min_ms for r in passes if r.min_ms is not None]
-                    row = dataclasses.replace(chosen, median_ms=value, min_ms=min(fastest) if fastest else None)
-            self.store.put_lut_row(lut_id, row, replace=replace)
+            new = LutRow.from_result(result, device_key=self.device_key, op_key=key)
+            row, replace = None, True
+            with self._lock:
+                have = passes[key]
+                if not result.status.measured:
+                    report.failed[key] = f"{result.status.name}: {result.error}"
+                    if not have:   # nothing measured yet: the failure is the row
+                        row, replace = new, self.config.retry_failed
+                    # else keep the passes measured so far; the next build measures the rest
+                else:
+                    if unstable:
+                        have[chosen_index(have, statistic)] = new
+                        report.remeasured += 1
+                    else:
+                        if have:
+                            report.repeated += 1
+                        else:
+                            report.measured += 1
+                            replace = self.config.retry_failed
+                        have.append(new)
+                    row = combine(have, statistic)
+            if row is not None:
+                self.store.put_lut_row(lut_id, row, replace=replace)
             with self._lock:
                 report.model_run_s += result.measure_wall_s
-                if result.status.measured:
-                    report.measured += 1
-                else:
-                    report.failed[key] = f"{result.status.name}: {result.error}"
-                done[0] += 1
-                if progress:
-                    progress(done[0], total, key)
+            tally.advance(key)
 
         def work(client: AgentClient) -> None:
             try:

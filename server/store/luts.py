@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 _LUT_WHERE = "fingerprint = ? AND runtime = ? AND runtime_version = ? AND config_hash = ?"
 _ROW_COLS = ("device_key", "fingerprint", "runtime", "runtime_version", "config_hash", "op_key",
-             "n", *_FLOAT_FIELDS, "energy_estimated", "status", "conditions", "simulated",
+             "n", *_FLOAT_FIELDS, "passes", "energy_estimated", "status", "conditions", "simulated",
              "measured_at", "schema_version")
 _UPSERT_SQL = (
     f"INSERT INTO lut_rows({', '.join(_ROW_COLS)}) VALUES ({', '.join('?' * len(_ROW_COLS))}) "
@@ -38,14 +38,14 @@ def _lut_params(lut_id: LutId) -> tuple[str, str, str, str]:
 
 def _row_params(lut_id: LutId, row: LutRow, now: float) -> tuple[Any, ...]:
     return (row.device_key, *_lut_params(lut_id), row.op_key, row.n,
-            *(getattr(row, f) for f in _FLOAT_FIELDS), int(bool(row.energy_estimated)),
+            *(getattr(row, f) for f in _FLOAT_FIELDS), row.passes, int(bool(row.energy_estimated)),
             row.status, _dumps(_plain(row.conditions)), int(bool(row.simulated)),
             row.measured_at or now, schema.SCHEMA_VERSION)
 
 
 def _lut_row(r: sqlite3.Row) -> LutRow:
     return LutRow(op_key=r["op_key"], device_key=r["device_key"], n=r["n"],
-                  **{f: r[f] for f in _FLOAT_FIELDS},
+                  **{f: r[f] for f in _FLOAT_FIELDS}, passes=r["passes"],
                   energy_estimated=bool(r["energy_estimated"]), status=r["status"],
                   conditions=json.loads(r["conditions"]), simulated=bool(r["simulated"]),
                   measured_at=r["measured_at"], schema_version=r["schema_version"])
@@ -108,13 +108,14 @@ class LutTables:
         return WriteCount(inserted, replaced, skipped)
 
     def missing_keys(self, lut_id: LutId, keys: Iterable[str], *,
-                     redo_statuses: Iterable[str] = ()) -> list[str]:
-        """The keys (input order, duplicates dropped) without a row in this LUT; rows whose
-        status is in ``redo_statuses`` (e.g. ``{"unstable"}``) count as missing."""
+                     redo_statuses: Iterable[str] = (), min_passes: int = 1) -> list[str]:
+        """The keys (input order, duplicates dropped) without a complete row in this LUT: no row,
+        a row whose status is in ``redo_statuses`` (e.g. ``{"unstable"}``), or a measured row of
+        fewer than ``min_passes`` passes (a row of unknown count, from before schema 3, is one)."""
         redo = set(redo_statuses)
-        have = {k for k, s in self._conn().execute(
-            f"SELECT op_key, status FROM lut_rows WHERE {_LUT_WHERE}", _lut_params(lut_id))
-            if s not in redo}
+        have = {k for k, s, p in self._conn().execute(
+            f"SELECT op_key, status, passes FROM lut_rows WHERE {_LUT_WHERE}", _lut_params(lut_id))
+            if s not in redo and (s not in MEASURED_STATUSES or (1 if p is None else p) >= min_passes)}
         return [k for k in dict.fromkeys(keys) if k not in have]
 
     def get_lut_row(self, lut_id: LutId, op_key: str) -> LutRow | None:

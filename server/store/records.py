@@ -108,6 +108,8 @@ class LutRow:
     energy_mj: float | None = None     # gross; None = not measured
     energy_net_mj: float | None = None  # idle-subtracted
     min_ms: float | None = None        # fastest timed run (over all passes); None in rows from schema 1
+    passes: int | None = None          # measurement passes combined into this row (0 for a failure);
+                                       # None = unknown (rows from before schema 3, imports)
     energy_estimated: bool = False
     status: str = "ok"                 # lower-case agent Status name
     conditions: Mapping[str, Any] = field(default_factory=dict)
@@ -119,6 +121,14 @@ class LutRow:
     def measured(self) -> bool:
         """True when the row carries latency numbers (ok, throttled or unstable)."""
         return self.status in MEASURED_STATUSES
+
+    @property
+    def passes_done(self) -> int:
+        """Passes this row stands for; a measured row of unknown count (before schema 3) counts
+        as one, so a resumed ``--repeats N`` build measures it again rather than trust it."""
+        if self.passes is not None:
+            return self.passes
+        return 1 if self.measured else 0
 
     @classmethod
     def from_result(cls, result: "BenchmarkResult", *, device_key: str,
@@ -143,7 +153,7 @@ class LutRow:
             energy_mj=energy.gross_mj if energy else None,
             energy_net_mj=energy.net_mj if energy else None,
             energy_estimated=bool(energy and energy.estimated),
-            min_ms=lat.min_ms if lat else None,
+            min_ms=lat.min_ms if lat else None, passes=1 if lat and result.status.measured else 0,
             status=result.status.name.lower(), conditions=conditions,
             simulated=result.simulated, measured_at=time.time())
 
@@ -217,6 +227,10 @@ def _check_row(row: LutRow) -> None:
     if not row.status or row.status != row.status.strip().lower() or " " in row.status:
         raise ValueError(f"{row.op_key}: status must be a lower-case word, got {row.status!r}")
     _check_floats(**{f: getattr(row, f) for f in _FLOAT_FIELDS}, measured_at=row.measured_at)
+    if row.passes is not None and (isinstance(row.passes, bool) or not isinstance(row.passes, int)
+                                   or row.passes < (1 if row.measured else 0)):
+        raise ValueError(f"{row.op_key}: passes must be None or an int >= {1 if row.measured else 0} "
+                         f"for a {row.status!r} row, got {row.passes!r}")
     if row.measured:
         if row.median_ms is None or row.median_ms < 0 or row.n < 1:
             raise ValueError(f"{row.op_key}: a {row.status!r} row needs n >= 1 and a "

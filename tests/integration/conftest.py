@@ -1,21 +1,8 @@
-"""Agents on loopback (port 0) with real channels; the helpers live in tests/loopback.py."""
+"""The store with a LUT for the search tests; the agent fixtures (host_agent, sim_agent) live in
+tests/conftest.py and the helpers in tests/loopback.py."""
 import pytest
 
-from loopback import build_lut, client_for, search_space, start_agent
-
-
-@pytest.fixture
-def host_agent(tmp_path):
-    running = start_agent(tmp_path)
-    yield running
-    running.stop(0)
-
-
-@pytest.fixture
-def sim_agent(tmp_path):
-    running = start_agent(tmp_path, simulate="raspi4", seed=1)
-    yield running
-    running.stop(0)
+from loopback import build_lut, client_for, search_space
 
 
 @pytest.fixture
