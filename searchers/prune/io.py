@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 import torch
 
+from hilnas.searchers.hypernet import io as hypernet_io
 from hilnas.searchers.hypernet.io import TrainedFileError
 from hilnas.searchers.prune.pretrain import CheckpointError, load_pretrained, space_dict
 
@@ -53,19 +54,7 @@ def save_trained(result: PruneResult, folder: Path | str, checkpoint: Path | str
 
 
 def read_meta(folder: Path | str) -> dict[str, Any]:
-    path = Path(folder) / JSON_NAME
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise TrainedFileError(f"{path} does not exist: that run saved no trained pruning hypernetwork") from None
-    except (OSError, ValueError) as err:
-        raise TrainedFileError(f"{path} cannot be read: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise TrainedFileError(f"{path} is not a saved hilnas pruning hypernetwork (format {FORMAT})")
-    lam = meta.get("Lambda")
-    if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
-        raise TrainedFileError(f"{path}: Lambda must be a positive number, got {lam!r}")
-    return meta
+    return hypernet_io.read_meta(folder, fmt=FORMAT, what="pruning hypernetwork")
 
 
 def config_from_dict(d: Mapping[str, Any]) -> PruneConfig:
@@ -102,14 +91,7 @@ def load_trained(folder: Path | str, space: ResNetSpace, cost_model: CostModel, 
         raise TrainedFileError(str(err)) from None
     layout = GateLayout(len(space.layers()), space.groups, config.granularity)
     hypernet = new_hypernet(layout, config.hidden)
-    try:
-        state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
-        hypernet.load_state_dict(state["hypernet"])
-    except FileNotFoundError:
-        raise TrainedFileError(f"{folder / WEIGHTS_NAME} does not exist") from None
-    except Exception as err:  # damaged file, foreign pickle, shape mismatch
-        raise TrainedFileError(f"{folder / WEIGHTS_NAME} cannot be loaded: {type(err).__name__}: "
-                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    hypernet_io.load_weights(folder / WEIGHTS_NAME, hypernet=hypernet)
     hypernet.eval()
     models = {cost_model.metric: cost_model, **{m.metric: m for m in others}}
     return PruneResult(space=space, config=config, net=freeze(net), layout=layout, hypernet=hypernet, models=models,

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
+from hilnas.server.search.family import dataset_of, family_members, plain_config, prepared, recorded, saved_run
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -157,37 +158,21 @@ class PruneRunReport:
 def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig, *,
               progress: Callable[[str], None] | None = None) -> PruneRunReport:
     """Prune once, derive the members, export, measure and record each; see the module docstring."""
-    from hilnas.searchers.data import loaders_for
-    from hilnas.searchers.spaces import create_space
     from hilnas.server.search.common import cost_model_for
 
     say = progress or (lambda msg: log.info("%s", msg))
-    if not clients:
-        raise ValueError(f"device {device_key!r} has no agents to measure on")
-    store.get_device(device_key)
     started = time.perf_counter()
     trained_dir = None
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
-    data = dataclasses.replace(config.dataset, val_fraction=config.dataset.val_fraction or 0.2)
-    datasets, loaders = loaders_for(data)
-    c, h, _ = datasets.input_shape
-    space = create_space(config.model, in_channels=c, input_size=h, num_classes=datasets.num_classes,
-                         **dict(config.space_overrides))
+    loaders, space = prepared(store, device_key, clients, config.dataset, 0.2, config.model, config.space_overrides)
     latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
     _check_lut(latency, space, device_key, config)
     net = None
     if trained_dir is None and config.checkpoint:   # a bad checkpoint is refused before anything runs
         net = _load_checkpoint(config, space, device_key)
-    run_id = store.start_run("prune", _plain(config, space))
-    try:
-        report = _run(store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say,
-                      started, trained_dir)
-    except BaseException as err:
-        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
-        raise
-    store.finish_run(run_id, status="done", result=report.to_dict())
-    return report
+    return recorded(store, "prune", plain_config(config, space), lambda run_id: _run(
+        store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say, started, trained_dir))
 
 
 def _command(config: PruneRunConfig, device_key: str, action: str) -> str:
@@ -220,22 +205,14 @@ def _load_checkpoint(config: PruneRunConfig, space: ResNetSpace, device_key: str
 
 def _config_from_run(store: Store, config: PruneRunConfig) -> tuple[PruneRunConfig, Path]:
     """``config`` with the model, data, search settings and seed of run ``config.from_run``, and its saved folder."""
-    from hilnas.searchers.data import DatasetConfig
     from hilnas.searchers.prune.io import config_from_dict, read_meta
 
-    run = store.get_run(config.from_run)
-    trained = (run.result or {}).get("trained_dir") if isinstance(run.result, dict) else None
-    if run.kind != "prune" or run.status != "done" or not trained:
-        raise ValueError(f"run {run.id} is a {run.status} {run.kind!r} run without a saved pruning hypernetwork; give "
-                         "the id of a finished `hilnas search prune` run (`hilnas runs --kind prune` lists them)")
+    run, trained = saved_run(store, config.from_run, "prune", "pruning hypernetwork")
     meta = read_meta(trained)  # TrainedFileError when the folder was moved or damaged
     old = run.config
-    data = dict(old["dataset"])
-    if data.get("synthetic_shape") is not None:
-        data["synthetic_shape"] = tuple(data["synthetic_shape"])
     return dataclasses.replace(
         config, model=old["model"], space_overrides=dict(old.get("space_overrides") or {}),
-        dataset=DatasetConfig(**data), search=config_from_dict(meta["config"]), seed=int(old.get("seed", 0)),
+        dataset=dataset_of(old["dataset"]), search=config_from_dict(meta["config"]), seed=int(old.get("seed", 0)),
         checkpoint=meta["checkpoint"]), Path(trained)
 
 
@@ -262,7 +239,7 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
          space: ResNetSpace, loaders: Any, latency: CostModel, lut_id: LutId | None, net: Any, run_id: int,
          say: Callable[[str], None], started: float, trained_dir: Path | None) -> PruneRunReport:
     from hilnas.searchers.cost import ParamsCost
-    from hilnas.searchers.hypernet import BudgetRangeError, count_violations
+    from hilnas.searchers.hypernet import count_violations
     from hilnas.searchers.prune.io import load_trained, save_trained
     from hilnas.searchers.prune.search import search
     from hilnas.searchers.train import evaluate
@@ -285,48 +262,21 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
             f"Theorem 1 {est.theorem.theorem:.4g}{'' if est.theorem.applies else ' (does not apply)'})")
     pretrained_acc = evaluate(result.net, loaders.test)[1]
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
-    notes: list[str] = []
-    chosen: list[tuple[Architecture, Budget | None]] = []
-    failed: list[tuple[Budget, str]] = []
-    if config.budgets:
-        for b in config.budgets:
-            search_b = b
-            if b.metric == "latency_ms" and correction is not None and correction.fitted_on:
-                search_b = b.scaled(max((b.value - correction.offset_ms) / correction.scale, 1e-12))
-                notes.append(f"{b}: LUT-sum budget {search_b.value:.4g} ms through the fitted correction "
-                             f"(x{correction.scale:.3f} {correction.offset_ms:+.3f} ms)")
-            try:
-                chosen.append((result.for_budget(search_b), b))
-            except BudgetRangeError as err:
-                text = str(err)
-                if search_b is not b:
-                    lo, hi = (correction.apply(v) for v in err.range)
-                    text += f" (LUT sums; about [{lo:.4g}, {hi:.4g}] ms measured, through the correction)"
-                failed.append((b, text))
-                say(f"budget {b}: {text}")
-        curve = result.curve(result.grid(config.search.curve_points))
-    else:
-        lambdas = [s for s in config.lambdas if s <= result.Lambda]
-        if len(lambdas) < len(config.lambdas):
-            notes.append(f"skipped lambda(s) {[s for s in config.lambdas if s > result.Lambda]} above the trained "
-                         f"range [0, {result.Lambda:.4g}]")
-            if not lambdas:
-                raise ValueError(notes[-1])
-        curve = result.curve(lambdas or None)
-        chosen = [(a, None) for a in curve.points]
-    members = _measure(store, device_key, clients, config, space, loaders, result, chosen, latency, lut_id,
-                       correction, run_id, out_dir, say)
-    measured = [m.measured_ms for m in members if m.measured_ms is not None]
+    chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
+                                                  config.search.curve_points, correction, say)
+    pruned = _measure(store, device_key, clients, config, space, loaders, result, chosen, latency, lut_id,
+                      correction, run_id, out_dir, say)
+    measured = [m.measured_ms for m in pruned if m.measured_ms is not None]
     csv_path, json_path = out_dir / "curve.csv", out_dir / "curve.json"
-    _write_csv(csv_path, members)
+    _write_csv(csv_path, pruned)
     estimate = result.estimate.to_dict() if result.estimate else None
     json_path.write_text(json.dumps({"Lambda": result.Lambda, "estimate": estimate,
-                                     "members": [m.to_dict() for m in members], "curve": curve.to_dict()},
+                                     "members": [m.to_dict() for m in pruned], "curve": curve.to_dict()},
                                     indent=2, default=str) + "\n")
-    plot = _plot_tradeoff(out_dir / "tradeoff.png", members, result, curve, pretrained_acc, notes)
+    plot = _plot_tradeoff(out_dir / "tradeoff.png", pruned, result, curve, pretrained_acc, notes)
     sweep_plot = _plot_sweep(out_dir / "sweep.png", result, notes) if result.estimate else None
     return PruneRunReport(
-        run_id=run_id, Lambda=result.Lambda, estimate=estimate, pretrained_acc=pretrained_acc, members=tuple(members),
+        run_id=run_id, Lambda=result.Lambda, estimate=estimate, pretrained_acc=pretrained_acc, members=tuple(pruned),
         points=len(chosen), failed_budgets=tuple(failed), curve=curve.to_dict(), search=result.to_dict(),
         monotone_violations_predicted=curve.raw_violations, monotone_violations_measured=count_violations(measured),
         csv_path=str(csv_path), json_path=str(json_path), plot_path=str(plot) if plot else None,
@@ -478,14 +428,6 @@ def _plot_sweep(path: Path, result: PruneResult, notes: list[str]) -> Path | Non
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def _plain(config: PruneRunConfig, space: ResNetSpace) -> dict[str, Any]:
-    from hilnas.server.search.common import space_metadata
-    d = dataclasses.asdict(config)
-    d["budgets"] = [str(b) for b in config.budgets]
-    d["space_config"] = space_metadata(space)
-    return json.loads(json.dumps(d, default=str))
 
 
 __all__ = ["MODELS", "PruneRunConfig", "PruneRunReport", "PrunedMember", "run_prune"]
