@@ -7,14 +7,15 @@ of its channel groups (``branch[b, 0] = 0``). So ``cost(pattern) = rest + sum_b 
 equals ``CostModel.genotype_cost`` exactly (tested), and ``T^T 1 = sum_b branch[b, G]``.
 
 Seed 004's penalty is linear, ``lambda T^T gamma``. With channel groups a branch's cost depends on
-how many groups it keeps, not linearly on each group gate, so the penalty here is the expected
-cost of the derived network under independent gates with keep-probabilities ``p_b`` (block) and
-``q_bg`` (groups):
+how many groups it keeps, not linearly on each group gate, so the penalty is
 
-    E[cost] = rest + sum_b p_b sum_{k>=1} P(K_b = k) branch[b, k],   K_b ~ PoissonBinomial(q_b.)
+    E[cost] = rest + sum_b p_b sum_{k>=1} P(K_b = k) branch[b, k],   K_b ~ PoissonBinomial(q_b.),
 
-which is differentiable in p and q and, for block gates alone, is exactly ``rest + T^T p``.
-The optimisers use it as a fraction of ``T^T 1`` (so lambda is in nats per whole gateable cost).
+the expected cost of the derived network under independent gates that keep block ``b`` with
+probability ``p_b`` and its group ``g`` with ``q_bg``. At 0/1 gates it is the pattern's exact cost,
+for block gates alone it is ``rest + T^T p``, and it is differentiable in p and q: the optimisers
+evaluate it at the relaxed gates they sampled (``gates``), as a fraction of ``T^T 1`` (so lambda is
+in nats per whole gateable cost).
 """
 from __future__ import annotations
 

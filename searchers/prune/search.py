@@ -15,17 +15,25 @@ Algorithm 1, as built here (``search``):
    over lambda, until hypernet(0)'s network keeps the pre-trained accuracy on held-out batches;
 3. estimate Lambda: the lambda sweep (accuracy vs lambda, its plateau and drop) and Theorem 1
    (``sweep``), both recorded; the sweep's value is the range unless told otherwise;
-4. phase 2: draw lambda ~ U[0, Lambda], gamma from the hypernetwork at lambda (Gumbel-Softmax,
-   straight-through, temperature annealed), one Adam step on ``L_valid(gamma) + lambda T^T gamma / T^T 1``.
+4. phase 2: draw lambda on [0, Lambda], gamma from the hypernetwork at lambda (Gumbel-Softmax,
+   straight-through, temperature annealed), Adam steps on ``L_valid(gamma) + lambda T(gamma) / T^T 1``.
 
-Deviations from the seed, each for a reason stated where the code makes it: the penalty is the
-expected cost of the derived network as a fraction of T^T 1 (exact for block gates; channel
-groups make a branch's cost non-linear in its gates, ``cost``); lambda is normalised by T^T 1 and
-the hypernetwork sees lambda / Lambda; the pre-trained weights stay fixed during the search with
-BatchNorm's running statistics, so the objective is what the pruned network computes (fine-tuning a
-derived network is a separate, optional step); L_valid is measured on the validation split, and
-accuracies reported later on the test split. A derived pattern takes every gate's mode; every
-pattern is a valid network (shortcuts are never gated), so no pattern ever breaks the graph.
+Deviations from the seed, each for a measured reason given where the code makes it:
+
+- the penalty is the cost of the sampled pattern as a fraction of T^T 1 (``cost``: exact for the
+  hard pattern; seed 004's linear T^T gamma for block gates, but a branch's cost depends on how
+  many of its channel groups it keeps); lambda is in nats per T^T 1, the hypernetwork sees its
+  position in [0, Lambda];
+- the pre-trained weights stay fixed during the search and BatchNorm normalises with batch
+  statistics; a derived network has its statistics re-estimated before it is scored or exported
+  (``gates.freeze``, ``gates.recalibrate``); fine-tuning a derived network is a separate option;
+- the lambda = 0 member is pinned to phase 1's fit (``PruneHypernet``);
+- phase 2 draws lambda log-spread (``scale_sampling``, seed 004: uniform), four per step, each on a
+  quarter of the batch and with its loss weighted 1 / (1 + lambda) (the same optimum at every
+  lambda, but the large lambdas no longer outweigh the small ones in the shared parameters);
+- L_valid is the validation split's loss; accuracies are reported on the test split.
+
+A derived pattern takes every gate's mode; no pattern breaks the graph (shortcuts are never gated).
 """
 from __future__ import annotations
 
