@@ -258,8 +258,8 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         result = search(space, latency, config.search, net=net, data=loaders, seed=config.seed, others=others)
         trained_dir = save_trained(result, out_dir / "trained", checkpoint)
         est = result.estimate
-        say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g} ({est.source}; sweep {est.sweep_Lambda:.4g}, "
-            f"Theorem 1 {est.theorem.theorem:.4g}{'' if est.theorem.applies else ' (does not apply)'})")
+        say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g} from the {est.source} (Theorem 1: "
+            f"{est.theorem.theorem:.4g}{'' if est.theorem.applies else ', does not apply'})")
     pretrained_acc = evaluate(result.net, loaders.test)[1]
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
     chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,

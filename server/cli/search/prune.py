@@ -43,8 +43,10 @@ def cmd_search_prune(args) -> int:
     fmt = (lambda v, f=".3f": "n/a" if v is None else format(v, f))  # noqa: E731
     lines = [f"pruning {args.space} on {args.device}: one run, {len(report.members)} distinct pruned networks from "
              f"{report.points} {'budgets' if budgets else 'lambdas'} (run {report.run_id}, {report.wall_s:.0f} s)",
-             f"  Lambda {report.Lambda:.3g}" + (f" ({est.get('source')}; sweep {fmt(est.get('sweep_Lambda'), '.3g')}, "
-                                                f"Theorem 1 {fmt(est.get('theorem_Lambda'), '.3g')})" if est else "")
+             f"  Lambda {report.Lambda:.3g}" + (
+                 f" from the {est.get('source')}: the sweep gave {fmt(est.get('sweep_Lambda'), '.3g')}, Theorem 1 "
+                 f"{fmt(est['theorem'].get('theorem'), '.3g')} ("
+                 f"{'applies' if est.get('theorem_Lambda') is not None else 'does not apply'})" if est else "")
              + f"; unpruned test accuracy {report.pretrained_acc:.3f}",
              f"  {'member':<16} {'lambda':>7} {'blocks':>6} {'predicted ms':>13} {'measured ms':>12} {'test acc':>9}"
              f" {'budget':>16}"]
