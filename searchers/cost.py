@@ -49,11 +49,12 @@ _EPS = 1e-6
 class MissingOpsError(KeyError):
     """A LUT lacks op keys the space needs; ``keys`` names them (sorted)."""
 
-    def __init__(self, keys: Iterable[str], *, lut_name: str = "LUT"):
+    def __init__(self, keys: Iterable[str], *, lut_name: str = "LUT", fix: str = "`hilnas lut build` for this space"):
+        """``fix``: how to measure them (the server, which knows the device and the data, names the command)."""
         self.keys = tuple(sorted(set(keys)))
         shown = ", ".join(self.keys[:8]) + (f" and {len(self.keys) - 8} more" if len(self.keys) > 8 else "")
         super().__init__(f"the {lut_name} has no value for {len(self.keys)} op key(s) the search space needs: "
-                         f"{shown}. Measure them first (hilnas lut build --space ...)")
+                         f"{shown}. Measure them first: {fix}")
 
     def __str__(self) -> str:
         return self.args[0]

@@ -106,6 +106,16 @@ class Architect(TrainHooks):
     def excluded_parameters(self, model: nn.Module) -> Iterable[torch.nn.Parameter]:
         return self.model.arch_parameters()
 
+    def progress_metrics(self) -> Mapping[str, float]:
+        """The multiplier and the expected cost after the last architecture step (and the budget, if any)."""
+        if not self.cost_history:
+            return {}
+        out = {"multiplier": self.multiplier_history[-1], "cost": self.cost_history[-1]}
+        budget = getattr(self.term, "budget", None)
+        if isinstance(budget, (int, float)):
+            out["budget"] = float(budget)
+        return out
+
     def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
                     next_val_batch: Callable[[], Batch]) -> None:
         if ctx.epoch < self.config.warmup_epochs:

@@ -145,6 +145,12 @@ class HyperArchitect(TrainHooks):
     def excluded_parameters(self, model: nn.Module) -> Iterable[nn.Parameter]:
         return list(self.hypernet.parameters()) + self.supernet.arch_parameters()
 
+    def progress_metrics(self) -> Mapping[str, float]:
+        """The last sampled lambda scale and Lambda (none during the warm-up)."""
+        if self.Lambda is None or not self.history["scale"]:
+            return {}
+        return {"scale": self.history["scale"][-1], "Lambda": self.Lambda}
+
     def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
                     next_val_batch: Callable[[], Batch]) -> None:
         self.steps_done = ctx.global_step

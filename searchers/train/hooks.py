@@ -53,6 +53,11 @@ class TrainHooks:
         """Called after each epoch's evaluation; returned numbers go into ``EpochStats.extra``."""
         return None
 
+    def progress_metrics(self) -> Mapping[str, float]:
+        """Numbers worth showing while training runs (a multiplier, the current cost against its
+        budget); they travel in ``TrainEvent.metrics``."""
+        return {}
+
     def state_dict(self) -> dict[str, Any]:
         """Hook state for the checkpoint: tensors and plain containers only."""
         return {}

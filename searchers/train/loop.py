@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from hilnas.searchers.train.eval import evaluate
 from hilnas.searchers.train.hooks import TrainHooks
+from hilnas.searchers.train.progress import current_reporter, reporting_to
 from hilnas.searchers.train.state import (CHECKPOINT_FORMAT, _loader_generator, _rng_state,
                                           _set_rng_state, load_checkpoint, save_checkpoint,
                                           seed_everything)
@@ -99,6 +100,15 @@ def train(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
         raise ValueError(f"eval_split={cfg.eval_split!r} but loaders.{cfg.eval_split} is None")
     generators = {"train": _loader_generator(loaders.train),
                   "val": _loader_generator(loaders.val)}
+    ambient = current_reporter() if progress is None else None  # gets every step (progress.py)
+    steps_per_epoch = _steps_per_epoch(loaders.train, cfg.max_batches_per_epoch)
+
+    def event(kind: str, epoch: int, loss: float, stats: EpochStats | None = None) -> TrainEvent:
+        metrics: dict[str, float] = {}
+        for hook in hook_list:
+            metrics.update(hook.progress_metrics())
+        return TrainEvent(kind, epoch, global_step, loss, lr, stats, epochs=cfg.epochs,
+                          steps_per_epoch=steps_per_epoch, metrics=metrics)
 
     history: list[EpochStats] = []
     start_epoch, resumed_from = 0, None
@@ -167,7 +177,9 @@ def train(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
             if cfg.log_every and global_step % cfg.log_every == 0:
                 log.info("epoch %d step %d loss %.4f lr %.4g", epoch, global_step, step_loss, lr)
                 if progress is not None:
-                    progress(TrainEvent("step", epoch, global_step, step_loss, lr))
+                    progress(event("step", epoch, step_loss))
+            if ambient is not None:
+                ambient(event("step", epoch, step_loss))
         if scheduler is not None:
             scheduler.step()
         eval_loss, eval_acc = (evaluate(model, eval_loader, device=device,
@@ -193,8 +205,8 @@ def train(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
                 "loader_rng": {n: g.get_state() if g is not None else None
                                for n, g in generators.items()},
                 "history": [{**asdict(h), "extra": dict(h.extra)} for h in history]})
-        if progress is not None:
-            progress(TrainEvent("epoch", epoch, global_step, stats.train_loss, lr, stats))
+        if progress is not None or ambient is not None:
+            (progress or ambient)(event("epoch", epoch, stats.train_loss, stats))
 
     evals = [h.eval_acc for h in history if not math.isnan(h.eval_acc)]
     last = history[-1] if history else None
@@ -204,6 +216,14 @@ def train(model: nn.Module, loaders: Loaders, cfg: TrainConfig, *,
                        final_loss=last.eval_loss if last else math.nan,
                        wall_s=time.perf_counter() - started,
                        resumed_from_epoch=resumed_from, device=str(device))
+
+
+def _steps_per_epoch(loader: Iterable[Batch], cap: int | None) -> int:
+    try:
+        n = len(loader)  # type: ignore[arg-type]
+    except TypeError:  # an iterable without a length
+        return cap or 0
+    return min(n, cap) if cap is not None else n
 
 
 def _warn_config_changes(saved: Mapping[str, Any], cfg: TrainConfig) -> None:
@@ -217,4 +237,4 @@ def _warn_config_changes(saved: Mapping[str, Any], cfg: TrainConfig) -> None:
 
 __all__ = ["CHECKPOINT_FORMAT", "Batch", "TrainConfig", "StepContext", "EpochStats", "TrainEvent",
            "TrainResult", "TrainHooks", "resolve_device", "seed_everything", "evaluate",
-           "save_checkpoint", "load_checkpoint", "train"]
+           "save_checkpoint", "load_checkpoint", "train", "reporting_to"]

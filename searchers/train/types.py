@@ -75,7 +75,9 @@ class EpochStats:
 
 @dataclass(frozen=True)
 class TrainEvent:
-    """What ``progress`` receives: every ``log_every`` steps ("step") and at each epoch end."""
+    """What ``progress`` receives: every ``log_every`` steps ("step") and at each epoch end.
+
+    An ambient reporter (``progress.reporting_to``) receives every step."""
 
     kind: str  # "step" | "epoch"
     epoch: int  # 0-based epoch in progress
@@ -83,6 +85,9 @@ class TrainEvent:
     loss: float  # latest step loss ("step") or epoch mean ("epoch")
     lr: float
     stats: EpochStats | None = None  # set for "epoch"
+    epochs: int = 0  # epochs of the whole training (TrainConfig.epochs)
+    steps_per_epoch: int = 0  # weight steps per epoch (the cap applied); 0 = unknown
+    metrics: Mapping[str, float] = field(default_factory=dict)  # hooks' progress_metrics(), e.g. a multiplier
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ SQLite store hilnas.db.
 
 from hilnas.server.cli.common import CliError  # noqa: F401  (raised by the commands; server.errors imports it here)
 
-COMMANDS = ("devices", "lut", "measure", "search", "demo")  # modules under hilnas.server.cli, each with register(sub)
+COMMANDS = ("devices", "lut", "measure", "search", "run", "report", "demo")  # modules under hilnas.server.cli, each with register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,16 +63,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("hilnas: interrupted (a LUT build resumes where it stopped when run again)", file=sys.stderr)
+        import shlex
+
+        again = shlex.join(["hilnas", *(sys.argv[1:] if argv is None else argv)])
+        print(f"hilnas: interrupted; `{again}` runs it again (a LUT build resumes where it stopped)",
+              file=sys.stderr)
         return 130
     except Exception as err:  # one clear line; the traceback only with -v
+        from hilnas.server.cli.common import with_workspace
         from hilnas.server.errors import is_user_error
 
         if args.verbose or not is_user_error(err):
             import traceback
 
             traceback.print_exc()
-        print(f"hilnas: error: {err}", file=sys.stderr)
+        print(f"hilnas: error: {with_workspace(str(err), args)}", file=sys.stderr)
         return 2 if is_user_error(err) else 1
 
 

@@ -1,5 +1,5 @@
 """What every ``hilnas`` command shares: the workspace, store, fleet and clients, output, measurement
-flags, progress, ``KEY=VALUE`` options and dataset shapes."""
+flags, progress, help that shows every default, ``KEY=VALUE`` options and dataset shapes."""
 from __future__ import annotations
 
 import argparse
@@ -17,6 +17,18 @@ def _workspace(args) -> Path:
     import os
 
     return Path(args.workspace or os.environ.get("HILNAS_WORKSPACE") or ".hilnas")
+
+
+def with_workspace(message: str, args) -> str:
+    """``message`` with the user's --workspace added to every `hilnas ...` command it names, so the
+    command it advises is exactly the one to run."""
+    import re
+    import shlex
+
+    if not getattr(args, "workspace", None):
+        return message
+    flag = f"--workspace {shlex.quote(str(args.workspace))} "
+    return re.sub(r"`hilnas (?!--workspace)", lambda m: f"`hilnas {flag}", message)
 
 
 def _open_store(args, *, create: bool = True):
@@ -66,31 +78,26 @@ def _measure_args(p: argparse.ArgumentParser, *, warmup=5, min_runs=20, min_seco
     g.add_argument("--energy", action="store_true", help="also measure energy where the device has a meter")
 
 
-class _Progress:
-    """A tqdm bar with ETA when tqdm is installed and stderr is a terminal; plain lines otherwise."""
+def _progress(args, *, quiet: bool = False):
+    """The command's progress display (``server.progress``): nothing with --quiet, plain lines with --json
+    or when stderr is not a terminal, a live bar otherwise."""
+    from hilnas.server.progress import Progress
 
-    def __init__(self, desc: str, quiet: bool = False):
-        self.desc, self.quiet, self.bar, self.last = desc, quiet, None, 0.0
+    return Progress.for_cli(json=getattr(args, "json", False), quiet=quiet or getattr(args, "quiet", False))
 
-    def __call__(self, done: int, total: int, key: str) -> None:
-        import time
 
-        if self.quiet:
-            return
-        if self.bar is None:
-            try:
-                from tqdm import tqdm
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions and epilogs as written, and ends every option's help with its default
+    (unless the help already says it, or there is none to say)."""
 
-                self.bar = tqdm(total=total, desc=self.desc, unit="op", file=sys.stderr, dynamic_ncols=True)
-            except ImportError:
-                self.bar = False
-        if self.bar:
-            self.bar.update(done - self.bar.n)
-            if done == total:
-                self.bar.close()
-        elif time.monotonic() - self.last > 5 or done == total:
-            self.last = time.monotonic()
-            print(f"{self.desc}: {done}/{total}", file=sys.stderr)
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or not action.option_strings
+                or isinstance(action, (argparse._HelpAction, argparse._VersionAction))):
+            return text
+        return f"{text} (default: %(default)s)" if text else "(default: %(default)s)"
 
 
 # Input shape of each dataset, so a LUT is built for the networks a search on it will place.
@@ -142,11 +149,17 @@ def _dataset_config(args):
 
 
 def add(parent, name, func, help_, **kw):
-    """A sub-command whose parser calls ``func(args)``."""
+    """A sub-command whose parser calls ``func(args)``; its ``--help`` shows every default."""
+    kw.setdefault("formatter_class", DefaultsHelpFormatter)
     p = parent.add_parser(name, help=help_, description=help_, **kw)
     p.set_defaults(func=func)
     return p
 
 
 def json_flag(p) -> None:
-    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--json", action="store_true", help="machine-readable output on stdout (progress goes to stderr "
+                   "as plain lines)")
+
+
+def quiet_flag(p) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress output")

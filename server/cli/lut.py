@@ -4,12 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hilnas.server.cli.common import (_clients, _emit, _measure_args, _measure_config, _open_store,
-                                      _Progress, _space, _workspace, add, CliError, DATASET_SHAPES,
+                                      _progress, _space, _workspace, add, CliError, DATASET_SHAPES,
                                       json_flag)
 
 
 def cmd_lut_build(args) -> int:
     from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.progress import lut_reporter
     from hilnas.server.lut.micromodels import MicroModels
 
     space = _space(args)
@@ -23,7 +24,8 @@ def cmd_lut_build(args) -> int:
     keys = MicroModels.keys_for_space(space)
     with _open_store(args) as store:
         builder = LutBuilder(store, args.device, _clients(args, args.device), config)
-        report = builder.build(keys, export, fmt=fmt, progress=_Progress(f"LUT {args.device}", args.quiet))
+        with _progress(args).task(f"LUT {args.device} ({len(keys)} op instances)", unit="op") as task:
+            report = builder.build(keys, export, fmt=fmt, progress=lut_reporter(task))
     resumed = f"{report.resumed} resumed (passes missing), " if report.resumed else ""
     text = (f"LUT {report.lut_id}\n  {report.requested} op keys: {report.already_present} already present, "
             f"{resumed}{report.measured} measured now, {report.repeated} further passes, "

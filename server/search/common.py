@@ -1,7 +1,12 @@
 """What every search runner shares: budgets from text, the device's LUT as a cost model, the space as
-metadata, and ONNX export with the hilnas metadata that ``hilnas validate`` reads."""
+metadata, ONNX export with the hilnas metadata that ``hilnas validate`` reads, and the exact
+``hilnas lut build`` command a search needs when the device's LUT is missing or incomplete."""
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import shlex
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Mapping
 
 from hilnas.searchers.result import Budget
@@ -57,3 +62,49 @@ def export_with_metadata(model: Any, space: SearchSpace, genotype: Any) -> bytes
     data = export_onnx(model, space.input_shape)
     verify_onnx(model, data, space.input_shape, atol=1e-3)
     return model_meta.attach(data, space, genotype)
+
+
+# Datasets whose name ``hilnas lut build --dataset`` turns into the input shape (cli.common.DATASET_SHAPES).
+_NAMED_DATASETS = ("demo", "fashion-mnist", "cifar10")
+_SHAPE_FIELDS = ("in_channels", "input_size", "num_classes")
+
+
+def lut_build_command(device_key: str, space: SearchSpace, dataset: str | None, *, energy: bool = False) -> str:
+    """The ``hilnas lut build`` that measures every op of ``space`` on the device: the space's fields
+    that differ from its defaults as ``--space-opt``, and the dataset (or, for data without a name,
+    its input shape)."""
+    from hilnas.searchers.spaces import create_space
+
+    default = create_space(space.name)
+    named = dataset in _NAMED_DATASETS
+    args = ["hilnas", "lut", "build", "--device", device_key, "--space", space.name]
+    for f in dataclasses.fields(space):
+        value = getattr(space, f.name)
+        if f.name == "ops" or (named and f.name in _SHAPE_FIELDS) or value == getattr(default, f.name):
+            continue
+        args += ["--space-opt", f"{f.name}={value}"]
+    if named:
+        args += ["--dataset", str(dataset)]
+    if energy:
+        args.append("--energy")
+    return shlex.join(args)
+
+
+@contextlib.contextmanager
+def lut_needed(device_key: str, space: SearchSpace, dataset: str | None, *, energy: bool = False) -> Iterator[None]:
+    """A missing LUT, LUT keys or device in the block are re-raised (same type) naming the exact command."""
+    from hilnas.searchers.cost import MissingOpsError
+    from hilnas.server.store import LutNotFoundError, UnknownDeviceError
+
+    command = f"`{lut_build_command(device_key, space, dataset, energy=energy)}`"
+    try:
+        yield
+    except MissingOpsError as err:
+        raise MissingOpsError(err.keys, fix=command) from None
+    except (LutNotFoundError, UnknownDeviceError) as err:
+        raise type(err)(f"{err}\nbuild the LUT this search needs with {command}") from None
+    except ValueError as err:
+        if "no energy measurements" not in str(err):
+            raise
+        raise ValueError(f"{str(err).split(';')[0]}; rebuild it with energy on a device with a meter: "
+                         f"{command}") from None

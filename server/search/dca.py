@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
-from hilnas.server.search.common import cost_model_for, export_with_metadata, space_metadata
+from hilnas.server.search.common import cost_model_for, export_with_metadata, lut_needed, space_metadata
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -173,15 +173,16 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
     say = progress or (lambda msg: log.info("%s", msg))
     if not clients:
         raise ValueError(f"device {device_key!r} has no agents to measure on")
-    store.get_device(device_key)  # UnknownDeviceError early, with the known keys
     started = time.perf_counter()
     search_data = dataclasses.replace(config.dataset, val_fraction=config.dataset.val_fraction or 0.5)
     datasets, loaders = loaders_for(search_data)  # DatasetError for a missing or malformed folder
     c, h, _ = datasets.input_shape
     space = create_space(config.space, in_channels=c, input_size=h, num_classes=datasets.num_classes,
                          **dict(config.space_overrides))
-    cost_model, lut_id = cost_model_for(store, device_key, config.budget.metric, runtime=config.runtime)
-    cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks
+    with lut_needed(device_key, space, config.dataset.name, energy=config.budget.metric == "energy_mj"):
+        store.get_device(device_key)  # UnknownDeviceError with the known keys, and the command that adds it
+        cost_model, lut_id = cost_model_for(store, device_key, config.budget.metric, runtime=config.runtime)
+        cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
     run_id = store.start_run(f"search-{config.method}", _plain_config(config, space))
     import torch
     threads = torch.get_num_threads()

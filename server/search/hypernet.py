@@ -167,7 +167,7 @@ class HypernetRunReport:
 def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], config: HypernetRunConfig, *,
                  progress: Callable[[str], None] | None = None) -> HypernetRunReport:
     """Train once, derive the family, export, measure and record each member; see the module docstring."""
-    from hilnas.server.search.common import cost_model_for
+    from hilnas.server.search.common import cost_model_for, lut_needed
 
     say = progress or (lambda msg: log.info("%s", msg))
     started = time.perf_counter()
@@ -175,8 +175,9 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
     loaders, space = prepared(store, device_key, clients, config.dataset, 0.5, config.space, config.space_overrides)
-    latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
-    latency.check(space)  # MissingOpsError naming the keys the LUT lacks
+    with lut_needed(device_key, space, config.dataset.name, energy=config.complexity == "energy"):
+        latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
+        latency.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
     energy = _energy_model(store, device_key, config.runtime, space)
     if config.complexity == "energy" and energy is None:
         raise ValueError(f"complexity=energy, but the LUT of device {device_key!r} has no energy for this space's ops")

@@ -158,7 +158,7 @@ class PruneRunReport:
 def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig, *,
               progress: Callable[[str], None] | None = None) -> PruneRunReport:
     """Prune once, derive the members, export, measure and record each; see the module docstring."""
-    from hilnas.server.search.common import cost_model_for
+    from hilnas.server.search.common import cost_model_for, lut_needed
 
     say = progress or (lambda msg: log.info("%s", msg))
     started = time.perf_counter()
@@ -166,7 +166,8 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
     loaders, space = prepared(store, device_key, clients, config.dataset, 0.2, config.model, config.space_overrides)
-    latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
+    with lut_needed(device_key, space, config.dataset.name):  # no LUT at all: the command that builds it
+        latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
     _check_lut(latency, space, device_key, config)
     net = None
     if trained_dir is None and config.checkpoint:   # a bad checkpoint is refused before anything runs

@@ -41,6 +41,7 @@ from hilnas.server.fleet import check_device_key
 from hilnas.server.store.file import SQLITE_MAGIC, _create, _inspect, _migrate
 from hilnas.server.store.frames import _dumps, _frame, _plain
 from hilnas.server.store.luts import LutTables
+from hilnas.server.store.steps import RunSteps, StepRecord, effective_status, with_effective_status
 from hilnas.server.store.records import (MEASURED_STATUSES, AmbiguousLutError, DeviceRecord,
                                          LutId, LutInfo, LutNotFoundError, LutRow, ModelRecord,
                                          RunRecord, StoreError, UnknownDeviceError, WriteCount,
@@ -54,7 +55,7 @@ DB_NAME = "hilnas.db"
 _UNSET: Any = object()
 
 
-class Store(LutTables):
+class Store(LutTables, RunSteps):
     """One workspace's SQLite store. Create with ``Store.open``; close (or use ``with``)."""
 
     def __init__(self, path: Path) -> None:
@@ -220,7 +221,8 @@ class Store(LutTables):
         r = self._conn().execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
         if r is None:
             raise StoreError(f"unknown run id {run_id}")
-        return RunRecord(r["id"], r["kind"], json.loads(r["config"]), r["status"],
+        return RunRecord(r["id"], r["kind"], json.loads(r["config"]),
+                         effective_status(r["status"], r["pid"], r["host"], r["started_at"]),
                          r["started_at"], r["finished_at"],
                          json.loads(r["result"]) if r["result"] is not None else None,
                          r["pid"], r["host"], r["parent_id"])
@@ -228,7 +230,8 @@ class Store(LutTables):
     def runs_df(self, kind: str | None = None) -> "pd.DataFrame":
         where, params = ("WHERE kind = ?", (kind,)) if kind else ("", ())
         cur = self._conn().execute(f"SELECT * FROM runs {where} ORDER BY id", params)
-        return _frame(cur, json_cols=("config", "result"), time_cols=("started_at", "finished_at"))
+        return with_effective_status(_frame(cur, json_cols=("config", "result"),
+                                            time_cols=("started_at", "finished_at")))
 
     # ------------------------------------------------------------------ models
     def add_model(self, name: str, genotype: Any, *, run_id: int | None = None,
@@ -343,4 +346,4 @@ def _device(r: sqlite3.Row) -> DeviceRecord:
 
 __all__ = ["DEFAULT_WORKSPACE", "DB_NAME", "SQLITE_MAGIC", "MEASURED_STATUSES", "StoreError",
            "UnknownDeviceError", "LutNotFoundError", "AmbiguousLutError", "config_hash", "LutId",
-           "LutRow", "LutInfo", "WriteCount", "DeviceRecord", "RunRecord", "ModelRecord", "Store"]
+           "LutRow", "LutInfo", "WriteCount", "DeviceRecord", "RunRecord", "ModelRecord", "StepRecord", "Store"]

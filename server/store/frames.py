@@ -57,10 +57,16 @@ def _frame(cur: sqlite3.Cursor, *, json_cols: Iterable[str] = (), time_cols: Ite
     import pandas as pd  # heavy: only when a frame is asked for
 
     columns = [d[0] for d in cur.description]
-    df = pd.DataFrame.from_records([tuple(r) for r in cur.fetchall()], columns=columns)
-    for c in json_cols:
+    records = [list(r) for r in cur.fetchall()]
+    # JSON is parsed before pandas sees the column: pandas 3 stores a text column with a NULL
+    # (a run killed before its result) as a string column with NaN, which is not JSON.
+    for i in [columns.index(c) for c in json_cols if c in columns]:
+        for r in records:
+            r[i] = json.loads(r[i]) if r[i] is not None else None
+    df = pd.DataFrame.from_records([tuple(r) for r in records], columns=columns)
+    for c in json_cols:  # keep None (not NaN) for missing JSON: callers test ``isinstance(v, dict)``
         if c in df:
-            df[c] = [json.loads(v) if v is not None else None for v in df[c]]
+            df[c] = pd.Series([r[columns.index(c)] for r in records], index=df.index, dtype=object)
     for c in time_cols:
         if c in df:
             df[c] = pd.to_datetime(df[c], unit="s", utc=True)

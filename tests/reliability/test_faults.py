@@ -187,16 +187,17 @@ def test_agent_killed_during_a_searchs_measurement(tmp_path, agent, one_torch_th
                   "--space-opt", "num_classes=4", *MEASURE, "--quiet").returncode == 0
     client = AgentClient(ClientConfig(agent.address, retries=6, backoff_s=0.5))
     orig = client.benchmark
-    killed = []
+    killed, killers = [], []
 
     def benchmark_then_die(*args, **kw):
-        if not killed:                  # the search's measurement: kill the agent 1 s into it
-            def kill_soon():
-                time.sleep(1.0)
-                agent.kill()
-                killed.append(time.monotonic())
+        if not killers:                 # the search's measurement: kill the agent once it runs the model
+            def kill_when_measuring():
+                if agent.wait_measuring():
+                    agent.kill()
+                    killed.append(time.monotonic())
                 restart_after(agent, 0.5).join()
-            threading.Thread(target=kill_soon).start()
+            killers.append(threading.Thread(target=kill_when_measuring))
+            killers[0].start()
         return orig(*args, **kw)
     client.benchmark = benchmark_then_die
     data = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=64,
@@ -204,10 +205,12 @@ def test_agent_killed_during_a_searchs_measurement(tmp_path, agent, one_torch_th
     cfg = DcaRunConfig(budget=Budget("params_m", 1.0), space="nb201",
                        space_overrides={"C": 4, "N": 1},
                        dataset=data, search_epochs=1, train_epochs=1,
-                       measure=MeasureConfig(warmup_runs=1, min_runs=5, min_seconds=3.0),
+                       # max_runs lifted: the default 10 000 runs of this tiny cell end in < 1 s on a fast host
+                       measure=MeasureConfig(warmup_runs=1, min_runs=5, min_seconds=3.0, max_runs=10**8),
                        search_options={"options": SupernetOptions(bottleneck=2)}, out_dir=str(tmp_path / "models"))
     with Store.open(ws) as store:
         report = run_dca(store, "pi", [client], cfg)
+        killers[0].join(60)
         assert killed and report.measured_latency_ms is not None and report.measured_latency_ms > 0
         assert len(store.validations_df(model_id=report.model_id)) == 1
         assert store.get_run(report.run_id).status == "done"

@@ -1,10 +1,8 @@
 """``hilnas search dca``: DCA-NAS and its baselines under one device budget."""
 from __future__ import annotations
 
-import sys
-
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args,
-                                      _measure_config, _open_store, add, json_flag)
+                                      _measure_config, _open_store, _progress, add, json_flag, quiet_flag)
 from hilnas.server.cli.search.common import search_args
 
 
@@ -17,9 +15,13 @@ def cmd_search_dca(args) -> int:
         dataset=_dataset_config(args), method=args.method, search_epochs=args.search_epochs,
         train_epochs=args.train_epochs, seed=args.seed, with_lug=args.lug, measure=_measure_config(args),
         runtime=args.runtime, max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
-    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    with _open_store(args) as store:
-        report = run_dca(store, args.device, _clients(args, args.device), config, progress=say)
+    from hilnas.searchers.train import reporting_to
+    from hilnas.server.progress import train_reporter
+
+    progress = _progress(args)
+    with _open_store(args) as store, progress.task(f"{args.method} on {args.device}", unit="step") as task, \
+            reporting_to(train_reporter(task, unit=config.budget.unit)):
+        report = run_dca(store, args.device, _clients(args, args.device), config, progress=progress.say)
     d = report.to_dict()
     text = (f"{report.method} on {args.device}: budget {args.budget}; genotype saved as model {report.model_id} "
             f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
@@ -45,3 +47,4 @@ def register(ssub) -> None:
     search_args(p)
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)
+    quiet_flag(p)

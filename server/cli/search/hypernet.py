@@ -1,11 +1,9 @@
 """``hilnas search hypernet``: one hypernetwork run, a whole accuracy/latency family."""
 from __future__ import annotations
 
-import argparse
-import sys
-
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args,
-                                      _measure_config, _open_store, add, CliError, json_flag)
+                                      _measure_config, _open_store, _progress, add, CliError, json_flag,
+                                      quiet_flag)
 from hilnas.server.cli.search.common import search_args
 
 
@@ -26,9 +24,13 @@ def cmd_search_hypernet(args) -> int:
         search=search, complexity=args.complexity, lambdas=lambdas, direction=direction, budgets=budgets,
         train_epochs=args.train_epochs, seed=args.seed, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, from_run=args.from_run)
-    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
-    with _open_store(args) as store:
-        report = run_hypernet(store, args.device, _clients(args, args.device), config, progress=say)
+    from hilnas.searchers.train import reporting_to
+    from hilnas.server.progress import train_reporter
+
+    progress = _progress(args)
+    with _open_store(args) as store, progress.task(f"hypernetwork on {args.device}", unit="step") as task, \
+            reporting_to(train_reporter(task, unit="ms")):
+        report = run_hypernet(store, args.device, _clients(args, args.device), config, progress=progress.say)
     distinct: dict[str, list] = {}   # one line per distinct network: several points may derive the same one
     for m in report.members:
         distinct.setdefault(m.name, []).append(m)
@@ -61,7 +63,7 @@ def register(ssub) -> None:
             epilog="examples:\n  hilnas search hypernet --device pi --space nb201 --lambdas 0,0.1,0.2,0.4\n"
                    "  hilnas search hypernet --device pi --space nb201 --budgets latency_ms=2,latency_ms=3\n"
                    "  hilnas search hypernet --device pi --from-run 7 --budgets latency_ms=2.5   # no training",
-            formatter_class=argparse.RawDescriptionHelpFormatter)
+            )
     p.add_argument("--lambdas", help="comma-separated coefficient scales along --direction (default: a grid up to Lambda)")
     p.add_argument("--budgets", help="comma-separated device budgets, e.g. latency_ms=2,latency_ms=3 (solves for lambda)")
     p.add_argument("--direction", help="comma-separated point of the simplex, one weight per op type (default: centre)")
@@ -82,3 +84,4 @@ def register(ssub) -> None:
     p.set_defaults(space="nb201", train_epochs=0)
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)
+    quiet_flag(p)
