@@ -1,7 +1,8 @@
 """Pruning benchmark (seed 004): one hypernetwork run -> K pruned networks, against K fixed-lambda prunings.
 
     .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
-                                               [--k 8] [--steps 600] [--pretrain-epochs 15] [--checkpoint PATH]
+                                               [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
+                                               [--checkpoint PATH]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -15,8 +16,8 @@ all in-process on loopback:
 2. one pruning-hypernetwork run (Algorithm 1: phase 1, the lambda sweep and Theorem 1, phase 2)
    with the device's LUT as T(e), then K device budgets spread evenly over the family's reachable
    range (through the correction), one member each, aiming at ``--aim`` x budget;
-3. K fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
-   member's lambda;
+3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
+   member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
 4. every network measured whole on the device (interleaved rounds; the statistic ``min`` on the
    host, ``median`` on the simulated Pi) and its test accuracy (pre-trained weights, BatchNorm
    statistics re-estimated on 20 training batches, no fine-tuning).
@@ -80,6 +81,8 @@ def main() -> None:
     p.add_argument("--agents", default="sim,host", help="comma-separated: sim (simulated Raspberry Pi 4), host")
     p.add_argument("--C", type=int, default=16, help="channels of the first stage (resnet18-narrow: 16)")
     p.add_argument("--k", type=int, default=8, help="budgets / members / fixed-lambda prunings per agent")
+    p.add_argument("--fixed", type=int, help="fixed-lambda prunings, at this many of the K members evenly spread "
+                   "(default: all K)")
     p.add_argument("--steps", type=int, default=600, help="phase-2 steps = steps of each fixed-lambda pruning")
     p.add_argument("--pretrain-epochs", type=int, default=15)
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (default: cached, or pre-train now)")
@@ -192,7 +195,9 @@ def main() -> None:
 
                     # 2. K fixed-lambda prunings at the members' lambdas
                     fixed = []
-                    for m in members:
+                    n_fixed = min(args.fixed or args.k, args.k)
+                    at = sorted({round(i * (args.k - 1) / max(n_fixed - 1, 1)) for i in range(n_fixed)})
+                    for m in [members[i] for i in at]:
                         c1 = time.process_time()
                         f = prune_fixed(space, latency, m.tradeoff.scale, config, net=net, data=loaders, seed=args.seed)
                         fixed.append((f, time.process_time() - c1))
@@ -269,7 +274,7 @@ def main() -> None:
                   "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
                   "test_acc": full_acc, "info": info},
         "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
-                  "test_images": len(datasets.test), "k": args.k, "steps": args.steps, "aim": args.aim,
+                  "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                   "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
                   "load_avg_during": os.getloadavg()},
         "agents": per_agent,

@@ -29,7 +29,7 @@ from hilnas.searchers.prune.keys import block_keys
 from hilnas.searchers.spaces.resnet import GatePattern, ResNetSpace
 
 if TYPE_CHECKING:
-    from hilnas.searchers.cost import CostModel
+    from hilnas.searchers.cost import CostModel, Extremes
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,16 @@ class ModuleCosts:
 
     def expected_fraction(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
         return (self.expected(block_p, group_p) - self.rest) / self.span
+
+
+def pattern_extremes(space: ResNetSpace, model: CostModel) -> Extremes:
+    """The cheapest (every branch dropped) and dearest (the unpruned network) patterns with their costs: what
+    ``cost.extremes`` gives for the cell spaces, for a relative budget (``latency_ms=40%``) of a run."""
+    from hilnas.searchers.cost import Extremes
+
+    blocks = len(space.layers())
+    cheap, full = GatePattern.empty(blocks, space.groups), GatePattern.full(blocks, space.groups)
+    return Extremes(cheap, model.genotype_cost(space, cheap), full, model.genotype_cost(space, full))
 
 
 def kept_distribution(q: torch.Tensor) -> torch.Tensor:

@@ -37,6 +37,7 @@ A derived pattern takes every gate's mode; no pattern breaks the graph (shortcut
 """
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -166,7 +167,7 @@ class PruneResult(Family):
     def network(self, pattern: GatePattern, calibration: Iterable[Batch]) -> torch.nn.Module:
         """The pruned network of ``pattern``: pre-trained weights, BatchNorm statistics re-estimated on
         ``calibration`` (``gates.recalibrate``; the first ``config.recalibrate_batches`` training batches)."""
-        return recalibrate(self.net.prune(pattern), list(calibration)[: self.config.recalibrate_batches])
+        return recalibrate(self.net.prune(pattern), list(itertools.islice(calibration, self.config.recalibrate_batches)))
 
     def accuracy(self, pattern: GatePattern, loader: Iterable[Batch], calibration: Iterable[Batch], *,
                  max_batches: int | None = None) -> float:

@@ -97,6 +97,11 @@ class GatePattern:
     def bits(self) -> str:
         return " ".join("".join("1" if b else "0" for b in m) for m in self.masks)
 
+    @property
+    def arch_str(self) -> str:
+        """The one-line form reports show (as NB201's arch string): each block's kept groups."""
+        return self.bits()
+
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.kind, "masks": ["".join("1" if b else "0" for b in m) for m in self.masks]}
 

@@ -11,7 +11,7 @@ The format (``examples/*.toml`` are complete files)::
     name = "pi-latency"                 # shown in reports (default: the file's name)
 
     [space]
-    name = "nb201"                      # nb201 | darts
+    name = "nb201"                      # nb201 | darts | resnet18-narrow | resnet18 (prune only)
     options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...)
 
     [data]
@@ -69,7 +69,7 @@ from hilnas.server.run.config import (BUDGET_METRICS, DEFAULT_LUT_MEASURE, DEFAU
                                       DeviceSpec, RunConfig)
 
 DATASETS = ("demo", "fashion-mnist", "cifar10", "synthetic")
-SPACES = ("nb201", "darts")
+SPACES = ("nb201", "darts", "resnet18-narrow", "resnet18")
 _AGENT_KEYS = ("address", "token", "token_file", "tls", "insecure", "name")
 
 

@@ -9,7 +9,10 @@ budgets and runs once (the hypernetwork's one training, DARTS' budget-free searc
 - ``dca`` (seed 001) and its baselines ``darts``, ``penalty``, ``random``: one search per budget
   (``searchers.dca``), the found genotype trained and validated;
 - ``hypernet`` (seeds 002, 004): one training per device and seed, then a member derived for each
-  budget from the trained family (``searchers.hypernet``).
+  budget from the trained family (``searchers.hypernet``);
+- ``prune`` (seed 004 as written, ResNet spaces): one pre-training and one pruning hypernetwork per
+  device and seed, then for each budget the member, its pruned network exported with the pre-trained
+  weights (no training from scratch) and validated (``run.prune_steps``).
 
 Adding a method is one ``MethodSpec`` here: its search step(s) return ``{"genotype": ..., "cost":
 ..., "notes": [...]}`` and ``network_steps`` does the rest.
@@ -183,6 +186,39 @@ def _hypernet_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Ch
     return out
 
 
+def _prune_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain]:
+    from hilnas.server.run import prune_steps as ps
+
+    config = METHODS["prune"].config(ctx)
+    base = f"{device.key}/prune/seed{seed}"
+    folder = f"prune-{device.key}-seed{seed}"
+    label = _label(ctx, device, "prune", seed, None, "pre-train")
+    pre = Step(f"{base}/pretrain", label, functools.partial(ps.pretrain_step, ctx, device, config=config, seed=seed,
+                                                            folder=folder, label=label))
+    label = _label(ctx, device, "prune", seed, None, "pruning hypernetwork")
+    trained = Step(f"{base}/hypernetwork", label, functools.partial(
+        ps.hypernetwork_step, ctx, device, config=config, seed=seed, source=pre.key, folder=folder, label=label))
+    out = []
+    for b in device.spec.budgets:
+        key = f"{base}/{b.text}"
+        derive = Step(f"{key}/derive", _label(ctx, device, "prune", seed, b.text, "derive"),
+                      functools.partial(ps.derive_step, ctx, device, source=trained.key, budget=b.text))
+        label = _label(ctx, device, "prune", seed, b.text, "export")
+        export = Step(f"{key}/export", label, functools.partial(
+            ps.export_step, ctx, device, config=config, trained=trained.key, source=derive.key,
+            name=f"run{ctx.run_id}/{key}".replace("/", "-"), seed=seed, label=label))
+        validate = Step(f"{key}/validate", _label(ctx, device, "prune", seed, b.text, "validate"),
+                        functools.partial(validate_step, ctx, device, method="prune", seed=seed, budget=b.text,
+                                          source=derive.key, trained=export.key, name=f"run{ctx.run_id}/{key}"))
+        out.append(Chain(device.key, "prune", seed, b.text, (pre, trained, derive, export, validate)))
+    return out
+
+
+def _prune_config() -> type:
+    from hilnas.server.run.prune_steps import PruneMethodConfig
+    return PruneMethodConfig
+
+
 def _dca_config(name: str) -> Callable[[], type]:
     def config_class() -> type:
         from hilnas.searchers.dca.baselines import methods
@@ -196,11 +232,14 @@ def _hypernet_config() -> type:
 
 
 _CELL_SPACES = ("nb201", "darts")
+_RESNET_SPACES = ("resnet18-narrow", "resnet18")
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("dca", "DCA-NAS (seed 001): the budget as a constraint with a learned Lagrange multiplier",
                _CELL_SPACES, _dca_chains("dca"), _dca_config("dca")),
     MethodSpec("hypernet", "hypernetwork DARTS-CC (seeds 002, 004): one training, a member per budget",
                _CELL_SPACES, _hypernet_chains, _hypernet_config),
+    MethodSpec("prune", "pruning hypernetwork (seed 004): prune a network pre-trained in the run, a member per budget",
+               _RESNET_SPACES, _prune_chains, _prune_config, fixed=("epochs", "max_batches_per_epoch")),
     MethodSpec("darts", "baseline: DARTS without a cost term (one search, checked against every budget)",
                _CELL_SPACES, _dca_chains("darts", budget_free=True), _dca_config("darts"), baseline=True),
     MethodSpec("penalty", "baseline: a fixed-weight cost penalty (ProxylessNAS style)",

@@ -302,7 +302,7 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
     for i, (pattern, uses) in enumerate(by_pattern.items()):
         arch = uses[0][0]
         name = f"run{run_id}-prune-{i}"
-        pruned = result.net.prune(pattern).eval()
+        pruned = result.network(pattern, loaders.train)   # BatchNorm statistics re-estimated for the pruned network
         test_acc = evaluate(pruned, loaders.test)[1]
         tuned = None
         if config.finetune_epochs:

@@ -1,11 +1,8 @@
 """``hilnas search prune``: prune a pre-trained ResNet once with a hypernetwork; a network for every budget."""
 from __future__ import annotations
 
-import argparse
-import sys
-
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args, _measure_config,
-                                      _open_store, add, CliError, json_flag)
+                                      _open_store, _progress, add, CliError, json_flag, quiet_flag)
 from hilnas.server.cli.search.common import search_args
 
 
@@ -36,9 +33,9 @@ def cmd_search_prune(args) -> int:
     if args.torch_threads:
         import torch
         torch.set_num_threads(args.torch_threads)
-    say = (lambda msg: None) if args.json else (lambda msg: print(msg, file=sys.stderr, flush=True))
+    progress = _progress(args)
     with _open_store(args) as store:
-        report = run_prune(store, args.device, _clients(args, args.device), config, progress=say)
+        report = run_prune(store, args.device, _clients(args, args.device), config, progress=progress.say)
     est = report.estimate or {}
     fmt = (lambda v, f=".3f": "n/a" if v is None else format(v, f))  # noqa: E731
     lines = [f"pruning {args.space} on {args.device}: one run, {len(report.members)} distinct pruned networks from "
@@ -76,27 +73,28 @@ def register(ssub) -> None:
                    "  hilnas search prune --device pi --model resnet18-narrow --dataset cifar10 --data-dir DIR "
                    "--budgets latency_ms=20,latency_ms=30\n"
                    "  hilnas search prune --device pi --from-run 7 --budgets latency_ms=25   # no training",
-            formatter_class=argparse.RawDescriptionHelpFormatter)
+)
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (models/prune-<run>/pretrained.pt); "
                                         "default: pre-train one (--pretrain-epochs) and save it with the run")
-    p.add_argument("--pretrain-epochs", type=int, default=15, help="pre-training epochs without --checkpoint "
-                                                                   "(default 15)")
+    p.add_argument("--pretrain-epochs", type=int, default=15, help="pre-training epochs without --checkpoint")
     p.add_argument("--budgets", help="comma-separated device budgets, e.g. latency_ms=20,latency_ms=30 (bisection "
                                      "on lambda)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
-    p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets (default 12)")
+    p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
                    help="gate every block and its channel groups (default), or whole blocks only")
-    p.add_argument("--steps", type=int, default=600, help="hypernetwork steps of phase 2 (default 600)")
+    p.add_argument("--steps", type=int, default=600, help="hypernetwork steps of phase 2")
     p.add_argument("--Lambda", default="sweep", help="upper end of lambda: sweep (default: from the lambda sweep), "
                                                      "theorem (Theorem 1, when it applies), or a number")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each pruned network briefly before "
                                                                   "export (default 0: pre-trained weights)")
     p.add_argument("--val-fraction", type=float, default=0.2,
-                   help="share of the training images the gates are trained on (default 0.2)")
+                   help="share of the training images the gates are trained on")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the pruning run N trained and saved, without training again")
     search_args(p, spaces=("resnet18-narrow", "resnet18"), space_flags=("--model", "--space"), epochs=False)
     p.set_defaults(dataset="cifar10")
+    p._option_string_actions["--dataset"].help = "the data the network is pre-trained and pruned on"
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)
+    quiet_flag(p)
