@@ -3,7 +3,7 @@
 Every problem of a file is reported at once, each with its line and what is allowed, so a user
 fixes a file in one pass::
 
-    run.toml:12: [search] methods: 'dcaa' is not a method; allowed: dca, darts, penalty, random, hypernet
+    run.toml:12: [search] methods: 'dcaa' is not a method; allowed: dca, hypernet, prune, darts, penalty, random
     run.toml:20: [[devices]] #2 simulate: 'raspi5' is not a profile; allowed: jetson-nano, pixel3, raspi4, ...
 
 The format (``examples/*.toml`` are complete files)::

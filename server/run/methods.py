@@ -27,7 +27,7 @@ from typing import Any
 
 from hilnas.server.progress import train_reporter
 from hilnas.server.run.context import Chain, DeviceState, RunContext, Step
-from hilnas.server.run.network_steps import genotype_text, train_step, validate_step
+from hilnas.server.run.network_steps import genotype_text, member_or_end, train_step, validate_step
 
 _PROXY_BATCHES = 5  # validation batches of each curve point's supernet accuracy (a proxy, kept cheap)
 
@@ -147,7 +147,6 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
     """The family's least-penalised member within the budget (by the LUT). Outside the family's range:
     above it, lambda = 0 (the most accurate member, within budget); below it, the cheapest member,
     which validation then flags if the device measures it over the budget."""
-    from hilnas.searchers.hypernet import BudgetRangeError
     from hilnas.searchers.hypernet.io import load_trained
 
     latency, energy = _hypernet_models(ctx, device)
@@ -156,18 +155,7 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
     if b.metric not in result.models:
         raise ValueError(f"the hypernetwork prices {', '.join(result.models)}, not {b.metric} (budget {budget}); "
                          f"search this budget with dca instead")
-    notes = []
-    try:
-        arch = result.for_budget(b)
-    except BudgetRangeError as err:
-        lo, hi = err.range
-        above = b.value >= hi
-        arch = result.architecture(0.0) if above else min(result.curve(result.grid(result.config.curve_points),
-                                                                       metric=b.metric).points,
-                                                          key=lambda a: a.costs[b.metric])
-        notes.append(f"{budget} ({b.value:.4g}) is {'above' if above else 'below'} the family's range "
-                     f"[{lo:.4g}, {hi:.4g}] {result.models[b.metric].unit}: took its "
-                     f"{'most accurate member (lambda = 0)' if above else 'cheapest member'}")
+    arch, notes = member_or_end(result, b, budget)
     return {"genotype": arch.genotype.to_dict(), "cost": arch.costs[b.metric], "scale": arch.tradeoff.scale,
             "notes": notes}
 

@@ -20,12 +20,12 @@ pre-trained weights (BatchNorm statistics re-estimated on training batches), fin
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from hilnas.server.progress import train_reporter
 from hilnas.server.run.context import DeviceState, RunContext
+from hilnas.server.run.network_steps import member_or_end
 
 VAL_FRACTION = 0.2   # the share of the training images the gates are trained on (the rest pre-trains)
 
@@ -102,7 +102,6 @@ def hypernetwork_step(ctx: RunContext, device: DeviceState, *, config: PruneMeth
 
 
 def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: str) -> dict[str, Any]:
-    from hilnas.searchers.hypernet import BudgetRangeError
     from hilnas.searchers.prune.io import load_trained
 
     latency, others = _models(ctx, device)
@@ -111,17 +110,7 @@ def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: st
     if b.metric not in result.models:
         raise ValueError(f"the pruning hypernetwork prices {', '.join(result.models)}, not {b.metric} (budget "
                          f"{budget}); prune for a latency or parameter budget")
-    notes = []
-    try:
-        arch = result.for_budget(b)
-    except BudgetRangeError as err:
-        lo, hi = err.range
-        above = b.value >= hi
-        arch = result.architecture(0.0) if above else min(result.curve(metric=b.metric).points,
-                                                          key=lambda a: a.costs[b.metric])
-        notes.append(f"{budget} ({b.value:.4g}) is {'above' if above else 'below'} the family's range "
-                     f"[{lo:.4g}, {hi:.4g}] {result.models[b.metric].unit}: took its "
-                     f"{'unpruned member (lambda = 0)' if above else 'most pruned member'}")
+    arch, notes = member_or_end(result, b, budget, top="unpruned member", bottom="most pruned member")
     return {"genotype": arch.genotype.to_dict(), "cost": arch.costs[b.metric], "scale": arch.tradeoff.scale,
             "notes": notes}
 
@@ -135,7 +124,7 @@ def export_step(ctx: RunContext, device: DeviceState, *, config: PruneMethodConf
     from hilnas.searchers.prune.io import load_trained
     from hilnas.searchers.train import TrainConfig, evaluate, reporting_to, train
     from hilnas.server.client import sha256_hex
-    from hilnas.server.run.network_steps import genotype_of
+    from hilnas.server.run.network_steps import genotype_of, write_model
     from hilnas.server.search.common import export_with_metadata
 
     space = ctx.space
@@ -154,10 +143,7 @@ def export_step(ctx: RunContext, device: DeviceState, *, config: PruneMethodConf
                                                     max_batches_per_epoch=config.max_batches_per_epoch)).final_acc
             task.close(f"test accuracy {100 * tuned:.1f}%")
     data = export_with_metadata(net.eval(), space, pattern)
-    path = ctx.path("models", f"{name}.onnx")
-    tmp = path.with_suffix(".onnx.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path = write_model(ctx, name, data)
     return {"onnx_path": str(path), "sha256": sha256_hex(data), "test_acc": tuned if tuned is not None else acc,
             "pruned_acc": acc, "finetuned_acc": tuned, "params_m": ParamsCost().genotype_cost(space, pattern),
             "mflops": FlopsCost().genotype_cost(space, pattern), "epochs": config.finetune_epochs,
