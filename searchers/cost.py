@@ -383,8 +383,15 @@ def extremes(space: SearchSpace, model: CostModel) -> Extremes:
 
     NB201: all ``len(ops) ** 6`` cells. DARTS: every choice of two distinct inputs per node (180
     per cell type at 4 steps) with, per edge, the cheapest (dearest) non-none op summed over the
-    cells of that type; the two cell types are independent, so this is exact.
+    cells of that type; the two cell types are independent, so this is exact. MobileNet: every
+    layer at the bottom (top) of its LUT grid (a cost that grows with each width).
     """
+    from hilnas.searchers.spaces.mobilenet import MobileNetSpace, MobileNetWidths
+
+    if isinstance(space, MobileNetSpace):
+        lo, hi = (MobileNetWidths(tuple(f(i) for i in range(space.num_layers)))
+                  for f in (space.min_width, space.max_width))
+        return Extremes(lo, model.genotype_cost(space, lo), hi, model.genotype_cost(space, hi))
     cache = model.__dict__.setdefault("_extremes", {})
     if space not in cache:
         tables = model.tables(space)

@@ -212,6 +212,22 @@ def _recorded(store: Store, run_id: int | None, name: str) -> ValidationReport |
     return None
 
 
+def _lut_total(meta: Any, keys: list[str], values: dict[str, float]) -> float:
+    """``lut_sum``; for a MobileNet (the splitting search's widths), widths between its LUT grid's are
+    interpolated (``searchers.spaces.mobilenet.grid``), as the search priced them."""
+    from hilnas.searchers.spaces.mobilenet import MobileNetSpace
+
+    if meta is None or not isinstance(meta[0], MobileNetSpace):
+        return lut_sum(keys, values)
+    from hilnas.searchers.cost import MissingOpsError
+    from hilnas.searchers.spaces.mobilenet.grid import GridLatencyCost
+
+    try:
+        return GridLatencyCost(values).genotype_cost(*meta)
+    except MissingOpsError as err:
+        raise MissingOps(err.keys) from None
+
+
 def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data: bytes, *, name: str,
                          measure: MeasureConfig = MeasureConfig(), runtime: str | None = None,
                          fmt: ModelFormat = ModelFormat.ONNX, budgets: Sequence[Budget] = (),
@@ -243,10 +259,10 @@ def validate_model_bytes(store: Store, device_key: str, clients: Sequence, data:
         try:
             lut_id = lut_id or store.find_lut(device_key, runtime=runtime)
             correction = latest_correction(store, lut_id)
-            total = lut_sum(keys, lut_values(store, lut_id, statistic=correction.statistic))
+            total = _lut_total(meta, keys, lut_values(store, lut_id, statistic=correction.statistic))
             predicted = correction.apply(total)
             try:
-                predicted_mj = lut_sum(keys, lut_values(store, lut_id, "energy_mj"))
+                predicted_mj = _lut_total(meta, keys, lut_values(store, lut_id, "energy_mj"))
             except (ValueError, MissingOps):  # the LUT has no energy: no energy prediction
                 pass
         except MissingOps as err:

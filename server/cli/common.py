@@ -124,20 +124,22 @@ def _statistic_arg(p, what: str) -> None:
 
 
 def _kv(pairs: list[str] | None, what: str) -> dict:
-    """``["C=8", "layers=5"]`` -> ``{"C": 8, "layers": 5}`` (ints, floats, or strings)."""
+    """``["C=8", "base_widths=16,32,64"]`` -> ``{"C": 8, "base_widths": (16, 32, 64)}`` (ints, floats or
+    strings; a comma-separated value is a tuple of them)."""
+    def scalar(value: str):
+        for cast in (int, float):
+            try:
+                return cast(value)
+            except ValueError:
+                continue
+        return value
+
     out = {}
     for item in pairs or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CliError(f"{what} {item!r} is not KEY=VALUE")
-        for cast in (int, float):
-            try:
-                out[key] = cast(value)
-                break
-            except ValueError:
-                continue
-        else:
-            out[key] = value
+        out[key] = tuple(scalar(v) for v in value.split(",")) if "," in value else scalar(value)
     return out
 
 

@@ -11,8 +11,10 @@ The format (``examples/*.toml`` are complete files)::
     name = "pi-latency"                 # shown in reports (default: the file's name)
 
     [space]
-    name = "nb201"                      # nb201 | darts | resnet18-narrow | resnet18 (prune only)
-    options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...)
+    name = "nb201"                      # nb201 | darts | mobilenet (the splitting method's backbone) |
+                                        # resnet18-narrow | resnet18 (the prune method's networks)
+    options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...; lists for mobilenet's
+                                        # base_widths = [32, 64, 128], strides = [2, 2, 1])
 
     [data]
     dataset = "demo"                    # demo | fashion-mnist | cifar10 | synthetic
@@ -69,7 +71,7 @@ from hilnas.server.run.config import (BUDGET_METRICS, DEFAULT_LUT_MEASURE, DEFAU
                                       DeviceSpec, RunConfig)
 
 DATASETS = ("demo", "fashion-mnist", "cifar10", "synthetic")
-SPACES = ("nb201", "darts", "resnet18-narrow", "resnet18")
+SPACES = ("nb201", "darts", "mobilenet", "resnet18-narrow", "resnet18")
 _AGENT_KEYS = ("address", "token", "token_file", "tls", "insecure", "name")
 
 
@@ -317,8 +319,11 @@ class _Checker:
             if key not in allowed:
                 self.problem(("space", "options"), label, _unknown(key, allowed) + " (the dataset sets the input "
                              "shape and the classes)")
+            elif isinstance(value, list) and value and all(_positive(x) for x in value):
+                out[key] = tuple(value)  # e.g. mobilenet's base_widths = [32, 64, 128]
             elif not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                self.problem(("space", "options"), label, f"must be an integer >= 1, got {value!r}")
+                self.problem(("space", "options"), label, f"must be an integer >= 1 (or a list of numbers > 0, "
+                             f"e.g. base_widths = [32, 64, 128]), got {value!r}")
             else:
                 out[key] = value
         try:
@@ -444,3 +449,7 @@ def _kind(value: Any) -> str:
     return {bool: "a boolean", int: "an integer", float: "a number", str: "a string", list: "a list",
             dict: "a table"}.get(type(value), type(value).__name__)
 
+
+
+def _positive(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0

@@ -12,7 +12,9 @@ budgets and runs once (the hypernetwork's one training, DARTS' budget-free searc
   budget from the trained family (``searchers.hypernet``);
 - ``prune`` (seed 004 as written, ResNet spaces): one pre-training and one pruning hypernetwork per
   device and seed, then for each budget the member, its pruned network exported with the pre-trained
-  weights (no training from scratch) and validated (``run.prune_steps``).
+  weights (no training from scratch) and validated (``run.prune_steps``);
+- ``splitting`` (seed 003): the MobileNet backbone grown by splitting neurons under each budget,
+  every checkpoint measured on the device, the last within budget validated (``run.splitting``).
 
 Adding a method is one ``MethodSpec`` here: its search step(s) return ``{"genotype": ..., "cost":
 ..., "notes": [...]}`` and ``network_steps`` does the rest.
@@ -28,6 +30,7 @@ from typing import Any
 from hilnas.server.progress import train_reporter
 from hilnas.server.run.context import Chain, DeviceState, RunContext, Step
 from hilnas.server.run.network_steps import genotype_text, member_or_end, train_step, validate_step
+from hilnas.server.run import splitting as _splitting
 
 _PROXY_BATCHES = 5  # validation batches of each curve point's supernet accuracy (a proxy, kept cheap)
 
@@ -61,7 +64,7 @@ class MethodSpec:
 
 
 # -- the steps a method adds ----------------------------------------------------------------------------
-def _label(ctx: RunContext, device: DeviceState, method: str, seed: int, budget: str | None, what: str) -> str:
+def step_label(ctx: RunContext, device: DeviceState, method: str, seed: int, budget: str | None, what: str) -> str:
     parts = [device.key, method] + ([budget] if budget else []) + ([f"seed {seed}"] if len(ctx.config.seeds) > 1 else [])
     return " · ".join(parts + [what])
 
@@ -71,11 +74,11 @@ def _network_steps(ctx: RunContext, device: DeviceState, method: str, seed: int,
     """``train`` and ``validate`` for the genotype step ``source`` produced, keyed under ``base``."""
     name = f"run{ctx.run_id}/{base}"
     full = name + ("" if base.endswith(budget) else f"/{budget}")  # the validated model's name in the store
-    train = Step(f"{base}/train", _label(ctx, device, method, seed, budget, "train"),
+    train = Step(f"{base}/train", step_label(ctx, device, method, seed, budget, "train"),
                  functools.partial(train_step, ctx, device, source=source, name=name.replace("/", "-"), seed=seed,
-                                   label=_label(ctx, device, method, seed, budget, "train")))
+                                   label=step_label(ctx, device, method, seed, budget, "train")))
     key = f"{base}/validate" + ("" if base.endswith(budget) else f"/{budget}")  # a budget-free base: one per budget
-    validate = Step(key, _label(ctx, device, method, seed, budget, "validate"),
+    validate = Step(key, step_label(ctx, device, method, seed, budget, "validate"),
                     functools.partial(validate_step, ctx, device, method=method, seed=seed, budget=budget,
                                       source=source, trained=train.key, name=full))
     return train, validate
@@ -106,9 +109,9 @@ def _dca_chains(method: str, *, budget_free: bool = False) -> Callable[[RunConte
         for b in device.spec.budgets:
             budget = None if budget_free else b.text
             base = "/".join([device.key, method, f"seed{seed}"] + ([budget] if budget else []))
-            search = Step(f"{base}/search", _label(ctx, device, method, seed, budget, "search"),
+            search = Step(f"{base}/search", step_label(ctx, device, method, seed, budget, "search"),
                           functools.partial(_search_step, ctx, device, method=method, budget=b.text, seed=seed,
-                                            label=_label(ctx, device, method, seed, budget, "search")))
+                                            label=step_label(ctx, device, method, seed, budget, "search")))
             out.append(Chain(device.key, method, seed, b.text,
                              (search, *_network_steps(ctx, device, method, seed, b.text, search.key, base))))
         return out
@@ -162,11 +165,11 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
 
 def _hypernet_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain]:
     base = f"{device.key}/hypernet/seed{seed}"
-    label = _label(ctx, device, "hypernet", seed, None, "train the hypernetwork")
+    label = step_label(ctx, device, "hypernet", seed, None, "train the hypernetwork")
     trained = Step(f"{base}/hypernetwork", label, functools.partial(_hypernet_train, ctx, device, seed=seed, label=label))
     out = []
     for b in device.spec.budgets:
-        derive = Step(f"{base}/{b.text}/derive", _label(ctx, device, "hypernet", seed, b.text, "derive"),
+        derive = Step(f"{base}/{b.text}/derive", step_label(ctx, device, "hypernet", seed, b.text, "derive"),
                       functools.partial(_hypernet_derive, ctx, device, source=trained.key, budget=b.text))
         out.append(Chain(device.key, "hypernet", seed, b.text,
                          (trained, derive, *_network_steps(ctx, device, "hypernet", seed, b.text, derive.key,
@@ -234,5 +237,8 @@ METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
                _CELL_SPACES, _dca_chains("penalty"), _dca_config("penalty"), baseline=True),
     MethodSpec("random", "baseline: random genotypes within the budget, each trained briefly, the best kept",
                _CELL_SPACES, _dca_chains("random"), _dca_config("random"), baseline=True),
+    MethodSpec("splitting", "energy-aware splitting (seed 003): grow a MobileNet by splitting neurons, each step "
+               "priced by the device's LUT", ("mobilenet",), _splitting.chains, _splitting.config_class,
+               fixed=_splitting.FIXED),
 )}
 

@@ -12,8 +12,8 @@ def test_registry_lists_and_builds_both_spaces():
     assert isinstance(create_space("darts"), DartsSpace) and isinstance(create_space("nb201"), NB201Space)
     fmnist = create_space("nb201", in_channels=1, input_size=28)
     assert fmnist.input_shape == (1, 1, 28, 28) and fmnist.head_size == 7
-    with pytest.raises(SpaceError, match="unknown search space 'mobilenet'.*darts"):
-        create_space("mobilenet")
+    with pytest.raises(SpaceError, match="unknown search space 'efficientnet'.*darts"):
+        create_space("efficientnet")
     with pytest.raises(SpaceError, match="unexpected keyword"):
         create_space("darts", width=3)
 
