@@ -183,22 +183,22 @@ def _prune_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain
     config = METHODS["prune"].config(ctx)
     base = f"{device.key}/prune/seed{seed}"
     folder = f"prune-{device.key}-seed{seed}"
-    label = _label(ctx, device, "prune", seed, None, "pre-train")
+    label = step_label(ctx, device, "prune", seed, None, "pre-train")
     pre = Step(f"{base}/pretrain", label, functools.partial(ps.pretrain_step, ctx, device, config=config, seed=seed,
                                                             folder=folder, label=label))
-    label = _label(ctx, device, "prune", seed, None, "pruning hypernetwork")
+    label = step_label(ctx, device, "prune", seed, None, "pruning hypernetwork")
     trained = Step(f"{base}/hypernetwork", label, functools.partial(
         ps.hypernetwork_step, ctx, device, config=config, seed=seed, source=pre.key, folder=folder, label=label))
     out = []
     for b in device.spec.budgets:
         key = f"{base}/{b.text}"
-        derive = Step(f"{key}/derive", _label(ctx, device, "prune", seed, b.text, "derive"),
+        derive = Step(f"{key}/derive", step_label(ctx, device, "prune", seed, b.text, "derive"),
                       functools.partial(ps.derive_step, ctx, device, source=trained.key, budget=b.text))
-        label = _label(ctx, device, "prune", seed, b.text, "export")
+        label = step_label(ctx, device, "prune", seed, b.text, "export")
         export = Step(f"{key}/export", label, functools.partial(
             ps.export_step, ctx, device, config=config, trained=trained.key, source=derive.key,
             name=f"run{ctx.run_id}/{key}".replace("/", "-"), seed=seed, label=label))
-        validate = Step(f"{key}/validate", _label(ctx, device, "prune", seed, b.text, "validate"),
+        validate = Step(f"{key}/validate", step_label(ctx, device, "prune", seed, b.text, "validate"),
                         functools.partial(validate_step, ctx, device, method="prune", seed=seed, budget=b.text,
                                           source=derive.key, trained=export.key, name=f"run{ctx.run_id}/{key}"))
         out.append(Chain(device.key, "prune", seed, b.text, (pre, trained, derive, export, validate)))
