@@ -13,6 +13,7 @@ examples:
   hilnas-agent serve                                   # this host, 127.0.0.1:50061
   hilnas-agent serve --host 0.0.0.0 --token-file ~/.hilnas-token
   hilnas-agent serve --simulate raspi4 --port 0        # a simulated Raspberry Pi 4
+  hilnas-agent serve --simulate raspi4 --realtime      # ... that takes the time it reports
   hilnas-agent describe                                # this device as JSON
   hilnas-agent selftest                                # measure a built-in model, no network
 
@@ -61,6 +62,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--simulate", metavar="PROFILE",
                    help="serve a simulated device instead of this host (profile name, e.g. raspi4, or a .toml path)")
     s.add_argument("--seed", type=int, default=0, help="noise seed of the simulated device (default 0)")
+    s.add_argument("--realtime", action="store_true",
+                   help="with --simulate: each measurement takes the time it reports (warm-up + runs, then the "
+                        "cooldown) while holding the measurement slot, as a real board would; default: off "
+                        "(answers at once)")
     s.add_argument("--cache-dir", help="model cache folder (default ~/.cache/hilnas-agent/models)")
     s.add_argument("--log-level", default="INFO", help="logging level (default INFO)")
     _limits_args(s)
@@ -90,9 +95,13 @@ def _serve_config(args):
         worker_recycle_mb=args.worker_recycle_mb, queue_size=args.queue_size)
     if args.queue_size < 0 or args.timeout <= 0 or args.max_model_mb <= 0:
         raise ValueError("--queue-size must be >= 0, --timeout and --max-model-mb > 0")
+    if args.realtime and not args.simulate:
+        raise ValueError("--realtime needs --simulate PROFILE (a real device always takes its time): "
+                         "hilnas-agent serve --simulate raspi4 --realtime")
     return ServeConfig(host=args.host, port=args.port, token=token, insecure=args.insecure, tls_cert=args.tls_cert,
                        tls_key=args.tls_key, tls_client_ca=args.tls_client_ca, backend=args.backend,
-                       simulate=args.simulate, seed=args.seed, cache_dir=args.cache_dir, limits=limits)
+                       simulate=args.simulate, seed=args.seed, realtime=args.realtime, cache_dir=args.cache_dir,
+                       limits=limits)
 
 
 def cmd_serve(args) -> int:

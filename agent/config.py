@@ -75,5 +75,6 @@ class ServeConfig:
     backend: str = "onnxruntime"      # default backend
     simulate: str | None = None       # simulated device profile name or path; None = real device
     seed: int = 0                     # seed of the simulated device's noise
+    realtime: bool = False            # the simulated device takes the time it reports (False: instant)
     cache_dir: str | None = None      # model cache folder; None = a per-user temp folder
     limits: AgentLimits = field(default_factory=AgentLimits)

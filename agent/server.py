@@ -59,7 +59,8 @@ def make_device(config: ServeConfig):
     if config.simulate:
         from hilnas.agent.sim.device import SimulatedDevice
 
-        return SimulatedDevice(config.simulate, seed=config.seed, memory_limit_mb=config.limits.worker_memory_mb)
+        return SimulatedDevice(config.simulate, seed=config.seed, memory_limit_mb=config.limits.worker_memory_mb,
+                               realtime=config.realtime)
     from hilnas.agent.host import HostDevice
 
     return HostDevice(config.limits, default_backend=config.backend)
@@ -119,7 +120,7 @@ def create_server(config: ServeConfig, *, device=None) -> AgentServer:
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = bind.rsplit(":", 1)[0] + f":{port}"
-    log.info("hilnas-agent listening on %s (%s)", address, "simulated " + config.simulate if config.simulate else "host")
+    log.info("hilnas-agent listening on %s (%s)", address, ("simulated " + config.simulate + (", realtime" if config.realtime else "")) if config.simulate else "host")
     return AgentServer(server=server, port=port, agent=agent, address=address)
 
 

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Set up a development environment from scratch: system data, a venv in .venv, and hilnas with
 # every extra pinned in pyproject.toml. Idempotent; safe to re-run.
-#   bash scripts/setup.sh            # everything (agent, tflite, search, dev)
+#   bash scripts/setup.sh            # everything (agent, tflite, search, ray, dev)
 #   HILNAS_EXTRAS=agent,dev bash scripts/setup.sh   # a lighter set
 set -euo pipefail
 cd "$(dirname "$0")/.."
-EXTRAS="${HILNAS_EXTRAS:-agent,tflite,search,dev}"
+EXTRAS="${HILNAS_EXTRAS:-agent,tflite,search,ray,dev}"   # ray: hilnas sweep --on ray (CI runs a sweep on a local Ray)
 PY="${PYTHON:-python3}"
 
 # Fashion-MNIST for the real-data runs and tests (Debian's package puts IDX files in

@@ -145,6 +145,10 @@ class AgentClient:
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise AgentBusy(f"{self.config.address}: {err.details()}") from None
             raise AgentUnavailable(f"{self.config.address}: stream ended with {code.name}: {err.details()}") from None
+        finally:
+            # A caller that stops reading (its build stopped) ends the call now: the agent frees
+            # its measurement slot instead of measuring models nobody will record.
+            stream.cancel()
 
 
 class AgentBusy(AgentUnavailable):

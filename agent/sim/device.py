@@ -1,9 +1,16 @@
 """The simulated device: the ``Device`` protocol over a device model instead of a runtime.
 
-Nothing runs and nothing sleeps: the latency of a model comes from ``DeviceModel`` and the
-samples from seeded noise, so a LUT of hundreds of ops builds in seconds in CI. Results are
-reproducible: the noise of a measurement depends only on the seed, the model's sha256 and how
-many times this device has measured that model; the thermal state depends on the call sequence.
+Nothing runs: the latency of a model comes from ``DeviceModel`` and the samples from seeded
+noise, so a LUT of hundreds of ops builds in seconds in CI. Results are reproducible: the noise
+of a measurement depends only on the seed, the model's sha256 and how many times this device has
+measured that model; the thermal state depends on the call sequence.
+
+``realtime=True`` (``hilnas-agent serve --simulate PROFILE --realtime``) makes a measurement take
+the wall time it reports: the warm-up and the timed runs (``measure_wall_s``; the time limit when
+it times out), then the cooldown the host's worker would sleep. The agent holds its measurement
+slot meanwhile, so queues, streams and deadlines behave as on a real board. Deviation: the energy
+protocol's idle phases and windows (the host's ``energy_idle_s``/``energy_window_s``) are not
+slept; the simulated meter reads over the timed runs only, as it does without ``realtime``.
 """
 from __future__ import annotations
 
@@ -41,9 +48,11 @@ _T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31,
 class SimulatedDevice:
     """A device whose measurements a device model of a profile produces, not hardware."""
 
-    def __init__(self, profile: str | Path, *, seed: int = 0, memory_limit_mb: int = 0):
+    def __init__(self, profile: str | Path, *, seed: int = 0, memory_limit_mb: int = 0, realtime: bool = False):
         self.profile: DeviceProfile = load_profile(profile)
         self.seed = seed
+        self.realtime = realtime
+        self._closed = threading.Event()  # ends a realtime sleep when the agent stops
         # What a model may hold, as on the host: the worker's address-space limit, and never more
         # than the board's memory (0 = the board's memory only).
         board = self.profile.device.memory_bytes
@@ -116,9 +125,14 @@ class SimulatedDevice:
                                   f"{self.memory_limit_bytes / 2 ** 20:.0f} MiB a model may use on this device",
                                   runtime_version=self.runtime_version)
         with self._lock:
-            return self._measure(model.sha256, graph, config, timeout_s)
+            outcome = self._measure(model.sha256, graph, config, timeout_s)
+        if self.realtime:
+            # Outside the lock: conditions() stays answerable while the "board" is busy.
+            self._closed.wait(outcome.measure_wall_s + max(0.0, config.cooldown_seconds))
+        return outcome
 
     def close(self) -> None:
+        self._closed.set()
         with self._lock:
             self._graphs.clear()
 

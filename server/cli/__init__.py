@@ -25,7 +25,7 @@ SQLite store hilnas.db.
 
 from hilnas.server.cli.common import CliError  # noqa: F401  (raised by the commands; server.errors imports it here)
 
-COMMANDS = ("devices", "lut", "measure", "search", "run", "report", "demo")  # modules under hilnas.server.cli, each with register(sub)
+COMMANDS = ("devices", "lut", "measure", "search", "run", "sweep", "report", "demo")  # modules under hilnas.server.cli, each with register(sub)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -94,7 +94,8 @@ def register(sub) -> None:
     p.add_argument("--backend", help="backend on the device (default: the agent's default)")
     p.add_argument("--format", default="onnx", choices=["onnx", "tflite"],
                    help="micro-model format (tflite needs the optional litert-torch converter)")
-    p.add_argument("--batch", type=int, default=16, help="models per stream (default 16)")
+    p.add_argument("--batch", type=int, default=16,
+                   help="models per stream at most; the agent serves others between streams (default 16)")
     p.add_argument("--retry-failed", action="store_true", help="re-measure ops stored as failed")
     p.add_argument("--repeats", type=int, default=1,
                    help="interleaved passes over the new ops, combined by --statistic (default 1; "

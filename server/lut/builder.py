@@ -14,7 +14,6 @@ import dataclasses
 import logging
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping, Sequence
 
@@ -23,6 +22,7 @@ from hilnas.agent.results import BenchmarkRequest, BenchmarkResult, DeviceInfo, 
 from hilnas.server.client import AgentClient, AgentUnavailable, sha256_hex
 from hilnas.server.lut.passes import chosen_index, combine, passes_of
 from hilnas.server.lut.rounds import DEFAULT_STATISTIC, check_statistic
+from hilnas.server.lut.schedule import AgentFeed, WorkQueue
 from hilnas.server.store import LutId, LutRow, Store, config_hash
 
 log = logging.getLogger("hilnas.lut")
@@ -37,7 +37,8 @@ class LutBuildConfig:
 
     measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1)
     backend: str = ""              # "" = the device's default backend
-    batch_size: int = 16           # models per BenchmarkStream call
+    batch_size: int = 16           # models per BenchmarkStream call at most; the agent's slot is free between streams
+    stream_depth: int = 2          # models in flight per agent: one measuring, the next already sent
     remeasure_unstable: bool = True  # a final pass re-measures rows flagged unstable
     retry_failed: bool = False     # also re-measure rows stored with a failure status
     repeats: int = 1               # interleaved passes over the new keys, so a noisy minute on a shared
@@ -49,8 +50,8 @@ class LutBuildConfig:
     stream_timeout_s: float = 3600.0
 
     def __post_init__(self) -> None:
-        if self.repeats < 1 or self.batch_size < 1 or self.agent_retries < 0:
-            raise ValueError("repeats and batch_size must be >= 1, agent_retries >= 0")
+        if self.repeats < 1 or self.batch_size < 1 or self.stream_depth < 1 or self.agent_retries < 0:
+            raise ValueError("repeats, batch_size and stream_depth must be >= 1, agent_retries >= 0")
         check_statistic(self.statistic)
 
 
@@ -75,6 +76,7 @@ class BuildReport:
     failed: dict[str, str] = field(default_factory=dict)  # op key -> "STATUS: error"
     unstable: list[str] = field(default_factory=list)
     agents_lost: list[str] = field(default_factory=list)
+    by_agent: dict[str, int] = field(default_factory=dict)  # agent address -> measurements it answered
     model_run_s: float = 0.0           # the models' own run time on the device (warm-up + timed)
     wall_s: float = 0.0                # wall time of the measuring phase
 
@@ -175,14 +177,14 @@ class LutBuilder:
         models = {k: model_for_key(k) for k in todo}
         tally = _Tally(total=sum(repeats - len(passes[k]) for k in todo), progress=progress)
         start = time.monotonic()
-        while True:
-            # One interleaved pass over every key that still lacks one, so a slow minute on a
-            # shared device touches many keys a little rather than a few keys fully. A key whose
-            # pass failed waits for the next build (its earlier passes stay stored).
-            round_keys = [k for k in todo if len(passes[k]) < repeats and k not in report.failed]
-            if not round_keys:
-                break
-            self._measure(round_keys, models, fmt, lut_id, live, report, tally, passes, unstable=False)
+        # Every pass of every key in one queue, pass-major: a pass still interleaves over all
+        # keys (a slow minute on a shared device touches many keys a little rather than a few
+        # fully), but no pass waits for the slowest agent of the one before (schedule.py). A key
+        # whose pass failed is not measured further in this build (its passes stay stored).
+        lacking = {k: repeats - len(passes[k]) for k in todo}
+        items = [k for p in range(max(lacking.values(), default=0)) for k in todo if lacking[k] > p]
+        if items:
+            self._measure(items, models, fmt, lut_id, live, report, tally, passes, unstable=False)
         if self.config.remeasure_unstable:
             again = [k for k, row in self.store.lut_dict(lut_id).items() if k in wanted and row.status == "unstable"]
             if again:
@@ -197,27 +199,24 @@ class LutBuilder:
                                  if k in wanted and row.status == "unstable")
         return report
 
-    def _measure(self, keys: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
+    def _measure(self, items: list[str], models: Mapping[str, bytes], fmt: ModelFormat, lut_id: LutId,
                  clients: list[AgentClient], report: BuildReport, tally: "_Tally",
                  passes: dict[str, list[LutRow]], *, unstable: bool) -> None:
-        """Measure ``keys`` once each on ``clients``: a pass (``unstable=False``) adds a pass to each
-        key; the unstable re-measure replaces the unstable pass a row's value came from."""
-        queue: deque[str] = deque(keys)
-        total = len(keys)
-        alive = [len(clients)]
+        """Measure each item (an op key, once per pass it is listed) on ``clients``: a pass
+        (``unstable=False``) adds a pass to its key; the unstable re-measure replaces the pass a
+        row's value came from."""
+        queue = WorkQueue(items, agents=len(clients), skip=lambda k: not unstable and k in report.failed)
+        total = len(items)
         stop = threading.Event()
         errors: list[BaseException] = []
         statistic = self.config.statistic
+        failure_rows: set[str] = set()   # keys whose failure row this build wrote
 
-        def take(n: int) -> list[str]:
-            with self._lock:
-                return [queue.popleft() for _ in range(min(n, len(queue)))]
+        def request(k: str) -> BenchmarkRequest:
+            return BenchmarkRequest(sha256=sha256_hex(models[k]), model=models[k], format=fmt, backend=lut_id.runtime,
+                                    config=self.config.measure, op_key=k, request_id=k)
 
-        def give_back(batch: list[str]) -> None:
-            with self._lock:
-                queue.extendleft(reversed(batch))
-
-        def record(result: BenchmarkResult, key: str) -> None:
+        def record(result: BenchmarkResult, key: str, agent: str) -> None:
             # A stale fingerprint or runtime (agent upgraded mid-build) must not land in this LUT.
             if result.status.measured and (result.device_fingerprint != lut_id.fingerprint
                                            or result.runtime_version != lut_id.runtime_version):
@@ -227,10 +226,12 @@ class LutBuilder:
             row, replace = None, True
             with self._lock:
                 have = passes[key]
+                report.by_agent[agent] = report.by_agent.get(agent, 0) + 1
                 if not result.status.measured:
                     report.failed[key] = f"{result.status.name}: {result.error}"
                     if not have:   # nothing measured yet: the failure is the row
                         row, replace = new, self.config.retry_failed
+                        failure_rows.add(key)
                     # else keep the passes measured so far; the next build measures the rest
                 else:
                     if unstable:
@@ -241,7 +242,9 @@ class LutBuilder:
                             report.repeated += 1
                         else:
                             report.measured += 1
-                            replace = self.config.retry_failed
+                            # Passes of one key may run on two agents at once: a measured pass
+                            # replaces the failure row another pass of this build wrote.
+                            replace = self.config.retry_failed or key in failure_rows
                         have.append(new)
                     row = combine(have, statistic)
             if row is not None:
@@ -256,33 +259,30 @@ class LutBuilder:
             except BaseException as err:  # noqa: BLE001 - re-raised in the calling thread
                 errors.append(err)
                 stop.set()
+                queue.stop()
 
         def work_on(client: AgentClient) -> None:
             failures, delay = 0, self.config.retry_backoff_s
-            while not stop.is_set():
-                batch = take(self.config.batch_size)
-                if not batch:
-                    return
-                reqs = [BenchmarkRequest(sha256=sha256_hex(models[k]), model=models[k], format=fmt,
-                                         backend=lut_id.runtime, config=self.config.measure, op_key=k,
-                                         request_id=k) for k in batch]
-                answered = 0
+            address = client.config.address
+            while not stop.is_set() and queue.wait_for_work():
+                feed = AgentFeed(client, queue, request, depth=self.config.stream_depth,
+                                 max_models=self.config.batch_size, stop=stop)
                 try:
-                    for result in client.benchmark_stream(reqs, timeout_s=self.config.stream_timeout_s):
+                    for key, result in feed.run(self.config.stream_timeout_s):
                         if stop.is_set():
                             return
-                        record(result, batch[answered])
-                        answered += 1
+                        record(result, key, address)
+                        queue.done(key)
                     failures, delay = 0, self.config.retry_backoff_s
+                    feed.give_back_unanswered()   # none, unless the agent ended the stream early
                 except AgentUnavailable as err:
-                    give_back(batch[answered:])
+                    back = feed.give_back_unanswered()
                     failures += 1
-                    log.warning("agent %s lost (%s); %d key(s) back in the queue", client.config.address, err,
-                                len(batch) - answered)
+                    log.warning("agent %s lost (%s); %d key(s) back in the queue", address, err, back)
                     if failures > self.config.agent_retries:
                         with self._lock:
-                            report.agents_lost.append(client.config.address)
-                            alive[0] -= 1
+                            report.agents_lost.append(address)
+                        queue.agent_lost()
                         return
                     time.sleep(delay)
                     delay *= 2
@@ -295,7 +295,7 @@ class LutBuilder:
             t.join()
         if errors:
             raise errors[0]
-        if queue:
+        if len(queue):
             raise BuildIncomplete(f"all agents of device {self.device_key!r} were lost with {len(queue)} of "
                                   f"{total} key(s) unmeasured; the rows measured so far are saved — run the same "
                                   "command again to resume")

@@ -98,25 +98,35 @@ class Problem:
 def load_run_file(path: Path | str) -> RunConfig:
     """Read and check a run file; ``RunFileError`` lists every problem with its line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise FileNotFoundError(f"cannot read run file {path}: {err.strerror or err}") from None
-    return parse_run_file(text, source=str(path), base_dir=path.parent.resolve(), default_name=path.stem)
+    return parse_run_file(read_file(path, "run file"), source=str(path), base_dir=path.parent.resolve(),
+                          default_name=path.stem)
 
 
 def parse_run_file(text: str, *, source: str = "<run file>", base_dir: Path | None = None,
                    default_name: str = "run") -> RunConfig:
+    raw = read_toml(text, source)
+    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+
+
+def read_file(path: Path, what: str) -> str:
+    """The text of a run (or sweep) file; ``FileNotFoundError`` saying which file otherwise."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise FileNotFoundError(f"cannot read {what} {path}: {err.strerror or err}") from None
+
+
+def read_toml(text: str, source: str, error: type[RunFileError] | None = None) -> dict:
+    """The file's tables (also the sweep file's); a syntax error as ``error`` with its line."""
     try:
         import tomllib
     except ImportError:  # Python 3.10
         import tomli as tomllib  # type: ignore[no-redef]
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:  # the parser stops at the first syntax error
         m = re.search(r"line (\d+)", str(err))
-        raise RunFileError(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
-    return _Checker(raw, _key_lines(text), source, base_dir, default_name).config()
+        raise (error or RunFileError)(source, [Problem(int(m.group(1)) if m else None, "syntax", str(err))]) from None
 
 
 # -- where each key is ------------------------------------------------------------------------------
