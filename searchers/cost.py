@@ -230,6 +230,79 @@ class LutEnergyCost(LutCost):
     name, metric, unit = "energy", "energy_mj", METRICS["energy_mj"]
 
 
+# -- wrappers: a device's correction, and a proxy priced at full size --------------------------------
+class CorrectedCost(CostModel):
+    """``scale * cost + offset`` of another cost model: the LUT sum through a device's correction.
+
+    ``hilnas fidelity`` fits measured ~= scale * (LUT sum) + offset over networks measured whole.
+    The map is affine, so the relaxed cost stays differentiable and exact: the tables are the
+    base tables times ``scale`` and the offset joins the fixed rest (every network pays it once),
+    so ``genotype_cost``, ``table_cost`` and ``expected_cost`` all give the corrected value.
+    """
+
+    def __init__(self, base: CostModel, scale: float, offset: float):
+        if not (math.isfinite(scale) and scale > 0 and math.isfinite(offset)):
+            raise ValueError(f"a correction needs a finite scale > 0 and a finite offset, got {scale!r}, {offset!r}")
+        self.base, self.scale, self.offset = base, float(scale), float(offset)
+        self.name, self.metric, self.unit = f"{base.name} (corrected)", base.metric, base.unit
+
+    def key_cost(self, key: OpKey) -> float:
+        return self.scale * self.base.key_cost(key)
+
+    def check(self, space: SearchSpace) -> None:
+        self.base.check(space)
+
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        return self.scale * self.base.genotype_cost(space, genotype) + self.offset
+
+    def tables(self, space: SearchSpace) -> CostTables:
+        cache = self.__dict__.setdefault("_tables", {})
+        if space not in cache:
+            t, a = self.base.tables(space), self.scale
+            cache[space] = CostTables(t.cell_types, t.edge * a, t.add * a, t.preprocess * a, t.rest * a + self.offset)
+        return cache[space]
+
+    def __repr__(self) -> str:
+        return f"CorrectedCost({self.base!r}, scale={self.scale:.4g}, offset={self.offset:+.4g})"
+
+
+class FullSizeCost(CostModel):
+    """Prices the genotypes of a small proxy space at the size of ``full``, the network to be deployed.
+
+    A search may train a proxy supernet (fewer channels or cells) to save time; the cell it
+    derives is then built at full size, so the constraint must be the full-size network's cost.
+    Every method asks its cost model about the space it searches; this one answers for ``full``
+    instead. The proxy must have ``full``'s cells: the same kind of space, edges, ops and cell types.
+    """
+
+    def __init__(self, base: CostModel, full: SearchSpace):
+        self.base, self.full = base, full
+        self.name, self.metric, self.unit = base.name, base.metric, base.unit
+
+    def key_cost(self, key: OpKey) -> float:
+        return self.base.key_cost(key)
+
+    def _full(self, space: SearchSpace) -> SearchSpace:
+        f = self.full
+        if (type(space) is not type(f) or space.ops != f.ops or space.edges != f.edges
+                or set(cell_types(space)) != set(cell_types(f))):
+            raise SpaceError(f"cannot price {space} at the size of {f}: the cells differ (the proxy must have "
+                             "the full network's edges, ops and cell types)")
+        return f
+
+    def check(self, space: SearchSpace) -> None:
+        self.base.check(self._full(space))
+
+    def genotype_cost(self, space: SearchSpace, genotype: Any) -> float:
+        return self.base.genotype_cost(self._full(space), genotype)
+
+    def tables(self, space: SearchSpace) -> CostTables:
+        return self.base.tables(self._full(space))
+
+    def __repr__(self) -> str:
+        return f"FullSizeCost({self.base!r}, full={self.full})"
+
+
 # -- tables ------------------------------------------------------------------------------------
 def _build_tables(model: CostModel, space: SearchSpace) -> CostTables:
     import torch
@@ -350,8 +423,8 @@ def table_cost(space: SearchSpace, tables: CostTables, genotype: Any) -> float:
                 if ok:
                     per_node[d] = per_node.get(d, 0) + 1
             wired[reduction] = (live, sorted(wiring.used_inputs), sum(max(0, n - 1) for n in per_node.values()))
-        for c, cell in enumerate(space.cells()):
-            live, used, adds = wired[cell.reduction]
+        for c, t in enumerate(tables.cell_types):  # the tables' cells: a proxy space may have fewer
+            live, used, adds = wired[t == "reduce"]
             total += sum(pre[c][i] for i in used) + sum(edge[c][e][o] for e, o in live) + add[c] * adds
         return total
     if isinstance(space, NB201Space):
@@ -403,20 +476,69 @@ def extremes(space: SearchSpace, model: CostModel) -> Extremes:
 def _nb201_extremes(space: NB201Space, tables: CostTables) -> Extremes:
     import numpy as np
 
-    ops = space.ops
-    archs = list(itertools.product(range(len(ops)), repeat=len(space.edges)))
-    edge_sum = tables.edge.sum(dim=0).numpy()   # all cells share one genotype: sum over cells
-    add_sum = float(tables.add.sum())
-    costs = np.empty(len(archs))
-    for i, arch in enumerate(archs):
-        wiring = _nb201_wiring(tuple(ops[o] for o in arch))
-        live, adds = wiring
-        costs[i] = sum(edge_sum[e, arch[e]] for e in live) + adds * add_sum
-        if not _nb201_connected(tuple(ops[o] for o in arch)):
-            costs[i] = np.nan  # output cut off from the input: not a network anyone would deploy
+    cells = nb201_cells(space.ops)
+    costs = np.where(cells.valid, nb201_cell_costs(cells, tables), np.nan)  # a cell cut off from its input is no network
     lo, hi = int(np.nanargmin(costs)), int(np.nanargmax(costs))
-    g = lambda i: NB201Genotype(tuple(ops[o] for o in archs[i]))  # noqa: E731
-    return Extremes(g(lo), tables.rest + float(costs[lo]), g(hi), tables.rest + float(costs[hi]))
+    return Extremes(cells.genotype(lo), float(costs[lo]), cells.genotype(hi), float(costs[hi]))
+
+
+@dataclass(frozen=True)
+class NB201Cells:
+    """Every cell of an NB201 space at once (``len(ops) ** 6`` rows), wired as ``wire_cell`` wires one."""
+    ops: tuple[str, ...]
+    arch: Any      # (A, 6) int: op index per edge, in NB201_EDGES order
+    live: Any      # (A, 6) bool: the edge computes something that reaches the output
+    adds: Any      # (A,) int: binary node sums
+    valid: Any     # (A,) bool: the output depends on the input
+
+    def genotype(self, i: int) -> NB201Genotype:
+        return NB201Genotype(tuple(self.ops[int(o)] for o in self.arch[i]))
+
+
+@functools.lru_cache(maxsize=8)
+def nb201_cells(ops: tuple[str, ...]) -> NB201Cells:
+    """All NB201 cells with their liveness, vectorised (edges 0->1, 0->2, 1->2, 0->3, 1->3, 2->3)."""
+    import numpy as np
+
+    arch = np.array(list(itertools.product(range(len(ops)), repeat=6)), dtype=np.int64)
+    n = arch != ops.index("none") if "none" in ops else np.ones_like(arch, dtype=bool)  # (A, 6) op is not none
+    v1 = n[:, 0]                                                  # node 1 carries a value
+    v2 = n[:, 1] | (n[:, 2] & v1)
+    v3 = n[:, 3] | (n[:, 4] & v1) | (n[:, 5] & v2)
+    u2 = v3 & n[:, 5] & v2                                        # node 2 reaches the (valued) output
+    u1 = v1 & ((v3 & n[:, 4]) | (u2 & n[:, 2]))
+    src_valued = np.stack([np.ones_like(v1), np.ones_like(v1), v1, np.ones_like(v1), v1, v2], axis=1)
+    dst_useful = np.stack([u1, u2, u2, v3, v3, v3], axis=1)
+    live = n & src_valued & dst_useful
+    per_node = np.stack([live[:, [0]].sum(1), live[:, [1, 2]].sum(1), live[:, [3, 4, 5]].sum(1)], axis=1)
+    adds = np.clip(per_node - 1, 0, None).sum(axis=1)
+    return NB201Cells(tuple(ops), arch, live, adds, v3)
+
+
+def nb201_exact_expected_cost(cells: NB201Cells, costs: torch.Tensor, op_weights: torch.Tensor) -> torch.Tensor:
+    """E[cost] of the cell drawn edge by edge from ``op_weights`` (6, ops), over all cells at once.
+
+    Unlike ``expected_cost`` this is exact where ``none`` edges leave others dead (each cell's cost
+    is its own, liveness included), and it conditions on the cell being connected, as the
+    derivation only returns connected cells. ``costs``: (A,) float64 tensor of
+    ``nb201_cell_costs``. Differentiable in ``op_weights``.
+    """
+    import torch
+
+    arch = torch.as_tensor(cells.arch)
+    logp = op_weights.to(torch.float64).clamp_min(1e-30).log()
+    per_edge = logp[torch.arange(arch.shape[1])[None, :], arch]                                   # (A, 6)
+    p = per_edge.sum(dim=1).exp() * torch.as_tensor(cells.valid)                                    # (A,)
+    return (p * torch.nan_to_num(costs)).sum() / p.sum()
+
+
+def nb201_cell_costs(cells: NB201Cells, tables: CostTables) -> Any:
+    """(A,) exact cost of every cell's network (``table_cost`` for all cells at once)."""
+    import numpy as np
+
+    edge = tables.edge.sum(dim=0).double().numpy()   # (E, O): every cell of the network has the same genotype
+    per_edge = edge[np.arange(cells.arch.shape[1]), cells.arch]
+    return tables.rest + (per_edge * cells.live).sum(axis=1) + cells.adds * float(tables.add.sum())
 
 
 @functools.lru_cache(maxsize=16384)
@@ -424,18 +546,6 @@ def _nb201_connected(ops: tuple[str, ...]) -> bool:
     """True when the NB201 cell's output depends on its input (some path of non-none edges)."""
     from hilnas.searchers.genotype import NB201_EDGES
     return 3 not in wire_cell([(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)], 1, (3,)).zero_nodes
-
-
-@functools.lru_cache(maxsize=8192)
-def _nb201_wiring(ops: tuple[str, ...]) -> tuple[tuple[int, ...], int]:
-    from hilnas.searchers.genotype import NB201_EDGES
-    triples = [(s, d, op) for (s, d), op in zip(NB201_EDGES, ops)]
-    w = wire_cell(triples, 1, (3,))
-    per_node: dict[int, int] = {}
-    for (s, d, _), ok in zip(triples, w.live):
-        if ok:
-            per_node[d] = per_node.get(d, 0) + 1
-    return tuple(e for e, ok in enumerate(w.live) if ok), sum(max(0, n - 1) for n in per_node.values())
 
 
 def _darts_extremes(space: DartsSpace, tables: CostTables) -> Extremes:

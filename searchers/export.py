@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import tempfile
+import threading
 import warnings
 from typing import TYPE_CHECKING
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "input", "output"
+# torch's exporter keeps global state (GLOBALS.in_onnx_export): two threads exporting at once fail
+# (searches run in threads measure their networks as they go), so exports take turns.
+_EXPORT_LOCK = threading.Lock()
 
 
 class ExportError(RuntimeError):
@@ -40,7 +44,7 @@ def export_onnx(model: nn.Module, input_shape: tuple[int, ...], path: str | os.P
     model.eval()
     buf = io.BytesIO()
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        with _EXPORT_LOCK, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter announces its deprecation on every call
             torch.onnx.export(model, (torch.zeros(input_shape),), buf, dynamo=False, opset_version=opset,
                               input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], do_constant_folding=True)

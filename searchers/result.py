@@ -86,6 +86,7 @@ class SearchResult:
     derived_genotype: Any                # what the alphas pointed to, before any repair
     derived_cost: float
     repaired: bool = False               # the derived genotype was over budget and was repaired
+    edges_changed: int = 0               # how many cell edges the repair changed (0 without repair)
     notes: tuple[str, ...] = ()          # warnings for the user (repairs, ...)
     multiplier_history: tuple[float, ...] = ()   # Lagrange multiplier after each architecture step
     cost_history: tuple[float, ...] = ()          # expected (relaxed) cost at each architecture step

@@ -163,6 +163,12 @@ class Supernet(nn.Module):
         self.types = cell_types(space)
         E, O = len(space.edges), len(space.ops)
         self.alphas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(E, O)) for t in dict.fromkeys(self.types)})
+        # softmax temperature of the op weights: annealing it below 1 sharpens the mixture, so the
+        # relaxed network (and its expected cost) approaches the derived one; derivation is unaffected
+        self.temperature = 1.0
+        # edges already decided (cell type -> {edge: op index}): their op weights are one-hot from then
+        # on (progressive discretisation, as SGAS; DCA-NAS decides NB201 edges one at a time)
+        self.fixed: dict[str, dict[int, int]] = {t: {} for t in self.alphas}
         self.use_edge_norm = options.edge_norm and isinstance(space, DartsSpace)
         self.betas = nn.ParameterDict({t: nn.Parameter(1e-3 * torch.randn(E)) for t in dict.fromkeys(self.types)}
                                       if self.use_edge_norm else {})
@@ -212,8 +218,19 @@ class Supernet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def op_weights(self) -> dict[str, torch.Tensor]:
-        """Cell type -> (edges, ops) softmax of the alphas."""
-        return {t: a.softmax(dim=-1) for t, a in self.alphas.items()}
+        """Cell type -> (edges, ops) softmax of the alphas (at ``temperature``); decided edges one-hot."""
+        out = {}
+        for t, a in self.alphas.items():
+            w = (a / self.temperature).softmax(dim=-1)
+            if self.fixed.get(t):
+                mask = torch.zeros_like(w, dtype=torch.bool)
+                one_hot = torch.zeros_like(w)
+                for e, o in self.fixed[t].items():
+                    mask[e] = True
+                    one_hot[e, o] = 1.0
+                w = torch.where(mask, one_hot, w)
+            out[t] = w
+        return out
 
     def edge_weights(self) -> dict[str, torch.Tensor] | None:
         """Cell type -> (edges,) softmax of the betas over each node's incoming edges; None without."""

@@ -84,15 +84,28 @@ class ArchConfig:
 
 
 class Architect(TrainHooks):
-    """Takes the architecture step on a validation batch before each weight step; records histories."""
+    """Takes the architecture step on a validation batch before each weight step; records histories.
+
+    ``constraint_value(model, expected)`` is what the term's ``update`` sees after each step
+    (None = the expected cost itself); ``temperature(epoch)`` sets the supernet's softmax
+    temperature at the start of every epoch (None = leave it at 1); ``relaxed_cost()`` replaces
+    the cost model's relaxation (``CostModel.expected_cost``); ``on_step(i)`` runs after the i-th
+    architecture step (0-based); ``cost_scale()`` multiplies the relaxed cost inside the penalty (the
+    device's measured / predicted ratio, so every term of the penalty, the augmented one included,
+    sees the cost the device will show; None = 1).
+    """
 
     def __init__(self, model: Supernet, cost_model: CostModel, term: CostTerm, config: ArchConfig,
                  on_epoch: Callable[[int, Supernet], Mapping[str, float]] | None = None,
-                 constraint_value: Callable[[Supernet], float] | None = None):
-        """``constraint_value(model)``: what the term's ``update`` sees; None = the expected cost."""
+                 constraint_value: Callable[[Supernet, float], float] | None = None,
+                 temperature: Callable[[int], float] | None = None,
+                 relaxed_cost: Callable[[], torch.Tensor] | None = None, on_step: Callable[[int], None] | None = None,
+                 cost_scale: Callable[[], float] | None = None):
         self.model, self.cost_model, self.term, self.config = model, cost_model, term, config
         self.constraint_value = constraint_value
-        self.derived_history: list[float] = []
+        self.temperature, self.relaxed_cost, self.on_step = temperature, relaxed_cost, on_step
+        self.cost_scale = cost_scale
+        self.constraint_history: list[float] = []
         self.optimizer = torch.optim.Adam(model.arch_parameters(), lr=config.lr, betas=config.betas,
                                           weight_decay=config.weight_decay)
         self.cost_history: list[float] = []
@@ -100,6 +113,8 @@ class Architect(TrainHooks):
         self.on_epoch = on_epoch
 
     def expected_cost(self) -> torch.Tensor:
+        if self.relaxed_cost is not None:
+            return self.relaxed_cost()
         m = self.model
         return self.cost_model.expected_cost(m.space, m.op_weights(), m.edge_weights())
 
@@ -121,7 +136,10 @@ class Architect(TrainHooks):
         if ctx.epoch < self.config.warmup_epochs:
             return
         x, y = next_val_batch()
-        loss = F.cross_entropy(self.model(x), y) + self.term.penalty(self.expected_cost())
+        cost = self.expected_cost()
+        if self.cost_scale is not None:
+            cost = cost * self.cost_scale()
+        loss = F.cross_entropy(self.model(x), y) + self.term.penalty(cost)
         params = self.model.arch_parameters()
         # gradients for the alphas only: the weights' .grad stays untouched for the weight step
         grads = torch.autograd.grad(loss, params, allow_unused=True)
@@ -130,14 +148,17 @@ class Architect(TrainHooks):
         self.optimizer.step()
         with torch.no_grad():
             expected = float(self.expected_cost())
-        if self.constraint_value is not None:
-            derived = self.constraint_value(self.model)
-            self.derived_history.append(derived)
-            self.term.update(derived)
-        else:
-            self.term.update(expected)
+        value = self.constraint_value(self.model, expected) if self.constraint_value is not None else expected
+        self.term.update(value)
+        self.constraint_history.append(value)
         self.cost_history.append(expected)
         self.multiplier_history.append(self.term.multiplier)
+        if self.on_step is not None:
+            self.on_step(len(self.cost_history) - 1)
+
+    def on_epoch_start(self, epoch: int, model: nn.Module) -> None:
+        if self.temperature is not None:
+            self.model.temperature = self.temperature(epoch)
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
         return self.on_epoch(epoch, self.model) if self.on_epoch else None
@@ -146,11 +167,11 @@ class Architect(TrainHooks):
         return {"optimizer": self.optimizer.state_dict(), "term": self.term.state_dict(),
                 "cost_history": torch.tensor(self.cost_history, dtype=torch.float64),
                 "multiplier_history": torch.tensor(self.multiplier_history, dtype=torch.float64),
-                "derived_history": torch.tensor(self.derived_history, dtype=torch.float64)}
+                "constraint_history": torch.tensor(self.constraint_history, dtype=torch.float64)}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])
         self.term.load_state_dict(state["term"])
         self.cost_history = state["cost_history"].tolist()
         self.multiplier_history = state["multiplier_history"].tolist()
-        self.derived_history = state["derived_history"].tolist()
+        self.constraint_history = state["constraint_history"].tolist()

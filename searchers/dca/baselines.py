@@ -7,14 +7,17 @@
   differs from DCA-NAS only in using a hand-set weight instead of a learned multiplier. Nothing
   guarantees the budget; the result reports whether it was met.
 - ``random``: genotypes sampled uniformly among those within the budget (exact cost), each
-  trained briefly; the best on the validation split wins.
+  trained briefly; the best on the validation split wins. ``time_budget_s`` stops it when the
+  time is up instead of after ``samples`` (random search at equal wall time).
 """
 from __future__ import annotations
 
+import itertools
 import math
 import random
+import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import torch
 
@@ -58,10 +61,13 @@ class RandomConfig:
     max_batches_per_epoch: int | None = None
     eval_batches: int | None = 20
     max_tries: int = 5000               # rejection-sampling draws before repairing samples into budget
+    time_budget_s: float | None = None  # stop drawing once this much time has passed (>= 1 sample); None = no limit
 
     def __post_init__(self) -> None:
         if self.samples < 1 or self.epochs < 1:
             raise ValueError("samples and epochs must be >= 1")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"time_budget_s must be > 0 or None, got {self.time_budget_s}")
 
 
 def search_darts(space: SearchSpace, cost_model: CostModel, config: DartsConfig, *, seed: int = 0,
@@ -84,20 +90,30 @@ def search_penalty(space: SearchSpace, cost_model: CostModel, config: PenaltyCon
 def sample_within_budget(space: SearchSpace, cost_model: CostModel, budget: Budget | None, n: int,
                          rng: random.Random, *, max_tries: int = 5000) -> list:
     """``n`` distinct genotypes uniformly sampled from those within budget; repaired samples fill the rest."""
+    return list(itertools.islice(within_budget(space, cost_model, budget, rng, max_tries=max_tries), n))
+
+
+def within_budget(space: SearchSpace, cost_model: CostModel, budget: Budget | None, rng: random.Random, *,
+                  max_tries: int = 5000) -> Iterator:
+    """Distinct genotypes drawn uniformly from those within budget, one at a time; once ``max_tries``
+    draws found none new, random samples repaired into the budget (a tight budget holds few)."""
     tables = cost_model.tables(space)
-    found: dict = {}
-    for _ in range(max_tries):
-        if len(found) >= n:
-            break
-        g = space.sample(rng)
-        if g not in found and (budget is None or table_cost(space, tables, g) <= budget.value):
-            found[g] = None
-    while len(found) < n and budget is not None:  # a tight budget: move random samples into it
-        g = space.sample(rng)
-        uniform = {t: torch.full((len(space.edges), len(space.ops)), 1.0 / len(space.ops))
-                   for t in (("normal", "reduce") if space.name == "darts" else ("cell",))}
-        found[repair(space, cost_model, g, budget.value, uniform).genotype] = None
-    return list(found)[:n]
+    seen: set = set()
+    uniform = {t: torch.full((len(space.edges), len(space.ops)), 1.0 / len(space.ops))
+               for t in (("normal", "reduce") if space.name == "darts" else ("cell",))}
+    while True:
+        for _ in range(max_tries):
+            g = space.sample(rng)
+            if g not in seen and (budget is None or table_cost(space, tables, g) <= budget.value):
+                break
+        else:
+            if budget is None:
+                return
+            g = repair(space, cost_model, space.sample(rng), budget.value, uniform).genotype
+            if g in seen:
+                continue
+        seen.add(g)
+        yield g
 
 
 def search_random(space: SearchSpace, cost_model: CostModel, config: RandomConfig, *, seed: int = 0,
@@ -110,9 +126,11 @@ def search_random(space: SearchSpace, cost_model: CostModel, config: RandomConfi
     best: tuple[float, float, object] | None = None
     scores: list[dict] = []
     with Stopwatch() as clock, PeakMemory() as mem:
-        candidates = sample_within_budget(space, cost_model, config.budget, config.samples, rng,
-                                          max_tries=config.max_tries)
+        candidates = itertools.islice(within_budget(space, cost_model, config.budget, rng, max_tries=config.max_tries),
+                                      config.samples)
         for i, g in enumerate(candidates):
+            if config.time_budget_s is not None and i and time.perf_counter() - clock.start >= config.time_budget_s:
+                break
             seed_everything(seed + i)
             result = train(build_network(space, g), data, TrainConfig(
                 epochs=config.epochs, lr=config.w_lr, seed=seed + i, device=config.device, log_every=0,

@@ -1,9 +1,12 @@
 """The bi-level supernet search shared by DCA-NAS, DARTS and the fixed-penalty baseline.
 
 One job: build the supernet, alternate architecture steps (``Architect``) and weight steps (the
-shared ``train`` loop), derive the genotype, and when there is a budget make sure the returned
-genotype meets it exactly (repairing it and saying so when it does not). The methods differ
-only in their ``SupernetOptions`` and their ``CostTerm``.
+shared ``train`` loop), derive the genotype, and when there is a budget check the derived
+genotype against it, repairing it as a last resort and saying so (``repaired``,
+``edges_changed``). The methods differ only in their ``SupernetOptions``, their ``CostTerm``
+and the DCA-only settings ``run_bilevel`` reads from the config when present (``constrain``,
+``temperature``; see ``search.py``). Every epoch records the supernet's validation accuracy,
+the derived genotype's cost and the multiplier (``SearchResult.extra["epochs"]``).
 """
 from __future__ import annotations
 
@@ -11,15 +14,18 @@ import dataclasses
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
 from hilnas.searchers.dca.architect import ArchConfig, Architect, CostTerm
+from hilnas.searchers.dca.progressive import Progressive, decision_steps
+from hilnas.searchers.dca.feedback import DeviceFeedback
 from hilnas.searchers.cost import CostModel, extremes, table_cost
-from hilnas.searchers.dca.repair import repair
+from hilnas.searchers.dca.repair import edges_changed, repair
 from hilnas.searchers.result import (Budget, InfeasibleBudgetError, PeakMemory, SearchError, SearchResult, Stopwatch,
                                      check_data)
+from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.supernet import DCA_OPTIONS, SupernetOptions, build_supernet
 from hilnas.searchers.train import TrainConfig, evaluate, seed_everything, train
 
@@ -28,6 +34,7 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces import SearchSpace
 
 log = logging.getLogger(__name__)
+_RANGE_TOL = 1e-9
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -55,24 +62,56 @@ class BilevelConfig:
                            max_batches_per_epoch=self.max_batches_per_epoch)
 
 
+class BudgetAboveRangeError(SearchError):
+    """Every genotype the search can derive fits the budget, so the constraint cannot bind."""
+
+    def __init__(self, message: str, *, range: tuple[float, float]):
+        super().__init__(message)
+        self.range = range
+
+
 def check_budget(space: SearchSpace, cost_model: CostModel, budget: Budget) -> None:
-    """Raise unless the metrics agree and some derivable genotype fits the budget (exactly)."""
+    """Raise unless the metrics agree and the budget lies within [cheapest, dearest] derivable cost."""
     if budget.metric != cost_model.metric:
         raise SearchError(f"budget {budget} is in {budget.metric} but the cost model {cost_model.name} "
                           f"measures {cost_model.metric}")
     ex = extremes(space, cost_model)
-    if ex.cheapest_cost > budget.value:
+    lo, hi, unit = ex.cheapest_cost, ex.dearest_cost, cost_model.unit
+    where = f"the networks of this {space.name} space cost {lo:.6g} to {hi:.6g} {unit} ({cost_model.name})"
+    if lo > budget.value:
         raise InfeasibleBudgetError(
-            f"no architecture of this {space.name} space meets {budget}: the cheapest one the search can derive "
-            f"costs {ex.cheapest_cost:.6g} {cost_model.unit} ({budget.value / ex.cheapest_cost:.2f}x of it); "
-            f"raise the budget or shrink the space (fewer cells or channels)",
-            cheapest_cost=ex.cheapest_cost, cheapest_genotype=ex.cheapest)
+            f"budget {budget} is below the cheapest network the search can derive: {where} "
+            f"({budget.value / lo:.2f}x of the cheapest); raise the budget or shrink the space (fewer cells or "
+            f"channels)", cheapest_cost=lo, cheapest_genotype=ex.cheapest)
+    if budget.value > hi * (1 + _RANGE_TOL):
+        raise BudgetAboveRangeError(
+            f"budget {budget} is above the dearest network the search can derive: {where}, so every network fits "
+            f"and the constraint cannot bind; give a budget within that range, or search without one "
+            f"(--method darts)", range=(lo, hi))
+
+
+def temperature_schedule(config: Any) -> Callable[[int], float] | None:
+    """Epoch -> softmax temperature: ``config.temperature = (start, end)``, geometric over the
+    architecture epochs (after ``arch.warmup_epochs``); None when there is nothing to anneal."""
+    start, end = getattr(config, "temperature", (1.0, 1.0))
+    if start == end == 1.0:
+        return None
+    first, last = config.arch.warmup_epochs, config.epochs - 1
+
+    def at(epoch: int) -> float:
+        if epoch <= first or last <= first:
+            return start
+        return start * (end / start) ** (min(epoch - first, last - first) / (last - first))
+    return at
 
 
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
                 term: CostTerm, *, budget: Budget | None, enforce_budget: bool, seed: int,
-                data: Loaders) -> SearchResult:
-    """Search with ``term`` in the architecture loss; see the module docstring."""
+                data: Loaders, measure: Callable[[Any], float] | None = None) -> SearchResult:
+    """Search with ``term`` in the architecture loss; see the module docstring.
+
+    ``measure(genotype)``: the device in the loop (``feedback.DeviceFeedback``), DCA-NAS only.
+    """
     check_data(space, data)
     cost_model.check(space)
     if budget is not None and enforce_budget:
@@ -80,38 +119,73 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
     tables = cost_model.tables(space)
     seed_everything(seed)
     model = build_supernet(space, config.options)
-    per_epoch: list[float] = []
+
+    def predicted(genotype: Any) -> float:
+        return table_cost(space, tables, genotype)
+
+    feedback = DeviceFeedback(measure, predicted) if measure is not None else None
+    progressive = None
+    if getattr(config, "progressive", False) and isinstance(space, NB201Space) and budget is not None:
+        per_epoch = len(data.train) if config.max_batches_per_epoch is None else \
+            min(len(data.train), config.max_batches_per_epoch)
+        arch_steps = max(1, (config.epochs - config.arch.warmup_epochs) * per_epoch)
+        progressive = Progressive(model, tables, decision_steps(len(space.edges), arch_steps),
+                                  lambda cost: float(term.penalty(cost)), lambda cost: cost <= budget.value,
+                                  scale=(lambda: feedback.ratio) if feedback is not None else None,
+                                  measure=feedback.cost_of if feedback is not None else None)
+    epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
-        c = table_cost(space, tables, net.genotype())
-        per_epoch.append(c)
-        return {"genotype_cost": c, "multiplier": term.multiplier}
+        g = net.genotype()
+        row = {"epoch": epoch + 1, "val_acc": evaluate(net, data.val, max_batches=config.eval_batches)[1],
+               "genotype_cost": predicted(g), "multiplier": term.multiplier, "temperature": net.temperature}
+        if feedback is not None:
+            row["device_cost"] = feedback.observe(g, epoch + 1)
+        epochs.append({**row, "genotype": g.to_dict()})
+        return row
 
-    def derived_cost(net: Any) -> float:
-        return table_cost(space, tables, net.genotype())
+    def constraint(net: Any, expected: float) -> float:
+        if getattr(config, "constrain", "expected") == "derived":
+            g = net.genotype()
+            return feedback.device_cost(predicted(g), g) if feedback is not None else predicted(g)
+        return feedback.device_cost(expected) if feedback is not None else expected
 
-    track = derived_cost if getattr(config, "constrain", "expected") == "derived" else None
-    architect = Architect(model, cost_model, term, config.arch, on_epoch, constraint_value=track)
+    architect = Architect(model, cost_model, term, config.arch, on_epoch, constraint_value=constraint,
+                          temperature=temperature_schedule(config),
+                          relaxed_cost=progressive.expected_cost if progressive else None,
+                          on_step=progressive.after_step if progressive else None,
+                          cost_scale=(lambda: feedback.ratio) if feedback is not None else None)
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(model, data, config.train_config(seed), hooks=architect)
     _, val_acc = evaluate(model, data.val, max_batches=config.eval_batches)
     derived = model.genotype()
     derived_cost = cost_model.genotype_cost(space, derived)
-    genotype, cost, notes, repaired = derived, derived_cost, [], False
-    if budget is not None and enforce_budget and derived_cost > budget.value:
+    genotype, cost, notes, repaired, changed = derived, derived_cost, [], False, 0
+    # over budget: by the device when it is in the loop (its budget in the cost model's units), else predicted
+    ratio = feedback.device_cost(derived_cost, derived) / derived_cost if feedback is not None else 1.0
+    if budget is not None and enforce_budget and ratio * derived_cost > budget.value:
         with torch.no_grad():
-            fix = repair(space, cost_model, derived, budget.value, model.op_weights(), model.edge_weights())
+            fix = repair(space, cost_model, derived, budget.value / ratio, model.op_weights(), model.edge_weights())
         genotype, cost, repaired = fix.genotype, cost_model.genotype_cost(space, fix.genotype), True
-        notes.append(f"the derived genotype costs {derived_cost:.6g} {cost_model.unit}, over the budget "
-                     f"{budget.value:g}; repaired with {len(fix.moves)} change(s): " + "; ".join(fix.moves))
+        changed = edges_changed(derived, genotype)
+        notes.append(f"the derived genotype costs {ratio * derived_cost:.6g} {cost_model.unit}"
+                     f"{' on the device' if feedback is not None else ''}, over the budget {budget.value:g}; "
+                     f"repaired: {changed} edge(s) changed in {len(fix.moves)} move(s): " + "; ".join(fix.moves))
         log.warning(notes[-1])
     last = history.history[-1] if history.history else None
+    extra: dict[str, Any] = {"options": dataclasses.asdict(config.options), "epochs": epochs,
+                             "constraint_history": list(architect.constraint_history)}
+    if progressive is not None:
+        extra["decisions"] = progressive.decisions
+    if feedback is not None:
+        extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
+                           "networks_measured": len(feedback.measured)}
     return SearchResult(
         method=method, genotype=genotype, cost=cost, metric=cost_model.metric, budget=budget,
         within_budget=(cost <= budget.value) if budget is not None else None,
-        derived_genotype=derived, derived_cost=derived_cost, repaired=repaired, notes=tuple(notes),
-        multiplier_history=tuple(architect.multiplier_history), cost_history=tuple(architect.cost_history),
-        genotype_cost_history=tuple(per_epoch), train_acc=last.train_acc if last else math.nan,
-        val_acc=val_acc, epochs=config.epochs, steps=sum(h.batches for h in history.history),
-        wall_s=clock.seconds, peak_mem_mb=mem.peak_mb, peak_rss_mb=mem.peak_rss_mb, seed=seed,
-        extra={"options": dataclasses.asdict(config.options), "derived_history": list(architect.derived_history)})
+        derived_genotype=derived, derived_cost=derived_cost, repaired=repaired, edges_changed=changed,
+        notes=tuple(notes), multiplier_history=tuple(architect.multiplier_history),
+        cost_history=tuple(architect.cost_history), genotype_cost_history=tuple(e["genotype_cost"] for e in epochs),
+        train_acc=last.train_acc if last else math.nan, val_acc=val_acc, epochs=config.epochs,
+        steps=sum(h.batches for h in history.history), wall_s=clock.seconds, peak_mem_mb=mem.peak_mb,
+        peak_rss_mb=mem.peak_rss_mb, seed=seed, extra=extra)

@@ -55,6 +55,44 @@ def cost_model_for(store: Store, device_key: str, metric: str, *, runtime: str |
     return model, lut_id
 
 
+def device_cost_model(store: Store, device_key: str, metric: str, *, runtime: str | None = None,
+                      use_correction: bool = True) -> tuple[CostModel, LutId | None, dict[str, Any]]:
+    """The cost model a budget constrains, the LUT it came from, and what it is (for the run's record).
+
+    Latency is the device's LUT sum through the correction the latest ``hilnas fidelity`` run fitted
+    for that LUT (``measured ~= scale * sum + offset``, with the LUT values of the statistic it was
+    fitted with), when there is one and ``use_correction``; otherwise the plain LUT sum. The
+    correction is affine, so the search's relaxed cost stays differentiable (``CorrectedCost``).
+    """
+    from hilnas.searchers.cost import CorrectedCost, LutLatencyCost
+
+    if metric != "latency_ms":
+        model, lut_id = cost_model_for(store, device_key, metric, runtime=runtime)
+        return model, lut_id, {"kind": "lut_sum" if lut_id else "exact", "metric": metric}
+    from hilnas.server.validation import latest_correction, lut_values
+
+    lut_id = store.find_lut(device_key, runtime=runtime)
+    correction = latest_correction(store, lut_id) if use_correction else None
+    if correction is None or not correction.fitted_on:
+        basis = {"kind": "lut_sum", "metric": metric,
+                 "why": "correction off" if not use_correction else "no fidelity run has fitted a correction for "
+                        "this LUT (hilnas fidelity --device ...)"}
+        return LutLatencyCost(lut_values(store, lut_id, metric)), lut_id, basis
+    base = LutLatencyCost(lut_values(store, lut_id, metric, statistic=correction.statistic))
+    return (CorrectedCost(base, correction.scale, correction.offset_ms), lut_id,
+            {"kind": "corrected", "metric": metric, **correction.to_dict()})
+
+
+def describe_basis(basis: Mapping[str, Any]) -> str:
+    """One line: which cost the search constrained."""
+    if basis.get("kind") == "corrected":
+        return (f"LUT sum through the device's correction (x{basis['scale']:.3f} {basis['offset_ms']:+.3f} ms, fitted "
+                f"on {basis['fitted_on']} networks, statistic {basis['statistic']})")
+    if basis.get("kind") == "lut_sum":
+        return "plain LUT sum" + (f" ({basis['why']})" if basis.get("why") else "")
+    return f"exact {basis.get('metric', '')}"
+
+
 def export_with_metadata(model: Any, space: SearchSpace, genotype: Any) -> bytes:
     """ONNX bytes of the trained network, checked against torch, with the space and genotype in
     ``metadata_props`` (``model_meta.attach``), so ``hilnas validate`` can predict it."""

@@ -2,17 +2,23 @@
 
 ``run_dca(store, device_key, clients, config)`` runs one hardware-validated search:
 
-1. loads the dataset (a val split for the bi-level search) and builds the space to fit it;
-2. builds the cost model of the budget's metric: latency / energy from the device's LUT in the
-   store (``find_lut``, measured rows only: ``median_ms`` -> latency, ``energy_net_mj`` ->
-   energy), parameters / FLOPs computed; a LUT missing ops of the space is refused, naming them;
+1. loads the dataset (a val split for the bi-level search) and builds the space to fit it, and
+   with ``proxy_overrides`` a smaller proxy of it for the supernet (the found cell is built,
+   priced and measured at full size: ``FullSizeCost``);
+2. builds the cost model of the budget's metric (``common.device_cost_model``): latency from the
+   device's LUT through the correction ``hilnas fidelity`` fitted for it, when there is one
+   (else the plain LUT sum; the run records which), energy from the LUT, parameters / FLOPs
+   computed; a LUT missing ops of the space is refused, naming them;
 3. with ``with_lug``, builds seed 001's lookup graph (searches at several search-time budgets,
    each derived network measured on the device) and reads the search-time budget off it;
-4. searches (``dca``, or a baseline: ``darts``, ``penalty``, ``random``);
+4. searches (``dca``, or a baseline: ``darts``, ``penalty``, ``random``), ``seeds`` times with
+   different seeds when asked (in ``workers`` threads), keeping the best by validation accuracy;
+   DCA-NAS measures its derived networks on the device as it goes (``feedback``);
 5. trains the final network with the shared loop, exports ONNX carrying the space and genotype
    as ``metadata_props`` (``hilnas.space``, ``hilnas.genotype``), checks it against torch;
-6. measures it on the device (``clients[0].benchmark``) and records the run, the model and
-   the validation in the store. A failure marks the run failed and re-raises.
+6. measures it on the device (``clients[0].benchmark``), a fresh measurement of the trained
+   network (never one the search or the lookup graph selected with), and records the run, the
+   model and the validation in the store. A failure marks the run failed and re-raises.
 """
 from __future__ import annotations
 
@@ -29,7 +35,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
-from hilnas.server.search.common import cost_model_for, export_with_metadata, lut_needed, space_metadata
+from hilnas.server.search.common import (describe_basis, device_cost_model, export_with_metadata, lut_needed,
+                                         space_metadata)
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -63,13 +70,17 @@ class DcaRunConfig:
     train_lr: float = 0.05
     seed: int = 0
     search_options: Mapping[str, Any] = field(default_factory=dict)  # fields of the method's config
+    seeds: int = 1                                   # searches with seeds seed, seed+1, ...; the best by val acc wins
+    workers: int = 1                                 # searches (seeds, LUG) run in this many threads
+    proxy_overrides: Mapping[str, Any] = field(default_factory=dict)  # a smaller supernet, e.g. {"C": 8, "N": 1}
+    use_correction: bool = True                      # constrain the LUT sum through the device's fitted correction
+    feedback: bool = True                            # DCA-NAS: measure the derived networks on the device as it goes
     with_lug: bool = False                           # map the device budget through a lookup graph
     # LUG search budgets, as positions in [cheapest, dearest] derivable cost of the cost model
     lug_fractions: tuple[float, ...] = (0.05, 0.12, 0.19, 0.26, 0.33)
     lug_target: float = 0.95                         # aim the LUG at this share of the device budget
     lug_rounds: int = 2                              # new searches per device budget at most (refinement)
     lug_axis: str = "predicted"                      # LUG x axis: "predicted" cost or "search_budget" (seed's)
-    lug_workers: int = 1                             # LUG searches run in this many threads
     measure: MeasureConfig = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.2)
     backend: str = ""                                # agent backend; "" = the device's default
     runtime: str | None = None                       # which of the device's LUTs (when it has several)
@@ -85,6 +96,8 @@ class DcaRunConfig:
             raise ValueError(f"unknown search space {self.space!r}; use darts or nb201")
         if self.search_epochs < 1 or self.train_epochs < 1:
             raise ValueError("search_epochs and train_epochs must be >= 1")
+        if self.seeds < 1 or self.workers < 1:
+            raise ValueError(f"seeds and workers must be >= 1, got seeds={self.seeds}, workers={self.workers}")
         if self.with_lug and not self.lug_fractions:
             raise ValueError("with_lug needs at least one lug_fraction")
         if any(not 0 <= f <= 1 for f in self.lug_fractions):
@@ -102,8 +115,12 @@ class DcaRunReport:
     device_budget: Budget
     search_budget: Budget
     predicted: float                    # cost model's exact cost of the genotype (search metric)
-    measured: float | None              # the same metric measured: device latency / energy, or exact params / FLOPs
+    measured: float | None              # the same metric measured afresh: device latency / energy, or exact params / FLOPs
     within_budget: bool | None          # measured <= device budget
+    budget_hit: float | None            # measured / device budget (the target band is [0.9, 1.0])
+    repaired: bool                      # the derived network was over budget and repaired (the last resort)
+    edges_changed: int                  # cell edges the repair changed
+    cost_basis: dict[str, Any]          # what the search constrained: corrected LUT sum, plain LUT sum, exact
     measured_latency_ms: float | None
     measured_energy_mj: float | None
     test_acc: float
@@ -166,6 +183,7 @@ def method_config(config: DcaRunConfig, budget: Budget) -> Any:
 def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], config: DcaRunConfig, *,
             progress: Callable[[str], None] | None = None) -> DcaRunReport:
     """Search, train, export and measure one network under ``config.budget``; see the module docstring."""
+    from hilnas.searchers.cost import FullSizeCost
     from hilnas.searchers.dca.baselines import methods
     from hilnas.searchers.data import loaders_for
     from hilnas.searchers.spaces import create_space
@@ -181,16 +199,23 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
                          **dict(config.space_overrides))
     with lut_needed(device_key, space, config.dataset.name, energy=config.budget.metric == "energy_mj"):
         store.get_device(device_key)  # UnknownDeviceError with the known keys, and the command that adds it
-        cost_model, lut_id = cost_model_for(store, device_key, config.budget.metric, runtime=config.runtime)
+        cost_model, lut_id, basis = device_cost_model(store, device_key, config.budget.metric,
+                                                      runtime=config.runtime, use_correction=config.use_correction)
         cost_model.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
+    proxy = space
+    if config.proxy_overrides:  # the supernet is small; the cell is priced and deployed at full size
+        proxy = space.replace(**dict(config.proxy_overrides))
+        cost_model = FullSizeCost(cost_model, space)
+        cost_model.check(proxy)  # SpaceError when the proxy's cells differ
     run_id = store.start_run(f"search-{config.method}", _plain_config(config, space))
     import torch
     threads = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
     try:
-        report = _run(store, device_key, clients, config, space, cost_model, lut_id, loaders, run_id, say,
-                      methods()[config.method][0], started)
+        found = _search(config, space, proxy, cost_model, loaders, _measure_fn(clients[0], config, config.budget.metric,
+                                                                               space), methods()[config.method][0], say)
+        report = _finish(store, device_key, clients, config, space, found, basis, lut_id, run_id, say, started)
     except BaseException as err:
         store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
         raise
@@ -200,59 +225,100 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
     return report
 
 
-def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: DcaRunConfig, space: SearchSpace,
-         cost_model: CostModel, lut_id: LutId | None, loaders: Any, run_id: int, say: Callable[[str], None],
-         search_fn: Callable[..., SearchResult], started: float) -> DcaRunReport:
+@dataclass(frozen=True)
+class _Found:
+    result: SearchResult
+    search_budget: Budget
+    lug: dict[str, Any] | None
+    notes: tuple[str, ...]
+
+
+def _search(config: DcaRunConfig, space: SearchSpace, proxy: SearchSpace, cost_model: CostModel, loaders: Any,
+            measure: Callable[[Any], float], search_fn: Callable[..., SearchResult],
+            say: Callable[[str], None]) -> _Found:
+    """Steps 3 and 4: the search (through the lookup graph, or over several seeds, when asked)."""
+    from hilnas.searchers.dca.seeds import best_of_seeds
+
+    metric = config.budget.metric
+    device_metric = metric in ("latency_ms", "energy_mj")
+    in_loop = {"measure": measure} if config.method == "dca" and config.feedback and device_metric else {}
+
+    def search_at(budget: Budget, seed: int) -> SearchResult:
+        return search_fn(proxy, cost_model, method_config(config, budget), seed=seed, data=loaders, **in_loop)
+
+    pool = ThreadPoolExecutor(config.workers) if config.workers > 1 else None
+    try:
+        map_fn = pool.map if pool is not None else map
+        if config.with_lug and device_metric:
+            return _search_with_lug(config, space, proxy, cost_model, measure, search_at, map_fn, say)
+        notes = [f"{metric} is computed exactly, so the search budget is the device budget (no LUG)"] \
+            if config.with_lug else []
+        seeds = [config.seed + i for i in range(config.seeds)]
+        say(f"search ({config.method}) under {config.budget}" + (f", {len(seeds)} seeds" if len(seeds) > 1 else "")
+            + (", measuring its networks on the device" if in_loop else ""))
+        result = best_of_seeds(lambda seed: search_at(config.budget, seed), seeds, map_fn=map_fn)
+        if len(seeds) > 1:
+            runs = result.extra["seeds"]
+            say(f"kept seed {result.seed} (val acc {result.val_acc:.3f}; the others "
+                + ", ".join(f"{r['val_acc']:.3f}" for r in runs if r["seed"] != result.seed) + ")")
+        return _Found(result, config.budget, None, tuple(notes))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+
+
+def _search_with_lug(config: DcaRunConfig, space: SearchSpace, proxy: SearchSpace, cost_model: CostModel,
+                     measure: Callable[[Any], float], search_at: Callable[[Budget, int], SearchResult],
+                     map_fn: Callable[..., Any], say: Callable[[str], None]) -> _Found:
+    """Seed 001's lookup graph: searches at several budgets, their networks measured, the budget read off."""
     from hilnas.searchers.cost import extremes
-    from hilnas.searchers.data import loaders_for
+    from hilnas.searchers.dca.bilevel import BudgetAboveRangeError
     from hilnas.searchers.dca.lug import build_lug, search_for_budget
     from hilnas.searchers.result import InfeasibleBudgetError
+
+    ex = extremes(proxy, cost_model)
+    floor, ceiling = measure(ex.cheapest), measure(ex.dearest)
+    where = f"the networks the search can derive measure {floor:.4g} to {ceiling:.4g} {cost_model.unit} on the device"
+    if floor > config.budget.value:
+        raise InfeasibleBudgetError(f"budget {config.budget} is below the cheapest network on the device: {where}; "
+                                    "raise the budget or shrink the space", cheapest_cost=floor,
+                                    cheapest_genotype=ex.cheapest)
+    if config.budget.value > ceiling:
+        raise BudgetAboveRangeError(f"budget {config.budget} is above the dearest network on the device: {where}, so "
+                                    "every network fits; give a budget within that range, or search without one "
+                                    "(--method darts)", range=(floor, ceiling))
+    span = ex.dearest_cost - ex.cheapest_cost
+    budgets = [ex.cheapest_cost + f * span for f in config.lug_fractions]
+    say(f"lookup graph: {len(budgets)} searches at {', '.join(f'{b:.4g}' for b in budgets)} {cost_model.unit}")
+
+    def at(b: float) -> SearchResult:  # within the derivable range
+        return search_at(config.budget.scaled(min(max(b, ex.cheapest_cost), ex.dearest_cost)), config.seed)
+    graph, found = build_lug(at, budgets, measure, metric=config.budget.metric, axis=config.lug_axis, map_fn=map_fn)
+    say(f"lookup graph: device budget {config.budget} -> search budget "
+        f"{graph.search_budget(config.budget.value, target=config.lug_target):.4g}; refining")
+    pick = search_for_budget(graph, at, measure, config.budget.value, target=config.lug_target,
+                             rounds=config.lug_rounds, known=found)
+    say(f"lookup graph: chose the search at {pick.search_budget:.4g} (it measured {pick.measured:.4g} "
+        f"{cost_model.unit} when selected; the final network is measured again)")
+    lug = {**pick.graph.to_dict(), "selected_measured": pick.measured, "tried": [list(t) for t in pick.tried]}
+    return _Found(pick.result, config.budget.scaled(pick.search_budget), lug, ())
+
+
+def _finish(store: Store, device_key: str, clients: Sequence[AgentClient], config: DcaRunConfig, space: SearchSpace,
+            found: _Found, basis: dict[str, Any], lut_id: LutId | None, run_id: int, say: Callable[[str], None],
+            started: float) -> DcaRunReport:
+    """Steps 5 and 6: train the found network, export it, measure it afresh, record everything."""
+    from hilnas.searchers.cost import FlopsCost, ParamsCost
+    from hilnas.searchers.data import loaders_for
     from hilnas.searchers.model import build_network
     from hilnas.searchers.train import TrainConfig, train
     from hilnas.server.client import sha256_hex
 
-    metric = config.budget.metric
-    measure = _measure_fn(clients[0], config, metric, space)
-    notes: list[str] = []
-    search_budget, lug_dict, result = config.budget, None, None
-    if config.with_lug:
-        if metric in ("params_m", "mflops"):
-            notes.append(f"{metric} is computed exactly, so the search budget is the device budget (no LUG)")
-        else:
-            ex = extremes(space, cost_model)
-            floor = measure(ex.cheapest)
-            if floor > config.budget.value:
-                raise InfeasibleBudgetError(
-                    f"no architecture of this {space.name} space meets {config.budget} on device {device_key!r}: "
-                    f"the cheapest one the search can derive measures {floor:.4g} {cost_model.unit} there",
-                    cheapest_cost=floor, cheapest_genotype=ex.cheapest)
-            span = ex.dearest_cost - ex.cheapest_cost
-            budgets = [ex.cheapest_cost + f * span for f in config.lug_fractions]
-            say(f"lookup graph: {len(budgets)} searches at {', '.join(f'{b:.4g}' for b in budgets)} {cost_model.unit}")
-
-            def search_at(b: float) -> SearchResult:  # never below the cheapest derivable cost
-                b = max(b, ex.cheapest_cost)
-                return search_fn(space, cost_model, method_config(config, config.budget.scaled(b)),
-                                 seed=config.seed, data=loaders)
-            if config.lug_workers > 1:
-                with ThreadPoolExecutor(config.lug_workers) as pool:
-                    graph, found = build_lug(search_at, budgets, measure, metric=metric, axis=config.lug_axis,
-                                             map_fn=pool.map)
-            else:
-                graph, found = build_lug(search_at, budgets, measure, metric=metric, axis=config.lug_axis)
-            say(f"lookup graph: device budget {config.budget} -> search budget "
-                f"{graph.search_budget(config.budget.value, target=config.lug_target):.4g}; refining")
-            pick = search_for_budget(graph, search_at, measure, config.budget.value, target=config.lug_target,
-                                     rounds=config.lug_rounds, known=found)
-            search_budget, result = config.budget.scaled(pick.search_budget), pick.result
-            lug_dict = pick.graph.to_dict()
-            say(f"lookup graph: chose the search at {search_budget} (device {pick.measured:.4g} {cost_model.unit})")
-    if result is None:
-        say(f"search ({config.method}) under {search_budget}")
-        result = search_fn(space, cost_model, method_config(config, search_budget), seed=config.seed, data=loaders)
-    notes += result.notes
+    metric, result = config.budget.metric, found.result
+    notes = list(found.notes) + list(result.notes)
     genotype = result.genotype
-    say(f"searched in {result.wall_s:.1f} s: {cost_model.name} {result.cost:.4g} {cost_model.unit}; training")
+    say(f"searched in {result.wall_s:.1f} s: {result.cost:.4g} {config.budget.unit} predicted "
+        f"({describe_basis(basis)}); training")
     final_data = dataclasses.replace(config.dataset, val_fraction=0.0)
     _, final_loaders = loaders_for(final_data)
     net = build_network(space, genotype)
@@ -265,8 +331,8 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = out_dir / f"run{run_id}-{config.method}.onnx"
     onnx_path.write_bytes(onnx_bytes)
-    predicted_ms = cost_model.genotype_cost(space, genotype) if metric == "latency_ms" else None
-    predicted_mj = cost_model.genotype_cost(space, genotype) if metric == "energy_mj" else None
+    predicted_ms = result.cost if metric == "latency_ms" else None
+    predicted_mj = result.cost if metric == "energy_mj" else None
     model_id = store.add_model(f"run{run_id}-{config.method}", genotype.to_dict(), run_id=run_id,
                                onnx_sha256=sha256_hex(onnx_bytes), path=onnx_path, device_key=device_key,
                                lut_id=lut_id, predicted_latency_ms=predicted_ms, predicted_energy_mj=predicted_mj)
@@ -286,20 +352,22 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         measured = lat
     elif metric == "energy_mj":
         measured = energy
-    else:
-        measured = result.cost  # parameters and FLOPs are exact
+    else:  # parameters and FLOPs are exact, at the deployed size
+        measured = (ParamsCost() if metric == "params_m" else FlopsCost()).genotype_cost(space, genotype)
     within = None if measured is None else measured <= config.budget.value
     if within is False:
-        notes.append(f"measured {measured:.4g} {cost_model.unit} exceeds the device budget {config.budget}")
+        notes.append(f"measured {measured:.4g} {config.budget.unit} exceeds the device budget {config.budget}")
     return DcaRunReport(
         run_id=run_id, model_id=model_id, validation_id=validation_id, method=config.method, genotype=genotype,
-        device_budget=config.budget, search_budget=search_budget, predicted=result.cost, measured=measured,
-        within_budget=within, measured_latency_ms=lat, measured_energy_mj=energy, test_acc=trained.final_acc,
-        onnx_path=str(onnx_path), search=result.to_dict(), lug=lug_dict, notes=tuple(notes),
-        wall_s=time.perf_counter() - started)
+        device_budget=config.budget, search_budget=found.search_budget, predicted=result.cost, measured=measured,
+        within_budget=within, budget_hit=None if measured is None else measured / config.budget.value,
+        repaired=result.repaired, edges_changed=result.edges_changed, cost_basis=dict(basis),
+        measured_latency_ms=lat, measured_energy_mj=energy, test_acc=trained.final_acc, onnx_path=str(onnx_path),
+        search=result.to_dict(), lug=found.lug, notes=tuple(notes), wall_s=time.perf_counter() - started)
 
 
 def _plain_config(config: DcaRunConfig, space: SearchSpace) -> dict[str, Any]:
     d = dataclasses.asdict(config)
     d["space_config"] = space_metadata(space)
+    d["seeds"] = [config.seed + i for i in range(config.seeds)]  # the seeds searched, as run files list them
     return json.loads(json.dumps(d, default=str))

@@ -222,3 +222,38 @@ def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys
     assert code == 0 and f"{first['run_id']:>5}  hypernet" in out
     code, _, err = run(capsys, tmp_path / "nowhere", "runs")   # listing never creates a workspace
     assert code == 2 and "no hilnas store" in err and not (tmp_path / "nowhere").exists()
+
+
+@pytest.mark.slow
+def test_search_dca_prints_repair_and_the_fresh_measurement_and_refuses_bad_input(tmp_path, capsys, sim):
+    ws = tmp_path / "ws"
+    run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim.port}")
+    quick = ("--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
+    shape = ("--space", "nb201", "--dataset", "demo", "--space-opt", "C=4", "--space-opt", "N=1")
+    code, _, err = run(capsys, ws, "lut", "build", "--device", "pi", "--quiet", *shape, *quick)
+    assert code == 0, err
+    small = ("--search-epochs", "1", "--train-epochs", "1", "--max-batches", "3", "--train-size", "200", *quick)
+    # the budget's range: below the cheapest and above the dearest network, each one line naming the range
+    for budget, side in (("latency_ms=0.001", "below the cheapest"), ("latency_ms=100000", "above the dearest")):
+        code, _, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", budget, *small)
+        errors = [line for line in err.splitlines() if line.startswith("hilnas: error:")]
+        assert code == 2 and len(errors) == 1 and side in errors[0] and " to " in errors[0], err
+    code, _, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", "latency_ms=1",
+                       "--seeds", "0", *small)
+    assert code == 2 and "--seeds 1" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, ws, "runs", "--json")
+    assert [r["status"] for r in json.loads(out)] == ["failed", "failed"]  # --seeds 0 started nothing
+    code, out, err = run(capsys, ws, "lut", "list", "--json")
+    assert code == 0 and json.loads(out)[0]["measured"] > 0   # the LUT is intact
+    from hilnas.searchers.cost import extremes
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server.search.common import cost_model_for
+    from hilnas.server.store import Store
+    with Store.open(ws) as store:
+        model, _ = cost_model_for(store, "pi", "latency_ms")
+        ex = extremes(create_space("nb201", C=4, N=1, in_channels=1, input_size=28, num_classes=10), model)
+    budget = ex.cheapest_cost + 0.5 * (ex.dearest_cost - ex.cheapest_cost)
+    code, out, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", f"latency_ms={budget}",
+                         *small)
+    assert code in (0, 1), err
+    assert "repaired: " in out and "constrained: plain LUT sum" in out and "of the budget)" in out

@@ -57,8 +57,14 @@ def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path
 
 @pytest.mark.slow
 def test_run_with_lookup_graph(lut_store, tmp_path):
+    from hilnas.server.model_meta import export_network
+
     store, client = lut_store
-    budget = budget_between(store, 0.5)
+    model, _ = cost_model_for(store, "pi", "latency_ms")
+    ex = extremes(SPACE, model)
+    # the lookup graph's budget is the device's: between what its cheapest and dearest networks measure there
+    lo, hi = (client.benchmark(export_network(SPACE, g), config=FAST).latency.median_ms for g in (ex.cheapest, ex.dearest))
+    budget = lo + 0.5 * (hi - lo)
     report = run_dca(store, "pi", [client], config(budget, with_lug=True, lug_fractions=(0.3, 0.6), lug_rounds=1,
                                                    method="dca", out_dir=str(tmp_path / "m")))
     assert report.lug is not None and len(report.lug["points"]) >= 2
@@ -139,6 +145,72 @@ def test_energy_budget_uses_the_lut_energy(tmp_path, sim_agent):
 
 def test_device_budget_below_the_cheapest_network_on_the_device(lut_store):
     store, client = lut_store
-    with pytest.raises(InfeasibleBudgetError, match="measures") as err:
+    with pytest.raises(InfeasibleBudgetError, match="measure .* on the device") as err:
         run_dca(store, "pi", [client], config(1e-4, with_lug=True))
     assert err.value.cheapest_cost > 1e-4
+
+
+def _record_correction(store, scale=0.9, offset=-0.01):
+    """A finished fidelity run for the store's LUT, as ``hilnas fidelity`` records one."""
+    lut_id = store.find_lut("pi")
+    run = store.start_run("fidelity", {"device_key": "pi"})
+    store.finish_run(run, result={"lut_id": lut_id.as_dict(), "correction": {
+        "scale": scale, "offset_ms": offset, "fitted_on": 30, "statistic": "median"}})
+
+
+def test_the_search_constrains_the_corrected_lut_sum_when_there_is_one(lut_store):
+    from hilnas.server.search.common import describe_basis, device_cost_model
+
+    store, _ = lut_store
+    plain, _, basis = device_cost_model(store, "pi", "latency_ms")
+    assert basis["kind"] == "lut_sum" and "hilnas fidelity" in describe_basis(basis)
+    _record_correction(store)
+    corrected, _, basis = device_cost_model(store, "pi", "latency_ms")
+    g = extremes(SPACE, plain).dearest
+    assert corrected.genotype_cost(SPACE, g) == pytest.approx(0.9 * plain.genotype_cost(SPACE, g) - 0.01)
+    assert basis == {"kind": "corrected", "metric": "latency_ms", "scale": 0.9, "offset_ms": -0.01, "fitted_on": 30,
+                     "statistic": "median"}
+    assert device_cost_model(store, "pi", "latency_ms", use_correction=False)[2]["kind"] == "lut_sum"
+
+
+@pytest.mark.slow
+def test_seeds_keep_the_best_by_validation_accuracy_and_repair_is_recorded(lut_store, tmp_path):
+    from hilnas.server.cli.search.dca import summary
+    from hilnas.server.search.common import device_cost_model
+
+    store, client = lut_store
+    _record_correction(store)
+    corrected, _, _ = device_cost_model(store, "pi", "latency_ms")
+    budget = extremes(SPACE, corrected).cheapest_cost * 1.0001
+    # frozen multipliers at the cheapest network's cost, all edges derived at the end: the derived cell is dearer,
+    # and the last resort shows
+    report = run_dca(store, "pi", [client], config(budget, seeds=2, workers=2, out_dir=str(tmp_path / "m"), feedback=False,
+                                                   search_options={"options": SupernetOptions(bottleneck=2),
+                                                                   "multiplier_lr": 0.0, "band": (0.0, 1.0),
+                                                                   "rho": 0.0, "progressive": False}))
+    seeds = report.search["extra"]["seeds"]
+    assert [s["seed"] for s in seeds] == [0, 1]
+    assert report.search["seed"] == max(seeds, key=lambda s: s["val_acc"])["seed"]
+    assert report.cost_basis["kind"] == "corrected"
+    assert report.repaired and report.edges_changed == report.search["edges_changed"] >= 1
+    text = summary(report, "pi", f"latency_ms={budget}")
+    assert f"repaired: yes, {report.edges_changed} edge(s) changed" in text
+    assert "constrained: LUT sum through the device's correction (x0.900 -0.010 ms" in text
+    assert "seeds: 2, kept seed" in text
+    stored = store.get_run(report.run_id).result
+    assert stored["repaired"] == report.repaired and stored["cost_basis"]["kind"] == "corrected"
+    assert stored["budget_hit"] == pytest.approx(report.measured / budget)
+
+
+def test_budget_above_the_dearest_network_is_refused_with_the_range(lut_store):
+    from hilnas.searchers.dca.bilevel import BudgetAboveRangeError
+
+    store, client = lut_store
+    model, _ = cost_model_for(store, "pi", "latency_ms")
+    ex = extremes(SPACE, model)
+    lut_rows = len(store.lut_dict(store.find_lut("pi")))
+    with pytest.raises(BudgetAboveRangeError, match=f"{ex.cheapest_cost:.6g} to {ex.dearest_cost:.6g} ms") as err:
+        run_dca(store, "pi", [client], config(2 * ex.dearest_cost, feedback=False))
+    assert err.value.range == pytest.approx((ex.cheapest_cost, ex.dearest_cost))
+    assert list(store.runs_df()["status"]) == ["failed"]  # recorded as failed; the LUT untouched
+    assert len(store.lut_dict(store.find_lut("pi"))) == lut_rows

@@ -202,7 +202,13 @@ def test_agent_killed_during_a_searchs_measurement(tmp_path, agent, one_torch_th
     client.benchmark = benchmark_then_die
     data = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=64,
                          synthetic_test=16, batch_size=16, val_fraction=0.5)
-    cfg = DcaRunConfig(budget=Budget("params_m", 1.0), space="nb201",
+    from hilnas.searchers.cost import ParamsCost, extremes
+    from hilnas.searchers.spaces import create_space
+
+    # within the space's range: DCA-NAS refuses a budget every network fits (the constraint could not bind)
+    dearest = extremes(create_space("nb201", in_channels=1, input_size=8, num_classes=4, C=4, N=1),
+                       ParamsCost()).dearest_cost
+    cfg = DcaRunConfig(budget=Budget("params_m", 0.9 * dearest), space="nb201",
                        space_overrides={"C": 4, "N": 1},
                        dataset=data, search_epochs=1, train_epochs=1,
                        # max_runs lifted: the default 10 000 runs of this tiny cell end in < 1 s on a fast host

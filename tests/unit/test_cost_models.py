@@ -166,3 +166,61 @@ def test_darts_extremes_bound_every_sample():
     assert model.genotype_cost(space, ex.cheapest) == pytest.approx(ex.cheapest_cost)
     assert model.genotype_cost(space, ex.dearest) == pytest.approx(ex.dearest_cost)
     assert "none" not in {op for op, _ in ex.cheapest.normal + ex.cheapest.reduce}
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_corrected_cost_is_the_affine_map_everywhere(name):
+    """The exact, tabled and relaxed costs all go through scale * sum + offset, so constraining it is exact."""
+    from hilnas.searchers.cost import CorrectedCost
+
+    space = SPACES[name]
+    base = LutLatencyCost(fake_lut(space))
+    model = CorrectedCost(base, 0.8, -0.3)
+    for g in genotypes(space, n=8):
+        want = 0.8 * base.genotype_cost(space, g) - 0.3
+        assert model.genotype_cost(space, g) == pytest.approx(want)
+        assert table_cost(space, model.tables(space), g) == pytest.approx(want)
+    w = {t: torch.rand(len(space.edges), len(space.ops), dtype=torch.float64).softmax(-1)
+         for t in dict.fromkeys(cell_types(space))}
+    b = {t: torch.rand(len(space.edges), dtype=torch.float64) for t in w} if name == "darts" else None
+    assert float(model.expected_cost(space, w, b)) == pytest.approx(0.8 * float(base.expected_cost(space, w, b)) - 0.3)
+    ex, bx = extremes(space, model), extremes(space, base)
+    assert ex.cheapest == bx.cheapest and ex.cheapest_cost == pytest.approx(0.8 * bx.cheapest_cost - 0.3)
+    with pytest.raises(ValueError, match="scale"):
+        CorrectedCost(base, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("name", SPACES)
+def test_full_size_cost_prices_a_proxy_at_full_size(name):
+    """A proxy supernet's genotypes cost what the full-size network costs, exactly and relaxed."""
+    from hilnas.searchers.cost import FullSizeCost
+    from hilnas.searchers.spaces import SpaceError
+
+    full = SPACES[name]
+    proxy = full.replace(C=2) if name == "nb201" else full.replace(C=2, layers=3)
+    base = LutLatencyCost(fake_lut(full))  # has only the full-size keys
+    model = FullSizeCost(base, full)
+    model.check(proxy)
+    for g in genotypes(full, n=8):
+        assert model.genotype_cost(proxy, g) == pytest.approx(base.genotype_cost(full, g))
+        assert table_cost(proxy, model.tables(proxy), g) == pytest.approx(base.genotype_cost(full, g))
+    assert extremes(proxy, model).dearest_cost == pytest.approx(extremes(full, base).dearest_cost)
+    other = SPACES["darts" if name == "nb201" else "nb201"]
+    with pytest.raises(SpaceError, match="cells differ"):
+        model.check(other)
+
+
+def test_nb201_cells_are_wired_as_wire_cell_wires_each():
+    """The vectorised table of all 15,625 cells agrees with the one-cell reference and with table_cost."""
+    from hilnas.searchers.cost import nb201_cell_costs, nb201_cells
+    from hilnas.searchers.genotype import NB201_EDGES, wire_cell
+
+    space = SPACES["nb201"]
+    cells = nb201_cells(space.ops)
+    tables = LutLatencyCost(fake_lut(space)).tables(space)
+    costs = nb201_cell_costs(cells, tables)
+    for i in range(0, len(cells.arch), 7):
+        g = cells.genotype(i)
+        w = wire_cell([(s, d, op) for (s, d), op in zip(NB201_EDGES, g.ops)], 1, (3,))
+        assert tuple(cells.live[i]) == w.live and bool(cells.valid[i]) == (3 not in w.zero_nodes)
+        assert costs[i] == pytest.approx(table_cost(space, tables, g))

@@ -1,7 +1,7 @@
 """``hilnas search dca``: DCA-NAS and its baselines under one device budget."""
 from __future__ import annotations
 
-from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args,
+from hilnas.server.cli.common import (CliError, _clients, _dataset_config, _emit, _kv, _measure_args,
                                       _measure_config, _open_store, _progress, add, json_flag, quiet_flag)
 from hilnas.server.cli.search.common import search_args
 
@@ -10,11 +10,18 @@ def cmd_search_dca(args) -> int:
     from hilnas.server.search.common import parse_budget
     from hilnas.server.search.dca import DcaRunConfig, run_dca
 
+    if args.seeds < 1:
+        raise CliError(f"--seeds {args.seeds}: run at least one search, e.g. --seeds 1 (seed 001 runs --seeds 5 "
+                       "and keeps the best)")
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
         budget=parse_budget(args.budget), space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"),
         dataset=_dataset_config(args), method=args.method, search_epochs=args.search_epochs,
-        train_epochs=args.train_epochs, seed=args.seed, with_lug=args.lug, measure=_measure_config(args),
-        runtime=args.runtime, max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
+        train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
+        proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
+        feedback=not args.no_feedback, with_lug=args.lug, measure=_measure_config(args), runtime=args.runtime,
+        max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
 
@@ -22,28 +29,58 @@ def cmd_search_dca(args) -> int:
     with _open_store(args) as store, progress.task(f"{args.method} on {args.device}", unit="step") as task, \
             reporting_to(train_reporter(task, unit=config.budget.unit)):
         report = run_dca(store, args.device, _clients(args, args.device), config, progress=progress.say)
-    d = report.to_dict()
-    text = (f"{report.method} on {args.device}: budget {args.budget}; genotype saved as model {report.model_id} "
+    _emit(args, report.to_dict(), summary(report, args.device, args.budget))
+    return 0 if report.within_budget is not False else 1
+
+
+def summary(report, device: str, budget: str) -> str:
+    """What ``hilnas search dca`` prints: the verdict on a fresh measurement, repair, the cost constrained, seeds."""
+    from hilnas.server.search.common import describe_basis
+
+    verdict = ("within budget" if report.within_budget else "OVER BUDGET" if report.within_budget is False
+               else "not measured")
+    hit = "" if report.budget_hit is None else f" ({report.budget_hit:.3f} of the budget)"
+    repaired = (f"yes, {report.edges_changed} edge(s) changed (the derived network was over budget)"
+                if report.repaired else "no")
+    text = (f"{report.method} on {device}: budget {budget}; genotype saved as model {report.model_id} "
             f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
-            f"{'n/a' if report.measured is None else format(report.measured, '.4g')}"
-            f" -> {'within budget' if report.within_budget else 'OVER BUDGET' if report.within_budget is False else 'not measured'}"
-            f"\n  test accuracy {report.test_acc * 100:.1f}%  ONNX {report.onnx_path}  ({report.wall_s:.0f} s)")
+            f"{'n/a' if report.measured is None else format(report.measured, '.4g')} -> {verdict}{hit}"
+            f"\n  repaired: {repaired}\n  constrained: {describe_basis(report.cost_basis)}")
+    seeds = report.search.get("extra", {}).get("seeds")
+    if seeds and len(seeds) > 1:
+        text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("
+                 + ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f}" for r in seeds) + ")")
+    text += f"\n  test accuracy {report.test_acc * 100:.1f}%  ONNX {report.onnx_path}  ({report.wall_s:.0f} s)"
     for note in report.notes:
         text += f"\n  note: {note}"
-    _emit(args, d, text)
-    return 0 if report.within_budget is not False else 1
+    return text
 
 
 def register(ssub) -> None:
     p = add(ssub, "dca", cmd_search_dca, "DCA-NAS: DARTS with the budget as a constraint (learned Lagrange "
-            "multiplier); the found network is trained, exported and measured on the device",
+            "multipliers); the found network is trained, exported and measured on the device",
             epilog="budgets: latency_ms=15 | energy_mj=20 | params_m=1 | mflops=300", )
     p.add_argument("--budget", required=True, help="e.g. latency_ms=15, energy_mj=20, params_m=1, mflops=300")
     p.add_argument("--method", default="dca", choices=["dca", "darts", "penalty", "random"],
                    help="dca (default), or a baseline: darts (no constraint), penalty (fixed-weight "
                         "latency penalty), random (random search under the constraint)")
+    p.add_argument("--seeds", type=int, default=1,
+                   help="run the search this many times (seeds --seed, --seed+1, ...) and keep the one whose "
+                        "supernet scores best on the validation split, as seed 001 does with 5 (default: 1)")
+    p.add_argument("--workers", type=int, default=1,
+                   help="searches (--seeds, --lug) run in this many threads (default: 1)")
+    p.add_argument("--proxy-opt", action="append", metavar="KEY=VALUE",
+                   help="search on a smaller supernet, e.g. --proxy-opt C=8 --proxy-opt N=1; the found cell is "
+                        "still priced, trained and measured at the full size (default: search at full size)")
+    p.add_argument("--no-correction", action="store_true",
+                   help="constrain the plain LUT sum, not the LUT sum through the correction `hilnas fidelity` "
+                        "fitted for the device (default: the correction when there is one)")
+    p.add_argument("--no-feedback", action="store_true",
+                   help="dca: do not measure the derived networks on the device during the search (default: "
+                        "measure each new one after every epoch and hold the measured cost in the budget band)")
     p.add_argument("--lug", action="store_true",
-                   help="map the device budget to a search-time budget with a lookup graph (several searches)")
+                   help="map the device budget to a search-time budget with a lookup graph (several searches; "
+                        "default: off)")
     search_args(p)
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
     json_flag(p)

@@ -1,0 +1,515 @@
+"""NAS-Bench-201 search quality: the cells each method finds, scored on the true accuracy table.
+
+    .venv/bin/python benchmarks/bench_search_quality.py                  # the full run (hours, see docs/performance.md)
+    .venv/bin/python benchmarks/bench_search_quality.py --devices raspi4 --seeds 1 --methods dca,random   # a part
+
+What is compared, for every simulated device (``raspi4``, ``pixel3``), every latency budget and
+every seed (the same data, epochs and proxy supernet for every supernet method):
+
+- ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
+  augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
+  the device in the loop (its derived networks measured on the agent).
+- ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
+  search per seed serves every budget; over budget, it is repaired to the budget afterwards.
+- ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
+- ``random``: random cells within the budget, each trained briefly, the best on validation kept,
+  for as long as DCA-NAS searched at the same device, budget and seed (equal wall time).
+- ``hypernet``: the hypernetwork (``searchers.hypernet``, called as main has it): one run per
+  device and seed; the member ``for_budget`` gives for each budget, and its whole family.
+
+The searches train a proxy supernet (NB201 C=8, N=1: 3 cells; ``--C``/``--N``) on the CIFAR-10
+subset (``/work/shared/data/cifar10-subset``, 10,000 training images: half for the weights, half
+for the architecture). Every cell found is priced, deployed and looked up at the table's size
+(C=16, N=5): the constraint is the full-size network's LUT latency on the device (the LUT of the
+full-size op keys, through the correction ``hilnas fidelity`` fits on 30 networks measured whole),
+``searchers.cost.FullSizeCost``.
+
+Scored for every cell: its CIFAR-10 accuracy in the NATS-Bench table (``nb201_oracle.read_accuracy``),
+its simulated latency (noise-free, ``nb201_oracle.simulated_latencies``), its **regret** = the best
+table accuracy among all cells whose simulated latency is within the budget minus its own, and the
+budget hit = a fresh measurement on the agent (not one any search selected with) / budget, before
+and after repair. Budgets: ``--budgets`` per device, spread between 3x the cheapest cell and the
+latency of the table's most accurate cell (above it the best cell fits and a band below the
+budget costs accuracy), each moved to the nearest budget whose band [0.9, 1.0] x budget holds at
+least 100 cells: the simulated devices' latencies come in clusters, and a budget between two
+clusters has no network in its band at all.
+
+Writes benchmarks/results/search_quality.json and search_quality.png (accuracy vs latency: all
+cells, the oracle Pareto front, each method's cells, the budgets). Inputs that are missing stop
+the run with one line naming the file and the flag that points to it (exit code 2).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, warm_torch, write  # noqa: E402
+from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
+                          read_accuracy)
+
+METHODS = ("dca", "pcdarts", "penalty", "random", "hypernet")
+BAND = (0.9, 1.0)
+
+
+# -- the worker side: one search per job ------------------------------------------------------------
+_W: dict = {}
+
+
+def _init_worker(args: dict, devices: dict) -> None:
+    """Per process: torch on one thread, the data, the proxy space, a cost model and agent client per device."""
+    import torch
+
+    from hilnas.searchers.cost import CorrectedCost, FullSizeCost, LutLatencyCost
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server.client import AgentClient, ClientConfig
+
+    torch.set_num_threads(1)
+    logging.basicConfig(level=logging.ERROR)
+    warm_torch()
+    full = create_space("nb201")
+    data = DatasetConfig(name="cifar10", data_dir=args["data_dir"], val_fraction=0.5, batch_size=args["batch_size"],
+                         train_size=args["train_size"], seed=0)
+    _, loaders = loaders_for(data)
+    _W.update(args=args, full=full, proxy=full.replace(C=args["C"], N=args["N"]), loaders=loaders, costs={},
+              clients={})
+    for name, d in devices.items():
+        base = LutLatencyCost(d["lut"])
+        if d["correction"]:
+            base = CorrectedCost(base, d["correction"]["scale"], d["correction"]["offset_ms"])
+        _W["costs"][name] = FullSizeCost(base, full)
+        _W["clients"][name] = AgentClient(ClientConfig(address=d["address"]))
+
+
+def _measure(device: str):
+    from hilnas.agent.config import MeasureConfig
+    from hilnas.server.model_meta import export_network
+
+    config = MeasureConfig(warmup_runs=3, min_runs=15, min_seconds=0.05)
+
+    def measure(genotype) -> float:
+        r = _W["clients"][device].benchmark(export_network(_W["full"], genotype), config=config)
+        if not r.status.measured or r.latency is None:
+            raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
+        return r.latency.median_ms
+    return measure
+
+
+def _supernet_settings(args: dict) -> dict:
+    from hilnas.searchers.dca.architect import ArchConfig
+    from hilnas.searchers.supernet import SupernetOptions
+
+    return dict(epochs=args["epochs"], options=SupernetOptions(bottleneck=args["K"]),
+                arch=ArchConfig(lr=args["arch_lr"], warmup_epochs=args["warmup"]), eval_batches=args["eval_batches"])
+
+
+def run_job(job: dict) -> dict:
+    """One search; returns plain data (genotypes as arch_str)."""
+    from hilnas.searchers.result import Budget
+
+    args, method, device, seed = _W["args"], job["method"], job.get("device"), job["seed"]
+    started = time.perf_counter()
+    out = {**job}
+    if method == "hypernet":
+        out.update(_hypernet_job(job))
+    else:
+        from hilnas.searchers import dca
+        from hilnas.searchers.dca.baselines import (DartsConfig, PenaltyConfig, RandomConfig, search_darts,
+                                                    search_penalty, search_random)
+
+        proxy, loaders = _W["proxy"], _W["loaders"]
+        cost = _W["costs"][device or next(iter(_W["costs"]))]
+        budget = Budget("latency_ms", job["budget"]) if job.get("budget") else None
+        common = _supernet_settings(args)
+        if method == "dca":
+            cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
+                                rho=args["rho"], **common)
+            r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
+                           measure=_measure(device) if args["feedback"] else None)
+        elif method == "pcdarts":  # the same supernet and settings, no cost term
+            r = search_darts(proxy, cost, DartsConfig(**common), seed=seed, data=loaders)
+        elif method == "penalty":
+            r = search_penalty(proxy, cost, PenaltyConfig(budget=budget, penalty_weight=args["penalty_weight"],
+                                                          **common), seed=seed, data=loaders)
+        elif method == "random":
+            r = search_random(proxy, cost, RandomConfig(budget=budget, samples=10_000, epochs=1,
+                                                        time_budget_s=job["time_budget_s"],
+                                                        eval_batches=args["eval_batches"]), seed=seed, data=loaders)
+        else:
+            raise ValueError(f"unknown method {method!r}")
+        out.update(derived=r.derived_genotype.arch_str, final=r.genotype.arch_str, repaired=r.repaired,
+                   edges_changed=r.edges_changed, predicted_ms=r.cost, derived_predicted_ms=r.derived_cost,
+                   val_acc=r.val_acc, wall_s=r.wall_s, epochs=r.extra.get("epochs", []),
+                   samples=len(r.extra.get("samples", [])), device_log=r.extra.get("device", {}).get("log", []))
+    out["job_s"] = time.perf_counter() - started
+    return out
+
+
+def _hypernet_job(job: dict) -> dict:
+    from hilnas.searchers import hypernet
+    from hilnas.searchers.hypernet import BudgetRangeError
+    from hilnas.searchers.result import Budget
+
+    args = _W["args"]
+    common = _supernet_settings(args)
+    cfg = hypernet.HypernetConfig(epochs=common["epochs"], options=common["options"],
+                                  eval_batches=common["eval_batches"])
+    res = hypernet.search(_W["proxy"], _W["costs"][job["device"]], cfg, seed=job["seed"], data=_W["loaders"])
+    members = {}
+    for b in job["budgets"]:
+        try:
+            members[str(b)] = res.for_budget(Budget("latency_ms", b)).genotype.arch_str
+        except BudgetRangeError as err:
+            members[str(b)] = None
+            members[f"{b}_error"] = str(err)
+    curve = res.curve(res.grid(cfg.curve_points))
+    return {"members": members, "family": [a.genotype.arch_str for a in curve.points],
+            "family_predicted_ms": [a.costs["latency_ms"] for a in curve.points], "reachable_predicted_ms":
+            list(curve.range), "Lambda": res.Lambda, "val_acc": res.val_acc, "wall_s": res.wall_s}
+
+
+# -- the main side ----------------------------------------------------------------------------------
+def choose_budgets(oracle: Oracle, n: int, *, min_in_band: int = 100) -> list[float]:
+    """``n`` budgets from 3x the cheapest cell to the most accurate cell's latency, each moved to the
+    nearest budget (0.1 ms grid) whose band [0.9, 1.0] x budget holds >= ``min_in_band`` cells."""
+    import numpy as np
+
+    lat = np.array(sorted(oracle.latency.values()))
+    best = oracle.front[-1][0]
+    lo = 3 * lat[0]
+
+    def in_band(b: float) -> int:
+        return int(np.searchsorted(lat, b, "right") - np.searchsorted(lat, BAND[0] * b, "left"))
+    out = []
+    for target in np.geomspace(lo, best, n):
+        grid = sorted(np.arange(0.5 * target, 1.5 * target, 0.1), key=lambda b: abs(b - target))
+        out.append(round(float(next(b for b in grid if in_band(b) >= min_in_band and b <= best)), 1))
+    return out
+
+
+def setup_device(profile: str, tmp: Path, say) -> tuple[object, dict]:
+    """A simulated agent on loopback, its LUT of the full-size NB201 op keys, and the fidelity correction."""
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
+    from hilnas.server.lut.micromodels import MicroModels
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_values
+    from hilnas.searchers.spaces import create_space
+
+    server = create_server(ServeConfig(port=0, simulate=profile, cache_dir=str(tmp / f"cache-{profile}")))
+    client = AgentClient(ClientConfig(address=server.address))
+    measure = MeasureConfig(warmup_runs=3, min_runs=15, min_seconds=0.05)
+    with Store.open(tmp / f"ws-{profile}") as store:
+        store.upsert_device(profile, fingerprint=client.describe().fingerprint)
+        full = create_space("nb201")
+        LutBuilder(store, profile, [client], LutBuildConfig(measure=measure)).build(
+            MicroModels.keys_for_space(full), MicroModels(tmp / "micro").onnx)
+        fid = run_fidelity(store, profile, [client], FidelityConfig(space="nb201", networks=30, measure=measure))
+        lut = lut_values(store, store.find_lut(profile), statistic=fid.correction.statistic)
+    say(f"{profile}: LUT of {len(lut)} keys; correction x{fid.correction.scale:.3f} {fid.correction.offset_ms:+.3f} ms "
+        f"(cross-validated within 10 %: plain sum {fid.raw.within_10pct:.0%}, corrected {fid.corrected.within_10pct:.0%})")
+    return server, {"address": server.address, "lut": lut, "correction": fid.correction.to_dict(),
+                    "fidelity": {"plain_within_10pct": fid.raw.within_10pct,
+                                 "corrected_within_10pct": fid.corrected.within_10pct,
+                                 "corrected_rmspe": fid.corrected.rmspe}}
+
+
+def fresh_measure(address: str, arch_strs, seed: int = 1) -> dict[str, float]:
+    """Each cell's network at full size, measured once more on the agent (new weights, new samples)."""
+    from hilnas.agent.config import MeasureConfig
+    from hilnas.searchers.genotype import NB201Genotype
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.model_meta import export_network
+
+    full, out = create_space("nb201"), {}
+    config = MeasureConfig(warmup_runs=5, min_runs=30, min_seconds=0.1)
+    with AgentClient(ClientConfig(address=address)) as client:
+        for a in sorted(set(arch_strs)):
+            r = client.benchmark(export_network(full, NB201Genotype.from_arch_str(a), seed=seed), config=config)
+            out[a] = r.latency.median_ms if r.status.measured and r.latency else math.nan
+    return out
+
+
+def repaired_to(arch: str, budget: float, cost) -> tuple[str, int]:
+    """An unconstrained search's cell moved within the budget by ``dca.repair`` (uniform alphas: fewest moves)."""
+    import torch
+
+    from hilnas.searchers.dca.repair import edges_changed, repair
+    from hilnas.searchers.genotype import NB201Genotype
+    from hilnas.searchers.spaces import create_space
+
+    full = create_space("nb201")
+    g = NB201Genotype.from_arch_str(arch)
+    if cost.genotype_cost(full, g) <= budget:
+        return arch, 0
+    fix = repair(full, cost, g, budget, {"cell": torch.full((6, 5), 0.2)})
+    return fix.genotype.arch_str, edges_changed(g, fix.genotype)
+
+
+def score(rows: list[dict], oracles: dict, fresh: dict) -> None:
+    """Add table accuracy, simulated latency, regret and budget hits to every (method, device, budget, seed) row."""
+    for r in rows:
+        o, b = oracles[r["device"]], r["budget"]
+        best = o.best_within(b)
+        for key in ("derived", "final"):
+            a = r[key]
+            r[f"{key}_acc"] = o.accuracy[a]
+            r[f"{key}_sim_ms"] = o.latency.get(a, math.nan)
+            r[f"{key}_measured_ms"] = fresh[r["device"]].get(a, math.nan)
+            r[f"{key}_hit"] = r[f"{key}_measured_ms"] / b
+            # over budget (simulated) the cell is no answer: its regret counts as infinite
+            r[f"{key}_regret"] = best[0] - o.accuracy[a] if o.latency.get(a, math.inf) <= b else math.inf
+        r["oracle_acc"], r["oracle_cell"] = best
+        r["in_band_without_repair"] = BAND[0] <= r["derived_hit"] <= BAND[1]
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for m in sorted({r["method"] for r in rows}):
+        rs = [r for r in rows if r["method"] == m]
+        regrets = [r["final_regret"] for r in rs]
+        within = [x for x in regrets if math.isfinite(x)]
+        out[m] = {"runs": len(rs),
+                  "in_band_without_repair": sum(r["in_band_without_repair"] for r in rs) / len(rs),
+                  "within_budget_without_repair": sum(r["derived_hit"] <= 1.0 for r in rs) / len(rs),
+                  "repaired": sum(bool(r.get("repaired")) for r in rs),
+                  "median_hit_before_repair": statistics.median(r["derived_hit"] for r in rs),
+                  "median_hit_after_repair": statistics.median(r["final_hit"] for r in rs),
+                  "median_regret": statistics.median(regrets) if regrets else None,   # over budget = inf
+                  "median_regret_within_budget": statistics.median(within) if within else None,
+                  "over_budget_simulated": len(regrets) - len(within),
+                  "over_budget_after_repair": sum(r["final_hit"] > 1.0 for r in rs)}
+    return out
+
+
+def plot(path: Path, oracles: dict, rows: list[dict], budgets: dict, families: dict) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    marks = {"dca": ("o", "tab:red"), "pcdarts": ("s", "tab:blue"), "penalty": ("^", "tab:green"),
+             "random": ("x", "tab:gray"), "hypernet": ("D", "tab:purple")}
+    fig, axes = plt.subplots(1, len(oracles), figsize=(7 * len(oracles), 5.5), squeeze=False)
+    for ax, (dev, o) in zip(axes[0], oracles.items()):
+        xs = list(o.latency.values())
+        ax.scatter(xs, [o.accuracy[a] for a in o.latency], s=2, c="0.85", label="all cells", rasterized=True)
+        fx, fy = [f[0] for f in o.front], [f[1] for f in o.front]
+        ax.step(fx, fy, where="post", c="k", lw=1.2, label="oracle Pareto front")
+        for b in budgets[dev]:
+            ax.axvline(b, c="0.6", ls=":", lw=0.8)
+        for m, (marker, color) in marks.items():
+            pts = [(r["final_sim_ms"], r["final_acc"]) for r in rows if r["device"] == dev and r["method"] == m]
+            if pts:
+                ax.scatter(*zip(*pts), marker=marker, c=color, s=28, label=m, alpha=0.8)
+        for fam in families.get(dev, []):
+            ax.plot([o.latency.get(a, math.nan) for a in fam], [o.accuracy[a] for a in fam], c="tab:purple",
+                    lw=0.6, alpha=0.5)
+        ax.set(xlabel=f"simulated latency on {dev} (ms, NB201 C=16 N=5)", ylabel="CIFAR-10 accuracy (%, NATS-Bench)",
+               ylim=(80, 95), title=f"{dev}: budgets dotted")
+        ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--accuracy-table", type=Path, default=ACCURACY_CSV,
+                   help=f"NATS-Bench CIFAR-10 accuracy of all 15,625 cells (default: {ACCURACY_CSV})")
+    p.add_argument("--data-dir", type=Path, default=CIFAR_SUBSET, help=f"CIFAR-10 folder (default: {CIFAR_SUBSET})")
+    p.add_argument("--devices", default="raspi4,pixel3", help="simulated profiles (default: raspi4,pixel3)")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
+    p.add_argument("--budgets", type=int, default=5, help="latency budgets per device (default: 5)")
+    p.add_argument("--seeds", type=int, default=3, help="search seeds 0..N-1 (default: 3)")
+    p.add_argument("--workers", type=int, default=2, help="searches run in this many processes (default: 2)")
+    p.add_argument("--C", type=int, default=8, help="proxy supernet: channels of the first stage (default: 8)")
+    p.add_argument("--N", type=int, default=1, help="proxy supernet: cells per stage (default: 1)")
+    p.add_argument("--K", type=int, default=2, help="channel bottleneck: 1/K of the channels searched (default: 2)")
+    p.add_argument("--train-size", type=int, default=10000, help="CIFAR images for the search, half val (default: all)")
+    p.add_argument("--batch-size", type=int, default=64, help="default: 64")
+    p.add_argument("--epochs", type=int, default=8, help="search epochs of every supernet method (default: 8)")
+    p.add_argument("--warmup", type=int, default=2, help="weight-only epochs before the first architecture step "
+                                                          "(default: 2)")
+    p.add_argument("--arch-lr", type=float, default=6e-3, help="architecture Adam lr (default: 6e-3)")
+    p.add_argument("--eval-batches", type=int, default=10, help="validation batches per evaluation (default: 10)")
+    p.add_argument("--band", default="0.91,0.99", help="dca: the band its dual ascent aims at (default: 0.91,0.99)")
+    p.add_argument("--multiplier-lr", type=float, default=0.05, help="dca: the multiplier's dual step (default: 0.05)")
+    p.add_argument("--rho", type=float, default=100.0, help="dca: the augmented Lagrangian's weight (default: 100)")
+    p.add_argument("--penalty-seeds", type=int, default=None, help="penalty: seeds (default: --seeds)")
+    p.add_argument("--no-feedback", dest="feedback", action="store_false",
+                   help="dca: do not measure its networks on the device during the search (default: measure)")
+    p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
+    p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
+                                                            "search_quality)")
+    args = p.parse_args()
+    try:
+        read_accuracy(args.accuracy_table)   # bad inputs first, before any import of torch
+        check_data_dir(args.data_dir)
+        methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+        unknown = sorted(set(methods) - set(METHODS))
+        if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1:
+            raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets "
+                             "and --workers must be >= 1")
+    except InputError as err:
+        print(f"bench_search_quality: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run(args, methods)
+
+
+def run(args, methods: list[str]) -> None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nb201_oracle import simulated_latencies
+
+    started = time.perf_counter()
+
+    def say(msg: str) -> None:
+        print(f"[{time.perf_counter() - started:7.0f} s] {msg}", flush=True)
+    accuracy = read_accuracy(args.accuracy_table)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    latency = simulated_latencies(tuple(devices), progress=say)
+    oracles = {d: Oracle(accuracy, latency[d]) for d in devices}
+    budgets = {d: choose_budgets(oracles[d], args.budgets) for d in devices}
+    for d in devices:
+        say(f"{d}: cells {oracles[d].range()[0]:.2f}-{oracles[d].range()[1]:.2f} ms; budgets {budgets[d]} ms")
+    seeds = list(range(args.seeds))
+    worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
+                                                 "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
+                                                 "penalty_weight")}
+    worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
+    servers, rows, families = [], [], {}
+
+    def partial(raw: list[dict]) -> None:  # the searches so far, in case a long run is stopped
+        (RESULTS / f"{args.out}.partial.json").write_text(json.dumps(raw, default=str))
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            setups = {}
+            for d in devices:
+                server, setups[d] = setup_device(d, Path(tmp), say)
+                servers.append(server)
+            with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(worker_args, setups)) as pool:
+                def batch(jobs: list[dict], what: str) -> list[dict]:
+                    done = []
+                    for r in pool.map(run_job, jobs):
+                        done.append(r)
+                        say(f"{what} {len(done)}/{len(jobs)}: {r['method']} {r.get('device', '')} "
+                            f"{r.get('budget', '')} seed {r['seed']} ({r['job_s']:.0f} s)")
+                    return done
+                per_budget = [{"device": d, "budget": b, "seed": s} for d in devices for b in budgets[d] for s in seeds]
+                dca_runs = batch([{"method": "dca", **j} for j in per_budget], "dca") if "dca" in methods else []
+                partial(dca_runs)
+                jobs = []
+                if "random" in methods:
+                    wall = {(r["device"], r["budget"], r["seed"]): r["wall_s"] for r in dca_runs}
+                    default = statistics.median(wall.values()) if wall else 60.0
+                    jobs += [{"method": "random", "time_budget_s": wall.get((j["device"], j["budget"], j["seed"]),
+                                                                             default), **j} for j in per_budget]
+                if "pcdarts" in methods:
+                    jobs += [{"method": "pcdarts", "seed": s} for s in seeds]
+                if "hypernet" in methods:
+                    jobs += [{"method": "hypernet", "device": d, "seed": s, "budgets": budgets[d]}
+                             for d in devices for s in seeds]
+                others = batch(jobs, "baselines")
+                partial(dca_runs + others)
+                if "penalty" in methods:
+                    n = args.penalty_seeds or args.seeds
+                    others += batch([{"method": "penalty", **j} for j in per_budget if j["seed"] < n], "penalty")
+            raw = dca_runs + others
+            rows = expand(raw, devices, budgets, setups)
+            fresh = {d: fresh_measure(setups[d]["address"], [r[k] for r in rows if r["device"] == d
+                                                             for k in ("derived", "final")]) for d in devices}
+        finally:
+            for s in servers:
+                s.stop(0)
+    score(rows, oracles, fresh)
+    families = {d: [r["family"] for r in raw if r["method"] == "hypernet" and r["device"] == d] for d in devices}
+    family_stats = hypernet_family(raw, oracles)
+    summary = summarise(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    plot(RESULTS / f"{args.out}.png", oracles, rows, budgets, families)
+    write(args.out, {"setup": vars(args) | {"accuracy_table": str(args.accuracy_table), "data_dir": str(args.data_dir)},
+                     "devices": {d: {k: v for k, v in setups[d].items() if k not in ("lut", "address")}
+                                 for d in devices},
+                     "oracle": {d: {"range_ms": oracles[d].range(), "front": oracles[d].front} for d in devices},
+                     "budgets": budgets, "summary": summary, "hypernet_family": family_stats, "rows": rows,
+                     "searches": [{k: v for k, v in r.items() if k != "family"} for r in raw],
+                     "wall_s": time.perf_counter() - started})
+    print_summary(summary, family_stats)
+
+
+def expand(raw: list[dict], devices: list[str], budgets: dict, setups: dict) -> list[dict]:
+    """One row per (method, device, budget, seed): budget-free searches are scored against every budget."""
+    from hilnas.searchers.cost import CorrectedCost, FullSizeCost, LutLatencyCost
+    from hilnas.searchers.spaces import create_space
+
+    full = create_space("nb201")
+    costs = {}
+    for d in devices:
+        base = LutLatencyCost(setups[d]["lut"])
+        c = setups[d]["correction"]
+        costs[d] = FullSizeCost(CorrectedCost(base, c["scale"], c["offset_ms"]) if c else base, full)
+    rows = []
+    for r in raw:
+        if r["method"] == "pcdarts":
+            for d in devices:
+                for b in budgets[d]:
+                    final, changed = repaired_to(r["derived"], b, costs[d])
+                    rows.append({**r, "device": d, "budget": b, "final": final, "repaired": changed > 0,
+                                 "edges_changed": changed, "epochs": None})
+        elif r["method"] == "hypernet":
+            for b in budgets[r["device"]]:
+                a = r["members"].get(str(b))
+                if a is not None:
+                    rows.append({"method": "hypernet", "device": r["device"], "budget": b, "seed": r["seed"],
+                                 "derived": a, "final": a, "repaired": False, "edges_changed": 0})
+        else:
+            rows.append({k: v for k, v in r.items() if k not in ("epochs", "device_log")})
+    return rows
+
+
+def hypernet_family(raw: list[dict], oracles: dict) -> list[dict]:
+    """Per hypernetwork run: regret of each member at its own simulated latency, and the share of the
+    reachable latency range (cheapest to dearest cell on the device) its members span."""
+    out = []
+    for r in raw:
+        if r["method"] != "hypernet":
+            continue
+        o = oracles[r["device"]]
+        lats = [o.latency[a] for a in r["family"] if a in o.latency]
+        lo, hi = o.range()
+        out.append({"device": r["device"], "seed": r["seed"], "members": len(set(r["family"])),
+                    "span_ms": [min(lats), max(lats)] if lats else None,
+                    "span_share": (max(lats) - min(lats)) / (hi - lo) if lats else 0.0,
+                    "member_regret": [o.best_within(o.latency[a])[0] - o.accuracy[a] for a in dict.fromkeys(r["family"])
+                                      if a in o.latency],
+                    "outside_range": [b for b, a in r["members"].items() if a is None]})
+    return out
+
+
+def print_summary(summary: dict, family: list[dict]) -> None:
+    print(f"{'method':<9} {'runs':>4} {'in band w/o repair':>18} {'median hit':>10} {'repaired':>8} "
+          f"{'median regret':>13}")
+    for m, s in summary.items():
+        reg = "n/a" if s["median_regret"] is None else f"{s['median_regret']:.2f}"
+        print(f"{m:<9} {s['runs']:>4} {s['in_band_without_repair']:>17.0%} {s['median_hit_before_repair']:>10.3f} "
+              f"{s['repaired']:>8} {reg:>13}")
+    for f in family:
+        print(f"hypernet {f['device']} seed {f['seed']}: {f['members']} members span {f['span_share']:.0%} of the "
+              f"reachable latency range; median member regret "
+              f"{statistics.median(f['member_regret']) if f['member_regret'] else float('nan'):.2f}")
+
+
+if __name__ == "__main__":
+    main()
