@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from hilnas.server.search.common import recorded  # noqa: F401  (the family runners import it from here)
 
 if TYPE_CHECKING:
     from hilnas.searchers.data import DatasetConfig
@@ -24,21 +26,6 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces import SearchSpace
     from hilnas.server.store import Store
     from hilnas.server.store.records import RunRecord
-
-R = TypeVar("R")
-
-
-def recorded(store: Store, kind: str, config: Mapping[str, Any], body: Callable[[int], R]) -> R:
-    """Start a run of ``kind``, call ``body(run_id)``, and finish the run with its report (``to_dict()``)."""
-    run_id = store.start_run(kind, dict(config))
-    try:
-        report = body(run_id)
-    except BaseException as err:
-        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
-        raise
-    store.finish_run(run_id, status="done", result=report.to_dict())  # type: ignore[attr-defined]
-    return report
-
 
 def saved_run(store: Store, run_id: int, kind: str, what: str) -> tuple[RunRecord, str]:
     """The finished run ``run_id`` of ``kind`` and the folder its trained ``what`` was saved in."""
