@@ -52,8 +52,19 @@ def main() -> None:
     p.add_argument("--final-seeds", type=int, default=2, help="final trainings per network, accuracies averaged")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    p.add_argument("--family", action="store_true",
+                   help="only the family of one run: distinct members of a --grid-point grid and the share of the "
+                        "space's reachable latency range they span (issue 12), no DCA-NAS runs")
+    p.add_argument("--dataset", default="demo", choices=["demo", "cifar10"],
+                   help="--family: search data (cifar10 = the CIFAR-10 subset in shared/data)")
+    p.add_argument("--grid", type=int, default=12, help="--family: grid points (default 12)")
+    p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"], help="--family: lambda's draws")
+    p.add_argument("--kappa", type=float, default=0.1, help="--family: the latency term's weight, relative to Lambda")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
+    if args.family:
+        family_benchmark(args)
+        return
 
     import torch
 
@@ -263,6 +274,83 @@ def main() -> None:
     m = data["monotonicity"]
     print(f"monotonicity violations: predicted raw {m['raw_violations_predicted_dense']} (dense), after isotonic "
           f"{m['violations_after_isotonic']}, measured {m['violations_measured_grid']} (grid)")
+
+
+def family_benchmark(args) -> None:
+    """One hypernetwork run; its family on a grid: distinct members, span of the reachable range, measured."""
+    import torch
+
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.searchers import hypernet
+    from hilnas.searchers.cost import LutLatencyCost, ParamsCost
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    from hilnas.searchers.hypernet.bound import cost_span, is_valid
+    from hilnas.searchers.spaces import create_space
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.micromodels import MicroModels
+    from hilnas.server.model_meta import export_network
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_values
+
+    torch.set_num_threads(args.threads)
+    warm_torch()
+    if args.dataset == "cifar10":
+        shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
+        data = DatasetConfig(name="cifar10", data_dir=str(shared), val_fraction=0.5, batch_size=args.batch_size,
+                             seed=args.seed)
+    else:
+        data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
+    datasets, loaders = loaders_for(data)
+    c, h, _ = datasets.input_shape
+    size = {"N": args.cells} if args.space == "nb201" else {"layers": args.cells}
+    space = create_space(args.space, in_channels=c, input_size=h, num_classes=datasets.num_classes, C=args.C, **size)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        running = create_server(ServeConfig(port=0, simulate="raspi4", seed=args.seed, cache_dir=str(tmp / "cache")))
+        try:
+            with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as agent:
+                LutBuilder(store, "pi", [agent], LutBuildConfig(measure=MeasureConfig(warmup_runs=3, min_runs=10,
+                                                                                      min_seconds=0.02))).build(
+                    MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
+                latency = LutLatencyCost(lut_values(store, store.find_lut("pi")))
+                cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa)
+                t0, c0 = time.perf_counter(), time.process_time()
+                res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders, complexity=ParamsCost())
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                grid = res.curve(res.grid(args.grid), metric="latency_ms")
+                span = cost_span(space, latency)
+                measured = {}
+                for a in grid.raw:
+                    if a.genotype not in measured:
+                        r = agent.benchmark(export_network(space, a.genotype, seed=args.seed),
+                                            config=MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1))
+                        measured[a.genotype] = r.latency.median_ms if r.status.measured and r.latency else None
+        finally:
+            running.stop(0)
+    raw = [a.costs["latency_ms"] for a in grid.raw]
+    reach = (span.cheapest_cost, span.dearest_cost)
+    share = (max(raw) - min(raw)) / (reach[1] - reach[0])
+    distinct = len({a.genotype for a in grid.raw})
+    name = f"hypernet_family_{args.space}_C{args.C}_{args.cells}_{args.dataset}" + \
+        ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}")
+    write(name, {
+        "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
+        "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+                  "grid": args.grid, "sampling": args.sampling, "complexity": "params", "kappa": cfg.kappa,
+                  "device": "simulated raspi4 (in-process agent)"},
+        "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
+        "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
+        "reachable_ms": list(reach), "family_ms": [min(raw), max(raw)], "span_share": share,
+        "distinct_members": distinct, "raw_violations": grid.raw_violations,
+        "all_valid": all(is_valid(space, a.genotype) for a in grid.raw),
+        "grid": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"], "expected_ms": a.expected["latency_ms"],
+                  "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()} for a in grid.raw],
+        "targets": {"distinct_members": ">= 8 of 12", "span_share": ">= 0.8"}})
+    print(f"{space.name}: {distinct}/{args.grid} distinct, span {share:.2f} of [{reach[0]:.3f}, {reach[1]:.3f}] ms "
+          f"(family {min(raw):.3f}-{max(raw):.3f}); Lambda {res.Lambda:.4g} (sweep; Theorem 1 "
+          f"{res.bound.theorem if res.bound else float('nan'):.3g}); {wall:.0f} s, raw violations {grid.raw_violations}")
 
 
 if __name__ == "__main__":

@@ -1,13 +1,15 @@
 """``hilnas demo``: the product's promise on this machine in a few minutes, with no hardware.
 
 Three agents start on loopback: this host (ONNX Runtime) and simulated Raspberry Pi 4 and
-Pixel 3 boards. Each device's LUT is built; every search method (DCA-NAS, the hypernetwork, and
-random search under the constraint as a baseline) searches the NAS-Bench-201 space under two
-budgets per device on the Fashion-MNIST subset shipped with hilnas; each found network is
-trained briefly, exported to ONNX, measured on its device and checked against its budget; and a
-report is written. The demo is ``hilnas run`` with the run file written in code
-(``demo_config``), so its workspace (``./hilnas-demo``) keeps everything for ``hilnas runs``
-and ``hilnas report``, and running the demo again resumes it.
+Pixel 3 boards. Each device's LUT is built; every search method of the NAS-Bench-201 space
+(DCA-NAS, the hypernetwork, and random search under the constraint as a baseline) searches it
+under two budgets per device on the Fashion-MNIST subset shipped with hilnas; each found network
+is trained briefly, exported to ONNX, measured on its device and checked against its budget; and
+a report is written. The methods with a space of their own follow on the simulated Pi 4, one run
+per space (a run has one space): energy-aware splitting grows a small MobileNet, and the pruning
+hypernetwork prunes a narrow ResNet it pre-trains first. The demo is ``hilnas run`` with the run
+files written in code (``demo_configs``), so its workspace (``./hilnas-demo``) keeps everything
+for ``hilnas runs`` and ``hilnas report``, and running the demo again resumes it.
 
 Budgets are relative (``latency_ms=25%``: a quarter of the way from the space's cheapest to its
 dearest network, by each device's LUT), so one setting fits a fast host and a slow board.
@@ -56,3 +58,38 @@ def demo_config(scale: str = "default") -> RunConfig:
         return dataclasses.replace(base, dataset="fashion-mnist", space_options={"C": 16, "N": 2}, search_epochs=10,
                                    train_epochs=20, measure=MeasureConfig(), method_options={"random": {"samples": 8, "epochs": 2}})
     return base
+
+
+# The methods with a space of their own, each on the simulated Pi 4 only (the demo's CPU time is the
+# three-device NAS-Bench-201 run's; these add about 20 s of CPU together at the default scale).
+OWN_SPACES = {
+    "mobilenet": {"base_widths": (16, 32, 64, 64), "strides": (2, 2, 1, 1)},
+    "resnet18-narrow": {"C": 4, "groups": 2},
+}
+OWN_SPACE_OPTIONS = {
+    "quick": {"splitting": {"steps": 2, "seed_epochs": 1, "step_epochs": 1, "growth": 0.5},
+              "prune": {"steps": 40, "sweep_points": 3, "sweep_steps": 10}},
+    "default": {"splitting": {"steps": 3, "seed_epochs": 2, "step_epochs": 1, "growth": 0.5},
+                "prune": {"steps": 120, "sweep_points": 4, "sweep_steps": 20}},
+    "full": {"splitting": {"steps": 6, "seed_epochs": 10, "step_epochs": 3, "growth": 0.5},
+             "prune": {"steps": 2000, "sweep_points": 8, "sweep_steps": 100}},
+}
+
+
+def demo_configs(scale: str = "default") -> tuple[RunConfig, ...]:
+    """The demo's runs: NAS-Bench-201 on all three devices (``demo_config``), then one run on the
+    simulated Pi 4 for each other space that a registered method searches."""
+    base = demo_config(scale)
+    pi = next(d for d in base.devices if d.simulate == "raspi4")
+    pi = dataclasses.replace(pi, budgets=(BudgetSpec.parse("latency_ms=40%"),))
+    runs = [base]
+    for space, options in OWN_SPACES.items():
+        methods = tuple(m for m in demo_methods(space) if m not in base.methods)
+        if not methods:
+            continue
+        runs.append(dataclasses.replace(
+            base, name=f"demo {space} ({scale})", devices=(pi,), methods=methods, space=space,
+            space_options=options, search_epochs=1 if scale == "quick" else 2, train_epochs=1,
+            max_batches=8 if scale == "quick" else base.max_batches,
+            method_options={m: OWN_SPACE_OPTIONS[scale][m] for m in methods if m in OWN_SPACE_OPTIONS[scale]}))
+    return tuple(runs)

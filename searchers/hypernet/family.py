@@ -1,6 +1,7 @@
 """The family a hypernetwork run gives: its members (``Architecture``), the monotone curve along a ray
-of the simplex (``TradeOffCurve``, ``isotonic``) and the run's result (``HypernetResult``), which
-derives members, curves and the member for a budget.
+of the simplex (``TradeOffCurve``, ``isotonic``), what any trained family derives (``Family``: points,
+curves, the member for a budget; shared with the pruning hypernetwork) and the run's result
+(``HypernetResult``).
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.hypernet import HypernetConfig, Hypernetwork, ValidSupernet
     from hilnas.searchers.hypernet.bound import BoundEstimate
+    from hilnas.searchers.hypernet.sweep import ScaleSweep
     from hilnas.searchers.spaces import SearchSpace
     from hilnas.searchers.train import Batch
 
@@ -90,30 +92,24 @@ def isotonic(raw: Sequence[Architecture], metric: str) -> list[Architecture]:
     return out
 
 
-# -- the result ----------------------------------------------------------------------------------
-@dataclass
-class HypernetResult:
-    """One hypernetwork run: the trained supernet and hypernetwork, Lambda, and the family they give."""
-    space: SearchSpace
-    config: HypernetConfig
-    models: dict[str, CostModel]        # metric -> cost model (latency, complexity, energy: those given)
-    primary: str                        # the cost model's metric (the default for curves)
-    complexity: CostModel               # what the coefficients weigh (and "expected-cost" derivation matches)
-    supernet: ValidSupernet
-    hypernet: Hypernetwork
+# -- a family: members at trade-off points, curves, budgets ---------------------------------------
+class Family:
+    """What a trained family gives, whatever the method: members at checked trade-off points, the monotone
+    curve along a ray, the reachable range and the member for a budget (by bisection on the scale).
+
+    A subclass provides ``architecture(t)`` and the attributes ``ops`` (the coefficients' names),
+    ``Lambda``, ``models`` (metric -> cost model), ``primary``, ``config`` (with ``grid_points``,
+    ``curve_points``, ``bisect_steps``, ``scale_sampling``, ``log_floor``) and a ``_curves`` cache.
+    """
+    ops: tuple[str, ...]
     Lambda: float
-    bound: BoundEstimate | None         # the last estimate; None when Lambda was given
-    Lambda_history: list[tuple[int, float]]  # (weight steps taken, Lambda) at each estimate
-    ops: tuple[str, ...]                # op types with a coefficient, in weight order
-    history: dict[str, list[float]]     # per architecture step: scale, ce, penalty, complexity fraction
-    epoch_costs: list[dict[str, float]]
-    val_acc: float                      # supernet accuracy on the val split at lambda = 0 (``accuracy`` for others)
-    steps: int
-    epochs: int
-    wall_s: float
-    peak_mem_mb: float
-    seed: int
-    _curves: dict[Any, TradeOffCurve] = field(default_factory=dict, repr=False)
+    models: dict[str, CostModel]
+    primary: str
+    config: Any
+    _curves: dict[Any, TradeOffCurve]
+
+    def architecture(self, t: TradeOff | float) -> Architecture:
+        raise NotImplementedError
 
     # -- points -----------------------------------------------------------------------------
     def tradeoff(self, scale: float, weights: Sequence[float] | None = None) -> TradeOff:
@@ -133,25 +129,6 @@ class HypernetResult:
         if isinstance(t, TradeOff):
             return self.tradeoff(t.scale, t.weights)
         return self.tradeoff(t)
-
-    def architecture(self, t: TradeOff | float) -> Architecture:
-        """The valid genotype at one trade-off point (a bare number is a scale at the centre)."""
-        t = self._check(t)
-        match = (self.complexity, self.config.cost_band) if self.config.derivation == "expected-cost" else None
-        g, repaired, op_w, edge_w = derive(self.supernet, self.hypernet, t, self.Lambda, ScaleMap.of(self.config),
-                                           match=match)
-        costs = {m: model.genotype_cost(self.space, g) for m, model in self.models.items()}
-        with torch.no_grad():
-            expected = {m: float(model.expected_cost(self.space, op_w, edge_w)) for m, model in self.models.items()}
-        return Architecture(t, g, costs, expected, repaired)
-
-    def accuracy(self, t: TradeOff | float, loader: Iterable[Batch], *, max_batches: int | None = None) -> float:
-        """The supernet's accuracy on ``loader`` with the architecture at ``t`` (a proxy: shared weights)."""
-        from hilnas.searchers.hypernet import RelaxedSupernet  # here: hypernet imports this module
-        t = self._check(t)
-        relaxed = RelaxedSupernet(self.supernet, self.hypernet)
-        relaxed.coeffs = ScaleMap.of(self.config).encode(torch.tensor(t.coefficients()), self.Lambda)
-        return evaluate(relaxed, loader, max_batches=max_batches)[1]
 
     def architectures(self, lambdas: Sequence[TradeOff | float]) -> list[Architecture]:
         """The genotype at each trade-off point, as derived (no isotonic selection; see ``curve``)."""
@@ -224,11 +201,58 @@ class HypernetResult:
                     s_lo = mid_s
         return best
 
+
+# -- the result ----------------------------------------------------------------------------------
+@dataclass
+class HypernetResult(Family):
+    """One hypernetwork run: the trained supernet and hypernetwork, Lambda, and the family they give."""
+    space: SearchSpace
+    config: HypernetConfig
+    models: dict[str, CostModel]        # metric -> cost model (latency, complexity, energy: those given)
+    primary: str                        # the cost model's metric (the default for curves)
+    complexity: CostModel               # what the coefficients weigh (and "expected-cost" derivation matches)
+    supernet: ValidSupernet
+    hypernet: Hypernetwork
+    Lambda: float
+    bound: BoundEstimate | None         # the last estimate; None when Lambda was given
+    Lambda_history: list[tuple[int, float]]  # (weight steps taken, Lambda) at each estimate
+    ops: tuple[str, ...]                # op types with a coefficient, in weight order
+    history: dict[str, list[float]]     # per architecture step: scale, ce, penalty, complexity fraction
+    epoch_costs: list[dict[str, float]]
+    val_acc: float                      # supernet accuracy on the val split at lambda = 0 (``accuracy`` for others)
+    steps: int
+    epochs: int
+    wall_s: float
+    peak_mem_mb: float
+    seed: int
+    sweep: ScaleSweep | None = None     # Lambda's sweep (``Lambda="sweep"``); None otherwise or when loaded
+    _curves: dict[Any, TradeOffCurve] = field(default_factory=dict, repr=False)
+
+    def architecture(self, t: TradeOff | float) -> Architecture:
+        """The valid genotype at one trade-off point (a bare number is a scale at the centre)."""
+        t = self._check(t)
+        match = (self.complexity, self.config.cost_band) if self.config.derivation == "expected-cost" else None
+        g, repaired, op_w, edge_w = derive(self.supernet, self.hypernet, t, self.Lambda, ScaleMap.of(self.config),
+                                           match=match)
+        costs = {m: model.genotype_cost(self.space, g) for m, model in self.models.items()}
+        with torch.no_grad():
+            expected = {m: float(model.expected_cost(self.space, op_w, edge_w)) for m, model in self.models.items()}
+        return Architecture(t, g, costs, expected, repaired)
+
+    def accuracy(self, t: TradeOff | float, loader: Iterable[Batch], *, max_batches: int | None = None) -> float:
+        """The supernet's accuracy on ``loader`` with the architecture at ``t`` (a proxy: shared weights)."""
+        from hilnas.searchers.hypernet import RelaxedSupernet  # here: hypernet imports this module
+        t = self._check(t)
+        relaxed = RelaxedSupernet(self.supernet, self.hypernet)
+        relaxed.coeffs = ScaleMap.of(self.config).encode(torch.tensor(t.coefficients()), self.Lambda)
+        return evaluate(relaxed, loader, max_batches=max_batches)[1]
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: settings, Lambda and its estimate, histories, the default curve."""
         return {"method": "hypernet", "space": self.space.name, "Lambda": self.Lambda,
                 "Lambda_history": [list(x) for x in self.Lambda_history],
-                "bound": self.bound.to_dict() if self.bound else None, "ops": list(self.ops),
+                "bound": self.bound.to_dict() if self.bound else None,
+                "sweep": self.sweep.to_dict() if self.sweep else None, "ops": list(self.ops),
                 "metrics": {m: model.unit for m, model in self.models.items()}, "primary": self.primary,
                 "val_acc": self.val_acc, "steps": self.steps,
                 "epochs": self.epochs, "wall_s": self.wall_s, "peak_mem_mb": self.peak_mem_mb, "seed": self.seed,

@@ -81,20 +81,37 @@ def _space_dict(space: SearchSpace) -> dict[str, Any]:
     return json.loads(json.dumps({"name": space.name, **dataclasses.asdict(space)}))
 
 
-def read_meta(folder: Path | str) -> dict[str, Any]:
+def read_meta(folder: Path | str, *, fmt: str = FORMAT, what: str = "hypernetwork") -> dict[str, Any]:
+    """The saved run's ``trained.json``, checked: format ``fmt`` (the pruning hypernetwork has its own), Lambda."""
     path = Path(folder) / JSON_NAME
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise TrainedFileError(f"{path} does not exist: that run saved no trained hypernetwork") from None
+        raise TrainedFileError(f"{path} does not exist: that run saved no trained {what}") from None
     except (OSError, ValueError) as err:
         raise TrainedFileError(f"{path} cannot be read: {err}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise TrainedFileError(f"{path} is not a saved hilnas hypernetwork (format {FORMAT})")
+    if not isinstance(meta, dict) or meta.get("format") != fmt:
+        raise TrainedFileError(f"{path} is not a saved hilnas {what} (format {fmt})")
     lam = meta.get("Lambda")
     if not (isinstance(lam, (int, float)) and math.isfinite(lam) and lam > 0):
         raise TrainedFileError(f"{path}: Lambda must be a positive number, got {lam!r}")
     return meta
+
+
+def load_weights(path: Path, **modules: Any) -> None:
+    """Load ``modules[name]``'s state dict from the file's ``name`` entry (``weights_only``); TrainedFileError
+    when the file is missing, damaged, a foreign pickle, or its tensors do not fit."""
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        for name, module in modules.items():
+            module.load_state_dict(state[name])
+    except FileNotFoundError:
+        raise TrainedFileError(f"{path} does not exist") from None
+    except Exception as err:  # damaged file, foreign pickle, shape mismatch
+        raise TrainedFileError(f"{path} cannot be loaded: {type(err).__name__}: "
+                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
 
 
 def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, *,
@@ -117,15 +134,7 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
         raise TrainedFileError(f"{folder}: saved op types {meta.get('ops')} differ from the space's {list(ops)}")
     supernet = ValidSupernet(space, config.options)
     hypernet = Hypernetwork(len(ops), arch_layout(supernet), config.hidden)
-    try:
-        state = torch.load(folder / WEIGHTS_NAME, map_location="cpu", weights_only=True)
-        supernet.load_state_dict(state["supernet"])
-        hypernet.load_state_dict(state["hypernet"])
-    except FileNotFoundError:
-        raise TrainedFileError(f"{folder / WEIGHTS_NAME} does not exist") from None
-    except Exception as err:  # damaged file, foreign pickle, shape mismatch
-        raise TrainedFileError(f"{folder / WEIGHTS_NAME} cannot be loaded: {type(err).__name__}: "
-                               f"{str(err).splitlines()[0] if str(err) else ''}") from None
+    load_weights(folder / WEIGHTS_NAME, supernet=supernet, hypernet=hypernet)
     supernet.eval()
     hypernet.eval()
     return HypernetResult(
@@ -135,5 +144,5 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
         epochs=config.epochs, wall_s=0.0, peak_mem_mb=0.0, seed=int(meta.get("seed", 0)))
 
 
-__all__ = ["FORMAT", "TrainedFileError", "config_from_dict", "config_to_dict", "load_trained", "read_meta",
-           "save_trained"]
+__all__ = ["FORMAT", "TrainedFileError", "config_from_dict", "config_to_dict", "load_trained", "load_weights",
+           "read_meta", "save_trained"]

@@ -18,6 +18,7 @@ from torch import nn
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
 from hilnas.searchers.hypernet.bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
 from hilnas.searchers.hypernet.derive import derive
+from hilnas.searchers.hypernet.sweep import ScaleSweep, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.train import Batch, StepContext, TrainHooks
 
@@ -59,6 +60,7 @@ class Objective:
         self.complexity = complexity
         self.spans: dict[str, CostSpan] = {complexity.metric: cost_span(space, complexity)}
         self.terms: list[tuple[float, CostModel]] = []
+        self.kappa_scale = 1.0   # the kappas are relative to Lambda: set to Lambda once it is known
         for weight, model in ((kappa, latency), (kappa_energy, energy)):
             if model is not None and weight > 0:
                 self.spans.setdefault(model.metric, cost_span(space, model))
@@ -83,7 +85,7 @@ class Objective:
                 edge_w: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
         total = self.complexity_term(coeffs, op_w, edge_w)
         for weight, model in self.terms:
-            total = total + weight * self.fraction(model, op_w, edge_w)
+            total = total + weight * self.kappa_scale * self.fraction(model, op_w, edge_w)
         return total
 
 
@@ -107,8 +109,10 @@ class HyperArchitect(TrainHooks):
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
-        self.Lambda: float | None = None if config.Lambda == "auto" else float(config.Lambda)
+        self.Lambda: float | None = None if isinstance(config.Lambda, str) else float(config.Lambda)
+        objective.kappa_scale = self.Lambda or 0.0
         self.bound: BoundEstimate | None = None
+        self.sweep: ScaleSweep | None = None
         self.bound_batches: list[Batch] = []
         self.Lambda_history: list[tuple[int, float]] = []   # (weight steps taken, Lambda) per estimate
         self.history: dict[str, list[float]] = {"scale": [], "ce": [], "penalty": [], "complexity": []}
@@ -126,12 +130,14 @@ class HyperArchitect(TrainHooks):
         e = np.exp(g - g.max())
         return e / e.sum()
 
-    def sample(self) -> torch.Tensor:
-        """Coefficients (k,) of a drawn lambda, in nats (scale: position uniform on [0, 1], see ScaleMap)."""
+    def sample(self, stratum: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        """Coefficients (k,) of a drawn lambda, in nats (scale: position uniform on [0, 1], see ScaleMap; within
+        the ``stratum`` (j, n): the j-th of n equal parts of [0, 1])."""
         assert self.Lambda is not None
         w = self.sample_weights()
+        j, n = stratum
         v = 0.0 if self.config.zero_fraction and self.rng.random() < self.config.zero_fraction \
-            else self.rng.uniform(0.0, 1.0)
+            else (j + self.rng.uniform(0.0, 1.0)) / n
         scale = self.Lambda * self.smap.fraction(v)
         return torch.tensor(scale * w / w.max(), dtype=torch.float32)
 
@@ -149,39 +155,71 @@ class HyperArchitect(TrainHooks):
                     next_val_batch: Callable[[], Batch]) -> None:
         self.steps_done = ctx.global_step
         if self.Lambda is None and ctx.global_step >= self.next_check:
-            self.estimate_bound(next_val_batch)
+            if self.config.Lambda == "sweep":
+                self.estimate_sweep(next_val_batch)
+            else:
+                self.estimate_bound(next_val_batch)
             if self.Lambda is None:  # the networks do not beat a constant yet: train the weights longer
                 self.next_check = ctx.global_step + self.recheck_steps
         if self.Lambda is None or ctx.global_step < self.warmup_steps:
             self.relaxed.coeffs = None
             return
         x, y = next_val_batch()
-        coeffs = self.sample().to(x.device)
-        arch = self.hypernet(self.smap.encode(coeffs, self.Lambda))
-        with self.supernet.using(arch):
-            ce = F.cross_entropy(self.supernet(x), y)
-            op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()
-        penalty = self.objective.penalty(coeffs, op_w, edge_w)
+        k = min(self.config.lambdas_per_step, len(y))
         params = list(self.hypernet.parameters())
-        grads = torch.autograd.grad(ce + penalty, params, allow_unused=True)
-        for p, g in zip(params, grads):
+        total = [torch.zeros_like(p) for p in params]
+        # k lambdas per step, each on its share of the batch, their positions stratified over [0, 1]: every step
+        # contrasts small and large lambdas, so the hypernetwork learns how the architecture depends on lambda
+        for j, (xs, ys) in enumerate(zip(x.chunk(k), y.chunk(k))):
+            coeffs = self.sample(stratum=(j, k)).to(x.device)
+            arch = self.hypernet(self.smap.encode(coeffs, self.Lambda))
+            with self.supernet.using(arch):
+                ce = F.cross_entropy(self.supernet(xs), ys)
+                op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()
+            penalty = self.objective.penalty(coeffs, op_w, edge_w)
+            grads = torch.autograd.grad((ce + penalty) / k, params, allow_unused=True)
+            for t, g in zip(total, grads):
+                if g is not None:
+                    t.add_(g)
+            with torch.no_grad():
+                frac = float(self.objective.fraction(self.objective.complexity, op_w, edge_w))
+            self.history["scale"].append(float(coeffs.max()))
+            self.history["ce"].append(float(ce.detach()))
+            self.history["penalty"].append(float(penalty.detach()))
+            self.history["complexity"].append(frac)
+        for p, g in zip(params, total):
             p.grad = g
         self.optimizer.step()
-        with torch.no_grad():
-            frac = float(self.objective.fraction(self.objective.complexity, op_w, edge_w))
-        self.history["scale"].append(float(coeffs.max()))
-        self.history["ce"].append(float(ce.detach()))
-        self.history["penalty"].append(float(penalty.detach()))
-        self.history["complexity"].append(frac)
         self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda)  # the weight step's architecture
         self.steps_done = ctx.global_step + 1
 
-    def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False) -> None:
+    def set_Lambda(self, Lambda: float) -> None:
+        self.Lambda = Lambda
+        self.objective.kappa_scale = Lambda
+        self.Lambda_history.append((self.steps_done, Lambda))
+
+    def estimate_sweep(self, next_val_batch: Callable[[], Batch]) -> None:
+        """Lambda from the sweep (``sweep``); Theorem 1's estimate is made and recorded beside it."""
+        self.estimate_bound(next_val_batch, record_only=True)
+        k = len(self.objective.ops)
+        with torch.no_grad():
+            start = self.hypernet(torch.zeros(k, device=self.hypernet.head.bias.device))
+        self.objective.kappa_scale = 0.0   # the sweep measures where lambda's own term reaches the cheapest network
+        self.sweep = sweep_scale(self.supernet, self.objective, start, next_val_batch, self.config)
+        for note in self.sweep.notes:
+            log.warning("Lambda at step %d: %s", self.steps_done, note)
+        self.set_Lambda(self.sweep.Lambda)
+        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g)", self.Lambda, self.steps_done,
+                 self.bound.theorem if self.bound else math.nan)
+
+    def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False,
+                       record_only: bool = False) -> None:
         """(Re-)estimate Lambda on the probe batches (drawn once, at the first estimate).
 
         When the theorem does not apply: a first estimate leaves Lambda unset (the warm-up goes on)
         until the warm-up may last no longer (or ``final``), then takes ``Lambda_fallback``; a
-        re-estimate keeps the previous Lambda. Either way the estimate says so.
+        re-estimate keeps the previous Lambda. Either way the estimate says so. ``record_only``:
+        keep the estimate beside the sweep's Lambda, without setting Lambda.
         """
         if not self.bound_batches:
             assert next_val_batch is not None
@@ -189,6 +227,10 @@ class HyperArchitect(TrainHooks):
         span = self.objective.spans[self.objective.complexity.metric]
         est = estimate_from_supernet(self.supernet, span, self.objective.complexity, self.bound_batches,
                                      samples=self.config.bound_samples, seed=self.seed)
+        if record_only:
+            self.bound = dataclasses.replace(est, source="theorem" if est.applies else "none (recorded; the sweep "
+                                             "sets Lambda)")
+            return
         if not est.applies:
             if self.Lambda is not None:
                 est = dataclasses.replace(est, Lambda=self.Lambda, source="previous",
@@ -201,8 +243,7 @@ class HyperArchitect(TrainHooks):
                 log.warning("Lambda at step %d: %s", self.steps_done, note)
         self.bound = est
         if math.isfinite(est.Lambda):
-            self.Lambda = est.Lambda
-            self.Lambda_history.append((self.steps_done, self.Lambda))
+            self.set_Lambda(est.Lambda)
             log.info("Lambda = %.4g at step %d (%s; constant predictor %.4g nats, worst valid probe %.4g nats)",
                      self.Lambda, self.steps_done, est.source, est.constant_loss, est.worst_valid_loss)
 

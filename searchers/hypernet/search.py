@@ -16,13 +16,17 @@ which belong to no op type, count with the mean coefficient) and every cost is t
 variable cost of the derived network (``CostModel.expected_cost``) as a fraction of the dearest
 valid network's, so the coefficients are in nats and Lambda is the theorem's ``T^T 1 = 1`` form.
 When the complexity is the latency model itself, the kappa term is left out (it would only
-shift the scale).
+shift the scale). The kappas are relative to Lambda (kappa_eff = kappa x Lambda): in the relaxed
+problem the penalty's gradient on the alphas outweighs the cross-entropy's from a small scale on
+(on the demo NB201, C=8 N=1, an absolute kappa = 0.01 alone sent every member to the cheapest
+cell, and the issue's kappa = 0.1 did the same), so an absolute weight either collapses the family
+or does nothing; relative to the measured Lambda it sits inside the family's own range.
 
-Sampling: the direction from a Dirichlet distribution (concentration 1 = uniform on the
-simplex), ``center_fraction`` of the draws at the centre (the scalar penalty grids and budgets
-use). Dirichlet rather than seed 002's Gumbel-Softmax because lambda is an input here, never
-optimised, so a reparameterised gradient buys nothing, while Dirichlet(1) covers the simplex
-evenly with no temperature to tune; ``sampling="gumbel"`` draws Gumbel-Softmax points instead.
+Sampling: the direction as seed 002 writes it, ``S ~ GumbelSoftmax(theta)`` with theta = 0 (every
+op type alike) at ``temperature``; ``center_fraction`` of the draws at the centre (the scalar
+penalty grids and budgets use). ``sampling="dirichlet"`` draws Dirichlet(``concentration``) points
+instead (1 = uniform on the simplex); lambda is an input, never optimised, so the two differ only
+in how they spread the draws (docs/search.md compares them).
 The scale: seed 004 draws it uniformly from [0, Lambda] (``scale_sampling="uniform"``); the
 default spreads it logarithmically (``ScaleMap``), because the relaxed problem trades off at
 coefficients far below the theorem's bound.
@@ -87,19 +91,27 @@ class HypernetConfig(BilevelConfig):
     ``arch`` configures the hypernetwork's Adam (its ``warmup_epochs`` must stay 0: the warm-up
     is ``warmup_fraction``). Coefficients and kappas are in nats per full cost span.
     """
-    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=3e-3, weight_decay=0.0))
+    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-2, weight_decay=0.0))
     hidden: int = 64                   # width of the hypernetwork's two hidden layers
-    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa); 0 = off
-    kappa_energy: float = 0.1          # weight of the energy term, when an energy cost model is given
-    sampling: str = "dirichlet"        # direction draws: "dirichlet" | "gumbel" (Gumbel-Softmax)
+    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa) relative to Lambda; 0 = off
+    kappa_energy: float = 0.1          # the same for the energy term, when an energy cost model is given
+    sampling: str = "gumbel"           # direction draws: "gumbel" (Gumbel-Softmax, seed 002) | "dirichlet"
     concentration: float = 1.0         # Dirichlet concentration (1 = uniform on the simplex)
     temperature: float = 1.0           # Gumbel-Softmax temperature
     center_fraction: float = 0.5       # share of draws at the centre (the scalar penalty of grids and budgets)
+    lambdas_per_step: int = 4          # lambdas per architecture step, each on its share of the validation batch
     zero_fraction: float = 0.0         # share of draws at lambda = 0 (accuracy only), anchoring that end
     scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
-    Lambda: float | str = "auto"       # upper end of the scale; "auto" = estimate (seed 004, Theorem 1)
-    Lambda_fallback: float = 0.5       # used (and reported) if the theorem never applies within max_warmup_fraction
+    Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
+                                       # beside it) | "auto" (Theorem 1, re-estimated every epoch) | a number
+    Lambda_fallback: float = 0.5       # "auto": used (and reported) if the theorem never applies in max_warmup_fraction
+    sweep_points: int = 9              # "sweep": scales from sweep_min to sweep_max, log-spaced ...
+    sweep_min: float = 0.01
+    sweep_max: float = 30.0
+    sweep_steps: int = 6               # ... each with this many Adam steps of free architecture parameters
+    sweep_lr: float = 0.05
+    sweep_reach: float = 0.05          # a network within this share of the span of the cheapest has reached it
     warmup_fraction: float = 0.25      # share of the weight steps before the first hypernetwork step ...
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
@@ -123,10 +135,14 @@ class HypernetConfig(BilevelConfig):
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):
-            if self.Lambda != "auto":
-                raise ValueError(f"Lambda must be a positive number or 'auto', got {self.Lambda!r}")
+            if self.Lambda not in ("sweep", "auto"):
+                raise ValueError(f"Lambda must be a positive number, 'sweep' or 'auto', got {self.Lambda!r}")
         elif not (math.isfinite(self.Lambda) and self.Lambda > 0):
-            raise ValueError(f"Lambda must be a positive number or 'auto', got {self.Lambda!r}")
+            raise ValueError(f"Lambda must be a positive number, 'sweep' or 'auto', got {self.Lambda!r}")
+        if not (0 < self.sweep_min < self.sweep_max and self.sweep_points >= 2 and self.sweep_steps >= 1
+                and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1):
+            raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0 and "
+                             "sweep_reach in [0, 1)")
         for name in ("kappa", "kappa_energy"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -136,6 +152,8 @@ class HypernetConfig(BilevelConfig):
             raise ValueError("need 0 <= warmup_fraction <= max_warmup_fraction < 1 and center_fraction in [0, 1]")
         if self.grid_points < 2 or self.curve_points < 2 or self.bisect_steps < 0 or self.hidden < 1:
             raise ValueError("grid_points and curve_points must be >= 2, bisect_steps >= 0, hidden >= 1")
+        if self.lambdas_per_step < 1:
+            raise ValueError(f"lambdas_per_step must be >= 1, got {self.lambdas_per_step}")
         if self.bound_batches < 1 or self.bound_samples < 0:
             raise ValueError("bound_batches must be >= 1 and bound_samples >= 0")
 
@@ -269,18 +287,26 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(relaxed, data, config.train_config(seed), hooks=hook)
         if hook.Lambda is None:  # the run ended inside the warm-up: estimate now so the family exists
-            val = iter(data.val)
-            hook.estimate_bound(lambda: next(val), final=True)  # noqa: B023
+            val = _cycle(data.val)
+            if config.Lambda == "sweep":
+                hook.estimate_sweep(lambda: next(val))  # noqa: B023
+            else:
+                hook.estimate_bound(lambda: next(val), final=True)  # noqa: B023
     assert hook.Lambda is not None
     result = HypernetResult(
         space=space, config=config, models=models, primary=cost_model.metric, complexity=complexity,
         supernet=supernet, hypernet=hypernet,
         Lambda=hook.Lambda, bound=hook.bound, Lambda_history=hook.Lambda_history, ops=objective.ops,
-        history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan,
+        history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan, sweep=hook.sweep,
         steps=sum(h.batches for h in history.history), epochs=config.epochs, wall_s=clock.seconds,
         peak_mem_mb=mem.peak_mb, seed=seed)
     result.val_acc = result.accuracy(0.0, data.val, max_batches=config.eval_batches)
     return result
+
+
+def _cycle(loader):
+    while True:
+        yield from loader
 
 
 __all__ = ["arch_layout", "arch_weights", "Architecture", "BudgetRangeError", "center", "check_simplex",

@@ -84,8 +84,9 @@ def register(sub) -> None:
     lsub = lut.add_subparsers(dest="lut_command", metavar="ACTION", required=True)
     p = add(lsub, "build", cmd_lut_build, "measure every op instance of a search space on a device (resumable)")
     p.add_argument("--device", required=True)
-    p.add_argument("--space", required=True, choices=["nb201", "darts", "mobilenet"],
-                   help="search space whose ops to measure (mobilenet: its layers at the grid of widths)")
+    p.add_argument("--space", required=True, choices=["nb201", "darts", "mobilenet", "resnet18-narrow", "resnet18"],
+                   help="search space (or prunable model) whose ops to measure (mobilenet: its layers at the grid "
+                        "of widths)")
     p.add_argument("--dataset", choices=sorted(DATASET_SHAPES),
                    help="shape the space for this dataset's images (default: the space's own, 3x32x32)")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",

@@ -53,7 +53,7 @@ def cmd_runs(args) -> int:
 def _run_summary(kind: str, result: dict) -> str:
     if "error" in result:
         return f"error: {result['error']}"
-    if kind == "hypernet":
+    if kind in ("hypernet", "prune"):
         saved = f", trained hypernetwork saved ({result['trained_dir']})" if result.get("trained_dir") else ""
         origin = f", derived from run {result['from_run']}" if result.get("from_run") is not None else ""
         return f"{len(result.get('members', []))} members, Lambda {result.get('Lambda', float('nan')):.3g}{saved}{origin}"
@@ -114,7 +114,8 @@ def register(sub) -> None:
     json_flag(p)
     p = add(sub, "fidelity", cmd_fidelity, "LUT fidelity over random networks (nn-Meter's +-10%% share and RMSPE)")
     p.add_argument("--device", required=True)
-    p.add_argument("--space", default="darts", choices=["nb201", "darts"])
+    p.add_argument("--space", default="darts", choices=["nb201", "darts", "resnet18-narrow", "resnet18"],
+                   help="space whose random networks are measured (a ResNet: random gate patterns; default darts)")
     p.add_argument("--networks", type=int, default=30, help="random networks to measure (default 30)")
     p.add_argument("--dataset", choices=sorted(DATASET_SHAPES), help="shape the space for this dataset")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE", help="override a space field")

@@ -30,19 +30,30 @@ def resume_command(args, *rest: str) -> str:
 
 def execute_with_lock(args, config, command: str, *, new: bool) -> int:
     """Run ``config`` in the command's workspace under its lock; print what it found; the exit code."""
+    return execute_all_with_lock(args, (config,), command, new=new)
+
+
+def execute_all_with_lock(args, configs, command: str, *, new: bool) -> int:
+    """Run each of ``configs`` in turn (one run each) under one workspace lock; print what each
+    found (``--json``: one outcome, or ``{"runs": [...]}`` for several); the exit code."""
     from hilnas.server.run import execute, summary_lines, workspace_lock
 
     ws = _workspace(args)
     progress = _progress(args)
+    outcomes = []
     with workspace_lock(ws, command), _open_store(args) as store, terminate_as_interrupt():
-        try:
-            outcome = execute(config, store, workspace=ws, progress=progress, resume_command=command, new=new)
-        except KeyboardInterrupt:
-            print(f"hilnas: interrupted; everything finished is kept: run `{command}` again to continue",
-                  file=sys.stderr)
-            return 130
-    _emit(args, outcome.to_dict(), "\n".join(summary_lines(outcome)))
-    return 0 if outcome.status == "done" and not outcome.infeasible else 1
+        for config in configs:
+            try:
+                outcomes.append(execute(config, store, workspace=ws, progress=progress, resume_command=command,
+                                        new=new))
+            except KeyboardInterrupt:
+                print(f"hilnas: interrupted; everything finished is kept: run `{command}` again to continue",
+                      file=sys.stderr)
+                return 130
+    text = "\n\n".join("\n".join(summary_lines(o)) for o in outcomes)
+    data = outcomes[0].to_dict() if len(outcomes) == 1 else {"runs": [o.to_dict() for o in outcomes]}
+    _emit(args, data, text)
+    return 0 if all(o.status == "done" and not o.infeasible for o in outcomes) else 1
 
 
 def cmd_run(args) -> int:

@@ -39,8 +39,11 @@ def lut_step(ctx: RunContext, device: DeviceState) -> dict[str, Any]:
 
 def budgets_step(ctx: RunContext, device: DeviceState) -> dict[str, Any]:
     from hilnas.searchers.cost import extremes
+    from hilnas.searchers.prune.cost import pattern_extremes
+    from hilnas.searchers.spaces.resnet import ResNetSpace
 
     space, out = ctx.space, {}
+    span = pattern_extremes if isinstance(space, ResNetSpace) else extremes  # gate patterns, not cells
     for spec in device.spec.budgets:
         entry: dict[str, Any] = {"metric": spec.metric, "written": spec.text}
         try:
@@ -48,7 +51,7 @@ def budgets_step(ctx: RunContext, device: DeviceState) -> dict[str, Any]:
         except ValueError as err:  # e.g. an energy budget on a device without a meter
             out[spec.text] = {**entry, "feasible": False, "error": f"{spec.text} on {device.key}: {err}"}
             continue
-        ex = extremes(space, model)
+        ex = span(space, model)
         value = spec.resolve(ex.cheapest_cost, ex.dearest_cost)
         feasible = value >= ex.cheapest_cost * (1 - 1e-9)
         entry.update(value=value, unit=model.unit, cheapest=ex.cheapest_cost, dearest=ex.dearest_cost,

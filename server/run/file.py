@@ -3,7 +3,7 @@
 Every problem of a file is reported at once, each with its line and what is allowed, so a user
 fixes a file in one pass::
 
-    run.toml:12: [search] methods: 'dcaa' is not a method; allowed: dca, darts, penalty, random, hypernet
+    run.toml:12: [search] methods: 'dcaa' is not a method; allowed: dca, hypernet, prune, darts, penalty, random
     run.toml:20: [[devices]] #2 simulate: 'raspi5' is not a profile; allowed: jetson-nano, pixel3, raspi4, ...
 
 The format (``examples/*.toml`` are complete files)::
@@ -11,7 +11,8 @@ The format (``examples/*.toml`` are complete files)::
     name = "pi-latency"                 # shown in reports (default: the file's name)
 
     [space]
-    name = "nb201"                      # nb201 | darts | mobilenet (the splitting method's backbone)
+    name = "nb201"                      # nb201 | darts | mobilenet (the splitting method's backbone) |
+                                        # resnet18-narrow | resnet18 (the prune method's networks)
     options = { C = 8, N = 1 }          # fields of the space (channels, cells, ...; lists for mobilenet's
                                         # base_widths = [32, 64, 128], strides = [2, 2, 1])
 
@@ -70,7 +71,7 @@ from hilnas.server.run.config import (BUDGET_METRICS, DEFAULT_LUT_MEASURE, DEFAU
                                       DeviceSpec, RunConfig)
 
 DATASETS = ("demo", "fashion-mnist", "cifar10", "synthetic")
-SPACES = ("nb201", "darts", "mobilenet")
+SPACES = ("nb201", "darts", "mobilenet", "resnet18-narrow", "resnet18")
 _AGENT_KEYS = ("address", "token", "token_file", "tls", "insecure", "name")
 
 

@@ -10,6 +10,9 @@ budgets and runs once (the hypernetwork's one training, DARTS' budget-free searc
   (``searchers.dca``), the found genotype trained and validated;
 - ``hypernet`` (seeds 002, 004): one training per device and seed, then a member derived for each
   budget from the trained family (``searchers.hypernet``);
+- ``prune`` (seed 004 as written, ResNet spaces): one pre-training and one pruning hypernetwork per
+  device and seed, then for each budget the member, its pruned network exported with the pre-trained
+  weights (no training from scratch) and validated (``run.prune_steps``);
 - ``splitting`` (seed 003): the MobileNet backbone grown by splitting neurons under each budget,
   every checkpoint measured on the device, the last within budget validated (``run.splitting``).
 
@@ -26,7 +29,7 @@ from typing import Any
 
 from hilnas.server.progress import train_reporter
 from hilnas.server.run.context import Chain, DeviceState, RunContext, Step
-from hilnas.server.run.network_steps import genotype_text, train_step, validate_step
+from hilnas.server.run.network_steps import genotype_text, member_or_end, train_step, validate_step
 from hilnas.server.run import splitting as _splitting
 
 _PROXY_BATCHES = 5  # validation batches of each curve point's supernet accuracy (a proxy, kept cheap)
@@ -147,7 +150,6 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
     """The family's least-penalised member within the budget (by the LUT). Outside the family's range:
     above it, lambda = 0 (the most accurate member, within budget); below it, the cheapest member,
     which validation then flags if the device measures it over the budget."""
-    from hilnas.searchers.hypernet import BudgetRangeError
     from hilnas.searchers.hypernet.io import load_trained
 
     latency, energy = _hypernet_models(ctx, device)
@@ -156,18 +158,7 @@ def _hypernet_derive(ctx: RunContext, device: DeviceState, *, source: str, budge
     if b.metric not in result.models:
         raise ValueError(f"the hypernetwork prices {', '.join(result.models)}, not {b.metric} (budget {budget}); "
                          f"search this budget with dca instead")
-    notes = []
-    try:
-        arch = result.for_budget(b)
-    except BudgetRangeError as err:
-        lo, hi = err.range
-        above = b.value >= hi
-        arch = result.architecture(0.0) if above else min(result.curve(result.grid(result.config.curve_points),
-                                                                       metric=b.metric).points,
-                                                          key=lambda a: a.costs[b.metric])
-        notes.append(f"{budget} ({b.value:.4g}) is {'above' if above else 'below'} the family's range "
-                     f"[{lo:.4g}, {hi:.4g}] {result.models[b.metric].unit}: took its "
-                     f"{'most accurate member (lambda = 0)' if above else 'cheapest member'}")
+    arch, notes = member_or_end(result, b, budget)
     return {"genotype": arch.genotype.to_dict(), "cost": arch.costs[b.metric], "scale": arch.tradeoff.scale,
             "notes": notes}
 
@@ -186,6 +177,39 @@ def _hypernet_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Ch
     return out
 
 
+def _prune_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain]:
+    from hilnas.server.run import prune_steps as ps
+
+    config = METHODS["prune"].config(ctx)
+    base = f"{device.key}/prune/seed{seed}"
+    folder = f"prune-{device.key}-seed{seed}"
+    label = step_label(ctx, device, "prune", seed, None, "pre-train")
+    pre = Step(f"{base}/pretrain", label, functools.partial(ps.pretrain_step, ctx, device, config=config, seed=seed,
+                                                            folder=folder, label=label))
+    label = step_label(ctx, device, "prune", seed, None, "pruning hypernetwork")
+    trained = Step(f"{base}/hypernetwork", label, functools.partial(
+        ps.hypernetwork_step, ctx, device, config=config, seed=seed, source=pre.key, folder=folder, label=label))
+    out = []
+    for b in device.spec.budgets:
+        key = f"{base}/{b.text}"
+        derive = Step(f"{key}/derive", step_label(ctx, device, "prune", seed, b.text, "derive"),
+                      functools.partial(ps.derive_step, ctx, device, source=trained.key, budget=b.text))
+        label = step_label(ctx, device, "prune", seed, b.text, "export")
+        export = Step(f"{key}/export", label, functools.partial(
+            ps.export_step, ctx, device, config=config, trained=trained.key, source=derive.key,
+            name=f"run{ctx.run_id}/{key}".replace("/", "-"), seed=seed, label=label))
+        validate = Step(f"{key}/validate", step_label(ctx, device, "prune", seed, b.text, "validate"),
+                        functools.partial(validate_step, ctx, device, method="prune", seed=seed, budget=b.text,
+                                          source=derive.key, trained=export.key, name=f"run{ctx.run_id}/{key}"))
+        out.append(Chain(device.key, "prune", seed, b.text, (pre, trained, derive, export, validate)))
+    return out
+
+
+def _prune_config() -> type:
+    from hilnas.server.run.prune_steps import PruneMethodConfig
+    return PruneMethodConfig
+
+
 def _dca_config(name: str) -> Callable[[], type]:
     def config_class() -> type:
         from hilnas.searchers.dca.baselines import methods
@@ -199,11 +223,14 @@ def _hypernet_config() -> type:
 
 
 _CELL_SPACES = ("nb201", "darts")
+_RESNET_SPACES = ("resnet18-narrow", "resnet18")
 METHODS: dict[str, MethodSpec] = {spec.name: spec for spec in (
     MethodSpec("dca", "DCA-NAS (seed 001): the budget as a constraint with a learned Lagrange multiplier",
                _CELL_SPACES, _dca_chains("dca"), _dca_config("dca")),
     MethodSpec("hypernet", "hypernetwork DARTS-CC (seeds 002, 004): one training, a member per budget",
                _CELL_SPACES, _hypernet_chains, _hypernet_config),
+    MethodSpec("prune", "pruning hypernetwork (seed 004): prune a network pre-trained in the run, a member per budget",
+               _RESNET_SPACES, _prune_chains, _prune_config, fixed=("epochs", "max_batches_per_epoch")),
     MethodSpec("darts", "baseline: DARTS without a cost term (one search, checked against every budget)",
                _CELL_SPACES, _dca_chains("darts", budget_free=True), _dca_config("darts"), baseline=True),
     MethodSpec("penalty", "baseline: a fixed-weight cost penalty (ProxylessNAS style)",

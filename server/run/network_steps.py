@@ -38,6 +38,35 @@ def genotype_text(genotype: Any) -> str:
     return " | ".join(cells) or json.dumps(d)
 
 
+def write_model(ctx: RunContext, name: str, data: bytes) -> Path:
+    """The ONNX model written atomically into the run's ``models`` folder (a kill never leaves half a file)."""
+    path = ctx.path("models", f"{name}.onnx")
+    tmp = path.with_suffix(".onnx.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return path
+
+
+def member_or_end(result: Any, b: Any, budget: str, *, top: str = "most accurate member",
+                  bottom: str = "cheapest member") -> tuple[Any, list[str]]:
+    """A trained family's member for budget ``b`` (written ``budget``), and notes. Outside the family's
+    range: above it, lambda = 0 (``top``, within budget); below it, the cheapest member (``bottom``),
+    which validation then flags if the device measures it over the budget."""
+    from hilnas.searchers.hypernet import BudgetRangeError
+
+    try:
+        return result.for_budget(b), []
+    except BudgetRangeError as err:
+        lo, hi = err.range
+        above = b.value >= hi
+        arch = result.architecture(0.0) if above else min(
+            result.curve(result.grid(result.config.curve_points), metric=b.metric).points,
+            key=lambda a: a.costs[b.metric])
+        return arch, [f"{budget} ({b.value:.4g}) is {'above' if above else 'below'} the family's range "
+                      f"[{lo:.4g}, {hi:.4g}] {result.models[b.metric].unit}: took its "
+                      f"{top + ' (lambda = 0)' if above else bottom}"]
+
+
 def train_step(ctx: RunContext, device: DeviceState, *, source: str, name: str, seed: int, label: str) -> dict[str, Any]:
     import torch
 
@@ -59,10 +88,7 @@ def train_step(ctx: RunContext, device: DeviceState, *, source: str, name: str, 
         trained = train(net, loaders, train_cfg)
         task.close(f"test accuracy {100 * trained.final_acc:.1f}%")
     data = export_with_metadata(net.eval(), space, genotype)
-    path = ctx.path("models", f"{name}.onnx")
-    tmp = path.with_suffix(".onnx.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    path = write_model(ctx, name, data)
     checkpoint.unlink(missing_ok=True)
     return {"onnx_path": str(path), "sha256": sha256_hex(data), "test_acc": trained.final_acc,
             "params_m": ParamsCost().genotype_cost(space, genotype), "mflops": FlopsCost().genotype_cost(space, genotype),

@@ -1,13 +1,14 @@
 """What every search runner shares: budgets from text, the device's LUT as a cost model, the space as
-metadata, ONNX export with the hilnas metadata that ``hilnas validate`` reads, and the exact
-``hilnas lut build`` command a search needs when the device's LUT is missing or incomplete."""
+metadata, ONNX export with the hilnas metadata that ``hilnas validate`` reads, the exact
+``hilnas lut build`` command a search needs when the device's LUT is missing or incomplete, a
+search recorded as a run (``recorded``) and torch's thread count for its duration."""
 from __future__ import annotations
 
 import contextlib
 import dataclasses
 import shlex
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
 
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
@@ -16,6 +17,36 @@ from hilnas.server.store import LutId, Store
 if TYPE_CHECKING:
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.spaces import SearchSpace
+
+R = TypeVar("R")
+
+
+def recorded(store: Store, kind: str, config: Mapping[str, Any], body: Callable[[int], R], *,
+             parent_id: int | None = None) -> R:
+    """Start a run of ``kind``, call ``body(run_id)``, and finish the run with its report (``to_dict()``);
+    a failing body marks the run failed (with the error) and re-raises."""
+    run_id = store.start_run(kind, dict(config), parent_id=parent_id)
+    try:
+        report = body(run_id)
+    except BaseException as err:
+        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
+        raise
+    store.finish_run(run_id, status="done", result=report.to_dict())  # type: ignore[attr-defined]
+    return report
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` (None: unchanged) for the block, restored after."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def parse_budget(text: str) -> Budget:

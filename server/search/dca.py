@@ -36,7 +36,7 @@ from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
 from hilnas.server.search.common import (describe_basis, device_cost_model, export_with_metadata, lut_needed,
-                                         space_metadata)
+                                         recorded, space_metadata, torch_threads)
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -207,22 +207,12 @@ def run_dca(store: Store, device_key: str, clients: Sequence[AgentClient], confi
         proxy = space.replace(**dict(config.proxy_overrides))
         cost_model = FullSizeCost(cost_model, space)
         cost_model.check(proxy)  # SpaceError when the proxy's cells differ
-    run_id = store.start_run(f"search-{config.method}", _plain_config(config, space))
-    import torch
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
-        found = _search(config, space, proxy, cost_model, loaders, _measure_fn(clients[0], config, config.budget.metric,
-                                                                               space), methods()[config.method][0], say)
-        report = _finish(store, device_key, clients, config, space, found, basis, lut_id, run_id, say, started)
-    except BaseException as err:
-        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    store.finish_run(run_id, status="done", result=report.to_dict())
-    return report
+    measure = _measure_fn(clients[0], config, config.budget.metric, space)
+    with torch_threads(config.threads):
+        return recorded(store, f"search-{config.method}", _plain_config(config, space), lambda run_id: _finish(
+            store, device_key, clients, config, space,
+            _search(config, space, proxy, cost_model, loaders, measure, methods()[config.method][0], say),
+            basis, lut_id, run_id, say, started))
 
 
 @dataclass(frozen=True)

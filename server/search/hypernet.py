@@ -5,7 +5,9 @@
 1. loads the dataset (with a val split) and builds the space to fit it;
 2. builds the cost models from the device's LUT in the store (``search.common.cost_model_for``):
    latency always; energy too when the LUT rows carry ``energy_net_mj``; the complexity the
-   coefficients weigh is the latency by default (or params / FLOPs / energy);
+   coefficients weigh (seed 002's lambda Reg) is the parameter count by default, with kappa times
+   the LUT latency as a second term (FLOPs instead with ``complexity="flops"``; ``"latency"`` or
+   ``"energy"`` fold the two into one);
 3. trains the supernet and the hypernetwork once (``searchers.hypernet.search``);
 4. derives the architectures: for a grid of lambda scales (monotone family, see
    ``TradeOffCurve``), or for each device budget the least-penalised member within it
@@ -32,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
+from hilnas.server.search.family import dataset_of, family_members, plain_config, prepared, recorded, saved_run
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -65,7 +68,8 @@ class HypernetRunConfig:
     space_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"C": 8, "N": 1}
     dataset: DatasetConfig = field(default_factory=_default_dataset)  # val_fraction 0 -> 0.5 for the search
     search: HypernetConfig = field(default_factory=_default_search)
-    complexity: str = "latency"                      # what the coefficients weigh: latency | energy | params | flops
+    complexity: str = "params"                       # Reg, what lambda weighs: params | flops (kappa weighs the LUT
+                                                     # latency apart), or latency | energy (one term)
     lambdas: tuple[float, ...] = ()                  # scales along the direction; () = search.grid_points up to Lambda
     direction: tuple[float, ...] | None = None       # simplex point over the op types; None = the centre
     budgets: tuple[Budget, ...] = ()                 # device budgets: one member each (instead of the grid)
@@ -163,24 +167,15 @@ class HypernetRunReport:
 def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], config: HypernetRunConfig, *,
                  progress: Callable[[str], None] | None = None) -> HypernetRunReport:
     """Train once, derive the family, export, measure and record each member; see the module docstring."""
-    from hilnas.searchers.data import loaders_for
-    from hilnas.searchers.spaces import create_space
     from hilnas.server.search.common import cost_model_for, lut_needed
 
     say = progress or (lambda msg: log.info("%s", msg))
-    if not clients:
-        raise ValueError(f"device {device_key!r} has no agents to measure on")
     started = time.perf_counter()
     trained_dir = None
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
-    search_data = dataclasses.replace(config.dataset, val_fraction=config.dataset.val_fraction or 0.5)
-    datasets, loaders = loaders_for(search_data)
-    c, h, _ = datasets.input_shape
-    space = create_space(config.space, in_channels=c, input_size=h, num_classes=datasets.num_classes,
-                         **dict(config.space_overrides))
+    loaders, space = prepared(store, device_key, clients, config.dataset, 0.5, config.space, config.space_overrides)
     with lut_needed(device_key, space, config.dataset.name, energy=config.complexity == "energy"):
-        store.get_device(device_key)  # UnknownDeviceError with the known keys, and the command that adds it
         latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
         latency.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command
     energy = _energy_model(store, device_key, config.runtime, space)
@@ -195,35 +190,21 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
         if b.metric not in {latency.metric, complexity.metric} | ({energy.metric} if energy else set()):
             raise ValueError(f"budget {b}: no cost model of this run measures {b.metric} "
                              f"(latency_ms{', energy_mj' if energy else ''}, {complexity.metric})")
-    run_id = store.start_run("hypernet", _plain(config, space))
-    try:
-        report = _run(store, device_key, clients, config, space, loaders, latency, complexity, energy, lut_id,
-                      run_id, say, started, trained_dir)
-    except BaseException as err:
-        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
-        raise
-    store.finish_run(run_id, status="done", result=report.to_dict())
-    return report
+    return recorded(store, "hypernet", plain_config(config, space), lambda run_id: _run(
+        store, device_key, clients, config, space, loaders, latency, complexity, energy, lut_id, run_id, say, started,
+        trained_dir))
 
 
 def _config_from_run(store: Store, config: HypernetRunConfig) -> tuple[HypernetRunConfig, Path]:
     """``config`` with the space, data, search settings and seed of run ``config.from_run``, and its saved folder."""
-    from hilnas.searchers.data import DatasetConfig
     from hilnas.searchers.hypernet.io import config_from_dict, read_meta
 
-    run = store.get_run(config.from_run)
-    trained = (run.result or {}).get("trained_dir") if isinstance(run.result, dict) else None
-    if run.kind != "hypernet" or run.status != "done" or not trained:
-        raise ValueError(f"run {run.id} is a {run.status} {run.kind!r} run without a saved hypernetwork; give the id "
-                         "of a finished `hilnas search hypernet` run (`hilnas runs --kind hypernet` lists them)")
+    run, trained = saved_run(store, config.from_run, "hypernet", "hypernetwork")
     meta = read_meta(trained)  # TrainedFileError when the folder was moved or damaged
     old = run.config
-    data = dict(old["dataset"])
-    if data.get("synthetic_shape") is not None:  # JSON gave a list
-        data["synthetic_shape"] = tuple(data["synthetic_shape"])
     return dataclasses.replace(
         config, space=old["space"], space_overrides=dict(old.get("space_overrides") or {}),
-        dataset=DatasetConfig(**data), search=config_from_dict(meta["config"]), complexity=old["complexity"],
+        dataset=dataset_of(old["dataset"]), search=config_from_dict(meta["config"]), complexity=old["complexity"],
         seed=int(old.get("seed", 0))), Path(trained)
 
 
@@ -245,7 +226,7 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
          space: SearchSpace, loaders: Any, latency: CostModel, complexity: CostModel, energy: CostModel | None,
          lut_id: LutId | None, run_id: int, say: Callable[[str], None], started: float,
          trained_dir: Path | None = None) -> HypernetRunReport:
-    from hilnas.searchers.hypernet import BudgetRangeError, count_violations, search
+    from hilnas.searchers.hypernet import count_violations, search
     from hilnas.searchers.hypernet.io import load_trained, save_trained
     from hilnas.server.validation import latest_correction
 
@@ -265,40 +246,12 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g}"
             + (f" ({result.bound.source})" if result.bound else " (given)") + f"; saved to {trained_dir}")
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
-    notes: list[str] = []
-    chosen: list[tuple[Architecture, Budget | None]] = []
-    failed: list[tuple[Budget, str]] = []
-    weights = config.direction
-    if config.budgets:
-        for b in config.budgets:
-            search_b = b
-            if b.metric == "latency_ms" and correction is not None and correction.fitted_on:
-                search_b = b.scaled(max((b.value - correction.offset_ms) / correction.scale, 1e-12))
-                notes.append(f"{b}: LUT-sum budget {search_b.value:.4g} ms through the fitted correction "
-                             f"(x{correction.scale:.3f} {correction.offset_ms:+.3f} ms)")
-            try:
-                chosen.append((result.for_budget(search_b, weights=weights), b))
-            except BudgetRangeError as err:
-                text = str(err)
-                if search_b is not b:
-                    lo, hi = (correction.apply(v) for v in err.range)
-                    text += f" (LUT sums; about [{lo:.4g}, {hi:.4g}] ms measured, through the correction)"
-                failed.append((b, text))
-                say(f"budget {b}: {text}")
-        curve = result.curve(result.grid(config.search.curve_points), weights=weights)
-    else:
-        scales = [s for s in config.lambdas if s <= result.Lambda]
-        if len(scales) < len(config.lambdas):
-            notes.append(f"skipped lambda scale(s) {[s for s in config.lambdas if s > result.Lambda]} above the "
-                         f"trained range [0, {result.Lambda:.4g}]")
-            say(notes[-1])
-            if not scales:
-                raise ValueError(notes[-1])
-        curve = result.curve(scales or None, weights=weights)
-        chosen = [(a, None) for a in curve.points]
-    members = _measure_members(store, device_key, clients, config, space, loaders, result, chosen, latency,
+    chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
+                                                  config.search.curve_points, correction, say,
+                                                  weights=config.direction)
+    reports = _measure_members(store, device_key, clients, config, space, loaders, result, chosen, latency,
                                energy, lut_id, correction, run_id, say)
-    ordered = sorted(members, key=lambda m: m.scale)
+    ordered = sorted(reports, key=lambda m: m.scale)
     measured = [m.measured_ms for m in ordered if m.measured_ms is not None]
     csv_path, json_path = out_dir / "curve.csv", out_dir / "curve.json"
     _write_csv(csv_path, ordered, result.ops)
@@ -307,7 +260,7 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
                                     indent=2, default=str) + "\n")
     plot_path = _plot(out_dir / "tradeoff.png", ordered, result, curve, notes)
     return HypernetRunReport(
-        run_id=run_id, Lambda=result.Lambda, ops=result.ops, members=tuple(members), failed_budgets=tuple(failed),
+        run_id=run_id, Lambda=result.Lambda, ops=result.ops, members=tuple(reports), failed_budgets=tuple(failed),
         curve=curve.to_dict(), search=result.to_dict(), monotone_violations_predicted=curve.raw_violations,
         monotone_violations_measured=count_violations(measured), csv_path=str(csv_path), json_path=str(json_path),
         plot_path=str(plot_path) if plot_path else None, notes=tuple(notes), wall_s=time.perf_counter() - started,
@@ -438,14 +391,6 @@ def _plot(path: Path, members: Sequence[MemberReport], result: HypernetResult, c
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def _plain(config: HypernetRunConfig, space: SearchSpace) -> dict[str, Any]:
-    from hilnas.server.search.common import space_metadata
-    d = dataclasses.asdict(config)
-    d["budgets"] = [str(b) for b in config.budgets]
-    d["space_config"] = space_metadata(space)
-    return json.loads(json.dumps(d, default=str))
 
 
 __all__ = ["COMPLEXITIES", "HypernetRunConfig", "HypernetRunReport", "MemberReport", "run_hypernet"]

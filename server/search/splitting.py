@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.cost import METRICS, CostModel
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
+from hilnas.server.search.common import recorded, torch_threads
 from hilnas.server.store import Store
 
 if TYPE_CHECKING:
@@ -185,23 +186,13 @@ def run_splitting(store: Store, device_key: str, clients: Sequence[AgentClient],
     out_dir = Path(config.out_dir) if config.out_dir else \
         store.path.parent / "models" / time.strftime("splitting-%Y%m%d-%H%M%S", time.gmtime())
     checkpoint_dir = Path(checkpoint_dir or out_dir / "checkpoints")
-    import torch
-    threads = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    run_id = store.start_run(KIND, {**_plain(config, space), "checkpoint_dir": str(checkpoint_dir)},
-                             parent_id=config.resume_run)
-    try:
-        report = grow_and_record(store, device_key, clients[0], config, space, loaders, costs, energy, run_id=run_id,
-                                 out_dir=out_dir, checkpoint_dir=checkpoint_dir, resume=config.resume_run is not None,
-                                 notes=notes, started=started, say=say)
-    except BaseException as err:
-        store.finish_run(run_id, status="failed", result={"error": f"{type(err).__name__}: {err}"})
-        raise
-    finally:
-        torch.set_num_threads(threads)
-    store.finish_run(run_id, status="done", result=report.to_dict())
-    return report
+    with torch_threads(config.threads):
+        return recorded(store, KIND, {**_plain(config, space), "checkpoint_dir": str(checkpoint_dir)},
+                        lambda run_id: grow_and_record(
+                            store, device_key, clients[0], config, space, loaders, costs, energy, run_id=run_id,
+                            out_dir=out_dir, checkpoint_dir=checkpoint_dir, resume=config.resume_run is not None,
+                            notes=notes, started=started, say=say),
+                        parent_id=config.resume_run)
 
 
 def grow_and_record(store: Store, device_key: str, client: AgentClient, config: SplittingRunConfig,

@@ -19,8 +19,15 @@ def test_demo_runs_end_to_end_and_its_report_makes_sense(capsys, tmp_path):
     code = main(["demo", "--quick", "--workspace", str(ws), "--json"])
     out = capsys.readouterr().out
     assert code == 0, out
-    outcome = json.loads(out[out.index("{"):out.rindex("}") + 1])
-    assert outcome["status"] == "done" and not outcome["failures"]
+    runs = json.loads(out[out.index("{"):out.rindex("}") + 1])["runs"]
+    assert all(r["status"] == "done" and not r["failures"] for r in runs)
+    outcome, own_spaces = runs[0], runs[1:]
+    # the methods with a space of their own ran too, one run per space on the simulated Pi, each validated there
+    grown = {n["method"]: n for r in own_spaces for n in r["networks"]}
+    assert set(grown) == {"splitting", "prune"}
+    for n in grown.values():
+        assert n["device"] == "raspi4-sim" and n["measured_ms"] > 0 and n["met"] in (True, False)
+        assert Path(n["onnx_path"]).is_file()
     report = ws / "runs" / str(outcome["run_id"]) / "report"
 
     data = json.loads((report / "report.json").read_text())
@@ -61,5 +68,6 @@ def test_demo_runs_end_to_end_and_its_report_makes_sense(capsys, tmp_path):
     assert f"{len(nets)} networks on 3 device(s)" in capsys.readouterr().out
     assert main(["demo", "--quick", "--workspace", str(ws), "--json"]) == 0
     again = capsys.readouterr().out
-    again = json.loads(again[again.index("{"):again.rindex("}") + 1])
-    assert again["resumed"] and again["ran"] == 0 and again["run_id"] == outcome["run_id"]
+    again = json.loads(again[again.index("{"):again.rindex("}") + 1])["runs"]
+    assert [r["run_id"] for r in again] == [r["run_id"] for r in runs]
+    assert all(r["resumed"] and r["ran"] == 0 for r in again)

@@ -43,6 +43,13 @@ def nb201_run(loaders):
 
 
 @pytest.fixture(scope="module")
+def auto_run(loaders):
+    """Lambda from Theorem 1 alone (re-estimated every epoch), as before the sweep."""
+    torch.set_num_threads(1)
+    return search(NB201, ParamsCost(), dataclasses.replace(FAST, Lambda="auto"), seed=0, data=loaders)
+
+
+@pytest.fixture(scope="module")
 def strong_run(loaders):
     """A large given Lambda: at its top the penalty outweighs any accuracy the cells can buy."""
     torch.set_num_threads(1)
@@ -57,8 +64,24 @@ def forward_ok(space, genotype):
 
 
 # -- one run, the family ------------------------------------------------------------------------
-def test_auto_lambda_is_estimated_from_data(nb201_run):
+def test_lambda_is_measured_by_the_sweep_and_the_theorem_recorded_beside_it(nb201_run):
     r = nb201_run
+    sw = r.sweep
+    assert sw is not None and r.Lambda == sw.Lambda and r.Lambda_history == [(r.Lambda_history[0][0], r.Lambda)]
+    scales = [p.scale for p in sw.points]
+    assert scales == sorted(scales) and scales[0] == FAST.sweep_min and sw.Lambda == scales[-1]
+    if sw.reached:   # it stopped at the first scale whose network is (nearly) the cheapest valid one
+        assert sw.points[-1].fraction <= sw.cheapest_fraction + FAST.sweep_reach * (1 - sw.cheapest_fraction)
+        assert all(p.fraction > sw.cheapest_fraction + FAST.sweep_reach * (1 - sw.cheapest_fraction)
+                   for p in sw.points[:-1])
+    assert r.bound is not None and r.bound.constant_loss == pytest.approx(math.log(4), abs=0.05)
+    assert r.bound.source == "theorem" if r.bound.applies else r.bound.source.startswith("none")
+    d = r.to_dict()
+    assert d["sweep"]["Lambda"] == r.Lambda and d["bound"]["theorem"] == pytest.approx(r.bound.theorem)
+
+
+def test_auto_lambda_is_estimated_from_data(auto_run):
+    r = auto_run
     assert r.bound is not None and math.isfinite(r.Lambda) and r.Lambda > 0
     assert r.Lambda == r.bound.Lambda and r.Lambda_history and r.Lambda_history[-1][1] == r.Lambda
     assert r.bound.constant_loss == pytest.approx(math.log(4), abs=0.05)  # balanced synthetic labels
@@ -67,7 +90,7 @@ def test_auto_lambda_is_estimated_from_data(nb201_run):
     assert r.steps == 2 * 12 and r.ops == tuple(op for op in NB201.ops if op != "none")
     first_step = r.Lambda_history[0][0]  # the warm-up trains weights only, and lasts until the theorem applies
     assert round(0.25 * r.steps) <= first_step <= round(0.5 * r.steps)
-    assert len(r.history["scale"]) == r.steps - first_step
+    assert len(r.history["scale"]) == (r.steps - first_step) * FAST.lambdas_per_step   # lambdas per step
     assert r.bound.source in ("theorem", "previous")
     assert max(r.history["scale"]) <= max(v for _, v in r.Lambda_history) + 1e-9  # drawn within [0, Lambda]
 
@@ -81,8 +104,9 @@ def test_family_gets_cheaper_as_the_coefficient_grows(nb201_run, strong_run):
         assert all(b <= a + 1e-12 for a, b in zip(costs, costs[1:]))
         assert curve.violations == 0 and curve.raw_violations == count_violations([p.costs["params_m"]
                                                                                    for p in curve.raw])
-        # the hypernetwork learned the dependence: the relaxed cost falls with the coefficient
-        assert curve.raw[-1].expected["params_m"] < curve.raw[0].expected["params_m"]
+    # the hypernetwork learned the dependence: the relaxed cost falls with the coefficient
+    curve = nb201_run.curve()
+    assert curve.raw[-1].expected["params_m"] < curve.raw[0].expected["params_m"]
     # with a strong enough coefficient the family reaches the cheapest valid network
     span = cost_span(NB201, ParamsCost())
     assert strong_run.curve().points[-1].costs["params_m"] == pytest.approx(span.cheapest_cost)
@@ -262,7 +286,7 @@ def test_without_signal_the_warmup_waits_for_the_theorem_then_falls_back():
     data = Loaders(DataLoader(ds[0], batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(1)),
                    DataLoader(ds[1], batch_size=16, shuffle=True, generator=torch.Generator().manual_seed(2)),
                    DataLoader(ds[2], batch_size=16))
-    cfg = dataclasses.replace(FAST, epochs=2, Lambda_fallback=0.2, max_warmup_fraction=0.5, bound_samples=1,
+    cfg = dataclasses.replace(FAST, Lambda="auto", epochs=2, Lambda_fallback=0.2, max_warmup_fraction=0.5, bound_samples=1,
                               bound_batches=1)
     r = search(NB201, ParamsCost(), cfg, seed=0, data=data)
     if r.bound.applies:  # chance can make every probe beat the constant on 48 samples; then it is the theorem's

@@ -111,7 +111,7 @@ def test_every_problem_at_once_with_its_line_and_the_allowed_values() -> None:
     expect = [
         ("bad.toml:2:", "unknown key 'colour'"),                     # unknown top-level key, with the allowed ones
         ("bad.toml:6:", "unknown key 'cells'"),                      # a field the space does not have
-        ("bad.toml:9:", "'dcaa' is not a method; allowed: dca, hypernet, darts, penalty, random"),
+        ("bad.toml:9:", "'dcaa' is not a method; allowed: dca, hypernet, prune, darts, penalty, random"),
         ("bad.toml:10:", "train_epochs: must be an integer >= 1, got 'two'"),
         ("bad.toml:11:", "search_epochs: must be an integer >= 1, got 0"),
         ("bad.toml:14:", "energy: must be true or false, got 'yes'"),

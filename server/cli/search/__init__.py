@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-METHODS = ("dca", "hypernet", "splitting")  # modules under hilnas.server.cli.search, each with register(ssub)
+METHODS = ("dca", "hypernet", "prune", "splitting")  # modules under hilnas.server.cli.search, each with register(ssub)
 
 
 def register(sub) -> None:

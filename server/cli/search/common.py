@@ -4,11 +4,14 @@ from __future__ import annotations
 import argparse
 
 
-def search_args(p: argparse.ArgumentParser, *, spaces: tuple[str, ...] = ("darts", "nb201"), epochs: bool = True) -> None:
-    """``spaces``: the method's search spaces (the first is the default); ``epochs``: add --search-epochs and
-    --train-epochs (a method with its own training phases leaves them out)."""
+def search_args(p: argparse.ArgumentParser, *, spaces: tuple[str, ...] = ("darts", "nb201"),
+                space_flags: tuple[str, ...] = ("--space",), epochs: bool = True) -> None:
+    """``spaces``: the method's search spaces (the first is the default), given with ``space_flags`` (prune
+    also takes --model); ``epochs``: add --search-epochs and --train-epochs (a method with its own training
+    phases leaves them out)."""
     p.add_argument("--device", required=True, help="device key from the fleet (its LUT is the cost model)")
-    p.add_argument("--space", default=spaces[0], choices=list(spaces), help=f"search space (default {spaces[0]})")
+    p.add_argument(*space_flags, dest="space", default=spaces[0], choices=list(spaces),
+                   help=f"search space (default {spaces[0]})")
     p.add_argument("--space-opt", action="append", metavar="KEY=VALUE",
                    help="override a space field, e.g. --space-opt C=8 --space-opt layers=5")
     p.add_argument("--dataset", default="demo", choices=["demo", "fashion-mnist", "cifar10", "synthetic"],

@@ -18,7 +18,7 @@ def cmd_search_hypernet(args) -> int:
     direction = tuple(float(x) for x in args.direction.split(",")) if args.direction else None
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",")) if args.budgets else ()
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
-                            grid_points=args.grid)
+                            grid_points=args.grid, kappa=args.kappa, sampling=args.sampling)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, direction=direction, budgets=budgets,
@@ -31,14 +31,21 @@ def cmd_search_hypernet(args) -> int:
     with _open_store(args) as store, progress.task(f"hypernetwork on {args.device}", unit="step") as task, \
             reporting_to(train_reporter(task, unit="ms")):
         report = run_hypernet(store, args.device, _clients(args, args.device), config, progress=progress.say)
-    lines = [f"hypernetwork on {args.device}: one run, {len(report.members)} architectures (Lambda "
-             f"{report.Lambda:.3g}; run {report.run_id}, {report.wall_s:.0f} s)",
-             f"  {'member':<14} {'scale':>7} {'predicted ms':>13} {'measured ms':>12} {'budget':>14}"]
+    distinct: dict[str, list] = {}   # one line per distinct network: several points may derive the same one
     for m in report.members:
-        fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")
-        budget = "" if m.budget is None else f"{m.budget.metric}={m.budget.value:g}" + (
-            " ok" if m.within_budget else " OVER" if m.within_budget is False else "")
-        lines.append(f"  {m.name:<14} {m.scale:7.3g} {fmt(m.predicted_ms):>13} {fmt(m.measured_ms):>12} {budget:>14}")
+        distinct.setdefault(m.name, []).append(m)
+    asked = "budgets" if budgets else "lambda scales"
+    lines = [f"hypernetwork on {args.device}: one run, {len(distinct)} distinct architectures from "
+             f"{len(report.members)} {asked} (Lambda {report.Lambda:.3g}; run {report.run_id}, {report.wall_s:.0f} s)",
+             f"  {'member':<18} {'scales':>15} {'predicted ms':>13} {'measured ms':>12} {'budget':>14}"]
+    fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")  # noqa: E731
+    for name, ms in distinct.items():
+        m = ms[0]
+        scales = f"{m.scale:.3g}" if len(ms) == 1 else f"{m.scale:.3g}..{ms[-1].scale:.3g}"
+        budget = " ".join(f"{x.budget.metric}={x.budget.value:g}" + (" ok" if x.within_budget else " OVER"
+                                                                      if x.within_budget is False else "")
+                          for x in ms if x.budget is not None)
+        lines.append(f"  {name:<18} {scales:>15} {fmt(m.predicted_ms):>13} {fmt(m.measured_ms):>12} {budget:>14}")
     for b, why in report.failed_budgets:
         lines.append(f"  budget {b}: {why}")
     lines.append(f"  monotonicity violations: {report.monotone_violations_predicted} in the raw derivation, "
@@ -61,8 +68,15 @@ def register(ssub) -> None:
     p.add_argument("--budgets", help="comma-separated device budgets, e.g. latency_ms=2,latency_ms=3 (solves for lambda)")
     p.add_argument("--direction", help="comma-separated point of the simplex, one weight per op type (default: centre)")
     p.add_argument("--grid", type=int, default=6, help="grid points when neither --lambdas nor --budgets (default 6)")
-    p.add_argument("--complexity", default="latency", choices=["latency", "energy", "params", "flops"],
-                   help="what the coefficients weigh (default latency, from the device's LUT)")
+    p.add_argument("--complexity", default="params", choices=["params", "flops", "latency", "energy"],
+                   help="Reg, what lambda weighs (seed 002's lambda Reg + kappa Latency): params (default) or flops, "
+                        "with kappa times the device's LUT latency as a second term; latency or energy fold both "
+                        "into one term")
+    p.add_argument("--kappa", type=float, default=0.1,
+                   help="weight of the LUT-latency term, nats per the space's whole latency span (default 0.1)")
+    p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
+                   help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
+                        "default) or dirichlet")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the hypernetwork run N trained and saved, without training again (run N's "
                         "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")

@@ -1,0 +1,321 @@
+"""Pruning benchmark (seed 004): one hypernetwork run -> K pruned networks, against K fixed-lambda prunings.
+
+    .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
+                                               [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
+                                               [--checkpoint PATH]
+
+The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
+(``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
+CIFAR-10 subset (``shared/data/cifar10-subset``: 8,000 images to train, 2,000 for the gates, 2,000
+test images) or on 10,000 Fashion-MNIST training images (the 10,000 test images). For each agent
+(``sim``: a simulated Raspberry Pi 4, ``host``: the local host agent with ONNX Runtime, 1 thread),
+all in-process on loopback:
+
+1. the LUT of the model's module keys and a fidelity run on random pruned networks (the correction
+   that maps a LUT sum to the device's whole-network latency, fitted on those networks);
+2. one pruning-hypernetwork run (Algorithm 1: phase 1, the lambda sweep and Theorem 1, phase 2)
+   with the device's LUT as T(e), then K device budgets spread evenly over the family's reachable
+   range (through the correction), one member each, aiming at ``--aim`` x budget;
+3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
+   member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
+4. every network measured whole on the device (interleaved rounds; the statistic ``min`` on the
+   host, ``median`` on the simulated Pi) and its test accuracy (pre-trained weights, BatchNorm
+   statistics re-estimated on 20 training batches, no fine-tuning).
+
+Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
+member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
+phase 2 + deriving the K members) <= 1.5x one fixed-lambda pruning (wall and CPU time); at
+matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
+fixed network against the family's member for the fixed network's own predicted latency).
+Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, warm_torch, write  # noqa: E402
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def dataset(name: str, seed: int):
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    if name == "cifar10":
+        cfg = DatasetConfig(name="cifar10", data_dir=str(SHARED / "data" / "cifar10-subset"), val_fraction=0.2,
+                            batch_size=64, seed=seed)
+    else:
+        cfg = DatasetConfig(name="fashion-mnist", train_size=10000, val_fraction=0.2, batch_size=64, seed=seed)
+    return loaders_for(cfg)
+
+
+def measure_rounds(client, models: dict, measure, rounds: int, statistic: str) -> dict:
+    """name -> latency of each ONNX model: ``rounds`` interleaved windows, combined by ``statistic``."""
+    from hilnas.agent.results import BenchmarkRequest, ModelFormat
+    from hilnas.server.client import sha256_hex
+    from hilnas.server.lut.rounds import combine_rounds, window_value
+
+    names = list(models)
+    values: dict = {n: [] for n in names}
+    for r in range(rounds):
+        reqs = [BenchmarkRequest(sha256=sha256_hex(models[n]), model=models[n] if r == 0 else b"",
+                                 format=ModelFormat.ONNX, backend="", config=measure, request_id=str(i))
+                for i, n in enumerate(names)]
+        for res in client.benchmark_stream(reqs):
+            if res.status.measured and res.latency:
+                values[names[int(res.request_id)]].append(window_value(res.latency, statistic))
+    return {n: combine_rounds(v, statistic) if v else None for n, v in values.items()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist"])
+    p.add_argument("--agents", default="sim,host", help="comma-separated: sim (simulated Raspberry Pi 4), host")
+    p.add_argument("--C", type=int, default=16, help="channels of the first stage (resnet18-narrow: 16)")
+    p.add_argument("--k", type=int, default=8, help="budgets / members / fixed-lambda prunings per agent")
+    p.add_argument("--fixed", type=int, help="fixed-lambda prunings, at this many of the K members evenly spread "
+                   "(default: all K)")
+    p.add_argument("--steps", type=int, default=600, help="phase-2 steps = steps of each fixed-lambda pruning")
+    p.add_argument("--pretrain-epochs", type=int, default=15)
+    p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (default: cached, or pre-train now)")
+    p.add_argument("--aim", type=float, default=0.95, help="members are chosen for aim x budget (default 0.95)")
+    p.add_argument("--fidelity-networks", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = p.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.searchers.cost import LutLatencyCost, ParamsCost
+    from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
+    from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
+    from hilnas.searchers.result import Budget
+    from hilnas.searchers.spaces import create_space
+    from hilnas.searchers.train import TrainConfig, evaluate
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
+    from hilnas.server.lut.micromodels import MicroModels
+    from hilnas.server.model_meta import attach
+    from hilnas.searchers.export import export_onnx
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_values
+
+    torch.set_num_threads(args.threads)
+    warm_torch()
+    datasets, loaders = dataset(args.dataset, args.seed)
+    c, h, _ = datasets.input_shape
+    overrides = {"C": args.C}
+    space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes, **overrides)
+    calib = [b for _, b in zip(range(20), loaders.train)]
+
+    # the pre-trained network (shared by every agent and method; its time is not part of any comparison)
+    ck = Path(args.checkpoint) if args.checkpoint else \
+        Path.home() / ".cache" / "hilnas" / "bench" / f"prune_{args.dataset}_C{args.C}_e{args.pretrain_epochs}.pt"
+    pretrain_s = None
+    if not ck.is_file():
+        t = time.perf_counter()
+        net, res = pretrain(space, loaders, TrainConfig(epochs=args.pretrain_epochs, lr=0.05, weight_decay=5e-4,
+                                                        seed=args.seed, device="cpu", log_every=0, eval_split="none"))
+        pretrain_s = time.perf_counter() - t
+        ck.parent.mkdir(parents=True, exist_ok=True)
+        save_pretrained(net, ck, info={"epochs": args.pretrain_epochs, "train_acc": res.history[-1].train_acc})
+        print(f"pre-trained in {pretrain_s:.0f} s -> {ck}", flush=True)
+    net, info = load_pretrained(ck, space)
+    full_acc = evaluate(net, loaders.test)[1]
+    print(f"pre-trained network: test accuracy {full_acc:.4f}", flush=True)
+    config = PruneConfig(steps=args.steps)
+
+    accuracy_cache: dict = {}
+
+    def accuracy(pattern) -> float:
+        from hilnas.searchers.prune.gates import recalibrate
+        if pattern not in accuracy_cache:
+            accuracy_cache[pattern] = evaluate(recalibrate(net.prune(pattern), calib), loaders.test)[1]
+        return accuracy_cache[pattern]
+
+    per_agent = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        for agent in args.agents.split(","):
+            sim = agent == "sim"
+            statistic = "median" if sim else "min"
+            rounds = 1 if sim else 3
+            lut_measure = MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05 if sim else 0.2, threads=1)
+            net_measure = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1 if sim else 0.3, threads=1)
+            serve = ServeConfig(port=0, cache_dir=str(tmp / f"cache-{agent}"), simulate="raspi4" if sim else None,
+                                seed=args.seed)
+            running = create_server(serve)
+            try:
+                with Store.open(tmp / f"ws-{agent}") as store, \
+                        AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
+                    t = time.perf_counter()
+                    micro = MicroModels(tmp / "micro")
+                    LutBuilder(store, agent, [client], LutBuildConfig(measure=lut_measure, repeats=rounds,
+                                                                      statistic=statistic)).build(
+                        MicroModels.keys_for_space(space), micro.onnx)
+                    lut_id = store.find_lut(agent)
+                    fid = run_fidelity(store, agent, [client], FidelityConfig(
+                        space="resnet18-narrow", space_overrides={"in_channels": c, "input_size": h,
+                                                                  "num_classes": datasets.num_classes, **overrides},
+                        networks=args.fidelity_networks, measure=net_measure, repeats=rounds, statistic=statistic,
+                        seed=args.seed))
+                    corr = fid.correction
+                    lut_s = time.perf_counter() - t
+                    print(f"[{agent}] LUT + fidelity {lut_s:.0f} s; fidelity (CV) {100 * fid.corrected.within_10pct:.0f}%"
+                          f" within 10 %, RMSPE {fid.corrected.rmspe:.1f} %; correction x{corr.scale:.3f} "
+                          f"{corr.offset_ms:+.3f} ms", flush=True)
+                    latency = LutLatencyCost(lut_values(store, lut_id, statistic=statistic))
+
+                    # 1. one hypernetwork run and K members
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    res = search(space, latency, config, net=net, data=loaders, seed=args.seed, others=(ParamsCost(),))
+                    lo, hi = res.reachable()
+                    pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
+                    budgets = [(pred_lo + (pred_hi - pred_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
+                    members = [res.for_budget(Budget("latency_ms", min(max((args.aim * b - corr.offset_ms) / corr.scale,
+                                                                           lo), hi)))  # float round trip
+                               for b in budgets]
+                    hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                    est = res.estimate
+                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; {res.timings}); Lambda "
+                          f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
+                          f"reachable LUT [{lo:.3f}, {hi:.3f}] ms", flush=True)
+
+                    # 2. K fixed-lambda prunings at the members' lambdas
+                    fixed = []
+                    n_fixed = min(args.fixed or args.k, args.k)
+                    at = sorted({round(i * (args.k - 1) / max(n_fixed - 1, 1)) for i in range(n_fixed)})
+                    for m in [members[i] for i in at]:
+                        c1 = time.process_time()
+                        f = prune_fixed(space, latency, m.tradeoff.scale, config, net=net, data=loaders, seed=args.seed)
+                        fixed.append((f, time.process_time() - c1))
+                        print(f"[{agent}] fixed lambda {f.lam:.3g}: {f.wall_s:.0f} s, LUT {f.costs['latency_ms']:.3f} ms",
+                              flush=True)
+
+                    # 3. measure every distinct network, and the family's member at each fixed network's latency
+                    matched = [res.for_budget(Budget("latency_ms", f.costs["latency_ms"]))
+                               if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                    patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
+                        {m.genotype for m in matched if m is not None}
+                    models = {p.bits(): attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
+                              for p in patterns}
+                    lat = measure_rounds(client, models, net_measure, rounds, statistic)
+                    grid = res.curve()
+                    grid_models = {a.genotype.bits(): attach(export_onnx(net.prune(a.genotype).eval(),
+                                                                          space.input_shape), space, a.genotype)
+                                   for a in grid.points if a.genotype.bits() not in lat}
+                    lat.update(measure_rounds(client, grid_models, net_measure, rounds, statistic))
+            finally:
+                running.stop(0)
+
+            rows = []
+            for b, m in zip(budgets, members):
+                ms = lat[m.genotype.bits()]
+                rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
+                             "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
+                             "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
+                             "params_m": m.costs["params_m"]})
+            pairs = []
+            for (f, f_cpu), mm in zip(fixed, matched):
+                pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
+                        "fixed_measured_ms": lat[f.pattern.bits()], "fixed_test_acc": accuracy(f.pattern),
+                        "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
+                if mm is not None:
+                    pair.update({"member_pattern": mm.genotype.bits(), "member_lut_ms": mm.costs["latency_ms"],
+                                 "member_measured_ms": lat[mm.genotype.bits()], "member_test_acc": accuracy(mm.genotype),
+                                 "acc_diff_points": 100 * (accuracy(mm.genotype) - accuracy(f.pattern))})
+                pairs.append(pair)
+            measured = [r["measured_ms"] for r in rows]
+            ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+            diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
+            fixed_wall = statistics.mean(f.wall_s for f, _ in fixed)
+            fixed_cpu = statistics.mean(cpu for _, cpu in fixed)
+            grid_ms = [lat[a.genotype.bits()] for a in grid.points]
+            per_agent[agent] = {
+                "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
+                "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
+                             "correction": corr.to_dict(), "networks": args.fidelity_networks},
+                "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
+                "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
+                "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
+                "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
+                "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
+                "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_mean_wall_s": fixed_wall,
+                "fixed_mean_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
+                "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
+                "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
+                "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
+                         "patterns": [a.genotype.bits() for a in grid.points],
+                         "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,
+                         "raw_violations": grid.raw_violations,
+                         "distinct": len({a.genotype for a in grid.raw})},
+            }
+            print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
+                  f"{len(ratios)} in [0.9, 1.0]; monotone violations "
+                  f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
+                  f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
+                  f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
+            plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+
+    write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
+        "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
+                  "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
+                  "test_acc": full_acc, "info": info},
+        "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
+                  "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
+                  "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
+                  "load_avg_during": os.getloadavg()},
+        "agents": per_agent,
+        "targets": {"monotone_violations": 0, "ratio_window": [0.9, 1.0], "time_ratio": 1.5,
+                    "acc_diff_points": ">= -1"},
+    })
+
+
+def plot(path: Path, res, data: dict, full_acc: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    est = res.estimate
+    lams = [p.lam for p in est.points]
+    a1.plot(lams, [p.accuracy for p in est.points], "o-", label="accuracy (held-out val)")
+    a1.axvline(est.sweep_Lambda, color="C3", label=f"Lambda from the sweep {est.sweep_Lambda:.3g}")
+    if est.theorem.applies:
+        a1.axvline(est.theorem.Lambda, color="C2", ls="--", label=f"Theorem 1 {est.theorem.Lambda:.3g}")
+    a1.set_xscale("log")
+    a1.set_xlabel("lambda (nats per whole gateable latency)")
+    a1.set_ylabel("accuracy")
+    a1.set_title(f"lambda sweep (Theorem 1: {est.theorem.theorem:.3g}"
+                 f"{'' if est.theorem.applies else ', does not apply'})", fontsize=9)
+    a1.legend(fontsize=7)
+    rows = data["members"]
+    a2.plot([r["measured_ms"] for r in rows], [r["test_acc"] for r in rows], "o-", label="family members (budgets)")
+    pts = [q for q in data["matched"]]
+    a2.plot([q["fixed_measured_ms"] for q in pts], [q["fixed_test_acc"] for q in pts], "x", ms=8,
+            label="fixed-lambda prunings")
+    a2.axhline(full_acc, color="k", lw=0.5, ls=":", label="unpruned")
+    a2.set_xlabel("measured latency (ms)")
+    a2.set_ylabel("test accuracy (no fine-tuning)")
+    a2.set_title("accuracy vs measured latency", fontsize=9)
+    a2.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Pruning a pre-trained network with a hypernetwork (seed 004 as written): one run, every budget later.
+
+``gamma(lambda) in {0, 1}^|E|`` gates the modules of a pre-trained ResNet (``spaces/resnet.py``): each
+block's branch, and its channel groups. A hypernetwork maps the trade-off coefficient lambda to the
+gates' logits; it is trained on ``L_valid(gamma(lambda)) + lambda T^T gamma`` with ``T`` the modules'
+latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (Algorithm 1).
+
+- ``blocks``: the ResNet's torch building blocks; ``keys``: their op keys (torch-free, registered
+  with ``op_key`` when a ResNet space is made); ``network``: the gated network and the real smaller
+  network of a gate pattern;
+- ``cost``: T(e) per module from any cost model, and the expected cost of relaxed gates;
+- ``gates``: the Gumbel-Softmax (binary Concrete) relaxation with a straight-through estimator;
+- ``pretrain``: the pre-trained network and its checkpoint (hilnas-saved, ``weights_only``, checked);
+- ``sweep``: fixed-lambda pruning, the lambda sweep and Lambda from it and from Theorem 1;
+- ``search``: the hypernetwork and Algorithm 1's two phases; ``family``: members, curves, budgets;
+- ``io``: saving the trained hypernetwork so later budgets need no training.
+
+This ``__init__`` imports nothing, so the LUT tools can use ``keys`` without torch.
+"""

@@ -1,0 +1,225 @@
+"""The pruning hypernetwork on a tiny ResNet and synthetic data: checkpoints, Algorithm 1, the sweep, the family."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pickle
+
+import pytest
+import torch
+
+from hilnas.searchers.cost import FlopsCost, ParamsCost
+from hilnas.searchers.data import DatasetConfig, loaders_for
+from hilnas.searchers.hypernet import BudgetRangeError
+from hilnas.searchers.prune.gates import GateLayout, concrete, pattern_gates
+from hilnas.searchers.prune.io import TrainedFileError, load_trained, save_trained
+from hilnas.searchers.prune.pretrain import CheckpointError, load_pretrained, pretrain, save_pretrained
+from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
+from hilnas.searchers.prune.sweep import SweepPoint, sweep_Lambda
+from hilnas.searchers.result import Budget
+from hilnas.searchers.spaces import GatePattern, create_space
+from hilnas.searchers.train import TrainConfig
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = create_space("resnet18", C=4, groups=2, blocks=(1, 1, 1), in_channels=1, input_size=8, num_classes=4)
+DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=480,
+                     synthetic_test=128, val_fraction=0.3, batch_size=32)
+FAST = PruneConfig(steps=150, sweep_points=5, sweep_min=0.03, sweep_max=30.0, sweep_steps=12, eval_batches=3,
+                   grid_points=7, curve_points=13, bisect_steps=3, recalibrate_batches=4)
+
+
+@pytest.fixture(scope="module")
+def loaders():
+    return loaders_for(DATA)[1]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(loaders, tmp_path_factory):
+    torch.set_num_threads(1)
+    net, res = pretrain(SPACE, loaders, TrainConfig(epochs=4, lr=0.05, seed=0, device="cpu", log_every=0,
+                                                    eval_split="none"))
+    path = tmp_path_factory.mktemp("pre") / "pretrained.pt"
+    save_pretrained(net, path, info={"train_acc": res.history[-1].train_acc})
+    return path
+
+
+@pytest.fixture(scope="module")
+def run(loaders, checkpoint):
+    torch.set_num_threads(1)
+    net, _ = load_pretrained(checkpoint, SPACE)
+    return search(SPACE, FlopsCost(), FAST, net=net, data=loaders, seed=0, others=(ParamsCost(),))
+
+
+# -- the pre-trained network's checkpoint ---------------------------------------------------------------
+def test_a_saved_network_loads_back_with_the_same_weights(checkpoint):
+    net, info = load_pretrained(checkpoint, SPACE)
+    again, _ = load_pretrained(checkpoint, SPACE)
+    assert info["train_acc"] > 0.25
+    for a, b in zip(net.state_dict().values(), again.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(checkpoint):
+    with pytest.raises(CheckpointError, match="another architecture.*C=4.*asked: 8"):
+        load_pretrained(checkpoint, dataclasses.replace(SPACE, C=8))
+    with pytest.raises(CheckpointError, match="groups"):
+        load_pretrained(checkpoint, dataclasses.replace(SPACE, groups=4))
+
+
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")  # torch's note on the foreign pickle
+def test_damaged_foreign_and_incomplete_files_are_refused(checkpoint, tmp_path):
+    damaged = tmp_path / "damaged.pt"
+    damaged.write_bytes(checkpoint.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cannot load safely|not a checkpoint"):
+        load_pretrained(damaged, SPACE)
+
+    class Payload:   # a pickle that would run code when unpickled without weights_only
+        def __reduce__(self):
+            return (print, ("pwned",))
+    foreign = tmp_path / "foreign.pt"
+    foreign.write_bytes(pickle.dumps({"format": "hilnas-prune-pretrained/1", "x": Payload()}))
+    with pytest.raises(CheckpointError, match="not a checkpoint hilnas can load safely"):
+        load_pretrained(foreign, SPACE)
+
+    plain = tmp_path / "plain.pt"
+    torch.save({"model": {}}, plain)   # a torch file, but not hilnas's
+    with pytest.raises(CheckpointError, match="not a pre-trained network saved by hilnas"):
+        load_pretrained(plain, SPACE)
+
+    state = torch.load(checkpoint, weights_only=True)
+    del state["state_dict"]["head.classifier.weight"]
+    partial = tmp_path / "partial.pt"
+    torch.save(state, partial)
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_pretrained(partial, SPACE)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_pretrained(tmp_path / "nothing.pt", SPACE)
+
+
+# -- the relaxation -------------------------------------------------------------------------------
+def test_concrete_gates_are_hard_forward_with_the_bernoulli_mean_and_soft_gradients():
+    logits = torch.tensor([2.0, -1.0, 0.0], requires_grad=True)
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.stack([concrete(logits, 0.5, generator=gen) for _ in range(4000)])
+    assert set(draws.detach().unique().tolist()) <= {0.0, 1.0}
+    assert torch.allclose(draws.mean(0), torch.sigmoid(logits), atol=0.03)
+    draws.sum().backward()
+    assert (logits.grad > 0).all()   # straight-through: gradients reach every logit
+
+
+def test_the_sweep_takes_the_largest_lambda_that_keeps_positive_metrics():
+    full = GatePattern.full(3, 2)
+    pts = [SweepPoint(lam, full, 1.0, 1.0, 0.0, acc) for lam, acc in ((0.1, 0.9), (0.3, 0.85), (1.0, 0.6),
+                                                                       (3.0, 0.3), (10.0, 0.26))]
+    assert sweep_Lambda(pts, 0.9, 0.25, 0.25) == (1.0, [])   # 0.3 is within a quarter of the way to 0.25
+    lam, notes = sweep_Lambda(pts[:3], 0.9, 0.25, 0.25)
+    assert lam == 1.0 and "never reached" in notes[0]
+    empty = dataclasses.replace(pts[0], pattern=GatePattern.empty(3, 2))
+    lam, notes = sweep_Lambda([empty] + pts, 0.9, 0.25, 0.25)
+    assert lam == 0.1 and "lower sweep_min" in notes[0]
+
+
+# -- Algorithm 1 --------------------------------------------------------------------------------------
+def test_both_lambdas_are_recorded_and_the_sweep_sets_the_range(run):
+    est = run.estimate
+    assert run.Lambda == est.sweep_Lambda and est.source == "sweep"
+    assert est.theorem.constant_loss == pytest.approx(math.log(4), abs=0.05)
+    assert est.theorem.theorem == pytest.approx(est.theorem.constant_loss - est.theorem.worst_valid_loss)
+    assert len(est.points) == FAST.sweep_points and [p.lam for p in est.points] == sorted(p.lam for p in est.points)
+    assert est.points[0].accuracy >= est.points[-1].accuracy
+    assert est.points[-1].fraction < est.points[0].fraction   # a large lambda prunes
+    d = est.to_dict()
+    assert d["sweep_Lambda"] == run.Lambda and "theorem_Lambda" in d
+
+
+def test_phase1_makes_hypernet_at_zero_the_pretrained_network(run):
+    assert run.phase1["kept_accuracy"] and run.phase1["steps"] <= FAST.phase1_max_steps
+    assert run.architecture(0.0).genotype == GatePattern.full(3, 2)
+
+
+def test_the_family_gets_cheaper_as_lambda_grows(run):
+    curve = run.curve()
+    raw = [a.costs["mflops"] for a in curve.raw]
+    assert raw[0] == pytest.approx(run.costs["mflops"].full)          # lambda = 0: nothing pruned
+    assert raw[-1] < raw[0]                                           # Lambda prunes
+    assert curve.raw_violations <= 1                                  # the hypernetwork itself is (nearly) monotone
+    assert all(a.costs["params_m"] > 0 for a in curve.raw)            # the other cost model prices members too
+
+
+def test_each_member_solves_the_penalised_problem_at_its_lambda(run, loaders):
+    """At every lambda of the grid the hypernetwork's pattern scores no worse on seed 004's objective
+    L(gamma) + lambda T(gamma) / T^T 1 (held-out batches) than keeping everything or dropping everything."""
+    from hilnas.searchers.prune.gates import pattern_loss_accuracy
+    held = [b for _, b in zip(range(4), loaders.val)]
+    costs, layout = run.costs["mflops"], run.layout
+
+    def objective(pattern, lam):
+        return pattern_loss_accuracy(run.net, layout, pattern, held)[0] + lam * costs.fraction(
+            costs.pattern_cost(pattern))
+    for lam in run.grid():
+        member = run.architecture(lam).genotype
+        best_trivial = min(objective(GatePattern.full(3, 2), lam), objective(GatePattern.empty(3, 2), lam))
+        assert objective(member, lam) <= best_trivial + 0.05, (lam, member.bits())
+
+
+def test_a_budget_gets_the_member_within_it_and_out_of_range_budgets_name_the_range(run):
+    lo, hi = run.reachable()
+    mid = run.for_budget(Budget("mflops", (lo + hi) / 2))
+    assert mid.costs["mflops"] <= (lo + hi) / 2
+    with pytest.raises(BudgetRangeError, match=f"{lo:.6g}.*{hi:.6g}"):
+        run.for_budget(Budget("mflops", lo / 2))
+    with pytest.raises(BudgetRangeError, match="above what this family reaches"):
+        run.for_budget(Budget("mflops", hi * 2))
+
+
+def test_every_derived_pattern_is_a_network_that_runs(run, loaders):
+    layout = GateLayout(3, 2)
+    for t in run.grid(13):
+        p = run.architecture(t).genotype
+        net = run.network(p, loaders.train)
+        with torch.no_grad():
+            out = net(torch.randn(2, 1, 8, 8))
+        assert out.shape == (2, 4) and torch.isfinite(out).all()
+        assert pattern_gates(layout, p)[0].tolist() == [float(k > 0) for k in p.kept_groups]
+
+
+def test_fixed_lambda_pruning_keeps_everything_at_zero_and_prunes_at_a_large_lambda(loaders, checkpoint, run):
+    net, _ = load_pretrained(checkpoint, SPACE)
+    cfg = dataclasses.replace(FAST, steps=40)
+    none = prune_fixed(SPACE, FlopsCost(), 0.0, cfg, net=net, data=loaders)
+    assert none.pattern == GatePattern.full(3, 2)
+    heavy = prune_fixed(SPACE, FlopsCost(), 30.0, cfg, net=net, data=loaders)
+    assert heavy.costs["mflops"] < none.costs["mflops"] and heavy.wall_s > 0
+
+
+# -- one run, budgets later -----------------------------------------------------------------------------
+def test_a_saved_hypernetwork_derives_the_same_family(run, checkpoint, tmp_path):
+    folder = save_trained(run, tmp_path / "trained", checkpoint)
+    again = load_trained(folder, SPACE, FlopsCost())
+    assert again.Lambda == run.Lambda
+    assert [a.genotype for a in again.curve().raw] == [a.genotype for a in run.curve().raw]
+    (folder / "trained.pt").write_bytes(b"not a torch file")
+    with pytest.raises(TrainedFileError, match="cannot be loaded"):
+        load_trained(folder, SPACE, FlopsCost())
+    with pytest.raises(TrainedFileError, match="trained for the space"):
+        load_trained(folder, dataclasses.replace(SPACE, C=8), FlopsCost())
+
+
+def test_a_hypernetwork_refuses_a_pretrained_network_that_changed(run, checkpoint, tmp_path):
+    copy = tmp_path / "pre.pt"
+    copy.write_bytes(checkpoint.read_bytes())
+    folder = save_trained(run, tmp_path / "trained", copy)
+    net, _ = load_pretrained(copy, SPACE)
+    with torch.no_grad():
+        net.head.classifier.bias.add_(1.0)
+    save_pretrained(net, copy)
+    with pytest.raises(TrainedFileError, match="has changed"):
+        load_trained(folder, SPACE, FlopsCost())
+
+
+def test_bad_settings_are_refused():
+    for bad in ({"granularity": "layers"}, {"Lambda": "auto"}, {"Lambda": -1.0}, {"bias": 0.4}, {"drop": 1.5},
+                {"tau_end": 2.0}, {"sweep_min": 0.0}):
+        with pytest.raises(ValueError):
+            PruneConfig(**bad)
