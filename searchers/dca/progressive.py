@@ -126,7 +126,7 @@ class Progressive:
                                "feasible_ops": [self.model.space.ops[i] for i in range(w.shape[1]) if feasible[e, i]],
                                "restricted": bool((greedy[e] & ~feasible[e]).any()),
                                "changed": (e, o) != unrestricted[:2], "fallback": fallback,
-                               "miss": miss,
+                               "miss": miss if math.isfinite(miss) else None,   # None: no completion at all
                                **({"device_costs": device_costs} if last else {})})
 
     def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None) -> tuple[torch.Tensor, float]:

@@ -4,8 +4,10 @@ Prices: a 3x3 conv costs 10 on any edge, a 1x1 conv 1, the parameter-free ops no
 alphas prefer the 3x3 conv on every edge, least surely on edge 0->3, which is decided last.
 Deciding greedily, every edge takes the 3x3 conv: after five decisions the cell costs 50 whatever
 edge 0->3 takes (``none`` there leaves every other edge live), the last decision has nothing
-within budget to choose from, and the cell (60) lands far over the band [20, 30]. Looking ahead, the decisions that would leave no completion in the band choose
-among the others, and the cell lands in the band without repair.
+within budget to choose from, and the cell (60) lands far over the band [20, 30]. Looking ahead,
+the decisions that would leave no completion in the band choose among the others, and the cell
+lands in the band without repair. A band no cell reaches: the decisions fall back to the cells
+nearest it and record it.
 """
 import pytest
 import torch
