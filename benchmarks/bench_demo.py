@@ -27,18 +27,19 @@ from _common import median, write  # noqa: E402
 
 
 def step_seconds(workspace: Path) -> dict[str, float]:
-    """Seconds per kind of step (lut, search, hypernetwork, train, validate, ...) of the demo's run."""
+    """Seconds per kind of step (lut, search, hypernetwork, grow, pretrain, train, validate, ...) over the
+    demo's runs (NB201 on three devices, then one run per space of its own: splitting, pruning)."""
     from hilnas.server.store import Store
 
     out: dict[str, float] = collections.defaultdict(float)
     with Store.open(workspace, create=False) as store:
-        run_id = int(store.runs_df("run")["id"].iloc[-1])
-        for step in store.steps(run_id):
-            parts = step.key.split("/")
-            kind = parts[-1] if parts[-1] in ("lut", "budgets", "search", "hypernetwork", "derive", "train",
-                                              "validate") else parts[-2]
-            method = parts[1] if len(parts) > 2 else "device"
-            out[f"{method}/{kind}"] += step.seconds or 0.0
+        for run_id in store.runs_df("run")["id"]:
+            for step in store.steps(int(run_id)):
+                parts = step.key.split("/")
+                kind = parts[-1] if parts[-1] in ("lut", "budgets", "search", "hypernetwork", "derive", "train",
+                                                  "validate", "grow", "pretrain", "export") else parts[-2]
+                method = parts[1] if len(parts) > 2 else "device"
+                out[f"{method}/{kind}"] += step.seconds or 0.0
     return dict(out)
 
 

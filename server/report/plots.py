@@ -98,14 +98,19 @@ def pareto(device: str, networks: Sequence[dict[str, Any]], budgets: Sequence[di
 def tradeoff(device: str, curves: Sequence[dict[str, Any]]) -> bytes:
     """The hypernetwork's family on one device: LUT latency along lambda, and accuracy vs LUT latency."""
     plt = _plt()
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    any_acc = any(p.get("supernet_acc") is not None for c in curves for p in c["points"])
+    if any_acc:
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    else:  # a family without accuracy along lambda (the pruning hypernetwork's): no empty second panel
+        fig, ax1 = plt.subplots(1, 1, figsize=(6.5, 4.2))
+        ax2 = None
     for i, c in enumerate(curves):
         pts = sorted(c["points"], key=lambda p: p["scale"])
         label = f"run {c['run_id']}, seed {c['seed']} (Lambda = {c['Lambda']:.3g})"
         xs = [p["scale"] for p in pts]
         ax1.plot(xs, [p["latency_ms"] for p in pts], "o-", color=f"C{i}", drawstyle="steps-post", label=label)
         with_acc = [p for p in pts if p.get("supernet_acc") is not None]
-        if with_acc:  # one point per lambda of the grid: a cloud, not a path (the proxy is noisy)
+        if with_acc and ax2 is not None:  # one point per lambda of the grid: a cloud, not a path (the proxy is noisy)
             ax2.scatter([p["latency_ms"] for p in with_acc], [100 * p["supernet_acc"] for p in with_acc],
                         color=f"C{i}", label=label)
             front = pareto_front([(p["latency_ms"], 100 * p["supernet_acc"]) for p in with_acc])
@@ -114,10 +119,11 @@ def tradeoff(device: str, curves: Sequence[dict[str, Any]]) -> bytes:
     ax1.set_xlabel("trade-off coefficient lambda (scale, 0 = accuracy only)")
     ax1.set_ylabel("LUT latency of the derived network (ms)")
     ax1.set_title(f"{device}: the family along lambda (one training)")
-    ax2.set_xlabel("LUT latency of the derived network (ms)")
-    ax2.set_ylabel("supernet accuracy at lambda (%, val; a proxy)")
-    ax2.set_title(f"{device}: the trade-off curve (one point per lambda)")
-    for ax in (ax1, ax2):
+    if ax2 is not None:
+        ax2.set_xlabel("LUT latency of the derived network (ms)")
+        ax2.set_ylabel("supernet accuracy at lambda (%, val; a proxy)")
+        ax2.set_title(f"{device}: the trade-off curve (one point per lambda)")
+    for ax in (ax1, ax2) if ax2 is not None else (ax1,):
         ax.grid(alpha=0.3)
         if ax.lines or ax.collections:
             ax.legend(fontsize=7)

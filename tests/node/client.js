@@ -51,7 +51,7 @@ async function main() {
     request_id: 'node-1', model, sha256, format: 'MODEL_FORMAT_ONNX', op_key: 'from-node',
     config: { warmup_runs: 0, min_seconds: 0, cv_threshold: 100 },
   }, auth);
-  out.cached = await call(agent, 'Benchmark', { request_id: 'node-2', sha256, config: { min_runs: 3, min_seconds: 0 } },
+  out.cached = await call(agent, 'Benchmark', { request_id: 'node-2', sha256, config: { min_runs: 3, min_seconds: 0, cv_threshold: 100 } },
                           auth);
   out.bad_hash = await call(agent, 'Benchmark', { request_id: 'node-3', model, sha256: sha256.toUpperCase() }, auth);
   out.wrong_token = await call(agent, 'Describe', {}, wrong);

@@ -54,7 +54,7 @@ def test_node_client_calls_describe_benchmark_and_health(tmp_path):
     assert bench["config"]["warmup_runs"] == 0 and bench["config"]["min_runs"] == 30
     assert bench["latency"]["n"] >= 30 and bench["latency"]["median_ms"] > 0
     cached = out["cached"]["reply"]
-    assert cached["status"] == "STATUS_OK" and cached["latency"]["n"] >= 3
+    assert cached["status"] == "STATUS_OK" and cached["latency"]["n"] >= 3   # cv_threshold 100: a busy host's spread
     bad = out["bad_hash"]["error"]
     assert bad["code"] == "INVALID_ARGUMENT" and bad["metadata"]["hilnas-status"] == "HASH_MISMATCH"
     assert out["wrong_token"]["error"]["code"] == "UNAUTHENTICATED"
