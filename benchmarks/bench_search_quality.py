@@ -148,7 +148,9 @@ def run_job(job: dict) -> dict:
         out.update(derived=r.derived_genotype.arch_str, final=r.genotype.arch_str, repaired=r.repaired,
                    edges_changed=r.edges_changed, predicted_ms=r.cost, derived_predicted_ms=r.derived_cost,
                    val_acc=r.val_acc, wall_s=r.wall_s, epochs=r.extra.get("epochs", []),
-                   samples=len(r.extra.get("samples", [])), device_log=r.extra.get("device", {}).get("log", []))
+                   samples=len(r.extra.get("samples", [])), device_log=r.extra.get("device", {}).get("log", []),
+                   decisions=r.extra.get("decisions", []), decisions_restricted=r.extra.get("decisions_restricted"),
+                   decisions_fallback=r.extra.get("decisions_fallback"))
     out["job_s"] = time.perf_counter() - started
     return out
 

@@ -105,6 +105,12 @@ def temperature_schedule(config: Any) -> Callable[[int], float] | None:
     return at
 
 
+def _band(term: CostTerm, budget: float) -> tuple[float, float] | None:
+    """The band (lo * B, hi * B) the progressive decisions look ahead to: the multiplier's, if it has one."""
+    band = getattr(term, "band", None)
+    return (band[0] * budget, band[1] * budget) if band is not None else None
+
+
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
                 term: CostTerm, *, budget: Budget | None, enforce_budget: bool, seed: int,
                 data: Loaders, measure: Callable[[Any], float] | None = None) -> SearchResult:
@@ -132,7 +138,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         progressive = Progressive(model, tables, decision_steps(len(space.edges), arch_steps),
                                   lambda cost: float(term.penalty(cost)), lambda cost: cost <= budget.value,
                                   scale=(lambda: feedback.ratio) if feedback is not None else None,
-                                  measure=feedback.cost_of if feedback is not None else None)
+                                  measure=feedback.cost_of if feedback is not None else None,
+                                  band=_band(term, budget.value) if getattr(config, "lookahead", False) else None)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
@@ -177,6 +184,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                              "constraint_history": list(architect.constraint_history)}
     if progressive is not None:
         extra["decisions"] = progressive.decisions
+        extra["decisions_restricted"] = sum(d["restricted"] for d in progressive.decisions)
+        extra["decisions_fallback"] = sum(d["fallback"] for d in progressive.decisions)
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

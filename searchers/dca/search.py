@@ -23,8 +23,9 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   spent outside it (with the linear term alone the cell's cost overshot the band back and forth).
 - ``progressive`` (NB201): the cell's edges are decided one at a time at evenly spaced
   architecture steps, each by the Lagrangian, and what dual ascent holds in the band is the exact
-  expected cost of the partly decided cell (``progressive.py``); the last decision keeps the cell
-  within the budget when one of its ops can. ``constrain = "derived"`` instead compares the exact
+  expected cost of the partly decided cell (``progressive.py``); with ``lookahead`` each decision
+  chooses only among the ops some completion of the undecided edges lands in the band with (all
+  completions enumerated), so the greedy decisions cannot strand the last edge outside the band. ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
   to end over the architecture epochs, so the relaxed network and its cost converge to the
@@ -128,6 +129,7 @@ class DcaConfig(BilevelConfig):
     band: tuple[float, float] = (0.91, 0.99)   # (lo, hi) x B the cost is held in; (0, 1) is the paper's
     temperature: tuple[float, float] = (1.0, 1.0)  # softmax temperature at the first / last architecture epoch
     progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
+    lookahead: bool = True          # progressive: decide only among ops some completion of which lands in the band
     rho: float = 100.0              # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
 
     def __post_init__(self) -> None:

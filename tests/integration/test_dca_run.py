@@ -37,6 +37,8 @@ def budget_between(store, frac):
 
 @pytest.mark.slow
 def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path):
+    from hilnas.server.cli.search.dca import summary
+
     store, client = lut_store
     budget = budget_between(store, 0.5)
     report = run_dca(store, "pi", [client], config(budget, out_dir=str(tmp_path / "models")))
@@ -53,6 +55,9 @@ def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path
     assert model.predicted_latency_ms == pytest.approx(report.predicted)
     val = store.validations_df(model_id=report.model_id)
     assert len(val) == 1 and val.iloc[0]["measured_ms"] == pytest.approx(report.measured)
+    decisions = report.search["extra"]["decisions"]   # the progressive decisions and their look-ahead, reported
+    assert (f"edges decided one at a time: 6, {sum(d['restricted'] for d in decisions)} restricted"
+            in summary(report, "pi", f"latency_ms={budget}"))
 
 
 @pytest.mark.slow

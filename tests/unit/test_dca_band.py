@@ -27,7 +27,8 @@ SPACE = tiny_space("nb201")
 BAND = (0.9, 1.0)
 SETTINGS = dict(epochs=10, options=SupernetOptions(bottleneck=2), arch=ArchConfig(lr=6e-3, warmup_epochs=1), band=BAND,
                 multiplier_lr=0.05, rho=100.0)
-FROZEN = {**SETTINGS, "multiplier_lr": 0.0, "rho": 0.0}
+DUAL = {**SETTINGS, "lookahead": False}   # the dual ascent alone: the decisions do not look ahead to the band
+FROZEN = {**DUAL, "multiplier_lr": 0.0, "rho": 0.0}
 
 
 def fresh_data():
@@ -62,7 +63,7 @@ def test_the_dual_ascent_alone_lands_the_derived_cell_in_the_band(data):
     assert any(in_band(c, budget) for c in all_costs(model))  # the answer exists
     frozen = search(SPACE, model, DcaConfig(budget=Budget("latency_ms", budget), **FROZEN), seed=0, data=fresh_data())
     assert not in_band(frozen.derived_cost, budget)  # without the multipliers the same search lands elsewhere
-    r = search(SPACE, model, DcaConfig(budget=Budget("latency_ms", budget), **SETTINGS), seed=0, data=data)
+    r = search(SPACE, model, DcaConfig(budget=Budget("latency_ms", budget), **DUAL), seed=0, data=data)
     assert not r.repaired and r.edges_changed == 0 and r.genotype == r.derived_genotype
     assert in_band(r.derived_cost, budget), (r.derived_cost / budget, r.extra["decisions"])
     # every edge was decided by the Lagrangian, one at a time, the last on the last architecture step
@@ -79,6 +80,18 @@ def test_the_dual_ascent_alone_lands_the_derived_cell_in_the_band(data):
 
 
 @pytest.mark.slow
+def test_the_look_ahead_alone_lands_the_search_the_frozen_multipliers_miss_in_the_band(data):
+    model = lut_model(SPACE)
+    budget = budget_at(model, 0.4)   # the budget the frozen search misses (the test above)
+    r = search(SPACE, model, DcaConfig(budget=Budget("latency_ms", budget), **{**FROZEN, "lookahead": True}),
+               seed=0, data=data)
+    assert not r.repaired and r.genotype == r.derived_genotype
+    assert in_band(r.derived_cost, budget), (r.derived_cost / budget, r.extra["decisions"])
+    assert r.extra["decisions_restricted"] >= 1 and r.extra["decisions_fallback"] == 0
+    assert r.extra["decisions_restricted"] == sum(d["restricted"] for d in r.extra["decisions"])
+
+
+@pytest.mark.slow
 def test_the_dual_ascent_brings_the_cost_nearer_the_band_across_budgets(data):
     model = lut_model(SPACE)
 
@@ -87,7 +100,7 @@ def test_the_dual_ascent_brings_the_cost_nearer_the_band_across_budgets(data):
         r = search(SPACE, model, DcaConfig(budget=Budget("latency_ms", b), **config), seed=0, data=fresh_data())
         return abs(r.derived_cost / b - 0.95)
     fracs = (0.2, 0.4, 0.6, 0.8)
-    with_dual = sorted(miss(SETTINGS, f) for f in fracs)
+    with_dual = sorted(miss(DUAL, f) for f in fracs)
     frozen = sorted(miss(FROZEN, f) for f in fracs)
     assert with_dual[1] < frozen[1] and with_dual[2] < frozen[2]   # the middle of the four, either side
 

@@ -46,6 +46,11 @@ def summary(report, device: str, budget: str) -> str:
             f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
             f"{'n/a' if report.measured is None else format(report.measured, '.4g')} -> {verdict}{hit}"
             f"\n  repaired: {repaired}\n  constrained: {describe_basis(report.cost_basis)}")
+    decisions = report.search.get("extra", {}).get("decisions")
+    if decisions:
+        text += (f"\n  edges decided one at a time: {len(decisions)}, "
+                 f"{sum(d['restricted'] for d in decisions)} restricted to ops that can still land in the band, "
+                 f"{sum(d['fallback'] for d in decisions)} with none that could (greedy fallback)")
     seeds = report.search.get("extra", {}).get("seeds")
     if seeds and len(seeds) > 1:
         text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("

@@ -1,0 +1,88 @@
+"""The progressive decisions' look-ahead to the band (``searchers/dca/progressive.py``), on a constructed cell.
+
+Prices: a 3x3 conv costs 10 on any edge, a 1x1 conv 1, the parameter-free ops nothing, and the
+alphas prefer the 3x3 conv on every edge, least surely on edge 0->3, which is decided last.
+Deciding greedily, every edge takes the 3x3 conv: after five decisions the cell costs 50 whatever
+edge 0->3 takes (``none`` there leaves every other edge live), the last decision has nothing
+within budget to choose from, and the cell (60) lands far over the band [20, 30]. Looking ahead,
+the decisions that would leave no completion in the band choose among the others, and the cell
+lands in the band without repair. A band no cell reaches: the decisions fall back to the cells
+nearest it and record it.
+"""
+import pytest
+import torch
+
+from hilnas.searchers.cost import CostTables, nb201_cell_costs, nb201_cells
+from hilnas.searchers.dca.progressive import Progressive
+from hilnas.searchers.supernet import build_supernet
+from testmodels import tiny_space
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = tiny_space("nb201")
+PRICE = {"none": 0.0, "skip_connect": 0.0, "nor_conv_1x1": 1.0, "nor_conv_3x3": 10.0, "avg_pool_3x3": 0.0}
+PREFERENCE = {"none": 0.0, "skip_connect": 1.0, "nor_conv_1x1": 2.0, "nor_conv_3x3": 3.0, "avg_pool_3x3": 0.5}
+BAND = (20.0, 30.0)
+
+
+def tables() -> CostTables:
+    edge = torch.tensor([[PRICE[o] for o in SPACE.ops]] * len(SPACE.edges), dtype=torch.float64)[None]
+    return CostTables(cell_types=("cell",), edge=edge, add=torch.zeros(1, dtype=torch.float64),
+                      preprocess=torch.zeros(1, 2, dtype=torch.float64), rest=0.0)
+
+
+def decide_all(band, scale=None, measure=None) -> tuple[Progressive, float]:
+    """Decide every edge of a supernet whose alphas are PREFERENCE; returns the decisions and the cell's cost."""
+    model = build_supernet(SPACE)
+    with torch.no_grad():
+        alphas = torch.tensor([[PREFERENCE[o] for o in SPACE.ops]] * len(SPACE.edges))
+        alphas[SPACE.edges.index((0, 3))] *= 0.5   # the least certain edge: decided last
+        model.alphas["cell"].copy_(alphas)
+    p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
+                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band)
+    p.after_step(len(SPACE.edges) - 1)
+    return p, predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
+
+
+def predicted(ops: tuple[str, ...]) -> float:
+    """The cell's cost under ``tables()`` (dead edges cost nothing)."""
+    cells = nb201_cells(SPACE.ops)
+    index = [SPACE.ops.index(o) for o in ops]
+    (row,) = [i for i, arch in enumerate(cells.arch) if list(arch) == index]
+    return float(nb201_cell_costs(cells, tables())[row])
+
+
+def test_greedy_decisions_strand_the_last_edge_and_the_look_ahead_lands_in_the_band():
+    greedy, greedy_cost = decide_all(band=None)
+    assert greedy_cost == 60.0 and greedy.decisions[-1]["edge"] == SPACE.edges.index((0, 3))
+    assert all(not 20 <= c <= 30 for c in greedy.decisions[-1]["device_costs"].values())   # stranded
+    assert not any(d["restricted"] or d["fallback"] for d in greedy.decisions)
+    ahead, cost = decide_all(band=BAND)
+    assert BAND[0] <= cost <= BAND[1]
+    assert len(ahead.decisions) == len(SPACE.edges) and not any(d["fallback"] for d in ahead.decisions)
+    # the first decisions were free to take the 3x3 conv; the later ones were restricted, and changed the choice
+    restricted = [d for d in ahead.decisions if d["restricted"]]
+    assert restricted and any(d["changed"] for d in restricted)
+    assert all(d["op"] in d["feasible_ops"] for d in ahead.decisions)
+    assert ahead.decisions[0]["op"] == "nor_conv_3x3" and not ahead.decisions[0]["restricted"]
+
+
+def test_the_look_ahead_uses_the_device_cost_and_the_last_decision_its_measurement():
+    # the device is twice as slow as predicted: the band in device cost holds cells predicted at 10-15
+    ahead, cost = decide_all(band=BAND, scale=lambda: 2.0,
+                             measure=lambda g: 2.0 * predicted(g.ops))
+    assert BAND[0] <= 2.0 * cost <= BAND[1]
+    last = ahead.decisions[-1]
+    assert BAND[0] <= last["device_costs"][last["op"]] <= BAND[1]
+
+
+def test_a_band_no_cell_reaches_falls_back_to_the_nearest_cells_and_says_so():
+    # cells cost 10 per live 3x3 conv + 1 per live 1x1 conv: none costs 24.2-29.5; the nearest is 24 (two 3x3, four
+    # 1x1), the next 30
+    band = (24.2, 29.5)
+    stuck, cost = decide_all(band=band)
+    assert cost == 24.0
+    assert all(d["fallback"] for d in stuck.decisions)
+    assert [d["miss"] for d in stuck.decisions] == pytest.approx([0.2] * len(SPACE.edges))
+    greedy, greedy_cost = decide_all(band=None)   # without the look-ahead: 60
+    assert greedy_cost == 60.0 and not any(d["fallback"] for d in greedy.decisions)
