@@ -288,19 +288,10 @@ def plot(path: Path, res, data: dict, full_acc: float) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from hilnas.server.search.prune import draw_sweep
+
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-    est = res.estimate
-    lams = [p.lam for p in est.points]
-    a1.plot(lams, [p.accuracy for p in est.points], "o-", label="accuracy (held-out val)")
-    a1.axvline(est.sweep_Lambda, color="C3", label=f"Lambda from the sweep {est.sweep_Lambda:.3g}")
-    if est.theorem.applies:
-        a1.axvline(est.theorem.Lambda, color="C2", ls="--", label=f"Theorem 1 {est.theorem.Lambda:.3g}")
-    a1.set_xscale("log")
-    a1.set_xlabel("lambda (nats per whole gateable latency)")
-    a1.set_ylabel("accuracy")
-    a1.set_title(f"lambda sweep (Theorem 1: {est.theorem.theorem:.3g}"
-                 f"{'' if est.theorem.applies else ', does not apply'})", fontsize=9)
-    a1.legend(fontsize=7)
+    draw_sweep(a1, res.estimate)   # the same panel as the run's own sweep plot
     rows = data["members"]
     a2.plot([r["measured_ms"] for r in rows], [r["test_acc"] for r in rows], "o-", label="family members (budgets)")
     pts = [q for q in data["matched"]]

@@ -5,6 +5,7 @@ curves, the member for a budget; shared with the pruning hypernetwork) and the r
 """
 from __future__ import annotations
 
+import abc
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -93,7 +94,7 @@ def isotonic(raw: Sequence[Architecture], metric: str) -> list[Architecture]:
 
 
 # -- a family: members at trade-off points, curves, budgets ---------------------------------------
-class Family:
+class Family(abc.ABC):
     """What a trained family gives, whatever the method: members at checked trade-off points, the monotone
     curve along a ray, the reachable range and the member for a budget (by bisection on the scale).
 
@@ -108,8 +109,9 @@ class Family:
     config: Any
     _curves: dict[Any, TradeOffCurve]
 
+    @abc.abstractmethod
     def architecture(self, t: TradeOff | float) -> Architecture:
-        raise NotImplementedError
+        """The member the trained family gives at trade-off point ``t`` (a scale alone: the simplex's centre)."""
 
     # -- points -----------------------------------------------------------------------------
     def tradeoff(self, scale: float, weights: Sequence[float] | None = None) -> TradeOff:

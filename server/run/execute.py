@@ -28,6 +28,7 @@ from hilnas.server.run.config import RunConfig
 from hilnas.server.run.context import Chain, DeviceState, RunContext, Step
 from hilnas.server.run.device_steps import budgets_step, lut_step
 from hilnas.server.run.methods import METHODS
+from hilnas.server.search.common import latest_run_with_fingerprint, torch_threads
 from hilnas.server.store import Store
 
 log = logging.getLogger("hilnas.run")
@@ -56,10 +57,7 @@ class RunOutcome:
 
 def find_run(store: Store, config: RunConfig) -> int | None:
     """The latest run of this configuration (same fingerprint), to resume; None if there is none."""
-    runs = store.runs_df(RUN_KIND)
-    fp = config.fingerprint()
-    ids = [int(r["id"]) for _, r in runs.iterrows() if isinstance(r["config"], dict) and r["config"].get("fingerprint") == fp]
-    return ids[-1] if ids else None
+    return latest_run_with_fingerprint(store, RUN_KIND, config.fingerprint())
 
 
 def execute(config: RunConfig, store: Store, *, workspace: Path, progress: Progress | None = None,
@@ -82,33 +80,32 @@ def execute(config: RunConfig, store: Store, *, workspace: Path, progress: Progr
                      "already done")
     else:
         progress.say(f"run {run_id} ({config.name}): {runner.planned} steps on {len(config.devices)} device(s)")
-    threads = _set_torch_threads(config.torch_threads)
-    try:
-        ctx.space  # the data and the space first: a missing dataset fails once, before any agent starts
-        with RunAgents(config, workspace, resume_command=resume_command) as agents:
-            for spec in config.devices:
-                runner.device(agents, spec)
-        outcome.status = "failed" if runner.failures else "done"
-    except KeyboardInterrupt:
-        outcome.status = "interrupted"
-        raise
-    except BaseException as err:
-        outcome.status = "failed"
-        runner.failures.append({"step": "run", "error": f"{type(err).__name__}: {err}"})
-        raise
-    finally:
-        _set_torch_threads(threads)
-        outcome.ran, outcome.failures = runner.ran, runner.failures
-        outcome.infeasible = runner.infeasible
-        outcome.planned = runner.planned
-        outcome.networks = [s.result for s in store.steps(run_id) if s.status == "done" and "/validate" in s.key]
-        outcome.wall_s = time.monotonic() - started
-        store.finish_run(run_id, status=outcome.status, result=outcome.to_dict())
-        if report and outcome.status != "interrupted" and runner.done:  # after finish_run: it shows the run as it ended
-            outcome.report = _write_report(ctx, runner)
-            outcome.failures = runner.failures
-            outcome.status = "failed" if runner.failures else outcome.status
+    with torch_threads(config.torch_threads):
+        try:
+            ctx.space  # the data and the space first: a missing dataset fails once, before any agent starts
+            with RunAgents(config, workspace, resume_command=resume_command) as agents:
+                for spec in config.devices:
+                    runner.device(agents, spec)
+            outcome.status = "failed" if runner.failures else "done"
+        except KeyboardInterrupt:
+            outcome.status = "interrupted"
+            raise
+        except BaseException as err:
+            outcome.status = "failed"
+            runner.failures.append({"step": "run", "error": f"{type(err).__name__}: {err}"})
+            raise
+        finally:
+            outcome.ran, outcome.failures = runner.ran, runner.failures
+            outcome.infeasible = runner.infeasible
+            outcome.planned = runner.planned
+            outcome.networks = [s.result for s in store.steps(run_id) if s.status == "done" and "/validate" in s.key]
+            outcome.wall_s = time.monotonic() - started
             store.finish_run(run_id, status=outcome.status, result=outcome.to_dict())
+            if report and outcome.status != "interrupted" and runner.done:  # after finish_run: it shows the run as it ended
+                outcome.report = _write_report(ctx, runner)
+                outcome.failures = runner.failures
+                outcome.status = "failed" if runner.failures else outcome.status
+                store.finish_run(run_id, status=outcome.status, result=outcome.to_dict())
     return outcome
 
 
@@ -236,16 +233,6 @@ def _write_report(ctx: RunContext, runner: _Runner) -> dict[str, str]:
                     f"{ctx.run_id})")
         return {}
     return {k: str(v) for k, v in paths.items()}
-
-
-def _set_torch_threads(n: int | None) -> int | None:
-    if not n:
-        return None
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(n)
-    return previous
 
 
 def _network_line(n: dict[str, Any]) -> str:

@@ -35,14 +35,26 @@ def recorded(store: Store, kind: str, config: Mapping[str, Any], body: Callable[
     return report
 
 
+def latest_run_with_fingerprint(store: Store, kind: str, fingerprint: str) -> int | None:
+    """The id of the latest run of ``kind`` whose recorded config carries ``fingerprint`` (a run file's or a
+    sweep file's, for resuming); None if there is none."""
+    runs = store.runs_df(kind)
+    ids = [int(r["id"]) for _, r in runs.iterrows()
+           if isinstance(r["config"], dict) and r["config"].get("fingerprint") == fingerprint]
+    return ids[-1] if ids else None
+
+
 @contextlib.contextmanager
 def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` (None: unchanged) for the block, restored after."""
+    """torch's intra-op threads set to ``n`` for the block, restored after; None or 0 leaves them (and
+    torch unimported)."""
+    if not n:
+        yield
+        return
     import torch
 
     before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
+    torch.set_num_threads(n)
     try:
         yield
     finally:

@@ -406,9 +406,19 @@ def _plot_sweep(path: Path, result: PruneResult, notes: list[str]) -> Path | Non
     plt = _pyplot(notes)
     if plt is None:
         return None
-    est = result.estimate
-    lams = [p.lam for p in est.points]
     fig, ax = plt.subplots(figsize=(6, 4))
+    draw_sweep(ax, result.estimate)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def draw_sweep(ax: Any, est: Any) -> None:
+    """The lambda sweep on ``ax`` (matplotlib axes): held-out accuracy against lambda with the unpruned and
+    every-block-dropped levels, Lambda from the sweep and (where it applies) Theorem 1, and on a twin axis the
+    kept share of the gateable cost. ``est`` is a ``PruneResult.estimate``."""
+    lams = [p.lam for p in est.points]
     ax.plot(lams, [p.accuracy for p in est.points], "o-", label="accuracy (held-out val)")
     ax.axhline(est.full_accuracy, color="k", lw=0.5, ls=":", label="unpruned")
     ax.axhline(est.floor_accuracy, color="grey", lw=0.5, ls="--", label="every block dropped")
@@ -418,17 +428,13 @@ def _plot_sweep(path: Path, result: PruneResult, notes: list[str]) -> Path | Non
     ax.set_xscale("log")
     ax.set_xlabel("lambda (nats per whole gateable cost)")
     ax.set_ylabel("accuracy")
-    ax2 = ax.twinx()
-    ax2.plot(lams, [p.fraction for p in est.points], "s:", color="C1", label="cost (share of T^T 1)")
-    ax2.set_ylabel("kept share of the gateable cost", color="C1")
+    twin = ax.twinx()
+    twin.plot(lams, [p.fraction for p in est.points], "s:", color="C1", label="cost (share of T^T 1)")
+    twin.set_ylabel("kept share of the gateable cost", color="C1")
     title = "lambda sweep" + ("" if est.theorem.applies else
                               f" (Theorem 1 does not apply: bound {est.theorem.theorem:.3g})")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="lower left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
 
 
 __all__ = ["MODELS", "PruneRunConfig", "PruneRunReport", "PrunedMember", "run_prune"]

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hilnas.server.progress import Progress, format_duration
+from hilnas.server.search.common import latest_run_with_fingerprint
 from hilnas.server.store import Store
 from hilnas.server.sweep.cell import cell_payload
 from hilnas.server.sweep.config import Cell, SweepConfig
@@ -52,10 +53,8 @@ class SweepOutcome:
 
 
 def find_sweep(store: Store, config: SweepConfig) -> int | None:
-    runs = store.runs_df(SWEEP_KIND)
-    fp = config.fingerprint()
-    ids = [int(r["id"]) for _, r in runs.iterrows() if isinstance(r["config"], dict) and r["config"].get("fingerprint") == fp]
-    return ids[-1] if ids else None
+    """The latest sweep of this configuration (same fingerprint), to resume; None if there is none."""
+    return latest_run_with_fingerprint(store, SWEEP_KIND, config.fingerprint())
 
 
 def cell_runs(store: Store, sweep_id: int) -> dict[str, dict[str, Any]]:
