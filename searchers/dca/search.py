@@ -25,7 +25,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   architecture steps, each by the Lagrangian, and what dual ascent holds in the band is the exact
   expected cost of the partly decided cell (``progressive.py``); with ``lookahead`` each decision
   chooses only among the ops some completion of the undecided edges lands in the band with (all
-  completions enumerated), so the greedy decisions cannot strand the last edge outside the band. ``constrain = "derived"`` instead compares the exact
+  completions enumerated), so the greedy decisions cannot strand the last edge outside the band;
+  with the device in the loop, the last decisions (``device_decisions``: once at most 25 cells
+  remain) are taken on the measured costs of all the cells they choose between.
+  ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
   to end over the architecture epochs, so the relaxed network and its cost converge to the
@@ -131,6 +134,9 @@ class DcaConfig(BilevelConfig):
     progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
     lookahead: bool = True          # progressive: decide only among ops some completion of which lands in the band
     rho: float = 100.0              # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
+    # progressive with the device in the loop: once at most this many cells complete the decided edges, measure
+    # them all and decide on their measured costs (25: the last two decisions; 0: on the prediction only)
+    device_decisions: int = 25
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,6 +147,9 @@ class DcaConfig(BilevelConfig):
         lo, hi = self.band
         if not 0.0 <= lo < hi:
             raise ValueError(f"band must be (lo, hi) with 0 <= lo < hi, got {self.band}")
+        if self.device_decisions < 0:
+            raise ValueError(f"device_decisions must be >= 0 (0: decide on the prediction only), "
+                             f"got {self.device_decisions}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if len(self.temperature) != 2 or min(self.temperature) <= 0:
