@@ -131,7 +131,8 @@ def run_job(job: dict) -> dict:
         common = _supernet_settings(args)
         if method == "dca":
             cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
-                                rho=args["rho"], device_decisions=args["device_decisions"], **common)
+                                rho=args["rho"], device_decisions=args["device_decisions"],
+                                device_margin=args["device_margin"], **common)
             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
                            measure=_measure(device) if args["feedback"] else None)
         elif method == "pcdarts":  # the same supernet and settings, no cost term
@@ -356,6 +357,9 @@ def main() -> None:
     p.add_argument("--device-decisions", type=int, default=25,
                    help="dca: once at most this many cells complete the decided edges, measure them all on the "
                         "agent and decide on the measured costs (default: 25, the last two decisions; 0: never)")
+    p.add_argument("--device-margin", type=float, default=0.02,
+                   help="dca: those decisions aim at the band shrunk by this x budget on each side when a measured "
+                        "cell lies there (default: 0.02)")
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
@@ -392,7 +396,8 @@ def run(args, methods: list[str]) -> None:
         say(f"{d}: cells {oracles[d].range()[0]:.2f}-{oracles[d].range()[1]:.2f} ms; budgets {budgets[d]} ms")
     seeds = list(range(args.seeds))
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
-                                                 "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback", "device_decisions",
+                                                 "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
+                                                 "device_decisions", "device_margin",
                                                  "penalty_weight")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}

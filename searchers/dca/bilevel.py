@@ -140,7 +140,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   scale=(lambda: feedback.ratio) if feedback is not None else None,
                                   measure=feedback.cost_of if feedback is not None else None,
                                   band=_band(term, budget.value) if getattr(config, "lookahead", False) else None,
-                                  on_device=getattr(config, "device_decisions", 0))
+                                  on_device=getattr(config, "device_decisions", 0),
+                                  margin=getattr(config, "device_margin", 0.0) * budget.value)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:

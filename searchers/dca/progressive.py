@@ -28,7 +28,11 @@ prediction times one network's ratio measured / predicted is off by up to ~12 % 
 cell of quite other ops) on the simulated devices, about the band's width, so a decision on it
 can choose an op none of whose completions the device shows in the band. On the device, when no
 measured completion lies in the band, the nearest *within the budget* are preferred, as the last
-decision always did. Each decision records ``on_device`` and the cells it chose between (arch_str
+decision always did. Measurements spread by a few % (the simulated devices: ±2 % between the
+10th and 90th percentile, up to 5 %), so a cell measured just inside the band's edge leaves it on
+the next measurement about half the time: on the device, the decisions aim at the band shrunk by
+``margin`` on each side when some measured completion lies there (``aimed_inside``), else at the
+band. Each decision records ``on_device`` and the cells it chose between (arch_str
 -> measured device cost); ``measured`` holds every cell measured, each once. The result is still scored afresh after the search (a new export and window), never
 on these measurements.
 
@@ -71,17 +75,20 @@ class Progressive:
     ``band = (lo * B, hi * B)`` is the device cost the decisions look ahead to (None: no look-ahead);
     ``scale()`` turns a predicted cost into the device's (None: 1); ``measure(genotype)`` gives the
     device's cost of a whole cell, used once at most ``on_device`` cells remain (None: the scaled
-    prediction throughout).
+    prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
+    each side when some measured completion lies there.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
                  within: Callable[[float], bool] | None = None, scale: Callable[[], float] | None = None,
                  measure: Callable[[NB201Genotype], float] | None = None,
-                 band: tuple[float, float] | None = None, on_device: int = 25):
+                 band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
         self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
-        self.scale, self.measure, self.band, self.on_device = scale, measure, band, on_device
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
+        self.scale, self.measure, self.band, self.on_device, self.margin = scale, measure, band, on_device, margin
         self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision
         self.cells = nb201_cells(model.space.ops)
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
@@ -128,8 +135,9 @@ class Progressive:
             possible = torch.isfinite(scores)
             # without look-ahead: any op, and the last decision keeps the cell within the budget when it can
             greedy = within & possible if last and (within & possible).any() else possible
-            feasible, miss = (self._feasible(fixed, device_costs if last else None, device_table, measured is not None)
-                              if self.band else (greedy, 0.0))
+            feasible, miss, aimed = self._aim(fixed, device_costs if last else None, device_table, measured is not None)
+            if not self.band:
+                feasible, miss = greedy, 0.0
             feasible &= possible
             fallback = miss > 0 or not feasible.any()
             if not feasible.any():   # nothing to choose from (module docstring)
@@ -144,6 +152,7 @@ class Progressive:
                                "changed": (e, o) != unrestricted[:2], "fallback": fallback,
                                "miss": miss if math.isfinite(miss) else None,   # None: no completion at all
                                "on_device": measured is not None, **({"measured": measured} if measured else {}),
+                               "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                **({"device_costs": device_costs} if last else {})})
 
     def _device_table(self, fixed: dict[int, int]) -> tuple[torch.Tensor, dict[str, float] | None]:
@@ -169,8 +178,22 @@ class Progressive:
             table[r] = measured[g.arch_str] = self.measured[g.arch_str]
         return table, measured
 
+    def _aim(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
+             on_device: bool) -> tuple[torch.Tensor, float, bool]:
+        """``_feasible`` for the band, on the device first for the band shrunk by ``margin`` on each side when
+        some measured completion lies there (a cell measured at the band's edge is out of it on the next
+        measurement about half the time). Returns (feasible, miss, whether the inner band was used)."""
+        if self.band is None:
+            return torch.zeros(0), 0.0, False
+        lo, hi = self.band
+        if on_device and self.margin > 0 and hi - lo > 2 * self.margin:
+            inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + self.margin, hi - self.margin))
+            if miss == 0:
+                return inner, miss, True
+        return (*self._feasible(fixed, device_costs, device_table, on_device, self.band), False)
+
     def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
-                  on_device: bool) -> tuple[torch.Tensor, float]:
+                  on_device: bool, band: tuple[float, float]) -> tuple[torch.Tensor, float]:
         """(edges, ops) mask of the feasible ops, and by how much (device cost) the nearest completion misses the band.
 
         Feasible: some completion of the undecided edges lands the device's cost (``device_table``) in
@@ -181,7 +204,7 @@ class Progressive:
         """
         ops = self.model.space.ops
         edges = len(self.model.space.edges)
-        lo, hi = self.band
+        lo, hi = band
         if device_costs is not None:
             (e,) = [i for i in range(edges) if i not in fixed]
             within = {n: c for n, c in device_costs.items() if self.within is None or self.within(c)}

@@ -27,7 +27,8 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   chooses only among the ops some completion of the undecided edges lands in the band with (all
   completions enumerated), so the greedy decisions cannot strand the last edge outside the band;
   with the device in the loop, the last decisions (``device_decisions``: once at most 25 cells
-  remain) are taken on the measured costs of all the cells they choose between.
+  remain) are taken on the measured costs of all the cells they choose between, aiming at the band
+  shrunk by ``device_margin`` on each side where a measured cell lies there.
   ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
@@ -137,6 +138,9 @@ class DcaConfig(BilevelConfig):
     # progressive with the device in the loop: once at most this many cells complete the decided edges, measure
     # them all and decide on their measured costs (25: the last two decisions; 0: on the prediction only)
     device_decisions: int = 25
+    # those decisions aim at the band shrunk by this x B on each side when a measured cell lies there (the spread
+    # between two measurements of one network is a few %): (0.91, 0.99) -> (0.93, 0.97)
+    device_margin: float = 0.02
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -150,6 +154,8 @@ class DcaConfig(BilevelConfig):
         if self.device_decisions < 0:
             raise ValueError(f"device_decisions must be >= 0 (0: decide on the prediction only), "
                              f"got {self.device_decisions}")
+        if self.device_margin < 0:
+            raise ValueError(f"device_margin must be >= 0, got {self.device_margin}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if len(self.temperature) != 2 or min(self.temperature) <= 0:

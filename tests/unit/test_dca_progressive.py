@@ -33,7 +33,7 @@ def tables() -> CostTables:
                       preprocess=torch.zeros(1, 2, dtype=torch.float64), rest=0.0)
 
 
-def decide_all(band, scale=None, measure=None, on_device=25) -> tuple[Progressive, float]:
+def decide_all(band, scale=None, measure=None, on_device=25, margin=0.0) -> tuple[Progressive, float]:
     """Decide every edge of a supernet whose alphas are PREFERENCE; returns the decisions and the cell's cost."""
     model = build_supernet(SPACE)
     with torch.no_grad():
@@ -41,7 +41,8 @@ def decide_all(band, scale=None, measure=None, on_device=25) -> tuple[Progressiv
         alphas[SPACE.edges.index((0, 3))] *= 0.5   # the least certain edge: decided last
         model.alphas["cell"].copy_(alphas)
     p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
-                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band, on_device=on_device)
+                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band, on_device=on_device,
+                    margin=margin)
     p.after_step(len(SPACE.edges) - 1)
     return p, predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
 
@@ -135,3 +136,13 @@ def test_on_device_zero_decides_on_the_prediction_and_measures_nothing():
     assert not device.calls and not any(d["on_device"] for d in p.decisions) and cost == 30.0
     with pytest.raises(ValueError, match="on_device must be >= 0"):
         Progressive(build_supernet(SPACE), tables(), [0], penalty=lambda c: 0.0, on_device=-1)
+
+
+def test_on_the_device_the_decisions_aim_inside_the_margin_when_a_measured_cell_lies_there():
+    # twice as fast as predicted: without a margin the measured decisions take a cell on the band's edge (30: the next
+    # measurement leaves the band about half the time); with a margin of 2, one measured inside (22, 28)
+    edge, cost_edge = decide_all(band=BAND, measure=Device(0.5))
+    assert 0.5 * cost_edge == BAND[1] and not any(d["aimed_inside"] for d in edge.decisions)
+    inside, cost_inside = decide_all(band=BAND, measure=Device(0.5), margin=2.0)
+    assert BAND[0] + 2.0 <= 0.5 * cost_inside <= BAND[1] - 2.0
+    assert [d["aimed_inside"] for d in inside.decisions] == [False] * 4 + [True] * 2

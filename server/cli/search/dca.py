@@ -16,6 +16,9 @@ def cmd_search_dca(args) -> int:
     if args.device_decisions < 0:
         raise CliError(f"--device-decisions {args.device_decisions}: use 0 (decide on the prediction) or more, "
                        "e.g. --device-decisions 25")
+    if args.device_margin < 0:
+        raise CliError(f"--device-margin {args.device_margin}: use 0 (aim anywhere in the band) or more, "
+                       "e.g. --device-margin 0.02")
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
@@ -24,7 +27,8 @@ def cmd_search_dca(args) -> int:
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
         feedback=not args.no_feedback, with_lug=args.lug,
-        search_options={"device_decisions": args.device_decisions} if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
+        search_options={"device_decisions": args.device_decisions, "device_margin": args.device_margin}
+        if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
@@ -98,6 +102,9 @@ def register(ssub) -> None:
                    help="dca on nb201 with the device in the loop: once at most N cells complete the edges decided "
                         "so far, measure them all on the device and decide on the measured costs (default: 25, "
                         "the last two decisions; 0: decide on the prediction only)")
+    p.add_argument("--device-margin", type=float, default=0.02, metavar="F",
+                   help="dca: those decisions aim at the band shrunk by F x budget on each side when a measured "
+                        "cell lies there, as two measurements of one network differ by a few %% (default: 0.02)")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
