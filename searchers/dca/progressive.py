@@ -22,7 +22,7 @@ Lagrangian is symmetric: on its own it prefers 10 % over the budget to 50 % unde
 
 The late decisions are taken on the device. With the device in the loop (``measure``), once the
 undecided edges leave at most ``on_device`` cells (default 25: the last two decisions, <= 25 and
-<= 5 cells), every one of those cells is measured on the device (each once; ``measure`` caches) and
+<= 5 cells), every one of those cells is measured on the device (each once) and
 the decision sees their *measured* costs, in the penalty, the budget and the look-ahead alike: the
 prediction times one network's ratio measured / predicted is off by up to ~12 % (up to ~25 % for a
 cell of quite other ops) on the simulated devices, about the band's width, so a decision on it
@@ -32,9 +32,9 @@ decision always did. Measurements spread by a few % (the simulated devices: ±2 
 10th and 90th percentile, up to 5 %), so a cell measured just inside the band's edge leaves it on
 the next measurement about half the time: on the device, the decisions aim at the band shrunk by
 ``margin`` on each side when some measured completion lies there (``aimed_inside``), else at the
-band. Each decision records ``on_device`` and the cells it chose between (arch_str
--> measured device cost); ``measured`` holds every cell measured, each once. The result is still scored afresh after the search (a new export and window), never
-on these measurements.
+band. Each decision records ``on_device`` and the cells it chose between (arch_str -> measured
+device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
+search (a new export and window), never on these measurements.
 
 Decisions look ahead to the band. A greedy decision can strand the cell: each edge takes the op
 whose *expected* cost scores best, but the cell is a discrete choice, and after five decisions no
@@ -85,9 +85,9 @@ class Progressive:
                  band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
-        self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
         if margin < 0:
             raise ValueError(f"margin must be >= 0, got {margin}")
+        self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
         self.scale, self.measure, self.band, self.on_device, self.margin = scale, measure, band, on_device, margin
         self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision
         self.cells = nb201_cells(model.space.ops)
@@ -135,9 +135,8 @@ class Progressive:
             possible = torch.isfinite(scores)
             # without look-ahead: any op, and the last decision keeps the cell within the budget when it can
             greedy = within & possible if last and (within & possible).any() else possible
-            feasible, miss, aimed = self._aim(fixed, device_costs if last else None, device_table, measured is not None)
-            if not self.band:
-                feasible, miss = greedy, 0.0
+            feasible, miss, aimed = (self._aim(fixed, device_costs if last else None, device_table, measured is not None)
+                                     if self.band else (greedy, 0.0, False))
             feasible &= possible
             fallback = miss > 0 or not feasible.any()
             if not feasible.any():   # nothing to choose from (module docstring)
@@ -183,8 +182,6 @@ class Progressive:
         """``_feasible`` for the band, on the device first for the band shrunk by ``margin`` on each side when
         some measured completion lies there (a cell measured at the band's edge is out of it on the next
         measurement about half the time). Returns (feasible, miss, whether the inner band was used)."""
-        if self.band is None:
-            return torch.zeros(0), 0.0, False
         lo, hi = self.band
         if on_device and self.margin > 0 and hi - lo > 2 * self.margin:
             inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + self.margin, hi - self.margin))
