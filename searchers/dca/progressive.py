@@ -114,19 +114,20 @@ class Progressive:
         last = len(free) == 1
         with torch.no_grad():
             device_table, measured = self._device_table(fixed)
+            reachable = self._reachable(fixed)
             w = self.model.op_weights()["cell"].double()
             scores = torch.full(w.shape, -torch.inf, dtype=torch.float64)   # (edges, ops); decided edges stay -inf
             within = torch.zeros(w.shape, dtype=torch.bool)
             device_costs: dict[str, float] = {}   # the last decision's candidates, as the device shows them
             for e in free:
                 for o in range(w.shape[1]):
+                    if not reachable[e, o]:   # every completion would be cut off from its input
+                        continue
                     trial = w.clone()
                     trial[e] = 0.0
                     trial[e, o] = 1.0
                     # expected device cost; the last decision's trial is one cell, so this is its (measured) cost
                     cost = nb201_exact_expected_cost(self.cells, device_table, trial)
-                    if not torch.isfinite(cost):   # the cell would be cut off from its input
-                        continue
                     device = float(cost)
                     if last:
                         device_costs[self.model.space.ops[o]] = device
@@ -153,6 +154,17 @@ class Progressive:
                                "on_device": measured is not None, **({"measured": measured} if measured else {}),
                                "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                **({"device_costs": device_costs} if last else {})})
+
+    def _reachable(self, fixed: dict[int, int]) -> torch.Tensor:
+        """(edges, ops): some connected cell has op o on edge e and the decided edges as they are. (The
+        expected cost cannot tell: it clamps zero weights to 1e-30, so a trial whose completions are all
+        cut off still gets the finite cost of the connected cells that trial excludes.)"""
+        arch = torch.as_tensor(self.cells.arch)
+        left = torch.as_tensor(self.cells.valid).clone()
+        for e, o in fixed.items():
+            left &= arch[:, e] == o
+        ops = len(self.model.space.ops)
+        return torch.stack([torch.bincount(arch[left, e], minlength=ops) > 0 for e in range(arch.shape[1])])
 
     def _device_table(self, fixed: dict[int, int]) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the

@@ -146,3 +146,23 @@ def test_on_the_device_the_decisions_aim_inside_the_margin_when_a_measured_cell_
     inside, cost_inside = decide_all(band=BAND, measure=Device(0.5), margin=2.0)
     assert BAND[0] + 2.0 <= 0.5 * cost_inside <= BAND[1] - 2.0
     assert [d["aimed_inside"] for d in inside.decisions] == [False] * 4 + [True] * 2
+
+
+def test_an_op_that_would_cut_the_cell_off_is_never_decided_even_when_the_alphas_want_it():
+    # node 3 fed by none from nodes 0 and 1: `none` on the last edge 2->3 leaves no path from the input. The alphas
+    # prefer `none` there and nothing else counts (penalty 0, no band): it must still not be chosen (the expected
+    # cost of that trial is finite, as it conditions on the cell being connected)
+    model = build_supernet(SPACE)
+    last = SPACE.edges.index((2, 3))
+    with torch.no_grad():
+        alphas = torch.zeros(len(SPACE.edges), len(SPACE.ops))
+        alphas[last, SPACE.ops.index("none")] = 5.0
+        model.alphas["cell"].copy_(alphas)
+    model.fixed["cell"] = {SPACE.edges.index(e): SPACE.ops.index(o) for e, o in
+                           (((0, 1), "nor_conv_3x3"), ((0, 2), "none"), ((1, 2), "skip_connect"),
+                            ((0, 3), "none"), ((1, 3), "none"))}
+    p = Progressive(model, tables(), [0], penalty=lambda c: 0.0)
+    p.after_step(0)
+    decision = p.decisions[-1]
+    assert decision["edge"] == last and decision["op"] != "none"
+    assert "none" not in decision["device_costs"]
