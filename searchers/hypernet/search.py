@@ -91,10 +91,16 @@ class HypernetConfig(BilevelConfig):
     ``arch`` configures the hypernetwork's Adam (its ``warmup_epochs`` must stay 0: the warm-up
     is ``warmup_fraction``). Coefficients and kappas are in nats per full cost span.
     """
-    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-2, weight_decay=0.0))
+    # Adam moves each of the head's ``hidden`` weights by about lr per step, so an output moves up to ~hidden x lr:
+    # at lr 0.01 the demo DARTS space's op weights were one-hot after 3 epochs at every lambda (entropy 0.13-0.29
+    # nats of ln 8 = 2.08), where the softmax passes no gradient, and all 12 grid points gave 3 cells within 0.2 %
+    # of the range; at 0.001 they stay soft and the alphas keep following lambda (docs/search.md)
+    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-3, weight_decay=0.0))
     hidden: int = 64                   # width of the hypernetwork's two hidden layers
     kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa) relative to Lambda; 0 = off
     kappa_energy: float = 0.1          # the same for the energy term, when an energy cost model is given
+    kappa_scaling: str = "scale"       # what the kappas multiply: "scale" (the drawn scale: lambda = 0 is accuracy
+                                       # alone) | "Lambda" (Lambda at every scale, as before; ``Objective.kappa_factor``)
     sampling: str = "gumbel"           # direction draws: "gumbel" (Gumbel-Softmax, seed 002) | "dirichlet"
     concentration: float = 1.0         # Dirichlet concentration (1 = uniform on the simplex)
     temperature: float = 1.0           # Gumbel-Softmax temperature
@@ -116,7 +122,8 @@ class HypernetConfig(BilevelConfig):
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
     bound_samples: int = 3             # random valid networks probed besides the cheapest and the dearest
-    derivation: str = "expected-cost"  # "expected-cost" (see match_expected_cost) | "argmax" (as the supernet)
+    derivation: str = "argmax"         # "argmax" (as the supernet) | "expected-cost" (see match_expected_cost; on the
+                                       # demo spaces it pulled the lambda = 0 end towards the soft mixture's mean)
     cost_band: float = 0.1             # "expected-cost": relative band around the expected complexity
     grid_points: int = 9               # scales of the default grid, 0..Lambda
     curve_points: int = 33             # scales of the dense family ``for_budget`` searches
@@ -132,6 +139,8 @@ class HypernetConfig(BilevelConfig):
         if self.derivation not in ("expected-cost", "argmax") or not self.cost_band >= 0:
             raise ValueError(f"derivation must be 'expected-cost' or 'argmax' and cost_band >= 0, got "
                              f"{self.derivation!r}, {self.cost_band!r}")
+        if self.kappa_scaling not in ("scale", "Lambda"):
+            raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):
@@ -274,7 +283,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     complexity = complexity or cost_model
     models = checked_cost_models(space, cost_model, complexity, energy)
     objective = Objective(space, complexity, cost_model if complexity is not cost_model else None, energy,
-                          kappa=config.kappa, kappa_energy=config.kappa_energy)
+                          kappa=config.kappa, kappa_energy=config.kappa_energy, kappa_scaling=config.kappa_scaling)
     seed_everything(seed)
     supernet = ValidSupernet(space, config.options)
     init = {n: p for n, p in supernet.named_parameters() if n in arch_layout(supernet)}
