@@ -18,7 +18,7 @@ from torch import nn
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
 from hilnas.searchers.hypernet.bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
 from hilnas.searchers.hypernet.derive import derive
-from hilnas.searchers.hypernet.sweep import ScaleSweep, sweep_scale
+from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.train import Batch, StepContext, TrainHooks
 
@@ -226,11 +226,13 @@ class HyperArchitect(TrainHooks):
             self.sweep = sweep_scale(self.supernet, self.objective, start, next_val_batch, self.config)
         finally:
             self.objective.kappa_on = True
+        self.sweep = dataclasses.replace(self.sweep, path_bound=path_bound(self.supernet, self.sweep,
+                                                                           self.bound_batches))
         for note in self.sweep.notes:
             log.warning("Lambda at step %d: %s", self.steps_done, note)
         self.set_Lambda(self.sweep.Lambda)
-        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g)", self.Lambda, self.steps_done,
-                 self.bound.theorem if self.bound else math.nan)
+        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g; over the sweep's networks: %.4g)", self.Lambda,
+                 self.steps_done, self.bound.theorem if self.bound else math.nan, self.sweep.path_bound.theorem)
 
     def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False,
                        record_only: bool = False) -> None:
