@@ -378,6 +378,11 @@ def family_benchmark(args) -> None:
     print(f"{space.name}: {distinct}/{args.grid} distinct, span {share:.2f} of [{reach[0]:.3f}, {reach[1]:.3f}] ms "
           f"(family {min(raw):.3f}-{max(raw):.3f}); Lambda {res.Lambda:.4g} (sweep; Theorem 1 "
           f"{res.bound.theorem if res.bound else float('nan'):.3g}); {wall:.0f} s, raw violations {grid.raw_violations}")
+    pb = res.sweep.path_bound if res.sweep else None
+    if pb is not None:
+        print(f"  Theorem 1: constant predictor {pb.constant_loss:.3f} nats; worst random probe "
+              f"{res.bound.worst_valid_loss:.3f} (bound {res.bound.theorem:.3g}); worst network of the sweep's path "
+              f"{pb.worst_valid_loss:.3f} (bound {pb.theorem:.3g})")
     print(f"  {other_name} derivation of the same run: {len({a.genotype for a in other_grid.raw})}/{args.grid} distinct, "
           f"span {(max(other_raw) - min(other_raw)) / (reach[1] - reach[0]):.2f}")
 
