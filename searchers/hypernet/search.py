@@ -9,18 +9,20 @@ scale, the others proportionally less, so the centre of the simplex is seed 004'
 coefficient and Theorem 1's bound applies to the scale (``bound``). The architecture
 loss, on a validation batch, is seed 002's final loss
 
-    CE(w, alpha(lambda)) + sum_o lambda_o R_o(alpha) + kappa Lat(alpha) + kappa_E Energy(alpha),
+    CE(w, alpha(lambda)) + sum_o lambda_o R_o(alpha) + kappa s Lat(alpha) + kappa_E s Energy(alpha),
 
-where R_o is the expected complexity that op type ``o`` adds (node sums and DARTS preprocessing,
+where s = max_o lambda_o is the scale, R_o is the expected complexity that op type ``o`` adds (node sums and DARTS preprocessing,
 which belong to no op type, count with the mean coefficient) and every cost is the expected
 variable cost of the derived network (``CostModel.expected_cost``) as a fraction of the dearest
 valid network's, so the coefficients are in nats and Lambda is the theorem's ``T^T 1 = 1`` form.
 When the complexity is the latency model itself, the kappa term is left out (it would only
-shift the scale). The kappas are relative to Lambda (kappa_eff = kappa x Lambda): in the relaxed
-problem the penalty's gradient on the alphas outweighs the cross-entropy's from a small scale on
-(on the demo NB201, C=8 N=1, an absolute kappa = 0.01 alone sent every member to the cheapest
-cell, and the issue's kappa = 0.1 did the same), so an absolute weight either collapses the family
-or does nothing; relative to the measured Lambda it sits inside the family's own range.
+shift the scale). The kappas ride with the drawn scale s (kappa_eff = kappa x s,
+``kappa_scaling="scale"``): the family's lambda = 0 end is then accuracy alone. Deviation from
+seed 002, where kappa is one fixed weight: any cost term present at every scale sets where the
+lambda = 0 end sits, because the cross-entropy's gradient on the alphas is far weaker than a cost
+term's (on the demo DARTS space, C=4 with 3 cells, kappa x Lambda = 0.04 nats per span moved the
+lambda = 0 member from 3.3 to 2.3 ms of a 1.2-4.6 ms range, and the previous default, kappa
+relative to Lambda, ``"Lambda"``, gave 0.4 there and one cheap cell for every lambda).
 
 Sampling: the direction as seed 002 writes it, ``S ~ GumbelSoftmax(theta)`` with theta = 0 (every
 op type alike) at ``temperature``; ``center_fraction`` of the draws at the centre (the scalar
@@ -38,9 +40,12 @@ with them, improve as the weights train; before every weight step the hook takes
 of the hypernetwork on a validation batch at a freshly drawn lambda, and the weight step runs
 the supernet at another draw.
 
-Derivation: DARTS as the supernet derives (two strongest inputs per node, best non-``none`` op,
-always a valid graph); NB201 per-edge argmax, and when that cuts the output off the input the
-most probable valid cell (exact, over all cells). The supernet's own derived cells follow the
+Derivation (``derivation="argmax"``): DARTS as the supernet derives (two strongest inputs per node,
+best non-``none`` op, always a valid graph); NB201 per-edge argmax, and when that cuts the output
+off the input the most probable valid cell (exact, over all cells). ``"expected-cost"`` instead
+takes the most probable genotype near the relaxation's expected cost; with soft op weights that
+pulls the lambda = 0 end towards the mixture's mean cost (on the demo DARTS space 3.3 against the
+argmax's 4.5 ms), so it is no longer the default. The supernet's own derived cells follow the
 same rule during training (``ValidSupernet``). The family along a ray is made monotone by
 isotonic selection: walking up the scale, a derived genotype dearer than one already found at a
 smaller scale is replaced by that one (a smaller penalty, so no less accurate, and cheaper).
@@ -97,7 +102,7 @@ class HypernetConfig(BilevelConfig):
     # of the range; at 0.001 they stay soft and the alphas keep following lambda (docs/search.md)
     arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-3, weight_decay=0.0))
     hidden: int = 64                   # width of the hypernetwork's two hidden layers
-    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa) relative to Lambda; 0 = off
+    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa), x the scale; 0 = off
     kappa_energy: float = 0.1          # the same for the energy term, when an energy cost model is given
     kappa_scaling: str = "scale"       # what the kappas multiply: "scale" (the drawn scale: lambda = 0 is accuracy
                                        # alone) | "Lambda" (Lambda at every scale, as before; ``Objective.kappa_factor``)
