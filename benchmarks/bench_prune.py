@@ -127,7 +127,7 @@ def main() -> None:
     overrides = {"C": args.C}
     space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes, **overrides)
     calib = [b for _, b in zip(range(20), loaders.train)]
-    held_out = [b for _, b in zip(range(8), loaders.val)]   # the band search's scores (the gates' split, not the test)
+    held_out = [b for _, b in zip(range(4), loaders.val)]   # the band search's scores (the gates' split, not the test)
 
     # the pre-trained network (shared by every agent and method; its time is not part of any comparison)
     ck = Path(args.checkpoint) if args.checkpoint else \

@@ -6,8 +6,8 @@ against cost, so between two neighbouring members there can be a gap: a budget t
 gets the cheaper member, far under b (on the host's LUT a 0.165 ms budget got a 0.10 ms network).
 
 ``band_member`` looks for a network within ``[floor, b]`` among the patterns the hypernetwork itself
-produces between the two members that bracket b: at ``points`` lambdas spread between them, each
-gate's mode and ``samples`` draws of the gates (gamma ~ Bernoulli(sigmoid(theta(lambda))), the
+produces between the two members that bracket b: at ``points`` lambdas spread between them (6), each
+gate's mode and ``samples`` draws (6) of the gates (gamma ~ Bernoulli(sigmoid(theta(lambda))), the
 Gumbel-Softmax sample at any temperature once hardened). Of those whose exact cost lies within the
 band it takes the one with the least cross-entropy on held-out validation batches (run gated, as the
 search judged them). Nothing is forced into the band: when no produced pattern lands in it, the
@@ -54,7 +54,7 @@ class BandChoice:
 class BandSearch:
     """Candidates and their held-out losses for one trained family (losses cached across budgets)."""
 
-    def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 8, samples: int = 8,
+    def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
                  seed: int = 0):
         if points < 2 or samples < 0 or not batches:
             raise ValueError("band search needs points >= 2, samples >= 0 and held-out batches")

@@ -88,6 +88,7 @@ class PruneConfig:
     sweep_steps: int = 20              # gate steps per swept lambda (each continues from the previous one)
     sweep_eval_batches: int = 4        # held-out batches the sweep scores each lambda's pattern on (of eval_batches)
     sweep_stop: bool = True            # stop the sweep at the drop (the first lambda whose network has fallen)
+    sweep_batch: int | None = 32       # images of each batch the sweep's gate steps use (None: the whole batch)
     drop: float = 0.25                 # fallen: accuracy within this share of the way from the worst quality to full
     bound_samples: int = 0             # random patterns probed for Theorem 1, besides the empty, the full and the sweep's
     # phase 2 (lines 8-12) and fixed-lambda pruning
@@ -120,7 +121,7 @@ class PruneConfig:
         if not 0 < self.sweep_min < self.sweep_max or self.sweep_points < 2:
             raise ValueError("need 0 < sweep_min < sweep_max and sweep_points >= 2")
         if min(self.steps, self.sweep_steps, self.lambdas_per_step, self.phase1_max_steps, self.eval_batches, self.hidden,
-               self.recalibrate_batches, self.sweep_eval_batches) < 1 or self.bound_samples < 0:
+               self.recalibrate_batches, self.sweep_eval_batches, self.sweep_batch or 1) < 1 or self.bound_samples < 0:
             raise ValueError("steps, sweep_steps, sweep_eval_batches, phase1_max_steps, eval_batches and hidden must be >= 1, "
                              "bound_samples >= 0")
         if not 0 < self.tau_end <= self.tau_start:
