@@ -90,7 +90,7 @@ class PruneConfig:
     sweep_stop: bool = True            # stop the sweep at the drop (the first lambda whose network has fallen)
     sweep_batch: int | None = 32       # images of each batch the sweep's gate steps use (None: the whole batch)
     drop: float = 0.25                 # fallen: accuracy within this share of the way from the worst quality to full
-    bound_samples: int = 0             # random patterns probed for Theorem 1, besides the empty, the full and the sweep's
+    bound_samples: int = 4             # random patterns probed for Theorem 1, besides the empty, the full and the sweep's
     # phase 2 (lines 8-12) and fixed-lambda pruning
     steps: int = 600                   # hypernetwork steps of phase 2 (and steps of one fixed-lambda pruning)
     lr: float = 3e-3                   # Adam on the hypernetwork
