@@ -15,7 +15,7 @@ Algorithm 1, as built here (``search``):
    over lambda, until hypernet(0)'s network keeps the pre-trained accuracy on held-out batches;
 3. estimate Lambda: the lambda sweep (accuracy vs lambda, its plateau and drop; started from phase 1's
    fit, scored on ``sweep_eval_batches`` held-out batches, stopped at the drop) and Theorem 1 (its
-   probes the patterns the sweep scored, so it costs no forward pass), both recorded (``sweep``); the
+   probes the patterns the sweep scored and ``bound_samples`` random ones), both recorded (``sweep``); the
    sweep's value is the range unless told otherwise;
 4. phase 2: draw lambda on [0, Lambda], gamma from the hypernetwork at lambda (Gumbel-Softmax,
    straight-through, temperature annealed), Adam steps on ``L_valid(gamma) + lambda T(gamma) / T^T 1``.
