@@ -25,6 +25,7 @@ Writes benchmarks/results/hypernet.json (NB201) or hypernet_darts.json (``--spac
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import statistics
 import sys
@@ -59,7 +60,17 @@ def main() -> None:
                    help="--family: search data (cifar10 = the CIFAR-10 subset in shared/data)")
     p.add_argument("--grid", type=int, default=12, help="--family: grid points (default 12)")
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"], help="--family: lambda's draws")
-    p.add_argument("--kappa", type=float, default=0.1, help="--family: the latency term's weight, relative to Lambda")
+    p.add_argument("--kappa", type=float, default=0.1, help="--family: the latency term's weight (default 0.1)")
+    p.add_argument("--kappa-scaling", default="scale", choices=["scale", "Lambda"],
+                   help="--family: what kappa multiplies: the drawn scale (default) or Lambda at every scale (before "
+                        "issue 12's fix)")
+    p.add_argument("--hypernet-lr", type=float, default=None,
+                   help="--family: the hypernetwork's Adam learning rate (default: HypernetConfig's, 0.001; 0.01 "
+                        "before issue 12's fix)")
+    p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost"],
+                   help="--family: the headline derivation (default: HypernetConfig's, argmax); the other one is "
+                        "reported too, from the same trained run")
+    p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
     if args.family:
@@ -315,11 +326,20 @@ def family_benchmark(args) -> None:
                                                                                       min_seconds=0.02))).build(
                     MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
                 latency = LutLatencyCost(lut_values(store, store.find_lut("pi")))
-                cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa)
+                extra = {}
+                if args.hypernet_lr is not None:
+                    extra["arch"] = dataclasses.replace(hypernet.HypernetConfig().arch, lr=args.hypernet_lr)
+                if args.derivation is not None:
+                    extra["derivation"] = args.derivation
+                cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
+                                              kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
                 res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders, complexity=ParamsCost())
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 grid = res.curve(res.grid(args.grid), metric="latency_ms")
+                other_name = "expected-cost" if cfg.derivation == "argmax" else "argmax"
+                other = dataclasses.replace(res, config=dataclasses.replace(cfg, derivation=other_name), _curves={})
+                other_grid = other.curve(other.grid(args.grid), metric="latency_ms")
                 span = cost_span(space, latency)
                 measured = {}
                 for a in grid.raw:
@@ -333,12 +353,15 @@ def family_benchmark(args) -> None:
     reach = (span.cheapest_cost, span.dearest_cost)
     share = (max(raw) - min(raw)) / (reach[1] - reach[0])
     distinct = len({a.genotype for a in grid.raw})
+    other_raw = [a.costs["latency_ms"] for a in other_grid.raw]
     name = f"hypernet_family_{args.space}_C{args.C}_{args.cells}_{args.dataset}" + \
-        ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}")
+        ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}") \
+        + (f"_{args.tag}" if args.tag else "")
     write(name, {
         "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
         "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": "params", "kappa": cfg.kappa,
+                  "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "device": "simulated raspi4 (in-process agent)"},
         "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
         "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
@@ -347,10 +370,21 @@ def family_benchmark(args) -> None:
         "all_valid": all(is_valid(space, a.genotype) for a in grid.raw),
         "grid": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"], "expected_ms": a.expected["latency_ms"],
                   "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()} for a in grid.raw],
+        "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
+                             "family_ms": [min(other_raw), max(other_raw)],
+                             "span_share": (max(other_raw) - min(other_raw)) / (reach[1] - reach[0]),
+                             "grid_lut_ms": other_raw},
         "targets": {"distinct_members": ">= 8 of 12", "span_share": ">= 0.8"}})
     print(f"{space.name}: {distinct}/{args.grid} distinct, span {share:.2f} of [{reach[0]:.3f}, {reach[1]:.3f}] ms "
           f"(family {min(raw):.3f}-{max(raw):.3f}); Lambda {res.Lambda:.4g} (sweep; Theorem 1 "
           f"{res.bound.theorem if res.bound else float('nan'):.3g}); {wall:.0f} s, raw violations {grid.raw_violations}")
+    pb = res.sweep.path_bound if res.sweep else None
+    if pb is not None:
+        print(f"  Theorem 1: constant predictor {pb.constant_loss:.3f} nats; worst random probe "
+              f"{res.bound.worst_valid_loss:.3f} (bound {res.bound.theorem:.3g}); worst network of the sweep's path "
+              f"{pb.worst_valid_loss:.3f} (bound {pb.theorem:.3g})")
+    print(f"  {other_name} derivation of the same run: {len({a.genotype for a in other_grid.raw})}/{args.grid} distinct, "
+          f"span {(max(other_raw) - min(other_raw)) / (reach[1] - reach[0]):.2f}")
 
 
 if __name__ == "__main__":

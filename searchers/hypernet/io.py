@@ -49,6 +49,8 @@ def config_from_dict(d: Mapping[str, Any]) -> HypernetConfig:
     if unknown:
         raise TrainedFileError(f"unknown search settings {unknown}: the file was written by a newer hilnas")
     kw = dict(d)
+    # files written before these settings existed were trained without them: keep what they were trained with
+    kw.setdefault("kappa_scaling", "Lambda")
     if isinstance(kw.get("arch"), Mapping):
         arch = dict(kw["arch"])
         if "betas" in arch:

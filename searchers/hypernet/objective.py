@@ -18,7 +18,7 @@ from torch import nn
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
 from hilnas.searchers.hypernet.bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
 from hilnas.searchers.hypernet.derive import derive
-from hilnas.searchers.hypernet.sweep import ScaleSweep, sweep_scale
+from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.train import Batch, StepContext, TrainHooks
 
@@ -53,14 +53,16 @@ class Objective:
     """The cost terms of seed 002's loss for one space, as fractions of each model's full span."""
 
     def __init__(self, space: SearchSpace, complexity: CostModel, latency: CostModel | None,
-                 energy: CostModel | None, *, kappa: float, kappa_energy: float):
+                 energy: CostModel | None, *, kappa: float, kappa_energy: float, kappa_scaling: str = "scale"):
         self.space = space
+        self.kappa_scaling = kappa_scaling   # "scale": kappa x the drawn scale; "Lambda": kappa x Lambda at every scale
+        self.kappa_on = True                 # off while the sweep measures where lambda's own term moves the network
         self.ops = coefficient_ops(space)
         self.index = torch.tensor([space.ops.index(op) for op in self.ops])
         self.complexity = complexity
         self.spans: dict[str, CostSpan] = {complexity.metric: cost_span(space, complexity)}
         self.terms: list[tuple[float, CostModel]] = []
-        self.kappa_scale = 1.0   # the kappas are relative to Lambda: set to Lambda once it is known
+        self.kappa_scale = 1.0   # "Lambda": the kappas are relative to Lambda, set to it once it is known
         for weight, model in ((kappa, latency), (kappa_energy, energy)):
             if model is not None and weight > 0:
                 self.spans.setdefault(model.metric, cost_span(space, model))
@@ -81,11 +83,26 @@ class Objective:
         span = self.spans[model.metric]
         return (model.expected_cost(self.space, op_w, edge_w) - span.rest) / span.span
 
+    def kappa_factor(self, coeffs: torch.Tensor) -> float:
+        """What the kappas multiply at these coefficients: the scale (their largest), or Lambda.
+
+        "scale" (the default): the latency term rides with the scale, so lambda = 0 is accuracy alone. A
+        kappa term at every scale sets where the lambda = 0 end of the family sits, since the
+        cross-entropy's gradient on the alphas is far weaker than any cost term's: on the demo DARTS
+        space (C=4, 3 cells) kappa x Lambda = 0.04 nats per span moved the lambda = 0 member from 3.3 to
+        2.3 ms of a 1.2-4.6 ms range, and 0.4 (the old default on DARTS, where the sweep's Lambda is 4.05)
+        to 1.4 ms, so every member was one cheap cell.
+        """
+        if not self.kappa_on:
+            return 0.0
+        return float(coeffs.max()) if self.kappa_scaling == "scale" else self.kappa_scale
+
     def penalty(self, coeffs: torch.Tensor, op_w: Mapping[str, torch.Tensor],
                 edge_w: Mapping[str, torch.Tensor] | None) -> torch.Tensor:
         total = self.complexity_term(coeffs, op_w, edge_w)
+        factor = self.kappa_factor(coeffs)
         for weight, model in self.terms:
-            total = total + weight * self.kappa_scale * self.fraction(model, op_w, edge_w)
+            total = total + weight * factor * self.fraction(model, op_w, edge_w)
         return total
 
 
@@ -204,13 +221,18 @@ class HyperArchitect(TrainHooks):
         k = len(self.objective.ops)
         with torch.no_grad():
             start = self.hypernet(torch.zeros(k, device=self.hypernet.head.bias.device))
-        self.objective.kappa_scale = 0.0   # the sweep measures where lambda's own term reaches the cheapest network
-        self.sweep = sweep_scale(self.supernet, self.objective, start, next_val_batch, self.config)
+        self.objective.kappa_on = False   # the sweep measures where lambda's own term reaches the cheapest network
+        try:
+            self.sweep = sweep_scale(self.supernet, self.objective, start, next_val_batch, self.config)
+        finally:
+            self.objective.kappa_on = True
+        self.sweep = dataclasses.replace(self.sweep, path_bound=path_bound(self.supernet, self.sweep,
+                                                                           self.bound_batches))
         for note in self.sweep.notes:
             log.warning("Lambda at step %d: %s", self.steps_done, note)
         self.set_Lambda(self.sweep.Lambda)
-        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g)", self.Lambda, self.steps_done,
-                 self.bound.theorem if self.bound else math.nan)
+        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g; over the sweep's networks: %.4g)", self.Lambda,
+                 self.steps_done, self.bound.theorem if self.bound else math.nan, self.sweep.path_bound.theorem)
 
     def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False,
                        record_only: bool = False) -> None:

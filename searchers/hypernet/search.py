@@ -9,18 +9,20 @@ scale, the others proportionally less, so the centre of the simplex is seed 004'
 coefficient and Theorem 1's bound applies to the scale (``bound``). The architecture
 loss, on a validation batch, is seed 002's final loss
 
-    CE(w, alpha(lambda)) + sum_o lambda_o R_o(alpha) + kappa Lat(alpha) + kappa_E Energy(alpha),
+    CE(w, alpha(lambda)) + sum_o lambda_o R_o(alpha) + kappa s Lat(alpha) + kappa_E s Energy(alpha),
 
-where R_o is the expected complexity that op type ``o`` adds (node sums and DARTS preprocessing,
+where s = max_o lambda_o is the scale, R_o is the expected complexity that op type ``o`` adds (node sums and DARTS preprocessing,
 which belong to no op type, count with the mean coefficient) and every cost is the expected
 variable cost of the derived network (``CostModel.expected_cost``) as a fraction of the dearest
 valid network's, so the coefficients are in nats and Lambda is the theorem's ``T^T 1 = 1`` form.
 When the complexity is the latency model itself, the kappa term is left out (it would only
-shift the scale). The kappas are relative to Lambda (kappa_eff = kappa x Lambda): in the relaxed
-problem the penalty's gradient on the alphas outweighs the cross-entropy's from a small scale on
-(on the demo NB201, C=8 N=1, an absolute kappa = 0.01 alone sent every member to the cheapest
-cell, and the issue's kappa = 0.1 did the same), so an absolute weight either collapses the family
-or does nothing; relative to the measured Lambda it sits inside the family's own range.
+shift the scale). The kappas ride with the drawn scale s (kappa_eff = kappa x s,
+``kappa_scaling="scale"``): the family's lambda = 0 end is then accuracy alone. Deviation from
+seed 002, where kappa is one fixed weight: any cost term present at every scale sets where the
+lambda = 0 end sits, because the cross-entropy's gradient on the alphas is far weaker than a cost
+term's (on the demo DARTS space, C=4 with 3 cells, kappa x Lambda = 0.04 nats per span moved the
+lambda = 0 member from 3.3 to 2.3 ms of a 1.2-4.6 ms range, and the previous default, kappa
+relative to Lambda, ``"Lambda"``, gave 0.4 there and one cheap cell for every lambda).
 
 Sampling: the direction as seed 002 writes it, ``S ~ GumbelSoftmax(theta)`` with theta = 0 (every
 op type alike) at ``temperature``; ``center_fraction`` of the draws at the centre (the scalar
@@ -38,9 +40,12 @@ with them, improve as the weights train; before every weight step the hook takes
 of the hypernetwork on a validation batch at a freshly drawn lambda, and the weight step runs
 the supernet at another draw.
 
-Derivation: DARTS as the supernet derives (two strongest inputs per node, best non-``none`` op,
-always a valid graph); NB201 per-edge argmax, and when that cuts the output off the input the
-most probable valid cell (exact, over all cells). The supernet's own derived cells follow the
+Derivation (``derivation="argmax"``): DARTS as the supernet derives (two strongest inputs per node,
+best non-``none`` op, always a valid graph); NB201 per-edge argmax, and when that cuts the output
+off the input the most probable valid cell (exact, over all cells). ``"expected-cost"`` instead
+takes the most probable genotype near the relaxation's expected cost; with soft op weights that
+pulls the lambda = 0 end towards the mixture's mean cost (on the demo DARTS space 3.3 against the
+argmax's 4.5 ms), so it is no longer the default. The supernet's own derived cells follow the
 same rule during training (``ValidSupernet``). The family along a ray is made monotone by
 isotonic selection: walking up the scale, a derived genotype dearer than one already found at a
 smaller scale is replaced by that one (a smaller penalty, so no less accurate, and cheaper).
@@ -91,10 +96,16 @@ class HypernetConfig(BilevelConfig):
     ``arch`` configures the hypernetwork's Adam (its ``warmup_epochs`` must stay 0: the warm-up
     is ``warmup_fraction``). Coefficients and kappas are in nats per full cost span.
     """
-    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-2, weight_decay=0.0))
+    # Adam moves each of the head's ``hidden`` weights by about lr per step, so an output moves up to ~hidden x lr:
+    # at lr 0.01 the demo DARTS space's op weights were one-hot after 3 epochs at every lambda (entropy 0.13-0.29
+    # nats of ln 8 = 2.08), where the softmax passes no gradient, and all 12 grid points gave 3 cells within 0.2 %
+    # of the range; at 0.001 they stay soft and the alphas keep following lambda (docs/search.md)
+    arch: ArchConfig = field(default_factory=lambda: ArchConfig(lr=1e-3, weight_decay=0.0))
     hidden: int = 64                   # width of the hypernetwork's two hidden layers
-    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa) relative to Lambda; 0 = off
+    kappa: float = 0.1                 # weight of the LUT latency term (seed 002's kappa), x the scale; 0 = off
     kappa_energy: float = 0.1          # the same for the energy term, when an energy cost model is given
+    kappa_scaling: str = "scale"       # what the kappas multiply: "scale" (the drawn scale: lambda = 0 is accuracy
+                                       # alone) | "Lambda" (Lambda at every scale, as before; ``Objective.kappa_factor``)
     sampling: str = "gumbel"           # direction draws: "gumbel" (Gumbel-Softmax, seed 002) | "dirichlet"
     concentration: float = 1.0         # Dirichlet concentration (1 = uniform on the simplex)
     temperature: float = 1.0           # Gumbel-Softmax temperature
@@ -116,7 +127,8 @@ class HypernetConfig(BilevelConfig):
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
     bound_samples: int = 3             # random valid networks probed besides the cheapest and the dearest
-    derivation: str = "expected-cost"  # "expected-cost" (see match_expected_cost) | "argmax" (as the supernet)
+    derivation: str = "argmax"         # "argmax" (as the supernet) | "expected-cost" (see match_expected_cost; on the
+                                       # demo spaces it pulled the lambda = 0 end towards the soft mixture's mean)
     cost_band: float = 0.1             # "expected-cost": relative band around the expected complexity
     grid_points: int = 9               # scales of the default grid, 0..Lambda
     curve_points: int = 33             # scales of the dense family ``for_budget`` searches
@@ -132,6 +144,8 @@ class HypernetConfig(BilevelConfig):
         if self.derivation not in ("expected-cost", "argmax") or not self.cost_band >= 0:
             raise ValueError(f"derivation must be 'expected-cost' or 'argmax' and cost_band >= 0, got "
                              f"{self.derivation!r}, {self.cost_band!r}")
+        if self.kappa_scaling not in ("scale", "Lambda"):
+            raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):
@@ -274,7 +288,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     complexity = complexity or cost_model
     models = checked_cost_models(space, cost_model, complexity, energy)
     objective = Objective(space, complexity, cost_model if complexity is not cost_model else None, energy,
-                          kappa=config.kappa, kappa_energy=config.kappa_energy)
+                          kappa=config.kappa, kappa_energy=config.kappa_energy, kappa_scaling=config.kappa_scaling)
     seed_everything(seed)
     supernet = ValidSupernet(space, config.options)
     init = {n: p for n, p in supernet.named_parameters() if n in arch_layout(supernet)}

@@ -80,6 +80,18 @@ def test_lambda_is_measured_by_the_sweep_and_the_theorem_recorded_beside_it(nb20
     assert d["sweep"]["Lambda"] == r.Lambda and d["bound"]["theorem"] == pytest.approx(r.bound.theorem)
 
 
+def test_theorem_1_over_the_sweeps_networks_is_recorded_beside_it(nb201_run):
+    r = nb201_run
+    pb = r.sweep.path_bound
+    assert pb is not None and pb.constant_loss == pytest.approx(r.bound.constant_loss)
+    path = list(dict.fromkeys(p.genotype for p in r.sweep.points))
+    assert [p.genotype for p in pb.probes] == path     # the probes are the networks the sweep walked through
+    assert pb.worst_valid_loss == max(p.loss for p in pb.probes)
+    assert pb.theorem == pytest.approx(pb.constant_loss - pb.worst_valid_loss)
+    assert pb.source == ("sweep path" if pb.applies else "none")
+    assert r.to_dict()["sweep"]["path_bound"]["theorem"] == pytest.approx(pb.theorem)
+
+
 def test_auto_lambda_is_estimated_from_data(auto_run):
     r = auto_run
     assert r.bound is not None and math.isfinite(r.Lambda) and r.Lambda > 0

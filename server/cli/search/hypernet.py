@@ -73,7 +73,8 @@ def register(ssub) -> None:
                         "with kappa times the device's LUT latency as a second term; latency or energy fold both "
                         "into one term")
     p.add_argument("--kappa", type=float, default=0.1,
-                   help="weight of the LUT-latency term, nats per the space's whole latency span (default 0.1)")
+                   help="weight of the LUT-latency term relative to lambda's scale: kappa x scale x latency, the "
+                        "latency in the space's whole latency span (default 0.1; lambda = 0 is accuracy alone)")
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
