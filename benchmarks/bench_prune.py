@@ -15,7 +15,10 @@ all in-process on loopback:
    that maps a LUT sum to the device's whole-network latency, fitted on those networks);
 2. one pruning-hypernetwork run (Algorithm 1: phase 1, the lambda sweep and Theorem 1, phase 2)
    with the device's LUT as T(e), then K device budgets spread evenly over the family's reachable
-   range (through the correction), one member each, aiming at ``--aim`` x budget;
+   range (through the correction), one member each: the bisection member for ``--aim`` x budget, or,
+   when that falls below ``--floor`` x budget (a gap of the family), the least held-out-loss pattern
+   the hypernetwork produces near it within [floor, aim] x budget (``prune.band``; the bisection
+   members are measured too, for the comparison);
 3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
    member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
 4. every network measured whole on the device (interleaved rounds; the statistic ``min`` on the
@@ -24,9 +27,10 @@ all in-process on loopback:
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
-phase 2 + deriving the K members) <= 1.5x one fixed-lambda pruning (wall and CPU time); at
+phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
 matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
-fixed network against the family's member for the fixed network's own predicted latency).
+fixed network against the family's member for the fixed network's own LUT latency, sought within
+[floor, 1] x it).
 Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
 """
 from __future__ import annotations
@@ -87,6 +91,9 @@ def main() -> None:
     p.add_argument("--pretrain-epochs", type=int, default=15)
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (default: cached, or pre-train now)")
     p.add_argument("--aim", type=float, default=0.95, help="members are chosen for aim x budget (default 0.95)")
+    p.add_argument("--floor", type=float, default=0.92,
+                   help="members are sought within [floor x budget, aim x budget] predicted, among the hypernetwork's "
+                        "patterns near the bisection member (prune.band; default 0.92, 0: bisection only)")
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
@@ -98,6 +105,7 @@ def main() -> None:
     from hilnas.agent.config import MeasureConfig, ServeConfig
     from hilnas.agent.server import create_server
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
+    from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
     from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
     from hilnas.searchers.result import Budget
@@ -119,6 +127,7 @@ def main() -> None:
     overrides = {"C": args.C}
     space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes, **overrides)
     calib = [b for _, b in zip(range(20), loaders.train)]
+    held_out = [b for _, b in zip(range(4), loaders.val)]   # the band search's scores (the gates' split, not the test)
 
     # the pre-trained network (shared by every agent and method; its time is not part of any comparison)
     ck = Path(args.checkpoint) if args.checkpoint else \
@@ -184,12 +193,19 @@ def main() -> None:
                     lo, hi = res.reachable()
                     pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
                     budgets = [(pred_lo + (pred_hi - pred_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
-                    members = [res.for_budget(Budget("latency_ms", min(max((args.aim * b - corr.offset_ms) / corr.scale,
-                                                                           lo), hi)))  # float round trip
-                               for b in budgets]
+                    def to_lut(ms: float) -> float:
+                        return min(max((ms - corr.offset_ms) / corr.scale, lo), hi)  # clamped: float round trip
+                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
+                    d0 = time.process_time()
+                    band = BandSearch(res, held_out, seed=args.seed)
+                    choices = band_members(band, [(Budget("latency_ms", to_lut(args.aim * b)), to_lut(args.floor * b))
+                                                  for b in budgets]) if args.floor > 0 else []
+                    members = [c.member for c in choices] if choices else bisected
+                    band_cpu = time.process_time() - d0
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     est = res.estimate
-                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; {res.timings}); Lambda "
+                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; band search CPU {band_cpu:.1f} s; "
+                          f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
                           f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
                           f"reachable LUT [{lo:.3f}, {hi:.3f}] ms", flush=True)
 
@@ -205,10 +221,12 @@ def main() -> None:
                               flush=True)
 
                     # 3. measure every distinct network, and the family's member at each fixed network's latency
-                    matched = [res.for_budget(Budget("latency_ms", f.costs["latency_ms"]))
+                    # the member at the fixed network's LUT latency: within [floor x, 1 x] of it when the family has one
+                    matched = [band.member(Budget("latency_ms", f.costs["latency_ms"]),
+                                           args.floor * f.costs["latency_ms"]).member
                                if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
                     patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
-                        {m.genotype for m in matched if m is not None}
+                        {m.genotype for m in matched if m is not None} | {m.genotype for m in bisected}
                     models = {p.bits(): attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
                               for p in patterns}
                     lat = measure_rounds(client, models, net_measure, rounds, statistic)
@@ -221,12 +239,17 @@ def main() -> None:
                 running.stop(0)
 
             rows = []
-            for b, m in zip(budgets, members):
-                ms = lat[m.genotype.bits()]
+            for i, (b, m, bm) in enumerate(zip(budgets, members, bisected)):
+                ms, bms = lat[m.genotype.bits()], lat[bm.genotype.bits()]
                 rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
+                             "source": choices[i].source if choices else "curve",
+                             "in_band_candidates": [choices[i].in_band, choices[i].candidates] if choices else None,
                              "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
                              "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
-                             "params_m": m.costs["params_m"]})
+                             "params_m": m.costs["params_m"],
+                             "bisection": {"pattern": bm.genotype.bits(), "lut_ms": bm.costs["latency_ms"],
+                                           "measured_ms": bms, "ratio": bms / b if bms else None,
+                                           "test_acc": accuracy(bm.genotype)}})
             pairs = []
             for (f, f_cpu), mm in zip(fixed, matched):
                 pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
@@ -239,9 +262,11 @@ def main() -> None:
                 pairs.append(pair)
             measured = [r["measured_ms"] for r in rows]
             ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+            bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
+            bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
             diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
-            fixed_wall = statistics.mean(f.wall_s for f, _ in fixed)
-            fixed_cpu = statistics.mean(cpu for _, cpu in fixed)
+            fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
+            fixed_cpu = statistics.median(cpu for _, cpu in fixed)
             grid_ms = [lat[a.genotype.bits()] for a in grid.points]
             per_agent[agent] = {
                 "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
@@ -252,8 +277,14 @@ def main() -> None:
                 "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
                 "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
                 "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
-                "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_mean_wall_s": fixed_wall,
-                "fixed_mean_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
+                "bisection_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in bisect_ratios),
+                                   "ratios": bisect_ratios,
+                                   "distinct_members": len({r["bisection"]["pattern"] for r in rows}),
+                                   "monotone_violations_measured": sum(1 for a, b in zip(bisect_ms, bisect_ms[1:])
+                                                                       if b < a)},
+                "band_search_cpu_s": band_cpu,
+                "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
+                "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
                 "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
                 "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
                 "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
@@ -262,6 +293,8 @@ def main() -> None:
                          "raw_violations": grid.raw_violations,
                          "distinct": len({a.genotype for a in grid.raw})},
             }
+            print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
+                  f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
             print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
                   f"{len(ratios)} in [0.9, 1.0]; monotone violations "
                   f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "

@@ -12,7 +12,11 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
 - ``gates``: the Gumbel-Softmax (binary Concrete) relaxation with a straight-through estimator;
 - ``pretrain``: the pre-trained network and its checkpoint (hilnas-saved, ``weights_only``, checked);
 - ``sweep``: fixed-lambda pruning, the lambda sweep and Lambda from it and from Theorem 1;
-- ``search``: the hypernetwork and Algorithm 1's two phases; ``family``: members, curves, budgets;
+- ``search``: the hypernetwork and Algorithm 1's two phases, and the result (members, curves, budgets);
+- ``band``: a budget's member within [band x budget, budget] from the hypernetwork's own modes and samples
+  when bisection on lambda falls in a gap of the family;
+- ``mobilenet``: channel-group gates on the MobileNet backbone and its real narrower network (the search
+  over them is not built yet);
 - ``io``: saving the trained hypernetwork so later budgets need no training.
 
 This ``__init__`` imports nothing, so the LUT tools can use ``keys`` without torch.

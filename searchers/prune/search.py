@@ -13,8 +13,10 @@ Algorithm 1, as built here (``search``):
 1. load the pre-trained model (``pretrain``) and measure T (the LUT);
 2. initialise the hypernetwork; phase 1: fit it to the all-on bias, ``|| sigmoid(theta(lambda)) - bias ||^2``
    over lambda, until hypernet(0)'s network keeps the pre-trained accuracy on held-out batches;
-3. estimate Lambda: the lambda sweep (accuracy vs lambda, its plateau and drop) and Theorem 1
-   (``sweep``), both recorded; the sweep's value is the range unless told otherwise;
+3. estimate Lambda: the lambda sweep (accuracy vs lambda, its plateau and drop; started from phase 1's
+   fit, scored on ``sweep_eval_batches`` held-out batches, stopped at the drop) and Theorem 1 (its
+   probes the patterns the sweep scored and ``bound_samples`` random ones), both recorded (``sweep``); the
+   sweep's value is the range unless told otherwise;
 4. phase 2: draw lambda on [0, Lambda], gamma from the hypernetwork at lambda (Gumbel-Softmax,
    straight-through, temperature annealed), Adam steps on ``L_valid(gamma) + lambda T(gamma) / T^T 1``.
 
@@ -34,6 +36,8 @@ Deviations from the seed, each for a measured reason given where the code makes 
 - L_valid is the validation split's loss; accuracies are reported on the test split.
 
 A derived pattern takes every gate's mode; no pattern breaks the graph (shortcuts are never gated).
+A budget that falls in a gap between the modes of neighbouring lambdas can take a pattern the
+hypernetwork samples near them (``band``).
 """
 from __future__ import annotations
 
@@ -51,8 +55,9 @@ from hilnas.searchers.prune.cost import ModuleCosts
 from hilnas.searchers.prune.gates import (GateLayout, GateObjective, annealed, freeze, pattern_loss_accuracy,
                                          recalibrate)
 from hilnas.searchers.prune.network import GatedResNet
-from hilnas.searchers.prune.sweep import (LambdaEstimate, cycle, lambda_sweep, optimise_gates, sweep_Lambda,
-                                          theorem_estimate)
+from hilnas.searchers.hypernet.bound import Probe
+from hilnas.searchers.prune.sweep import (Clock, LambdaEstimate, cycle, has_fallen, lambda_sweep, optimise_gates,
+                                          sweep_Lambda, theorem_estimate)
 from hilnas.searchers.result import PeakMemory, SearchError, Stopwatch, check_data
 from hilnas.searchers.spaces.resnet import GatePattern, ResNetSpace
 from hilnas.searchers.train import evaluate
@@ -81,8 +86,11 @@ class PruneConfig:
     sweep_min: float = 0.01
     sweep_max: float = 30.0
     sweep_steps: int = 20              # gate steps per swept lambda (each continues from the previous one)
+    sweep_eval_batches: int = 4        # held-out batches the sweep scores each lambda's pattern on (of eval_batches)
+    sweep_stop: bool = True            # stop the sweep at the drop (the first lambda whose network has fallen)
+    sweep_batch: int | None = 32       # images of each batch the sweep's gate steps use (None: the whole batch)
     drop: float = 0.25                 # fallen: accuracy within this share of the way from the worst quality to full
-    bound_samples: int = 4             # random patterns probed for Theorem 1, besides the empty and the full
+    bound_samples: int = 4             # random patterns probed for Theorem 1, besides the empty, the full and the sweep's
     # phase 2 (lines 8-12) and fixed-lambda pruning
     steps: int = 600                   # hypernetwork steps of phase 2 (and steps of one fixed-lambda pruning)
     lr: float = 3e-3                   # Adam on the hypernetwork
@@ -113,8 +121,9 @@ class PruneConfig:
         if not 0 < self.sweep_min < self.sweep_max or self.sweep_points < 2:
             raise ValueError("need 0 < sweep_min < sweep_max and sweep_points >= 2")
         if min(self.steps, self.sweep_steps, self.lambdas_per_step, self.phase1_max_steps, self.eval_batches, self.hidden,
-               self.recalibrate_batches) < 1:
-            raise ValueError("steps, sweep_steps, phase1_max_steps, eval_batches and hidden must be >= 1")
+               self.recalibrate_batches, self.sweep_eval_batches, self.sweep_batch or 1) < 1 or self.bound_samples < 0:
+            raise ValueError("steps, sweep_steps, sweep_eval_batches, phase1_max_steps, eval_batches and hidden must be >= 1, "
+                             "bound_samples >= 0")
         if not 0 < self.tau_end <= self.tau_start:
             raise ValueError("need 0 < tau_end <= tau_start")
         if self.scale_sampling not in ("uniform", "log") or not 0 < self.log_floor < 1:
@@ -140,7 +149,7 @@ class PruneResult(Family):
     pretrained_accuracy: float          # on the held-out validation batches
     phase1: dict[str, Any]              # steps taken, whether hypernet(0) kept the accuracy
     history: dict[str, list[float]]     # per phase-2 step: lambda, cross-entropy, cost fraction, temperature
-    timings: dict[str, float]           # seconds: phase1, sweep, theorem, phase2
+    timings: dict[str, float]           # seconds, wall and CPU: phase1, sweep, theorem, phase2 (and <phase>_cpu)
     steps: int
     wall_s: float
     peak_mem_mb: float
@@ -243,21 +252,34 @@ def phase1(hypernet: PruneHypernet, objective: GateObjective, held_out: list[Bat
 
 
 def estimate_Lambda(objective: GateObjective, batches, held_out: list[Batch], config: PruneConfig, *,
-                    seed: int, generator: torch.Generator, num_classes: int, timings: dict[str, float]
-                    ) -> LambdaEstimate:
-    """The sweep's and Theorem 1's Lambda (both recorded); which one is used follows ``config.Lambda``."""
+                    seed: int, generator: torch.Generator, num_classes: int, timings: dict[str, float],
+                    start: torch.Tensor | None = None) -> LambdaEstimate:
+    """The sweep's and Theorem 1's Lambda (both recorded); which one is used follows ``config.Lambda``.
+
+    The sweep starts from ``start`` (phase 1's fit at lambda = 0; default the all-on bias), scores on the first
+    ``config.sweep_eval_batches`` held-out batches and stops at the drop (``config.sweep_stop``); Theorem 1's
+    probes are the patterns it scored, plus ``config.bound_samples`` random ones.
+    """
     layout, space = objective.layout, objective.net.space
     B = len(space.layers())
-    full_acc = pattern_loss_accuracy(objective.net, layout, GatePattern.full(B, space.groups), held_out)[1]
-    floor_acc = pattern_loss_accuracy(objective.net, layout, GatePattern.empty(B, space.groups), held_out)[1]
-    with Stopwatch() as clock:
-        start = layout.logits_of(GatePattern.full(B, space.groups), math.log(config.bias / (1 - config.bias)))
-        points = lambda_sweep(objective, batches, held_out, config, start=start, generator=generator)
-    timings["sweep"] = clock.seconds
-    with Stopwatch() as clock:
-        theorem = theorem_estimate(objective, held_out, config.bound_samples, seed=seed, num_classes=num_classes)
-    timings["theorem"] = clock.seconds
-    worst = max(floor_acc, 1.0 / num_classes)  # chance, or the fully pruned network when it does better
+    scoring = held_out[: config.sweep_eval_batches]
+    costs = objective.costs
+    with Clock() as clock:
+        full, empty = GatePattern.full(B, space.groups), GatePattern.empty(B, space.groups)
+        full_loss, full_acc = pattern_loss_accuracy(objective.net, layout, full, scoring)
+        floor_loss, floor_acc = pattern_loss_accuracy(objective.net, layout, empty, scoring)
+        worst = max(floor_acc, 1.0 / num_classes)  # chance, or the fully pruned network when it does better
+        if start is None:
+            start = layout.logits_of(full, math.log(config.bias / (1 - config.bias)))
+        points = lambda_sweep(objective, batches, scoring, config, start=start, generator=generator,
+                              fallen=has_fallen(full_acc, worst, config.drop) if config.sweep_stop else None)
+    clock.record(timings, "sweep")
+    with Clock() as clock:
+        scored = [Probe(full, full_loss, 1.0), Probe(empty, floor_loss, 0.0)]
+        scored += [Probe(p.pattern, p.loss, p.fraction) for p in points]
+        theorem = theorem_estimate(objective, scoring, config.bound_samples, seed=seed, num_classes=num_classes,
+                                   scored=scored)
+    clock.record(timings, "theorem")
     swept, notes = sweep_Lambda(points, full_acc, worst, config.drop)
     notes += list(theorem.notes)
     if not isinstance(config.Lambda, str):
@@ -326,16 +348,16 @@ def search(space: ResNetSpace, cost_model: CostModel, config: PruneConfig, *, ne
     with Stopwatch() as clock, PeakMemory() as mem:
         hypernet = new_hypernet(layout, config.hidden)
         pre_acc = pattern_loss_accuracy(net, layout, GatePattern.full(layout.blocks, space.groups), held_out)[1]
-        with Stopwatch() as c1:
+        with Clock() as c1:
             p1 = phase1(hypernet, objective, held_out, pre_acc, config, generator=generator)
             hypernet.pin()
-        timings["phase1"] = c1.seconds
+        c1.record(timings, "phase1")
         est = estimate_Lambda(objective, batches, held_out, config, seed=seed, generator=generator,
-                              num_classes=space.num_classes, timings=timings)
-        with Stopwatch() as c2:
+                              num_classes=space.num_classes, timings=timings, start=hypernet.anchor.clone())
+        with Clock() as c2:
             history = phase2(hypernet, objective, batches, est.Lambda, config, generator=generator,
                              rng=torch.Generator().manual_seed(seed + 1))
-        timings["phase2"] = c2.seconds
+        c2.record(timings, "phase2")
     hypernet.eval()
     return PruneResult(space=space, config=config, net=net, layout=layout, hypernet=hypernet, models=models,
                        primary=cost_model.metric, costs=costs, Lambda=est.Lambda, estimate=est,

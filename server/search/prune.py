@@ -72,6 +72,7 @@ class PruneRunConfig:
     lambdas: tuple[float, ...] = ()                  # lambdas to derive; () = search.grid_points up to Lambda
     budgets: tuple[Budget, ...] = ()                 # device budgets: one member each (instead of the grid)
     use_correction: bool = True                      # map latency budgets through the LUT's fitted correction
+    band: float = 0.9                                # a budget b's member is sought within [band x b, b] (0: bisection only)
     finetune_epochs: int = 0                         # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
     seed: int = 0
@@ -87,6 +88,8 @@ class PruneRunConfig:
             raise ValueError(f"unknown model {self.model!r}; prunable models: {', '.join(MODELS)}")
         if self.budgets and self.lambdas:
             raise ValueError("give lambdas or budgets, not both")
+        if not 0 <= self.band < 1:
+            raise ValueError(f"band must lie in [0, 1) (the member's share of its budget to aim above), got {self.band}")
         if self.pretrain_epochs < 1 or self.finetune_epochs < 0:
             raise ValueError("pretrain_epochs must be >= 1 and finetune_epochs >= 0")
         for b in self.budgets:
@@ -265,6 +268,8 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
     chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
                                                   config.search.curve_points, correction, say)
+    if config.budgets and config.band > 0:
+        chosen = _within_bands(result, chosen, correction, config, loaders, notes, say)
     pruned = _measure(store, device_key, clients, config, space, loaders, result, chosen, latency, lut_id,
                       correction, run_id, out_dir, say)
     measured = [m.measured_ms for m in pruned if m.measured_ms is not None]
@@ -284,6 +289,39 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         sweep_plot_path=str(sweep_plot) if sweep_plot else None, checkpoint=str(checkpoint),
         trained_dir=str(trained_dir), notes=tuple(notes), wall_s=time.perf_counter() - started,
         from_run=config.from_run)
+
+
+def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]], correction: Any,
+                  config: PruneRunConfig, loaders: Any, notes: list[str], say: Callable[[str], None]
+                  ) -> list[tuple[Architecture, Budget]]:
+    """Each budget's member within [band x b, b] among the hypernetwork's own patterns (``prune.band``), the
+    band's ends mapped to LUT sums like the budget; where none lands there the bisection member stays, said so."""
+    import itertools
+
+    from hilnas.searchers.prune.band import BandSearch, band_members
+
+    def lut(b: Budget, value: float) -> float:
+        if b.metric == "latency_ms" and correction is not None and correction.fitted_on:
+            return max((value - correction.offset_ms) / correction.scale, 1e-12)
+        return value
+
+    held = list(itertools.islice(loaders.val, config.search.eval_batches))
+    bands = [(b.scaled(lut(b, b.value)), lut(b, config.band * b.value)) for _, b in chosen]
+    device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
+    out = []
+    for c in band_members(BandSearch(result, held, seed=config.seed), bands):
+        b = device[id(c.budget)]
+        if c.source in ("mode", "sample"):
+            notes.append(f"{b}: a member within [{config.band:g} x budget, budget] from the hypernetwork's {c.source} "
+                         f"at lambda {c.member.tradeoff.scale:.4g} (bisection fell in a gap of the family; {c.in_band} of "
+                         f"{c.candidates} patterns near it were in the band, the least held-out loss taken)")
+        elif c.source in ("below", "previous"):
+            notes.append(f"{b}: no pattern the hypernetwork produces near it costs within [{config.band:g} x budget, "
+                         f"budget]; the cheaper member at {c.member.costs[c.budget.metric]:.4g} is used")
+        if c.source != "curve":
+            say(notes[-1])
+        out.append((c.member, b))
+    return out
 
 
 def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import pickle
 
@@ -11,11 +12,13 @@ import torch
 from hilnas.searchers.cost import FlopsCost, ParamsCost
 from hilnas.searchers.data import DatasetConfig, loaders_for
 from hilnas.searchers.hypernet import BudgetRangeError
-from hilnas.searchers.prune.gates import GateLayout, concrete, pattern_gates
+from hilnas.searchers.prune.band import BandSearch, band_members
+from hilnas.searchers.prune.cost import ModuleCosts
+from hilnas.searchers.prune.gates import GateLayout, GateObjective, concrete, freeze, pattern_gates, pattern_loss_accuracy
 from hilnas.searchers.prune.io import TrainedFileError, load_trained, save_trained
 from hilnas.searchers.prune.pretrain import CheckpointError, load_pretrained, pretrain, save_pretrained
-from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
-from hilnas.searchers.prune.sweep import SweepPoint, sweep_Lambda
+from hilnas.searchers.prune.search import PruneConfig, estimate_Lambda, prune_fixed, search
+from hilnas.searchers.prune.sweep import SweepPoint, cycle, sweep_Lambda
 from hilnas.searchers.result import Budget
 from hilnas.searchers.spaces import GatePattern, create_space
 from hilnas.searchers.train import TrainConfig
@@ -120,6 +123,31 @@ def test_the_sweep_takes_the_largest_lambda_that_keeps_positive_metrics():
     assert lam == 0.1 and "lower sweep_min" in notes[0]
 
 
+def test_the_sweep_stops_at_the_drop_with_the_same_Lambda_and_theorem_1_reuses_its_patterns(loaders, checkpoint):
+    """Stopping at the drop saves the lambdas past it without changing Lambda; Theorem 1's probes are then the
+    patterns the sweep scored (no extra forward passes) and its worst loss is the empty network's or a swept one's."""
+    net, _ = load_pretrained(checkpoint, SPACE)
+    layout = GateLayout(3, 2)
+    objective = GateObjective(freeze(net), ModuleCosts.of(SPACE, FlopsCost()), layout)
+    held = [b for _, b in zip(range(3), loaders.val)]
+    cfg = dataclasses.replace(FAST, sweep_points=7, sweep_min=0.1, sweep_max=300.0)
+    batches, runs = list(loaders.val), {}    # the same batches in the same order for both
+    for stop in (False, True):
+        timings: dict[str, float] = {}
+        runs[stop] = estimate_Lambda(objective, cycle(batches), held, dataclasses.replace(cfg, sweep_stop=stop),
+                                     seed=0, generator=torch.Generator().manual_seed(0), num_classes=4,
+                                     timings=timings)
+        assert {"sweep", "sweep_cpu", "theorem", "theorem_cpu"} <= set(timings)
+    full, stopped = runs[False], runs[True]
+    assert len(stopped.points) < len(full.points) == 7         # the drop came before the last lambda
+    assert stopped.Lambda == full.Lambda
+    assert [p.pattern for p in stopped.points] == [p.pattern for p in full.points[:len(stopped.points)]]
+    probes = {p.genotype for p in stopped.theorem.probes}
+    assert {p.pattern for p in stopped.points} <= probes and GatePattern.empty(3, 2) in probes
+    worst = max(pattern_loss_accuracy(net, layout, p, held)[0] for p in probes)
+    assert stopped.theorem.worst_valid_loss == pytest.approx(worst)
+
+
 # -- Algorithm 1 --------------------------------------------------------------------------------------
 def test_both_lambdas_are_recorded_and_the_sweep_sets_the_range(run):
     est = run.estimate
@@ -171,6 +199,51 @@ def test_a_budget_gets_the_member_within_it_and_out_of_range_budgets_name_the_ra
         run.for_budget(Budget("mflops", lo / 2))
     with pytest.raises(BudgetRangeError, match="above what this family reaches"):
         run.for_budget(Budget("mflops", hi * 2))
+
+
+def _gap(run, metric="mflops"):
+    """A budget in a gap of the curve: a network of the space costs 0.95 x budget, the curve's members
+    around it cost more than the budget and less than 0.9 x budget."""
+    model = run.models[metric]
+    masks = list(itertools.product((False, True), repeat=SPACE.groups))
+    space_costs = sorted({model.genotype_cost(SPACE, GatePattern(p)) for p in itertools.product(masks, repeat=3)})
+    costs = sorted({a.costs[metric] for a in run.curve(run.grid(FAST.curve_points)).points})
+    for lo, hi in zip(costs, costs[1:]):
+        for c in space_costs:
+            b = c / 0.95
+            if lo < 0.9 * b and b < hi:
+                return Budget(metric, b)
+    raise AssertionError(f"the family has no gap to test with: {costs}")
+
+
+def test_a_budget_in_a_gap_gets_a_member_within_the_band_from_the_hypernetworks_own_patterns(run, loaders):
+    held = [b for _, b in zip(range(3), loaders.val)]
+    budget = _gap(run)
+    plain = run.for_budget(budget)
+    assert plain.costs["mflops"] < 0.9 * budget.value                  # bisection alone falls in the gap
+    band = BandSearch(run, held, points=6, samples=6)
+    choice = band.member(budget, 0.9 * budget.value)
+    assert choice.in_band_found and choice.source in ("mode", "sample")
+    assert 0.9 * budget.value <= choice.member.costs["mflops"] <= budget.value
+    assert choice.member.costs["params_m"] > plain.costs["params_m"]    # every cost model priced
+    # chosen by held-out loss: no better than the more expensive networks it sits below, better than the cheaper one
+    loss = pattern_loss_accuracy(run.net, run.layout, choice.member.genotype, held)[0]
+    assert loss == pytest.approx(choice.val_loss)
+    assert loss < pattern_loss_accuracy(run.net, run.layout, plain.genotype, held)[0]
+    # nothing is forced into the band: a band no produced pattern lands in gives the bisection member, said so
+    none = band.member(budget, budget.value * (1 - 1e-12))
+    assert none.source == "below" and none.member.genotype == plain.genotype
+
+
+def test_band_members_never_get_cheaper_as_the_budget_grows(run, loaders):
+    held = [b for _, b in zip(range(3), loaders.val)]
+    lo, hi = run.reachable()
+    budgets = [Budget("mflops", lo + (hi - lo) * i / 9) for i in range(10)]
+    chosen = band_members(BandSearch(run, held, points=4, samples=4), [(b, 0.9 * b.value) for b in budgets])
+    costs = [c.member.costs["mflops"] for c in chosen]
+    assert costs == sorted(costs) and all(c <= b.value for c, b in zip(costs, budgets))
+    assert sum(c.in_band_found for c in chosen) > sum(
+        run.for_budget(b).costs["mflops"] >= 0.9 * b.value for b in budgets)
 
 
 def test_every_derived_pattern_is_a_network_that_runs(run, loaders):

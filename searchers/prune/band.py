@@ -1,0 +1,121 @@
+"""Members within a band: closing the gaps of the family between the lambdas' derived networks.
+
+Bisection on lambda (``Family.for_budget``) gives the dearest member of the monotone curve within a
+budget b. A linear penalty only reaches the networks on the lower convex hull of validation loss
+against cost, so between two neighbouring members there can be a gap: a budget that falls in it
+gets the cheaper member, far under b (on the host's LUT a 0.165 ms budget got a 0.10 ms network).
+
+``band_member`` looks for a network within ``[floor, b]`` among the patterns the hypernetwork itself
+produces between the two members that bracket b: at ``points`` lambdas spread between them (6), each
+gate's mode and ``samples`` draws (6) of the gates (gamma ~ Bernoulli(sigmoid(theta(lambda))), the
+Gumbel-Softmax sample at any temperature once hardened). Of those whose exact cost lies within the
+band it takes the one with the least cross-entropy on held-out validation batches (run gated, as the
+search judged them). Nothing is forced into the band: when no produced pattern lands in it, the
+bisection member is returned and the reason is recorded.
+
+``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
+cost, so the members' costs never fall as the budget grows. A device budget is a band of measured
+latency, [band x b, b]; the caller maps both ends to LUT sums through the device's correction.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import torch
+
+from hilnas.searchers.hypernet.family import Architecture
+from hilnas.searchers.prune.gates import pattern_loss_accuracy
+from hilnas.searchers.result import Budget
+
+if TYPE_CHECKING:
+    from hilnas.searchers.prune.search import PruneResult
+    from hilnas.searchers.spaces.resnet import GatePattern
+    from hilnas.searchers.train import Batch
+
+
+@dataclass(frozen=True)
+class BandChoice:
+    """The member chosen for a budget and where it came from."""
+    member: Architecture
+    budget: Budget
+    floor: float            # the band's lower end, in the budget's metric
+    source: str             # "curve" (bisection was within the band) | "mode" | "sample" | "below" (none in band:
+                            # the bisection member) | "previous" (none in band: the previous budget's member)
+    candidates: int         # distinct patterns produced between the bracketing members
+    in_band: int            # of them within [floor, budget]
+    val_loss: float | None  # the chosen pattern's held-out cross-entropy (None for "curve" and "below")
+
+    @property
+    def in_band_found(self) -> bool:
+        return self.source in ("curve", "mode", "sample")
+
+
+class BandSearch:
+    """Candidates and their held-out losses for one trained family (losses cached across budgets)."""
+
+    def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
+                 seed: int = 0):
+        if points < 2 or samples < 0 or not batches:
+            raise ValueError("band search needs points >= 2, samples >= 0 and held-out batches")
+        self.result, self.batches, self.points, self.samples = result, batches, points, samples
+        self.generator = torch.Generator().manual_seed(seed)
+        self._loss: dict[GatePattern, float] = {}
+
+    def loss(self, pattern: GatePattern) -> float:
+        if pattern not in self._loss:
+            r = self.result
+            self._loss[pattern] = pattern_loss_accuracy(r.net, r.layout, pattern, self.batches)[0]
+        return self._loss[pattern]
+
+    def candidates(self, lam_lo: float, lam_hi: float) -> dict[GatePattern, tuple[float, str]]:
+        """pattern -> (the lambda it came from, "mode" | "sample"), from ``points`` lambdas in [lam_lo, lam_hi]."""
+        r, found = self.result, {}
+        for i in range(self.points):
+            lam = lam_lo + (lam_hi - lam_lo) * i / (self.points - 1)
+            theta = r.logits(lam)
+            found.setdefault(r.layout.pattern(theta), (lam, "mode"))
+            for _ in range(self.samples):
+                u = torch.rand(theta.shape, generator=self.generator).clamp(1e-6, 1 - 1e-6)
+                found.setdefault(r.layout.pattern(theta + torch.log(u) - torch.log1p(-u)), (lam, "sample"))
+        return found
+
+    def member(self, budget: Budget, floor: float) -> BandChoice:
+        """The member for ``budget`` within [floor, budget] if the hypernetwork produces one (see the module)."""
+        r, metric = self.result, budget.metric
+        base = r.for_budget(budget)      # BudgetRangeError outside the family's range
+        if base.costs[metric] >= floor:
+            return BandChoice(base, budget, floor, "curve", 0, 0, None)
+        pts = r.curve(r.grid(r.config.curve_points), metric=metric).points
+        dearer = [p.tradeoff.scale for p in pts if p.costs[metric] > budget.value]
+        cheaper = [p.tradeoff.scale for p in pts if p.costs[metric] <= budget.value]
+        lam_lo = max(dearer) if dearer else 0.0
+        lam_hi = min(cheaper)
+        found = self.candidates(min(lam_lo, lam_hi), max(lam_lo, lam_hi))
+        model = r.models[metric]
+        inside = [(p, lam, how) for p, (lam, how) in found.items()
+                  if floor <= model.genotype_cost(r.space, p) <= budget.value]
+        if not inside:
+            return BandChoice(base, budget, floor, "below", len(found), 0, None)
+        pattern, lam, how = min(inside, key=lambda c: self.loss(c[0]))
+        block, group = r.layout.split(torch.sigmoid(r.logits(lam)))
+        arch = Architecture(r.tradeoff(lam), pattern,
+                            {m: cm.genotype_cost(r.space, pattern) for m, cm in r.models.items()},
+                            {m: float(c.expected(block, group)) for m, c in r.costs.items()})
+        return BandChoice(arch, budget, floor, how, len(found), len(inside), self.loss(pattern))
+
+
+def band_members(search: BandSearch, bands: Sequence[tuple[Budget, float]]) -> list[BandChoice]:
+    """One member per (budget, floor), budgets ascending, each within [max(floor, previous member's cost), budget]
+    when the hypernetwork produces one there."""
+    out: list[BandChoice] = []
+    for b, floor in sorted(bands, key=lambda bf: bf[0].value):
+        if out and out[-1].budget.metric == b.metric:
+            floor = max(floor, out[-1].member.costs[b.metric])
+        choice = search.member(b, floor)
+        if choice.source == "below" and out and choice.member.costs[b.metric] < out[-1].member.costs[b.metric]:
+            # none in band, and the bisection member is cheaper than the last budget's: keep that one (within this
+            # budget too), so the costs never fall as the budget grows
+            choice = BandChoice(out[-1].member, b, floor, "previous", choice.candidates, 0, out[-1].val_loss)
+        out.append(choice)
+    return out
