@@ -74,6 +74,9 @@ def main() -> None:
                    help="--family: which scale of the sweep's walk is Lambda (default: HypernetConfig's, descent = "
                         "where the walk has made half its descent; reach = the walk's end, before issue 12's "
                         "continuation)")
+    p.add_argument("--sweep-descent", type=float, default=None,
+                   help="--family, --sweep-rule descent: the share of the walk's descent left at Lambda (default: "
+                        "HypernetConfig's, 0.5)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -337,6 +340,8 @@ def family_benchmark(args) -> None:
                     extra["derivation"] = args.derivation
                 if args.sweep_rule is not None:
                     extra["sweep_rule"] = args.sweep_rule
+                if args.sweep_descent is not None:
+                    extra["sweep_descent"] = args.sweep_descent
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -368,7 +373,8 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": "params", "kappa": cfg.kappa,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
-                  "sweep_rule": cfg.sweep_rule, "device": "simulated raspi4 (in-process agent)"},
+                  "sweep_rule": cfg.sweep_rule,
+                  "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
         "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
         "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
         "reachable_ms": list(reach), "family_ms": [min(raw), max(raw)], "span_share": share,
