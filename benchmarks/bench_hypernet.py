@@ -70,6 +70,13 @@ def main() -> None:
     p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost"],
                    help="--family: the headline derivation (default: HypernetConfig's, argmax); the other one is "
                         "reported too, from the same trained run")
+    p.add_argument("--sweep-rule", default=None, choices=["descent", "reach"],
+                   help="--family: which scale of the sweep's walk is Lambda (default: HypernetConfig's, descent = "
+                        "where the walk has made half its descent; reach = the walk's end, before issue 12's "
+                        "continuation)")
+    p.add_argument("--sweep-descent", type=float, default=None,
+                   help="--family, --sweep-rule descent: the share of the walk's descent left at Lambda (default: "
+                        "HypernetConfig's, 0.5)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -331,6 +338,10 @@ def family_benchmark(args) -> None:
                     extra["arch"] = dataclasses.replace(hypernet.HypernetConfig().arch, lr=args.hypernet_lr)
                 if args.derivation is not None:
                     extra["derivation"] = args.derivation
+                if args.sweep_rule is not None:
+                    extra["sweep_rule"] = args.sweep_rule
+                if args.sweep_descent is not None:
+                    extra["sweep_descent"] = args.sweep_descent
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
@@ -362,7 +373,8 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": "params", "kappa": cfg.kappa,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
-                  "device": "simulated raspi4 (in-process agent)"},
+                  "sweep_rule": cfg.sweep_rule,
+                  "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
         "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
         "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
         "reachable_ms": list(reach), "family_ms": [min(raw), max(raw)], "span_share": share,
@@ -376,7 +388,8 @@ def family_benchmark(args) -> None:
                              "grid_lut_ms": other_raw},
         "targets": {"distinct_members": ">= 8 of 12", "span_share": ">= 0.8"}})
     print(f"{space.name}: {distinct}/{args.grid} distinct, span {share:.2f} of [{reach[0]:.3f}, {reach[1]:.3f}] ms "
-          f"(family {min(raw):.3f}-{max(raw):.3f}); Lambda {res.Lambda:.4g} (sweep; Theorem 1 "
+          f"(family {min(raw):.3f}-{max(raw):.3f}); Lambda {res.Lambda:.4g} (sweep, rule {cfg.sweep_rule}; the walk's "
+          f"end {res.sweep.Lambda_reach if res.sweep else float('nan'):.4g}; Theorem 1 "
           f"{res.bound.theorem if res.bound else float('nan'):.3g}); {wall:.0f} s, raw violations {grid.raw_violations}")
     pb = res.sweep.path_bound if res.sweep else None
     if pb is not None:

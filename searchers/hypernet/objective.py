@@ -231,8 +231,9 @@ class HyperArchitect(TrainHooks):
         for note in self.sweep.notes:
             log.warning("Lambda at step %d: %s", self.steps_done, note)
         self.set_Lambda(self.sweep.Lambda)
-        log.info("Lambda = %.4g at step %d (sweep; Theorem 1: %.4g; over the sweep's networks: %.4g)", self.Lambda,
-                 self.steps_done, self.bound.theorem if self.bound else math.nan, self.sweep.path_bound.theorem)
+        log.info("Lambda = %.4g at step %d (sweep, rule %s; the walk's end %.4g; Theorem 1: %.4g; over the sweep's "
+                 "networks: %.4g)", self.Lambda, self.steps_done, self.sweep.rule, self.sweep.Lambda_reach,
+                 self.bound.theorem if self.bound else math.nan, self.sweep.path_bound.theorem)
 
     def estimate_bound(self, next_val_batch: Callable[[], Batch] | None = None, *, final: bool = False,
                        record_only: bool = False) -> None:

@@ -123,6 +123,9 @@ class HypernetConfig(BilevelConfig):
     sweep_steps: int = 6               # ... each with this many Adam steps of free architecture parameters
     sweep_lr: float = 0.05
     sweep_reach: float = 0.05          # a network within this share of the span of the cheapest has reached it
+    sweep_rule: str = "descent"        # Lambda from the walk: "descent" (where it has made most of its descent,
+                                       # ``descent_scale``) | "reach" (the scale it reached the cheapest at; before)
+    sweep_descent: float = 0.5         # "descent": left to go, as a share of the walk's whole descent
     warmup_fraction: float = 0.25      # share of the weight steps before the first hypernetwork step ...
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
@@ -154,9 +157,11 @@ class HypernetConfig(BilevelConfig):
         elif not (math.isfinite(self.Lambda) and self.Lambda > 0):
             raise ValueError(f"Lambda must be a positive number, 'sweep' or 'auto', got {self.Lambda!r}")
         if not (0 < self.sweep_min < self.sweep_max and self.sweep_points >= 2 and self.sweep_steps >= 1
-                and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1):
-            raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0 and "
-                             "sweep_reach in [0, 1)")
+                and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1 and 0 <= self.sweep_descent < 1):
+            raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0, "
+                             "sweep_reach and sweep_descent in [0, 1)")
+        if self.sweep_rule not in ("descent", "reach"):
+            raise ValueError(f"sweep_rule must be 'descent' or 'reach', got {self.sweep_rule!r}")
         for name in ("kappa", "kappa_energy"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")

@@ -18,6 +18,7 @@ from hilnas.searchers.hypernet import (Architecture, BudgetRangeError, HypernetC
                                        check_simplex, count_violations, isotonic, match_expected_cost, parse_direction,
                                        search, valid_genotype)
 from hilnas.searchers.hypernet.bound import cost_span, is_valid, nb201_table, one_hot_arch
+from hilnas.searchers.hypernet.sweep import descent_scale
 from hilnas.searchers.model import build_network
 from hilnas.searchers.result import Budget, SearchError
 from testmodels import tiny_space
@@ -69,7 +70,8 @@ def test_lambda_is_measured_by_the_sweep_and_the_theorem_recorded_beside_it(nb20
     sw = r.sweep
     assert sw is not None and r.Lambda == sw.Lambda and r.Lambda_history == [(r.Lambda_history[0][0], r.Lambda)]
     scales = [p.scale for p in sw.points]
-    assert scales == sorted(scales) and scales[0] == FAST.sweep_min and sw.Lambda == scales[-1]
+    assert scales == sorted(scales) and scales[0] == FAST.sweep_min and sw.Lambda_reach == scales[-1]
+    assert sw.rule == "descent" and sw.Lambda == sw.Lambda_descent == descent_scale(sw.points, FAST.sweep_descent)
     if sw.reached:   # it stopped at the first scale whose network is (nearly) the cheapest valid one
         assert sw.points[-1].fraction <= sw.cheapest_fraction + FAST.sweep_reach * (1 - sw.cheapest_fraction)
         assert all(p.fraction > sw.cheapest_fraction + FAST.sweep_reach * (1 - sw.cheapest_fraction)
