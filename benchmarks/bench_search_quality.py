@@ -131,7 +131,8 @@ def run_job(job: dict) -> dict:
         common = _supernet_settings(args)
         if method == "dca":
             cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
-                                rho=args["rho"], **common)
+                                rho=args["rho"], device_decisions=args["device_decisions"],
+                                device_margin=args["device_margin"], **common)
             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
                            measure=_measure(device) if args["feedback"] else None)
         elif method == "pcdarts":  # the same supernet and settings, no cost term
@@ -150,7 +151,9 @@ def run_job(job: dict) -> dict:
                    val_acc=r.val_acc, wall_s=r.wall_s, epochs=r.extra.get("epochs", []),
                    samples=len(r.extra.get("samples", [])), device_log=r.extra.get("device", {}).get("log", []),
                    decisions=r.extra.get("decisions", []), decisions_restricted=r.extra.get("decisions_restricted"),
-                   decisions_fallback=r.extra.get("decisions_fallback"))
+                   decisions_fallback=r.extra.get("decisions_fallback"),
+                   decided_on_device=r.extra.get("decided_on_device"),
+                   cells_measured_on_device=r.extra.get("cells_measured_on_device"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -351,6 +354,12 @@ def main() -> None:
     p.add_argument("--penalty-seeds", type=int, default=None, help="penalty: seeds (default: --seeds)")
     p.add_argument("--no-feedback", dest="feedback", action="store_false",
                    help="dca: do not measure its networks on the device during the search (default: measure)")
+    p.add_argument("--device-decisions", type=int, default=25,
+                   help="dca: once at most this many cells complete the decided edges, measure them all on the "
+                        "agent and decide on the measured costs (default: 25, the last two decisions; 0: never)")
+    p.add_argument("--device-margin", type=float, default=0.02,
+                   help="dca: those decisions aim at the band shrunk by this x budget on each side when a measured "
+                        "cell lies there (default: 0.02)")
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
@@ -360,9 +369,9 @@ def main() -> None:
         check_data_dir(args.data_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
-        if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1:
+        if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0:
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets "
-                             "and --workers must be >= 1")
+                             "and --workers must be >= 1, --device-decisions >= 0")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -388,6 +397,7 @@ def run(args, methods: list[str]) -> None:
     seeds = list(range(args.seeds))
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
                                                  "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
+                                                 "device_decisions", "device_margin",
                                                  "penalty_weight")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}

@@ -139,7 +139,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   lambda cost: float(term.penalty(cost)), lambda cost: cost <= budget.value,
                                   scale=(lambda: feedback.ratio) if feedback is not None else None,
                                   measure=feedback.cost_of if feedback is not None else None,
-                                  band=_band(term, budget.value) if getattr(config, "lookahead", False) else None)
+                                  band=_band(term, budget.value) if getattr(config, "lookahead", False) else None,
+                                  on_device=getattr(config, "device_decisions", 0),
+                                  margin=getattr(config, "device_margin", 0.0) * budget.value)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
@@ -186,6 +188,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         extra["decisions"] = progressive.decisions
         extra["decisions_restricted"] = sum(d["restricted"] for d in progressive.decisions)
         extra["decisions_fallback"] = sum(d["fallback"] for d in progressive.decisions)
+        extra["decided_on_device"] = sum(d["on_device"] for d in progressive.decisions)   # decisions on measured cells
+        extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> device cost
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

@@ -17,11 +17,24 @@ Lagrangian's: the undecided edge whose choice is the most certain takes the op m
 edges compensate for the earlier ones while the multiplier keeps the expectation in the band.
 The last decision fixes the cell, so its expected cost is exact there and the budget is a hard
 constraint: the last edge takes the best-scoring op among those that keep the cell within the
-budget (as the device will show it) when there is one. With the device in the loop, the (at
-most 5) cells the last decision chooses between are measured on it, and their measured costs
-are what the penalty and the budget see: the ratio measured / predicted of another network is
-off by up to ~25 % for a cell of other ops on the simulated devices. (The quadratic term of the augmented
+budget (as the device will show it) when there is one. (The quadratic term of the augmented
 Lagrangian is symmetric: on its own it prefers 10 % over the budget to 50 % under it.)
+
+The late decisions are taken on the device. With the device in the loop (``measure``), once the
+undecided edges leave at most ``on_device`` cells (default 25: the last two decisions, <= 25 and
+<= 5 cells), every one of those cells is measured on the device (each once) and
+the decision sees their *measured* costs, in the penalty, the budget and the look-ahead alike: the
+prediction times one network's ratio measured / predicted is off by up to ~12 % (up to ~25 % for a
+cell of quite other ops) on the simulated devices, about the band's width, so a decision on it
+can choose an op none of whose completions the device shows in the band. On the device, when no
+measured completion lies in the band, the nearest *within the budget* are preferred, as the last
+decision always did. Measurements spread by a few % (the simulated devices: ±2 % between the
+10th and 90th percentile, up to 5 %), so a cell measured just inside the band's edge leaves it on
+the next measurement about half the time: on the device, the decisions aim at the band shrunk by
+``margin`` on each side when some measured completion lies there (``aimed_inside``), else at the
+band. Each decision records ``on_device`` and the cells it chose between (arch_str -> measured
+device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
+search (a new export and window), never on these measurements.
 
 Decisions look ahead to the band. A greedy decision can strand the cell: each edge takes the op
 whose *expected* cost scores best, but the cell is a discrete choice, and after five decisions no
@@ -61,15 +74,22 @@ class Progressive:
     whether a cost is within the budget (None: no hard constraint), both for the device's cost;
     ``band = (lo * B, hi * B)`` is the device cost the decisions look ahead to (None: no look-ahead);
     ``scale()`` turns a predicted cost into the device's (None: 1); ``measure(genotype)`` gives the
-    device's cost of a whole cell, used for the last decision (None: the scaled prediction).
+    device's cost of a whole cell, used once at most ``on_device`` cells remain (None: the scaled
+    prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
+    each side when some measured completion lies there.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
                  within: Callable[[float], bool] | None = None, scale: Callable[[], float] | None = None,
                  measure: Callable[[NB201Genotype], float] | None = None,
-                 band: tuple[float, float] | None = None):
+                 band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0):
+        if on_device < 0:
+            raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
+        if margin < 0:
+            raise ValueError(f"margin must be >= 0, got {margin}")
         self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
-        self.scale, self.measure, self.band = scale, measure, band
+        self.scale, self.measure, self.band, self.on_device, self.margin = scale, measure, band, on_device, margin
+        self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision
         self.cells = nb201_cells(model.space.ops)
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
@@ -93,19 +113,22 @@ class Progressive:
             return
         last = len(free) == 1
         with torch.no_grad():
+            device_table, measured = self._device_table(fixed)
+            reachable = self._reachable(fixed)
             w = self.model.op_weights()["cell"].double()
             scores = torch.full(w.shape, -torch.inf, dtype=torch.float64)   # (edges, ops); decided edges stay -inf
             within = torch.zeros(w.shape, dtype=torch.bool)
             device_costs: dict[str, float] = {}   # the last decision's candidates, as the device shows them
             for e in free:
                 for o in range(w.shape[1]):
+                    if not reachable[e, o]:   # every completion would be cut off from its input
+                        continue
                     trial = w.clone()
                     trial[e] = 0.0
                     trial[e, o] = 1.0
-                    cost = nb201_exact_expected_cost(self.cells, self.costs, trial)
-                    if not torch.isfinite(cost):   # the cell would be cut off from its input
-                        continue
-                    device = self._device_cost(float(cost), {**fixed, e: o} if last else None)
+                    # expected device cost; the last decision's trial is one cell, so this is its (measured) cost
+                    cost = nb201_exact_expected_cost(self.cells, device_table, trial)
+                    device = float(cost)
                     if last:
                         device_costs[self.model.space.ops[o]] = device
                     scores[e, o] = w[e, o].clamp_min(1e-30).log() - self.penalty(device)
@@ -113,7 +136,8 @@ class Progressive:
             possible = torch.isfinite(scores)
             # without look-ahead: any op, and the last decision keeps the cell within the budget when it can
             greedy = within & possible if last and (within & possible).any() else possible
-            feasible, miss = self._feasible(fixed, device_costs if last else None) if self.band else (greedy, 0.0)
+            feasible, miss, aimed = (self._aim(fixed, device_costs if last else None, device_table, measured is not None)
+                                     if self.band else (greedy, 0.0, False))
             feasible &= possible
             fallback = miss > 0 or not feasible.any()
             if not feasible.any():   # nothing to choose from (module docstring)
@@ -127,19 +151,69 @@ class Progressive:
                                "restricted": bool((greedy[e] & ~feasible[e]).any()),
                                "changed": (e, o) != unrestricted[:2], "fallback": fallback,
                                "miss": miss if math.isfinite(miss) else None,   # None: no completion at all
+                               "on_device": measured is not None, **({"measured": measured} if measured else {}),
+                               "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                **({"device_costs": device_costs} if last else {})})
 
-    def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None) -> tuple[torch.Tensor, float]:
+    def _reachable(self, fixed: dict[int, int]) -> torch.Tensor:
+        """(edges, ops): some connected cell has op o on edge e and the decided edges as they are. (The
+        expected cost cannot tell: it clamps zero weights to 1e-30, so a trial whose completions are all
+        cut off still gets the finite cost of the connected cells that trial excludes.)"""
+        arch = torch.as_tensor(self.cells.arch)
+        left = torch.as_tensor(self.cells.valid).clone()
+        for e, o in fixed.items():
+            left &= arch[:, e] == o
+        ops = len(self.model.space.ops)
+        return torch.stack([torch.bincount(arch[left, e], minlength=ops) > 0 for e in range(arch.shape[1])])
+
+    def _device_table(self, fixed: dict[int, int]) -> tuple[torch.Tensor, dict[str, float] | None]:
+        """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
+        decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
+        table = self.costs * (self.scale() if self.scale is not None else 1.0)
+        if self.measure is None:
+            return table, None
+        arch = torch.as_tensor(self.cells.arch)
+        left = torch.as_tensor(self.cells.valid).clone()
+        for e, o in fixed.items():
+            left &= arch[:, e] == o
+        rows = left.nonzero().flatten().tolist()
+        if not rows or len(rows) > self.on_device:
+            return table, None
+        ops = self.model.space.ops
+        measured: dict[str, float] = {}
+        table = table.clone()
+        for r in rows:
+            g = NB201Genotype(tuple(ops[i] for i in self.cells.arch[r]))
+            if g.arch_str not in self.measured:   # each cell once
+                self.measured[g.arch_str] = float(self.measure(g))
+            table[r] = measured[g.arch_str] = self.measured[g.arch_str]
+        return table, measured
+
+    def _aim(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
+             on_device: bool) -> tuple[torch.Tensor, float, bool]:
+        """``_feasible`` for the band, on the device first for the band shrunk by ``margin`` on each side when
+        some measured completion lies there (a cell measured at the band's edge is out of it on the next
+        measurement about half the time). Returns (feasible, miss, whether the inner band was used)."""
+        lo, hi = self.band
+        if on_device and self.margin > 0 and hi - lo > 2 * self.margin:
+            inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + self.margin, hi - self.margin))
+            if miss == 0:
+                return inner, miss, True
+        return (*self._feasible(fixed, device_costs, device_table, on_device, self.band), False)
+
+    def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
+                  on_device: bool, band: tuple[float, float]) -> tuple[torch.Tensor, float]:
         """(edges, ops) mask of the feasible ops, and by how much (device cost) the nearest completion misses the band.
 
-        Feasible: some completion of the undecided edges lands the device's cost in the band (miss 0);
-        when none does, the ops of the completions nearest the band (miss > 0). ``device_costs`` (the
-        last decision): the candidate cells' device costs, op name -> cost; when none is in the band,
-        the nearest within the budget (or, if none is within it, the nearest of all).
+        Feasible: some completion of the undecided edges lands the device's cost (``device_table``) in
+        the band (miss 0); when none does, the ops of the completions nearest the band (miss > 0), among
+        those within the budget when some are and the costs are measured (``on_device``). ``device_costs``
+        (the last decision): the candidate cells' device costs, op name -> cost; when none is in the
+        band, the nearest within the budget (or, if none is within it, the nearest of all).
         """
         ops = self.model.space.ops
         edges = len(self.model.space.edges)
-        lo, hi = self.band
+        lo, hi = band
         if device_costs is not None:
             (e,) = [i for i in range(edges) if i not in fixed]
             within = {n: c for n, c in device_costs.items() if self.within is None or self.within(c)}
@@ -151,10 +225,14 @@ class Progressive:
                 out[e, ops.index(name)] = m <= nearest
             return out, nearest
         arch = torch.as_tensor(self.cells.arch)
-        device = self.costs * (self.scale() if self.scale is not None else 1.0)
+        device = device_table
         miss = torch.nan_to_num((lo - device).clamp_min(0) + (device - hi).clamp_min(0), nan=math.inf)  # 0 in band
         for e, o in fixed.items():
             miss = torch.where(arch[:, e] == o, miss, torch.full_like(miss, math.inf))
+        if on_device and self.within is not None and not bool((miss == 0).any()):
+            ok = torch.tensor([math.isfinite(m) and self.within(float(c)) for m, c in zip(miss.tolist(), device.tolist())])
+            if ok.any():   # measured: never step over the budget when a completion within it exists
+                miss = torch.where(ok, miss, torch.full_like(miss, math.inf))
         nearest = float(miss.min())
         if not math.isfinite(nearest):
             return torch.zeros(edges, len(ops), dtype=torch.bool), math.inf
@@ -175,13 +253,6 @@ class Progressive:
                 best = (e, int(s.argmax()), certainty)
         assert best is not None, "every op of every undecided edge would cut the cell off from its input"
         return best
-
-    def _device_cost(self, predicted: float, cell: dict[int, int] | None) -> float:
-        """The device's cost: measured for a whole ``cell`` (edge -> op index) when it can be, else scaled."""
-        if cell is not None and self.measure is not None:
-            ops = self.model.space.ops
-            return float(self.measure(NB201Genotype(tuple(ops[cell[i]] for i in range(len(cell))))))
-        return predicted * (self.scale() if self.scale is not None else 1.0)
 
 
 def decision_steps(edges: int, arch_steps: int) -> list[int]:

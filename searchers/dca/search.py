@@ -25,7 +25,11 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   architecture steps, each by the Lagrangian, and what dual ascent holds in the band is the exact
   expected cost of the partly decided cell (``progressive.py``); with ``lookahead`` each decision
   chooses only among the ops some completion of the undecided edges lands in the band with (all
-  completions enumerated), so the greedy decisions cannot strand the last edge outside the band. ``constrain = "derived"`` instead compares the exact
+  completions enumerated), so the greedy decisions cannot strand the last edge outside the band;
+  with the device in the loop, the last decisions (``device_decisions``: once at most 25 cells
+  remain) are taken on the measured costs of all the cells they choose between, aiming at the band
+  shrunk by ``device_margin`` on each side where a measured cell lies there.
+  ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
   to end over the architecture epochs, so the relaxed network and its cost converge to the
@@ -131,6 +135,12 @@ class DcaConfig(BilevelConfig):
     progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
     lookahead: bool = True          # progressive: decide only among ops some completion of which lands in the band
     rho: float = 100.0              # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
+    # progressive with the device in the loop: once at most this many cells complete the decided edges, measure
+    # them all and decide on their measured costs (25: the last two decisions; 0: on the prediction only)
+    device_decisions: int = 25
+    # those decisions aim at the band shrunk by this x B on each side when a measured cell lies there (the spread
+    # between two measurements of one network is a few %): (0.91, 0.99) -> (0.93, 0.97)
+    device_margin: float = 0.02
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -141,6 +151,11 @@ class DcaConfig(BilevelConfig):
         lo, hi = self.band
         if not 0.0 <= lo < hi:
             raise ValueError(f"band must be (lo, hi) with 0 <= lo < hi, got {self.band}")
+        if self.device_decisions < 0:
+            raise ValueError(f"device_decisions must be >= 0 (0: decide on the prediction only), "
+                             f"got {self.device_decisions}")
+        if self.device_margin < 0:
+            raise ValueError(f"device_margin must be >= 0, got {self.device_margin}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if len(self.temperature) != 2 or min(self.temperature) <= 0:

@@ -241,8 +241,13 @@ def test_search_dca_prints_repair_and_the_fresh_measurement_and_refuses_bad_inpu
     code, _, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", "latency_ms=1",
                        "--seeds", "0", *small)
     assert code == 2 and "--seeds 1" in err and len(err.strip().splitlines()) == 1
+    for flag, value, fix in (("--device-decisions", "-1", "--device-decisions 25"),
+                             ("--device-margin", "-0.1", "--device-margin 0.02")):
+        code, _, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", "latency_ms=1",
+                           flag, value, *small)
+        assert code == 2 and fix in err and len(err.strip().splitlines()) == 1
     code, out, _ = run(capsys, ws, "runs", "--json")
-    assert [r["status"] for r in json.loads(out)] == ["failed", "failed"]  # --seeds 0 started nothing
+    assert [r["status"] for r in json.loads(out)] == ["failed", "failed"]  # --seeds 0 and the rest started nothing
     code, out, err = run(capsys, ws, "lut", "list", "--json")
     assert code == 0 and json.loads(out)[0]["measured"] > 0   # the LUT is intact
     from hilnas.searchers.cost import extremes

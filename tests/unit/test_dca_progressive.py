@@ -7,13 +7,15 @@ edge 0->3 takes (``none`` there leaves every other edge live), the last decision
 within budget to choose from, and the cell (60) lands far over the band [20, 30]. Looking ahead,
 the decisions that would leave no completion in the band choose among the others, and the cell
 lands in the band without repair. A band no cell reaches: the decisions fall back to the cells
-nearest it and record it.
+nearest it and record it. A device whose costs differ from the prediction (a fake ``measure``):
+deciding on the prediction leaves the band, deciding the last edges on the measured cells lands in it.
 """
 import pytest
 import torch
 
 from hilnas.searchers.cost import CostTables, nb201_cell_costs, nb201_cells
 from hilnas.searchers.dca.progressive import Progressive
+from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.supernet import build_supernet
 from testmodels import tiny_space
 
@@ -31,7 +33,7 @@ def tables() -> CostTables:
                       preprocess=torch.zeros(1, 2, dtype=torch.float64), rest=0.0)
 
 
-def decide_all(band, scale=None, measure=None) -> tuple[Progressive, float]:
+def decide_all(band, scale=None, measure=None, on_device=25, margin=0.0) -> tuple[Progressive, float]:
     """Decide every edge of a supernet whose alphas are PREFERENCE; returns the decisions and the cell's cost."""
     model = build_supernet(SPACE)
     with torch.no_grad():
@@ -39,7 +41,8 @@ def decide_all(band, scale=None, measure=None) -> tuple[Progressive, float]:
         alphas[SPACE.edges.index((0, 3))] *= 0.5   # the least certain edge: decided last
         model.alphas["cell"].copy_(alphas)
     p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
-                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band)
+                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band, on_device=on_device,
+                    margin=margin)
     p.after_step(len(SPACE.edges) - 1)
     return p, predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
 
@@ -86,3 +89,80 @@ def test_a_band_no_cell_reaches_falls_back_to_the_nearest_cells_and_says_so():
     assert [d["miss"] for d in stuck.decisions] == pytest.approx([0.2] * len(SPACE.edges))
     greedy, greedy_cost = decide_all(band=None)   # without the look-ahead: 60
     assert greedy_cost == 60.0 and not any(d["fallback"] for d in greedy.decisions)
+
+
+class Device:
+    """A fake device whose cells cost ``ratio`` x the prediction, unknown to the prediction (scale 1); counts calls."""
+
+    def __init__(self, ratio: float):
+        self.ratio, self.calls = ratio, []
+
+    def __call__(self, genotype) -> float:
+        self.calls.append(genotype.arch_str)
+        return self.ratio * predicted(genotype.ops)
+
+
+def test_the_last_decisions_on_measured_cells_land_in_the_band_where_the_prediction_leaves_it():
+    device = Device(1.2)   # 20 % slower than predicted
+    lut, lut_cost = decide_all(band=BAND)   # no device: decided on the prediction
+    assert BAND[0] <= lut_cost <= BAND[1] and not BAND[0] <= 1.2 * lut_cost <= BAND[1]   # 30 predicted, 36 measured
+    assert not any(d["on_device"] for d in lut.decisions)
+    ahead, cost = decide_all(band=BAND, measure=device)
+    assert BAND[0] <= 1.2 * cost <= BAND[1]
+    assert [d["on_device"] for d in ahead.decisions] == [False] * 4 + [True] * 2
+    penultimate, last = ahead.decisions[-2:]
+    assert 5 < len(penultimate["measured"]) <= 25 and len(last["measured"]) <= 5
+    assert set(last["measured"]) <= set(penultimate["measured"])   # the same cells, measured once each
+    assert sorted(device.calls) == sorted(penultimate["measured"]) == sorted(ahead.measured)   # each once
+    assert all(v == pytest.approx(1.2 * predicted(NB201Genotype.from_arch_str(a).ops))
+               for a, v in penultimate["measured"].items())   # the decision saw the device's costs, not the LUT's
+    assert BAND[0] <= last["device_costs"][last["op"]] <= BAND[1]
+
+
+def test_measuring_the_penultimate_decisions_cells_too_reaches_the_band_the_last_alone_cannot():
+    # the device is twice as fast as predicted: after four decisions on the prediction, the last edge alone cannot
+    # bring the cell (30 predicted, 15 measured) up to the band; deciding the last two edges on the device can
+    last_only, cost_last = decide_all(band=BAND, measure=Device(0.5), on_device=5)
+    assert [d["on_device"] for d in last_only.decisions] == [False] * 5 + [True]
+    assert not BAND[0] <= 0.5 * cost_last <= BAND[1] and last_only.decisions[-1]["fallback"]
+    two, cost_two = decide_all(band=BAND, measure=Device(0.5))
+    assert BAND[0] <= 0.5 * cost_two <= BAND[1] and not any(d["fallback"] for d in two.decisions)
+    assert [d["on_device"] for d in two.decisions] == [False] * 4 + [True] * 2
+
+
+def test_on_device_zero_decides_on_the_prediction_and_measures_nothing():
+    device = Device(1.2)
+    p, cost = decide_all(band=BAND, measure=device, on_device=0)
+    assert not device.calls and not any(d["on_device"] for d in p.decisions) and cost == 30.0
+    with pytest.raises(ValueError, match="on_device must be >= 0"):
+        Progressive(build_supernet(SPACE), tables(), [0], penalty=lambda c: 0.0, on_device=-1)
+
+
+def test_on_the_device_the_decisions_aim_inside_the_margin_when_a_measured_cell_lies_there():
+    # twice as fast as predicted: without a margin the measured decisions take a cell on the band's edge (30: the next
+    # measurement leaves the band about half the time); with a margin of 2, one measured inside (22, 28)
+    edge, cost_edge = decide_all(band=BAND, measure=Device(0.5))
+    assert 0.5 * cost_edge == BAND[1] and not any(d["aimed_inside"] for d in edge.decisions)
+    inside, cost_inside = decide_all(band=BAND, measure=Device(0.5), margin=2.0)
+    assert BAND[0] + 2.0 <= 0.5 * cost_inside <= BAND[1] - 2.0
+    assert [d["aimed_inside"] for d in inside.decisions] == [False] * 4 + [True] * 2
+
+
+def test_an_op_that_would_cut_the_cell_off_is_never_decided_even_when_the_alphas_want_it():
+    # node 3 fed by none from nodes 0 and 1: `none` on the last edge 2->3 leaves no path from the input. The alphas
+    # prefer `none` there and nothing else counts (penalty 0, no band): it must still not be chosen (the expected
+    # cost of that trial is finite, as it conditions on the cell being connected)
+    model = build_supernet(SPACE)
+    last = SPACE.edges.index((2, 3))
+    with torch.no_grad():
+        alphas = torch.zeros(len(SPACE.edges), len(SPACE.ops))
+        alphas[last, SPACE.ops.index("none")] = 5.0
+        model.alphas["cell"].copy_(alphas)
+    model.fixed["cell"] = {SPACE.edges.index(e): SPACE.ops.index(o) for e, o in
+                           (((0, 1), "nor_conv_3x3"), ((0, 2), "none"), ((1, 2), "skip_connect"),
+                            ((0, 3), "none"), ((1, 3), "none"))}
+    p = Progressive(model, tables(), [0], penalty=lambda c: 0.0)
+    p.after_step(0)
+    decision = p.decisions[-1]
+    assert decision["edge"] == last and decision["op"] != "none"
+    assert "none" not in decision["device_costs"]

@@ -13,6 +13,12 @@ def cmd_search_dca(args) -> int:
     if args.seeds < 1:
         raise CliError(f"--seeds {args.seeds}: run at least one search, e.g. --seeds 1 (seed 001 runs --seeds 5 "
                        "and keeps the best)")
+    if args.device_decisions < 0:
+        raise CliError(f"--device-decisions {args.device_decisions}: use 0 (decide on the prediction) or more, "
+                       "e.g. --device-decisions 25")
+    if args.device_margin < 0:
+        raise CliError(f"--device-margin {args.device_margin}: use 0 (aim anywhere in the band) or more, "
+                       "e.g. --device-margin 0.02")
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
@@ -20,7 +26,9 @@ def cmd_search_dca(args) -> int:
         dataset=_dataset_config(args), method=args.method, search_epochs=args.search_epochs,
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
-        feedback=not args.no_feedback, with_lug=args.lug, measure=_measure_config(args), runtime=args.runtime,
+        feedback=not args.no_feedback, with_lug=args.lug,
+        search_options={"device_decisions": args.device_decisions, "device_margin": args.device_margin}
+        if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
@@ -50,7 +58,14 @@ def summary(report, device: str, budget: str) -> str:
     if decisions:
         text += (f"\n  edges decided one at a time: {len(decisions)}, "
                  f"{sum(d['restricted'] for d in decisions)} restricted to ops that can still land in the band, "
-                 f"{sum(d['fallback'] for d in decisions)} with none that could (greedy fallback)")
+                 f"{sum(d['fallback'] for d in decisions)} with none that could (the nearest cells instead)")
+        cells = report.search["extra"].get("cells_measured_on_device") or {}
+        if report.search["extra"].get("decided_on_device"):
+            in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
+            text += (f"\n  decided on the device: the last {report.search['extra']['decided_on_device']} decision(s), "
+                     f"{len(cells)} cell(s) measured ({min(cells.values()):.4g}-{max(cells.values()):.4g} "
+                     f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget); the figure above "
+                     "is a fresh measurement")
     seeds = report.search.get("extra", {}).get("seeds")
     if seeds and len(seeds) > 1:
         text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("
@@ -83,6 +98,13 @@ def register(ssub) -> None:
     p.add_argument("--no-feedback", action="store_true",
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
+    p.add_argument("--device-decisions", type=int, default=25, metavar="N",
+                   help="dca on nb201 with the device in the loop: once at most N cells complete the edges decided "
+                        "so far, measure them all on the device and decide on the measured costs (default: 25, "
+                        "the last two decisions; 0: decide on the prediction only)")
+    p.add_argument("--device-margin", type=float, default=0.02, metavar="F",
+                   help="dca: those decisions aim at the band shrunk by F x budget on each side when a measured "
+                        "cell lies there, as two measurements of one network differ by a few %% (default: 0.02)")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
