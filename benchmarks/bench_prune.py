@@ -194,7 +194,7 @@ def main() -> None:
                     pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
                     budgets = [(pred_lo + (pred_hi - pred_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
                     def to_lut(ms: float) -> float:
-                        return min(max((ms - corr.offset_ms) / corr.scale, lo), hi)  # clamped: float round trip
+                        return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
                     bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed)

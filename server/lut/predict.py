@@ -37,6 +37,10 @@ class Correction:
     def apply(self, lut_sum_ms: float) -> float:
         return self.scale * lut_sum_ms + self.offset_ms
 
+    def invert(self, measured_ms: float) -> float:
+        """The LUT sum whose corrected prediction is ``measured_ms`` (``apply``'s inverse)."""
+        return (measured_ms - self.offset_ms) / self.scale
+
     def to_dict(self) -> dict:
         return {"scale": self.scale, "offset_ms": self.offset_ms, "fitted_on": self.fitted_on,
                 "statistic": self.statistic}

@@ -60,6 +60,14 @@ def dataset_of(stored: Mapping[str, Any]) -> DatasetConfig:
     return DatasetConfig(**data)
 
 
+def lut_value(metric: str, value: float, correction: Any) -> float:
+    """A device-side latency value as the LUT sum the family is searched in: through the fitted correction's
+    inverse (kept positive); other metrics, or no fitted correction, as they are."""
+    if metric == "latency_ms" and correction is not None and correction.fitted_on:
+        return max(correction.invert(value), 1e-12)
+    return value
+
+
 def budget_members(result: Family, budgets: Sequence[Budget], correction: Any, say: Callable[[str], None], *,
                    weights: Sequence[float] | None = None
                    ) -> tuple[list[tuple[Architecture, Budget]], list[tuple[Budget, str]], list[str]]:
@@ -70,7 +78,7 @@ def budget_members(result: Family, budgets: Sequence[Budget], correction: Any, s
     for b in budgets:
         search_b = b
         if b.metric == "latency_ms" and correction is not None and correction.fitted_on:
-            search_b = b.scaled(max((b.value - correction.offset_ms) / correction.scale, 1e-12))
+            search_b = b.scaled(lut_value(b.metric, b.value, correction))
             notes.append(f"{b}: LUT-sum budget {search_b.value:.4g} ms through the fitted correction "
                          f"(x{correction.scale:.3f} {correction.offset_ms:+.3f} ms)")
         try:

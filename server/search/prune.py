@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
-from hilnas.server.search.family import dataset_of, family_members, plain_config, prepared, recorded, saved_run
+from hilnas.server.search.family import (dataset_of, family_members, lut_value, plain_config, prepared, recorded,
+                                         saved_run)
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -300,13 +301,9 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
 
     from hilnas.searchers.prune.band import BandSearch, band_members
 
-    def lut(b: Budget, value: float) -> float:
-        if b.metric == "latency_ms" and correction is not None and correction.fitted_on:
-            return max((value - correction.offset_ms) / correction.scale, 1e-12)
-        return value
-
     held = list(itertools.islice(loaders.val, config.search.eval_batches))
-    bands = [(b.scaled(lut(b, b.value)), lut(b, config.band * b.value)) for _, b in chosen]
+    bands = [(b.scaled(lut_value(b.metric, b.value, correction)), lut_value(b.metric, config.band * b.value, correction))
+             for _, b in chosen]
     device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
     out = []
     for c in band_members(BandSearch(result, held, seed=config.seed), bands):
