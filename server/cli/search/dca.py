@@ -54,19 +54,20 @@ def summary(report, device: str, budget: str) -> str:
             f"(run {report.run_id})\n  predicted {report.predicted:.4g}, measured "
             f"{'n/a' if report.measured is None else format(report.measured, '.4g')} -> {verdict}{hit}"
             f"\n  repaired: {repaired}\n  constrained: {describe_basis(report.cost_basis)}")
-    decisions = report.search.get("extra", {}).get("decisions")
+    extra = report.search.get("extra", {})
+    decisions = extra.get("decisions")
     if decisions:
         text += (f"\n  edges decided one at a time: {len(decisions)}, "
-                 f"{sum(d['restricted'] for d in decisions)} restricted to ops that can still land in the band, "
-                 f"{sum(d['fallback'] for d in decisions)} with none that could (the nearest cells instead)")
-        cells = report.search["extra"].get("cells_measured_on_device") or {}
-        if report.search["extra"].get("decided_on_device"):
+                 f"{extra['decisions_restricted']} restricted to ops that can still land in the band, "
+                 f"{extra['decisions_fallback']} with none that could (the nearest cells instead)")
+        cells = extra.get("cells_measured_on_device") or {}
+        if extra.get("decided_on_device"):
             in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
-            text += (f"\n  decided on the device: the last {report.search['extra']['decided_on_device']} decision(s), "
+            text += (f"\n  decided on the device: the last {extra['decided_on_device']} decision(s), "
                      f"{len(cells)} cell(s) measured ({min(cells.values()):.4g}-{max(cells.values()):.4g} "
                      f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget); the figure above "
                      "is a fresh measurement")
-    seeds = report.search.get("extra", {}).get("seeds")
+    seeds = extra.get("seeds")
     if seeds and len(seeds) > 1:
         text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("
                  + ", ".join(f"seed {r['seed']}: {r['val_acc']:.3f}" for r in seeds) + ")")
