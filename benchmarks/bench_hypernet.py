@@ -87,8 +87,6 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--lambdas-per-step", type=int, default=None,
-                   help="--family: lambdas per hypernetwork step (default: HypernetConfig's, 4)")
     p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero"],
                    help="--family: the weight step's architecture: a drawn lambda's or lambda = 0's (default: "
                         "HypernetConfig's, drawn)")
@@ -312,6 +310,9 @@ def main() -> None:
           f"{m['violations_after_isotonic']}, measured {m['violations_measured_grid']} (grid)")
 
 
+_CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda")
+
+
 def family_benchmark(args) -> None:
     """One hypernetwork run; its family on a grid: distinct members, span of the reachable range, measured."""
     import torch
@@ -351,24 +352,12 @@ def family_benchmark(args) -> None:
                                                                                       min_seconds=0.02))).build(
                     MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
                 latency = LutLatencyCost(lut_values(store, store.find_lut("pi")))
-                extra = {}
+                # the HypernetConfig settings given on the command line (None = the config's default)
+                extra = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
                 if args.hypernet_lr is not None:
                     extra["arch"] = dataclasses.replace(hypernet.HypernetConfig().arch, lr=args.hypernet_lr)
-                if args.derivation is not None:
-                    extra["derivation"] = args.derivation
-                if args.sweep_rule is not None:
-                    extra["sweep_rule"] = args.sweep_rule
-                if args.sweep_descent is not None:
-                    extra["sweep_descent"] = args.sweep_descent
                 if args.warmup_fraction is not None:
-                    extra["warmup_fraction"] = args.warmup_fraction
                     extra["max_warmup_fraction"] = max(args.warmup_fraction, hypernet.HypernetConfig.max_warmup_fraction)
-                if args.lambdas_per_step is not None:
-                    extra["lambdas_per_step"] = args.lambdas_per_step
-                if args.weight_lambda is not None:
-                    extra["weight_lambda"] = args.weight_lambda
-                if args.zero_fraction is not None:
-                    extra["zero_fraction"] = args.zero_fraction
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
