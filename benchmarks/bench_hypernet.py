@@ -77,6 +77,22 @@ def main() -> None:
     p.add_argument("--sweep-descent", type=float, default=None,
                    help="--family, --sweep-rule descent: the share of the walk's descent left at Lambda (default: "
                         "HypernetConfig's, 0.5)")
+    p.add_argument("--complexity", default="params", choices=["params", "latency"],
+                   help="--family: Reg, what lambda weighs: params (default; kappa x the LUT latency apart) or "
+                        "latency (the LUT latency, one term: lambda's walk and the target in one unit, seed 004's "
+                        "lambda T^T gamma)")
+    p.add_argument("--warmup-fraction", type=float, default=None,
+                   help="--family: share of the weight steps before the sweep and the first hypernetwork step "
+                        "(default: HypernetConfig's, 0.25)")
+    p.add_argument("--zero-fraction", type=float, default=None,
+                   help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
+                        "HypernetConfig's, 0)")
+    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero"],
+                   help="--family: the weight step's architecture: a drawn lambda's or lambda = 0's (default: "
+                        "HypernetConfig's, drawn)")
+    p.add_argument("--front-samples", type=int, default=40,
+                   help="--family: random valid networks whose shared-weight loss locates the supernet's own "
+                        "accuracy/latency front (default 40)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -294,6 +310,9 @@ def main() -> None:
           f"{m['violations_after_isotonic']}, measured {m['violations_measured_grid']} (grid)")
 
 
+_CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda")
+
+
 def family_benchmark(args) -> None:
     """One hypernetwork run; its family on a grid: distinct members, span of the reachable range, measured."""
     import torch
@@ -333,27 +352,28 @@ def family_benchmark(args) -> None:
                                                                                       min_seconds=0.02))).build(
                     MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
                 latency = LutLatencyCost(lut_values(store, store.find_lut("pi")))
-                extra = {}
+                # the HypernetConfig settings given on the command line (None = the config's default)
+                extra = {f: getattr(args, f) for f in _CONFIG_FLAGS if getattr(args, f) is not None}
                 if args.hypernet_lr is not None:
                     extra["arch"] = dataclasses.replace(hypernet.HypernetConfig().arch, lr=args.hypernet_lr)
-                if args.derivation is not None:
-                    extra["derivation"] = args.derivation
-                if args.sweep_rule is not None:
-                    extra["sweep_rule"] = args.sweep_rule
-                if args.sweep_descent is not None:
-                    extra["sweep_descent"] = args.sweep_descent
+                if args.warmup_fraction is not None:
+                    extra["max_warmup_fraction"] = max(args.warmup_fraction, hypernet.HypernetConfig.max_warmup_fraction)
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
-                res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders, complexity=ParamsCost())
+                res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
+                                      complexity=ParamsCost() if args.complexity == "params" else None)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 grid = res.curve(res.grid(args.grid), metric="latency_ms")
+                spread = res.spread(args.grid, metric="latency_ms")   # the same run, grid even in latency
                 other_name = "expected-cost" if cfg.derivation == "argmax" else "argmax"
                 other = dataclasses.replace(res, config=dataclasses.replace(cfg, derivation=other_name), _curves={})
                 other_grid = other.curve(other.grid(args.grid), metric="latency_ms")
                 span = cost_span(space, latency)
+                front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread],
+                                            samples=args.front_samples, seed=args.seed)
                 measured = {}
-                for a in grid.raw:
+                for a in [*grid.raw, *spread]:
                     if a.genotype not in measured:
                         r = agent.benchmark(export_network(space, a.genotype, seed=args.seed),
                                             config=MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1))
@@ -365,13 +385,20 @@ def family_benchmark(args) -> None:
     share = (max(raw) - min(raw)) / (reach[1] - reach[0])
     distinct = len({a.genotype for a in grid.raw})
     other_raw = [a.costs["latency_ms"] for a in other_grid.raw]
+    mono = [a.costs["latency_ms"] for a in grid.points]   # after isotonic selection: what the CLI produces
+    mono_distinct, mono_share = len({a.genotype for a in grid.points}), (max(mono) - min(mono)) / (reach[1] - reach[0])
+    spread_ms = [a.costs["latency_ms"] for a in spread]
+    spread_share = (max(spread_ms) - min(spread_ms)) / (reach[1] - reach[0])
+    spread_distinct = len({a.genotype for a in spread})
     name = f"hypernet_family_{args.space}_C{args.C}_{args.cells}_{args.dataset}" + \
         ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}") \
-        + (f"_{args.tag}" if args.tag else "")
+        + ("" if args.complexity == "params" else f"_{args.complexity}") + (f"_{args.tag}" if args.tag else "")
     write(name, {
         "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
         "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
-                  "grid": args.grid, "sampling": args.sampling, "complexity": "params", "kappa": cfg.kappa,
+                  "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
+                  "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
+                  "weight_lambda": cfg.weight_lambda,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
@@ -382,6 +409,16 @@ def family_benchmark(args) -> None:
         "all_valid": all(is_valid(space, a.genotype) for a in grid.raw),
         "grid": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"], "expected_ms": a.expected["latency_ms"],
                   "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()} for a in grid.raw],
+        "isotonic": {"distinct_members": mono_distinct, "span_share": mono_share, "family_ms": [min(mono), max(mono)],
+                     "note": "the grid after isotonic selection (a member dearer than a smaller scale's is replaced by "
+                             "it), as the CLI produces it; the headline counts the raw grid"},
+        "spread": {"rule": "Family.spread: for_budget at grid-many latencies evenly spaced over the dense family's "
+                           "range, dearest first", "distinct_members": spread_distinct,
+                   "family_ms": [min(spread_ms), max(spread_ms)], "span_share": spread_share,
+                   "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
+                                "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
+                               for a in spread]},
+        "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],
                              "span_share": (max(other_raw) - min(other_raw)) / (reach[1] - reach[0]),
@@ -396,8 +433,38 @@ def family_benchmark(args) -> None:
         print(f"  Theorem 1: constant predictor {pb.constant_loss:.3f} nats; worst random probe "
               f"{res.bound.worst_valid_loss:.3f} (bound {res.bound.theorem:.3g}); worst network of the sweep's path "
               f"{pb.worst_valid_loss:.3f} (bound {pb.theorem:.3g})")
+    print(f"  the grid after isotonic selection (as the CLI produces it): {mono_distinct}/{args.grid} distinct, span "
+          f"{mono_share:.2f}")
+    print(f"  grid even in latency (Family.spread) of the same run: {spread_distinct}/{args.grid} distinct, span "
+          f"{spread_share:.2f} ({min(spread_ms):.3f}-{max(spread_ms):.3f} ms)")
+    print(f"  shared weights ({front['networks']} networks, {front['images']} val images): the lowest-loss network "
+          f"costs {front['best_ms']:.3f} ms (loss {front['best_loss']:.3f}; the dearest cell {front['dearest_loss']:.3f}, "
+          f"the lambda = 0 member {front['lambda0_loss']:.3f}); a family of networks on the accuracy/latency front "
+          f"spans at most {front['front_share']:.2f}")
     print(f"  {other_name} derivation of the same run: {len({a.genotype for a in other_grid.raw})}/{args.grid} distinct, "
           f"span {(max(other_raw) - min(other_raw)) / (reach[1] - reach[0]):.2f}")
+
+
+def shared_weight_front(res, space, latency, span, val, family, *, samples: int, seed: int) -> dict:
+    """Where the trained supernet's own accuracy/latency front lies: the loss with the shared weights (as the search
+    and Theorem 1 judge networks) of the cheapest and dearest valid cells, ``samples`` random valid ones and the
+    family's members. A family of networks that trade accuracy for latency can span at most from the lowest-loss
+    network's latency down to the cheapest: a dearer network with a higher loss is dominated."""
+    import itertools
+
+    from hilnas.searchers.hypernet.bound import genotype_loss, probe_genotypes
+
+    batches = list(itertools.islice(val, 8))
+    nets = list(dict.fromkeys([*probe_genotypes(space, span, samples, seed=seed + 100), *(a.genotype for a in family)]))
+    rows = [(latency.genotype_cost(space, g), genotype_loss(res.supernet, g, batches)) for g in nets]
+    best_ms, best_loss = min(rows, key=lambda r: r[1])
+    lo, hi = span.cheapest_cost, span.dearest_cost
+    loss_of = dict(zip(nets, (r[1] for r in rows)))
+    return {"networks": len(nets), "images": sum(len(y) for _, y in batches), "best_ms": best_ms, "best_loss": best_loss,
+            "cheapest_loss": loss_of[span.cheapest], "dearest_loss": loss_of[span.dearest],
+            "lambda0_loss": loss_of[family[0].genotype], "lambda0_ms": family[0].costs["latency_ms"],
+            "front_share": (best_ms - lo) / (hi - lo),
+            "rows": [{"lut_ms": ms, "loss": loss} for ms, loss in rows]}
 
 
 if __name__ == "__main__":

@@ -163,6 +163,25 @@ class Family(abc.ABC):
         """[min, max] exact cost of the dense family along ``weights``'s ray."""
         return self.curve(self.grid(self.config.curve_points), weights=weights, metric=metric).range
 
+    def spread(self, points: int | None = None, *, weights: Sequence[float] | None = None,
+               metric: str | None = None) -> list[Architecture]:
+        """``points`` members whose costs split the family's reachable range evenly, dearest first: for each of
+        ``points`` costs evenly spaced from the dense family's dearest to its cheapest member, the member
+        ``for_budget`` gives. Where the family jumps over a cost, neighbouring budgets give one member: count
+        distinct genotypes, not points.
+
+        A grid even in lambda (``grid``) puts its points where lambda is, not where the family's cost moves:
+        on the demo spaces most of a family's change happens over a small part of [0, Lambda], so several
+        grid points repeat one member while other costs get none.
+        """
+        metric = metric or self.primary
+        n = points or self.config.grid_points
+        if n < 2:
+            raise ValueError(f"a spread needs at least 2 points, got {n}")
+        lo, hi = self.reachable(metric, weights=weights)
+        return [self.for_budget(Budget(metric, max(hi - (hi - lo) * i / (n - 1), lo)), weights=weights)
+                for i in range(n)]
+
     def for_budget(self, budget: Budget | str, *, weights: Sequence[float] | None = None) -> Architecture:
         """The least-penalised member within ``budget`` along the ray, found by bisection on the scale.
 

@@ -207,7 +207,9 @@ class HyperArchitect(TrainHooks):
         for p, g in zip(params, total):
             p.grad = g
         self.optimizer.step()
-        self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda)  # the weight step's architecture
+        # the weight step's architecture: a drawn lambda's, or lambda = 0's (``HypernetConfig.weight_lambda``)
+        self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda) if self.config.weight_lambda == "drawn" \
+            else None
         self.steps_done = ctx.global_step + 1
 
     def set_Lambda(self, Lambda: float) -> None:

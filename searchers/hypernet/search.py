@@ -112,6 +112,9 @@ class HypernetConfig(BilevelConfig):
     center_fraction: float = 0.5       # share of draws at the centre (the scalar penalty of grids and budgets)
     lambdas_per_step: int = 4          # lambdas per architecture step, each on its share of the validation batch
     zero_fraction: float = 0.0         # share of draws at lambda = 0 (accuracy only), anchoring that end
+    weight_lambda: str = "drawn"       # the weight step's architecture: "drawn" (a drawn lambda's) | "zero" (lambda = 0's,
+                                       # as in the warm-up: the weights serve the accuracy-first end, seed 004's fixed
+                                       # pre-trained network, and do not follow the family to its cheap members)
     scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
     Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
@@ -149,6 +152,8 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
+        if self.weight_lambda not in ("drawn", "zero"):
+            raise ValueError(f"weight_lambda must be 'drawn' or 'zero', got {self.weight_lambda!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):

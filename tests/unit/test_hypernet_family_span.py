@@ -83,3 +83,34 @@ def test_the_default_learning_rate_keeps_the_op_weights_soft(lr, saturates):
     with torch.no_grad():
         least = float(h(torch.zeros(4))["alphas.cell"].softmax(-1)[:, 1:].max())
     assert (least < 1e-3) if saturates else (least > 3e-3)
+
+
+@pytest.mark.parametrize("mode", ["drawn", "zero"])
+def test_the_weight_steps_architecture_is_a_drawn_lambdas_or_lambda_zeros(mode, monkeypatch):
+    """``weight_lambda``: after the warm-up the weight step runs the architecture at a drawn lambda ("drawn"), or
+    at lambda = 0 throughout ("zero", as in the warm-up: the weights serve the accuracy-first end)."""
+    from hilnas.searchers.hypernet import RelaxedSupernet
+
+    seen = []
+    forward = RelaxedSupernet.forward
+
+    def spy(self, x):
+        if torch.is_grad_enabled():   # a weight step, not an evaluation
+            seen.append(None if self.coeffs is None else self.coeffs.clone())
+        return forward(self, x)
+
+    monkeypatch.setattr(RelaxedSupernet, "forward", spy)
+    torch.set_num_threads(1)
+    search(NB201, ParamsCost(), dataclasses.replace(BASE, epochs=2, kappa=0.0, weight_lambda=mode), seed=0,
+           data=loaders_for(DATA)[1])
+    drawn = [c for c in seen if c is not None]
+    assert seen[0] is None                                       # the warm-up: lambda = 0's architecture
+    if mode == "zero":
+        assert not drawn
+    else:
+        assert len(drawn) > len(seen) // 2 and len({float(c.max()) for c in drawn}) > 5
+
+
+def test_an_unknown_weight_lambda_is_refused():
+    with pytest.raises(ValueError, match="weight_lambda"):
+        HypernetConfig(weight_lambda="random")
