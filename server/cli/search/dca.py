@@ -19,6 +19,15 @@ def cmd_search_dca(args) -> int:
     if args.device_margin < 0:
         raise CliError(f"--device-margin {args.device_margin}: use 0 (aim anywhere in the band) or more, "
                        "e.g. --device-margin 0.02")
+    if args.device_repeats < 1:
+        raise CliError(f"--device-repeats {args.device_repeats}: use 1 (each cell measured once) or more, "
+                       "e.g. --device-repeats 3")
+    if args.device_window < 0:
+        raise CliError(f"--device-window {args.device_window}: use 0 (confirm the cells in the band only) or more, "
+                       "e.g. --device-window 0.05")
+    if not 0 <= args.ratio_tolerance < 1:
+        raise CliError(f"--ratio-tolerance {args.ratio_tolerance}: use a fraction in [0, 1), e.g. "
+                       "--ratio-tolerance 0.1")
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
@@ -27,8 +36,7 @@ def cmd_search_dca(args) -> int:
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
         feedback=not args.no_feedback, with_lug=args.lug,
-        search_options={"device_decisions": args.device_decisions, "device_margin": args.device_margin}
-        if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
+        search_options={k: getattr(args, k) for k in DEVICE_OPTIONS} if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
@@ -77,6 +85,38 @@ def summary(report, device: str, budget: str) -> str:
     return text
 
 
+# the DcaConfig fields of the decisions on the device, each a flag (--device-decisions, ...); the defaults are
+# DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
+DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
+                   "ratio_tolerance": 0.1}
+DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
+
+
+def add_device_options(p, prefix: str = "", defaults: dict | None = None) -> None:
+    """The flags of ``DEVICE_OPTIONS`` (also ``bench_search_quality``'s, with ``DcaConfig``'s defaults)."""
+    d = defaults or DEVICE_DEFAULTS
+    p.add_argument("--device-decisions", type=int, default=d["device_decisions"], metavar="N",
+                   help=f"{prefix}on nb201 with the device in the loop: once at most N cells complete the edges "
+                        "decided so far, measure them all on the device and decide on the measured costs (default: "
+                        f"{d['device_decisions']}, the last two decisions; 0: decide on the prediction only)")
+    p.add_argument("--device-margin", type=float, default=d["device_margin"], metavar="F",
+                   help=f"{prefix}those decisions aim at the band shrunk by F x budget on each side when a measured "
+                        f"cell lies there, as two measurements of one network differ by a few %% (default: "
+                        f"{d['device_margin']})")
+    p.add_argument("--device-repeats", type=int, default=d["device_repeats"], metavar="K",
+                   help=f"{prefix}a cell those decisions measure in the band, or within --device-window of it, is "
+                        "measured again up to K times in all and its median trusted, so a decision does not keep "
+                        f"a cell for one lucky measurement (default: {d['device_repeats']}; 1: each cell once)")
+    p.add_argument("--device-window", type=float, default=d["device_window"], metavar="F",
+                   help=f"{prefix}the cells measured again: those within F x budget of the band (default: "
+                        f"{d['device_window']})")
+    p.add_argument("--ratio-tolerance", type=float, default=d["ratio_tolerance"], metavar="F",
+                   help=f"{prefix}the decisions taken on the prediction prefer the ops whose completions land in "
+                        "the band at the most device ratios within +-F of the measured one, so the decisions on "
+                        f"the device are not stranded when the ratio moves (default: {d['ratio_tolerance']}; 0: "
+                        "the measured ratio alone)")
+
+
 def register(ssub) -> None:
     p = add(ssub, "dca", cmd_search_dca, "DCA-NAS: DARTS with the budget as a constraint (learned Lagrange "
             "multipliers); the found network is trained, exported and measured on the device",
@@ -99,13 +139,7 @@ def register(ssub) -> None:
     p.add_argument("--no-feedback", action="store_true",
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
-    p.add_argument("--device-decisions", type=int, default=25, metavar="N",
-                   help="dca on nb201 with the device in the loop: once at most N cells complete the edges decided "
-                        "so far, measure them all on the device and decide on the measured costs (default: 25, "
-                        "the last two decisions; 0: decide on the prediction only)")
-    p.add_argument("--device-margin", type=float, default=0.02, metavar="F",
-                   help="dca: those decisions aim at the band shrunk by F x budget on each side when a measured "
-                        "cell lies there, as two measurements of one network differ by a few %% (default: 0.02)")
+    add_device_options(p, "dca: ")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
