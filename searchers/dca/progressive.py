@@ -36,6 +36,22 @@ band. Each decision records ``on_device`` and the cells it chose between (arch_s
 device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
 search (a new export and window), never on these measurements.
 
+A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
+lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
+1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
+``window`` of it is measured again (``remeasure``: a new call), up to ``repeats`` measurements in
+all while their median stays there, and the decisions see the median (``samples`` holds them all,
+each decision's ``repeats`` those of its cells measured more than once). Bounded: at most
+``on_device`` cells x (``repeats`` - 1) extra measurements per search; cells far from the band are
+measured once.
+
+The decisions on the prediction are robust to the device's ratio (``tolerance``). That ratio is one
+measured network's, and the cells the later decisions measure differ from it (the ratio of the
+epoch's network moved by up to 15 % between epochs on the benchmark), so an op whose completions
+land in the band only at the current ratio strands the decisions on the device. Of each edge's
+feasible ops, those whose completions land in the band at the most of five ratios spanning
+``1 +- tolerance`` times the current one stay feasible; each decision records ``coverage`` (of 5).
+
 Decisions look ahead to the band. A greedy decision can strand the cell: each edge takes the op
 whose *expected* cost scores best, but the cell is a discrete choice, and after five decisions no
 op of the last edge may land the cell in the band (the benchmark's misses before this rule were
@@ -77,7 +93,9 @@ class Progressive:
     ``scale()`` turns a predicted cost into the device's (None: 1); ``measure(genotype)`` gives the
     device's cost of a whole cell, used once at most ``on_device`` cells remain (None: the scaled
     prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
-    each side when some measured completion lies there.
+    each side when some measured completion lies there; ``repeats``, ``window`` (device cost) and
+    ``remeasure(genotype)`` (a new measurement; default ``measure``): the confirmation of measured
+    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],

@@ -28,7 +28,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   completions enumerated), so the greedy decisions cannot strand the last edge outside the band;
   with the device in the loop, the last decisions (``device_decisions``: once at most 25 cells
   remain) are taken on the measured costs of all the cells they choose between, aiming at the band
-  shrunk by ``device_margin`` on each side where a measured cell lies there.
+  shrunk by ``device_margin`` on each side where a measured cell lies there; a cell measured in the band
+  or within ``device_window`` of it is measured again (up to ``device_repeats`` in all) and its median
+  trusted; the decisions on the prediction prefer ops whose completions land in the band at device
+  ratios within ``ratio_tolerance`` of the measured one.
   ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start

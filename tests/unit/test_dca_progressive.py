@@ -33,7 +33,8 @@ def tables() -> CostTables:
                       preprocess=torch.zeros(1, 2, dtype=torch.float64), rest=0.0)
 
 
-def decide_all(band, scale=None, measure=None, on_device=25, margin=0.0) -> tuple[Progressive, float]:
+def decide_all(band, scale=None, measure=None, on_device=25, margin=0.0, within=BAND[1],
+               **settings) -> tuple[Progressive, float]:
     """Decide every edge of a supernet whose alphas are PREFERENCE; returns the decisions and the cell's cost."""
     model = build_supernet(SPACE)
     with torch.no_grad():
@@ -41,8 +42,8 @@ def decide_all(band, scale=None, measure=None, on_device=25, margin=0.0) -> tupl
         alphas[SPACE.edges.index((0, 3))] *= 0.5   # the least certain edge: decided last
         model.alphas["cell"].copy_(alphas)
     p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
-                    within=lambda cost: cost <= BAND[1], scale=scale, measure=measure, band=band, on_device=on_device,
-                    margin=margin)
+                    within=lambda cost: cost <= within, scale=scale, measure=measure, band=band, on_device=on_device,
+                    margin=margin, **settings)
     p.after_step(len(SPACE.edges) - 1)
     return p, predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
 
@@ -181,16 +182,8 @@ class Scattering(Device):
         return super().__call__(genotype) * self.pattern[k]
 
 
-def decide_confirmed(device, repeats: int, window: float = 5.0, band=BAND) -> tuple[Progressive, float]:
-    model = build_supernet(SPACE)
-    with torch.no_grad():
-        alphas = torch.tensor([[PREFERENCE[o] for o in SPACE.ops]] * len(SPACE.edges))
-        alphas[SPACE.edges.index((0, 3))] *= 0.5
-        model.alphas["cell"].copy_(alphas)
-    p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
-                    within=lambda cost: cost <= band[1], measure=device, band=band, repeats=repeats, window=window)
-    p.after_step(len(SPACE.edges) - 1)
-    return p, predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
+def decide_confirmed(device, repeats: int, window: float = 5.0) -> tuple[Progressive, float]:
+    return decide_all(BAND, measure=device, repeats=repeats, window=window)
 
 
 def test_a_cell_kept_for_one_lucky_measurement_leaves_the_band_and_confirming_it_keeps_a_true_one():
@@ -227,16 +220,9 @@ def test_repeats_one_measures_each_cell_once_and_bad_settings_are_refused():
 
 def decide_tolerant(ratio: float, tolerance: float, band: tuple[float, float]) -> tuple[Progressive, float]:
     """Decided on the prediction (the ratio believed: 1) until only the last edge is left, that one on the device."""
-    model = build_supernet(SPACE)
-    with torch.no_grad():
-        alphas = torch.tensor([[PREFERENCE[o] for o in SPACE.ops]] * len(SPACE.edges))
-        alphas[SPACE.edges.index((0, 3))] *= 0.5
-        model.alphas["cell"].copy_(alphas)
-    p = Progressive(model, tables(), list(range(len(SPACE.edges))), penalty=lambda cost: 0.0,
-                    within=lambda cost: cost <= band[1], scale=lambda: 1.0, measure=Device(ratio), band=band,
-                    on_device=5, tolerance=tolerance)
-    p.after_step(len(SPACE.edges) - 1)
-    return p, ratio * predicted(tuple(SPACE.ops[model.fixed["cell"][e]] for e in range(len(SPACE.edges))))
+    p, cost = decide_all(band, scale=lambda: 1.0, measure=Device(ratio), on_device=5, within=band[1],
+                         tolerance=tolerance)
+    return p, ratio * cost
 
 
 def test_decisions_robust_to_the_ratio_are_not_stranded_when_the_device_differs_from_it():

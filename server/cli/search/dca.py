@@ -13,21 +13,7 @@ def cmd_search_dca(args) -> int:
     if args.seeds < 1:
         raise CliError(f"--seeds {args.seeds}: run at least one search, e.g. --seeds 1 (seed 001 runs --seeds 5 "
                        "and keeps the best)")
-    if args.device_decisions < 0:
-        raise CliError(f"--device-decisions {args.device_decisions}: use 0 (decide on the prediction) or more, "
-                       "e.g. --device-decisions 25")
-    if args.device_margin < 0:
-        raise CliError(f"--device-margin {args.device_margin}: use 0 (aim anywhere in the band) or more, "
-                       "e.g. --device-margin 0.02")
-    if args.device_repeats < 1:
-        raise CliError(f"--device-repeats {args.device_repeats}: use 1 (each cell measured once) or more, "
-                       "e.g. --device-repeats 3")
-    if args.device_window < 0:
-        raise CliError(f"--device-window {args.device_window}: use 0 (confirm the cells in the band only) or more, "
-                       "e.g. --device-window 0.05")
-    if not 0 <= args.ratio_tolerance < 1:
-        raise CliError(f"--ratio-tolerance {args.ratio_tolerance}: use a fraction in [0, 1), e.g. "
-                       "--ratio-tolerance 0.1")
+    check_device_options(args)
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
@@ -90,6 +76,23 @@ def summary(report, device: str, budget: str) -> str:
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
+
+
+# flag -> (lowest value allowed, what to use); the error's example is the default
+_DEVICE_LIMITS = {"device_decisions": (0, "0 (decide on the prediction) or more"),
+                  "device_margin": (0, "0 (aim anywhere in the band) or more"),
+                  "device_repeats": (1, "1 (each cell measured once) or more"),
+                  "device_window": (0, "0 (confirm the cells in the band only) or more"),
+                  "ratio_tolerance": (0, "a fraction in [0, 1)")}
+
+
+def check_device_options(args) -> None:
+    """One line naming the fix for a ``DEVICE_OPTIONS`` flag out of its range."""
+    for name, (low, use) in _DEVICE_LIMITS.items():
+        value = getattr(args, name)
+        if value < low or (name == "ratio_tolerance" and value >= 1):
+            flag = "--" + name.replace("_", "-")
+            raise CliError(f"{flag} {value}: use {use}, e.g. {flag} {DEVICE_DEFAULTS[name]}")
 
 
 def add_device_options(p, prefix: str = "", defaults: dict | None = None) -> None:
