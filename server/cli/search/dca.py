@@ -59,8 +59,9 @@ def summary(report, device: str, budget: str) -> str:
             in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
             text += (f"\n  decided on the device: the last {extra['decided_on_device']} decision(s), "
                      f"{len(cells)} cell(s) measured ({min(cells.values()):.4g}-{max(cells.values()):.4g} "
-                     f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget); the figure above "
-                     "is a fresh measurement")
+                     f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget), "
+                     f"{extra.get('cell_remeasurements', 0)} extra measurement(s) confirming the cells near the band; "
+                     "the figure above is a fresh measurement")
     seeds = extra.get("seeds")
     if seeds and len(seeds) > 1:
         text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("
