@@ -8,7 +8,9 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
 
 - ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
   augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
-  the device in the loop (its derived networks measured on the agent).
+  the device in the loop (its derived networks measured on the agent, the last decisions on
+  measured cells, confirmed by repeated measurements near the band; the ``--device-*`` and
+  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
 - ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
@@ -373,7 +375,7 @@ def main() -> None:
                                                             "search_quality)")
     args = p.parse_args()
     try:
-        read_accuracy(args.accuracy_table)   # bad inputs first, before any import of torch
+        read_accuracy(args.accuracy_table)   # bad inputs first, before any search or agent starts
         check_data_dir(args.data_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))

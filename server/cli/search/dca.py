@@ -96,29 +96,29 @@ def check_device_options(args) -> None:
             raise CliError(f"{flag} {value}: use {use}, e.g. {flag} {DEVICE_DEFAULTS[name]}")
 
 
+# flag -> (type, metavar, help); {d} in the help is the default
+_DEVICE_HELP = {
+    "device_decisions": (int, "N", "on nb201 with the device in the loop: once at most N cells complete the edges "
+                         "decided so far, measure them all on the device and decide on the measured costs (default: "
+                         "{d}, the last two decisions; 0: decide on the prediction only)"),
+    "device_margin": (float, "F", "those decisions aim at the band shrunk by F x budget on each side when a measured "
+                      "cell lies there, as two measurements of one network differ by a few %% (default: {d})"),
+    "device_repeats": (int, "K", "a cell those decisions measure in the band, or within --device-window of it, is "
+                       "measured again up to K times in all and its median trusted, so a decision does not keep a "
+                       "cell for one lucky measurement (default: {d}; 1: each cell once)"),
+    "device_window": (float, "F", "the cells measured again: those within F x budget of the band (default: {d})"),
+    "ratio_tolerance": (float, "F", "the decisions taken on the prediction prefer the ops whose completions land in "
+                        "the band at the most device ratios within +-F of the measured one, so the decisions on the "
+                        "device are not stranded when the ratio moves (default: {d}; 0: the measured ratio alone)"),
+}
+
+
 def add_device_options(p, prefix: str = "", defaults: dict | None = None) -> None:
     """The flags of ``DEVICE_OPTIONS`` (also ``bench_search_quality``'s, with ``DcaConfig``'s defaults)."""
     d = defaults or DEVICE_DEFAULTS
-    p.add_argument("--device-decisions", type=int, default=d["device_decisions"], metavar="N",
-                   help=f"{prefix}on nb201 with the device in the loop: once at most N cells complete the edges "
-                        "decided so far, measure them all on the device and decide on the measured costs (default: "
-                        f"{d['device_decisions']}, the last two decisions; 0: decide on the prediction only)")
-    p.add_argument("--device-margin", type=float, default=d["device_margin"], metavar="F",
-                   help=f"{prefix}those decisions aim at the band shrunk by F x budget on each side when a measured "
-                        f"cell lies there, as two measurements of one network differ by a few %% (default: "
-                        f"{d['device_margin']})")
-    p.add_argument("--device-repeats", type=int, default=d["device_repeats"], metavar="K",
-                   help=f"{prefix}a cell those decisions measure in the band, or within --device-window of it, is "
-                        "measured again up to K times in all and its median trusted, so a decision does not keep "
-                        f"a cell for one lucky measurement (default: {d['device_repeats']}; 1: each cell once)")
-    p.add_argument("--device-window", type=float, default=d["device_window"], metavar="F",
-                   help=f"{prefix}the cells measured again: those within F x budget of the band (default: "
-                        f"{d['device_window']})")
-    p.add_argument("--ratio-tolerance", type=float, default=d["ratio_tolerance"], metavar="F",
-                   help=f"{prefix}the decisions taken on the prediction prefer the ops whose completions land in "
-                        "the band at the most device ratios within +-F of the measured one, so the decisions on "
-                        f"the device are not stranded when the ratio moves (default: {d['ratio_tolerance']}; 0: "
-                        "the measured ratio alone)")
+    for name, (kind, metavar, text) in _DEVICE_HELP.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=d[name], metavar=metavar,
+                       help=prefix + text.format(d=d[name]))
 
 
 def register(ssub) -> None:
