@@ -8,7 +8,9 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
 
 - ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
   augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
-  the device in the loop (its derived networks measured on the agent).
+  the device in the loop (its derived networks measured on the agent, the last decisions on
+  measured cells, confirmed by repeated measurements near the band; the ``--device-*`` and
+  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
 - ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
@@ -55,6 +57,8 @@ from _common import RESULTS, warm_torch, write  # noqa: E402
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
+from hilnas.server.cli.search.dca import DEVICE_OPTIONS, add_device_options  # noqa: E402  (no torch)
+
 METHODS = ("dca", "pcdarts", "penalty", "random", "hypernet")
 BAND = (0.9, 1.0)
 
@@ -94,9 +98,12 @@ def _measure(device: str):
     from hilnas.server.model_meta import export_network
 
     config = MeasureConfig(warmup_runs=3, min_runs=15, min_seconds=0.05)
+    exported = _W.setdefault("exported", {})   # a cell measured again is the same model, measured by a new call
 
     def measure(genotype) -> float:
-        r = _W["clients"][device].benchmark(export_network(_W["full"], genotype), config=config)
+        if genotype.arch_str not in exported:
+            exported[genotype.arch_str] = export_network(_W["full"], genotype)
+        r = _W["clients"][device].benchmark(exported[genotype.arch_str], config=config)
         if not r.status.measured or r.latency is None:
             raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
         return r.latency.median_ms
@@ -131,8 +138,7 @@ def run_job(job: dict) -> dict:
         common = _supernet_settings(args)
         if method == "dca":
             cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
-                                rho=args["rho"], device_decisions=args["device_decisions"],
-                                device_margin=args["device_margin"], **common)
+                                rho=args["rho"], **{k: args[k] for k in DEVICE_OPTIONS}, **common)
             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
                            measure=_measure(device) if args["feedback"] else None)
         elif method == "pcdarts":  # the same supernet and settings, no cost term
@@ -153,7 +159,8 @@ def run_job(job: dict) -> dict:
                    decisions=r.extra.get("decisions", []), decisions_restricted=r.extra.get("decisions_restricted"),
                    decisions_fallback=r.extra.get("decisions_fallback"),
                    decided_on_device=r.extra.get("decided_on_device"),
-                   cells_measured_on_device=r.extra.get("cells_measured_on_device"))
+                   cells_measured_on_device=r.extra.get("cells_measured_on_device"),
+                   cell_remeasurements=r.extra.get("cell_remeasurements"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -328,6 +335,14 @@ def plot(path: Path, oracles: dict, rows: list[dict], budgets: dict, families: d
     fig.savefig(path, dpi=120)
 
 
+def _dca_defaults() -> dict:
+    """The --device-* flags' defaults: ``DcaConfig``'s own."""
+    import dataclasses
+
+    from hilnas.searchers.dca.search import DcaConfig
+    return {f.name: f.default for f in dataclasses.fields(DcaConfig) if f.name in DEVICE_OPTIONS}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--accuracy-table", type=Path, default=ACCURACY_CSV,
@@ -354,24 +369,21 @@ def main() -> None:
     p.add_argument("--penalty-seeds", type=int, default=None, help="penalty: seeds (default: --seeds)")
     p.add_argument("--no-feedback", dest="feedback", action="store_false",
                    help="dca: do not measure its networks on the device during the search (default: measure)")
-    p.add_argument("--device-decisions", type=int, default=25,
-                   help="dca: once at most this many cells complete the decided edges, measure them all on the "
-                        "agent and decide on the measured costs (default: 25, the last two decisions; 0: never)")
-    p.add_argument("--device-margin", type=float, default=0.02,
-                   help="dca: those decisions aim at the band shrunk by this x budget on each side when a measured "
-                        "cell lies there (default: 0.02)")
+    add_device_options(p, "dca: ", _dca_defaults())
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
     args = p.parse_args()
     try:
-        read_accuracy(args.accuracy_table)   # bad inputs first, before any import of torch
+        read_accuracy(args.accuracy_table)   # bad inputs first, before any search or agent starts
         check_data_dir(args.data_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
-        if unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0:
-            raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets "
-                             "and --workers must be >= 1, --device-decisions >= 0")
+        if (unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0
+                or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1):
+            raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
+                             "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
+                             "--ratio-tolerance in [0, 1)")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -397,8 +409,7 @@ def run(args, methods: list[str]) -> None:
     seeds = list(range(args.seeds))
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
                                                  "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
-                                                 "device_decisions", "device_margin",
-                                                 "penalty_weight")}
+                                                 *DEVICE_OPTIONS, "penalty_weight")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}
 

@@ -139,9 +139,14 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   lambda cost: float(term.penalty(cost)), lambda cost: cost <= budget.value,
                                   scale=(lambda: feedback.ratio) if feedback is not None else None,
                                   measure=feedback.cost_of if feedback is not None else None,
+                                  remeasure=feedback.remeasure if feedback is not None else None,
                                   band=_band(term, budget.value) if getattr(config, "lookahead", False) else None,
                                   on_device=getattr(config, "device_decisions", 0),
-                                  margin=getattr(config, "device_margin", 0.0) * budget.value)
+                                  margin=getattr(config, "device_margin", 0.0) * budget.value,
+                                  repeats=getattr(config, "device_repeats", 1),
+                                  window=getattr(config, "device_window", 0.0) * budget.value,
+                                  # the ratio is one measured network's: only with the device in the loop
+                                  tolerance=getattr(config, "ratio_tolerance", 0.0) if feedback is not None else 0.0)
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
@@ -189,7 +194,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         extra["decisions_restricted"] = sum(d["restricted"] for d in progressive.decisions)
         extra["decisions_fallback"] = sum(d["fallback"] for d in progressive.decisions)
         extra["decided_on_device"] = sum(d["on_device"] for d in progressive.decisions)   # decisions on measured cells
-        extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> device cost
+        extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> median cost
+        extra["cell_remeasurements"] = sum(len(v) - 1 for v in progressive.samples.values())   # confirmations
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

@@ -7,9 +7,12 @@ that gap with extra searches whose networks are measured. ``DeviceFeedback`` doe
 search instead: after each epoch the derived network is measured (each genotype once), and the
 constraint dual ascent sees becomes the prediction times measured / predicted of that network,
 exact for the network the search is about to return and a local correction for its neighbours.
+A network can be measured again (``remeasure``): the devices draw an offset per call, so the
+cost kept is the median of every measurement of it (``samples``).
 """
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -20,7 +23,8 @@ class DeviceFeedback:
     measure: Callable[[Any], float]     # genotype -> device cost (budget unit); the server exports and benchmarks
     predict: Callable[[Any], float]     # genotype -> the cost model's exact cost
     ratio: float = 1.0                  # measured / predicted of the last network observed
-    measured: dict[Any, float] = field(default_factory=dict)
+    measured: dict[Any, float] = field(default_factory=dict)   # the median of samples
+    samples: dict[Any, list[float]] = field(default_factory=dict)
     log: list[dict[str, Any]] = field(default_factory=list)
 
     def observe(self, genotype: Any, epoch: int) -> float:
@@ -35,11 +39,17 @@ class DeviceFeedback:
     def cost_of(self, genotype: Any) -> float:
         """The device's cost of ``genotype``, measured unless it was before; the current ratio is unchanged."""
         if genotype not in self.measured:
-            value = float(self.measure(genotype))
-            if not value > 0:
-                raise ValueError(f"the device measured {value!r} for a network; a cost must be positive")
-            self.measured[genotype] = value
+            self.remeasure(genotype)
         return self.measured[genotype]
+
+    def remeasure(self, genotype: Any) -> float:
+        """Measure ``genotype`` once more (a new call); its cost becomes the median of all; returns this one."""
+        value = float(self.measure(genotype))
+        if not value > 0:
+            raise ValueError(f"the device measured {value!r} for a network; a cost must be positive")
+        self.samples.setdefault(genotype, []).append(value)
+        self.measured[genotype] = statistics.median(self.samples[genotype])
+        return value
 
     def device_cost(self, predicted: float, genotype: Any = None) -> float:
         """The device's cost of a network predicted at ``predicted``: measured when it was, else scaled."""

@@ -36,6 +36,22 @@ band. Each decision records ``on_device`` and the cells it chose between (arch_s
 device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
 search (a new export and window), never on these measurements.
 
+A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
+lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
+1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
+``window`` of it is measured again (``remeasure``: a new call), up to ``repeats`` measurements in
+all while their median stays there, and the decisions see the median (``samples`` holds them all,
+each decision's ``repeats`` those of its cells measured more than once). Bounded: at most
+``on_device`` cells x (``repeats`` - 1) extra measurements per search; cells far from the band are
+measured once.
+
+The decisions on the prediction are robust to the device's ratio (``tolerance``). That ratio is one
+measured network's, and the cells the later decisions measure differ from it (the ratio of the
+epoch's network moved by up to 15 % between epochs on the benchmark), so an op whose completions
+land in the band only at the current ratio strands the decisions on the device. Of each edge's
+feasible ops, those whose completions land in the band at the most of five ratios spanning
+``1 +- tolerance`` times the current one stay feasible; each decision records ``coverage`` (of 5).
+
 Decisions look ahead to the band. A greedy decision can strand the cell: each edge takes the op
 whose *expected* cost scores best, but the cell is a discrete choice, and after five decisions no
 op of the last edge may land the cell in the band (the benchmark's misses before this rule were
@@ -56,6 +72,7 @@ greedy rule without look-ahead; on the benchmark that left most of its fallbacks
 from __future__ import annotations
 
 import math
+import statistics
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -76,20 +93,31 @@ class Progressive:
     ``scale()`` turns a predicted cost into the device's (None: 1); ``measure(genotype)`` gives the
     device's cost of a whole cell, used once at most ``on_device`` cells remain (None: the scaled
     prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
-    each side when some measured completion lies there.
+    each side when some measured completion lies there; ``repeats``, ``window`` (device cost) and
+    ``remeasure(genotype)`` (a new measurement; default ``measure``): the confirmation of measured
+    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
                  within: Callable[[float], bool] | None = None, scale: Callable[[], float] | None = None,
                  measure: Callable[[NB201Genotype], float] | None = None,
-                 band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0):
+                 band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0,
+                 repeats: int = 1, window: float = 0.0, remeasure: Callable[[NB201Genotype], float] | None = None,
+                 tolerance: float = 0.0):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
-        if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}")
+        if margin < 0 or window < 0:
+            raise ValueError(f"margin and window must be >= 0, got {margin}, {window}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be >= 1 (1: each cell measured once), got {repeats}")
+        if not 0 <= tolerance < 1:
+            raise ValueError(f"tolerance must be in [0, 1) (a relative error of the device's ratio), got {tolerance}")
         self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
         self.scale, self.measure, self.band, self.on_device, self.margin = scale, measure, band, on_device, margin
-        self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision
+        self.repeats, self.window, self.tolerance = repeats, window, tolerance
+        self.remeasure = remeasure or measure   # a new measurement each call (``measure`` may be cached)
+        self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision (median)
+        self.samples: dict[str, list[float]] = {}   # arch_str -> every measurement of it, in order
         self.cells = nb201_cells(model.space.ops)
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
@@ -112,6 +140,7 @@ class Progressive:
         if not free:
             return
         last = len(free) == 1
+        self._coverage: torch.Tensor | None = None   # (edges, ops) ratios covered, set by ``_robust``
         with torch.no_grad():
             device_table, measured = self._device_table(fixed)
             reachable = self._reachable(fixed)
@@ -152,6 +181,8 @@ class Progressive:
                                "changed": (e, o) != unrestricted[:2], "fallback": fallback,
                                "miss": miss if math.isfinite(miss) else None,   # None: no completion at all
                                "on_device": measured is not None, **({"measured": measured} if measured else {}),
+                               "repeats": {a: self.samples[a] for a in (measured or {}) if len(self.samples[a]) > 1},
+                               "coverage": int(self._coverage[e, o]) if self._coverage is not None else None,
                                "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                **({"device_costs": device_costs} if last else {})})
 
@@ -184,10 +215,22 @@ class Progressive:
         table = table.clone()
         for r in rows:
             g = NB201Genotype(tuple(ops[i] for i in self.cells.arch[r]))
-            if g.arch_str not in self.measured:   # each cell once
-                self.measured[g.arch_str] = float(self.measure(g))
-            table[r] = measured[g.arch_str] = self.measured[g.arch_str]
+            if g.arch_str not in self.samples:   # each cell once, then again only to confirm it
+                self.samples[g.arch_str] = [float(self.measure(g))]
+            self._confirm(g)
+            table[r] = measured[g.arch_str] = self.measured[g.arch_str] = statistics.median(self.samples[g.arch_str])
         return table, measured
+
+    def _confirm(self, genotype: NB201Genotype) -> None:
+        """A cell measured within ``window`` of the band (or in it) is measured again, up to ``repeats`` times in all
+        while its median stays there: a decision that keeps a cell for its measurement lying in the band would
+        otherwise keep the lucky measurements (the devices draw an offset per call), and the next one regresses."""
+        if self.band is None or self.repeats <= 1:
+            return
+        lo, hi = self.band
+        s = self.samples[genotype.arch_str]
+        while len(s) < self.repeats and lo - self.window <= statistics.median(s) <= hi + self.window:
+            s.append(float(self.remeasure(genotype)))
 
     def _aim(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
              on_device: bool) -> tuple[torch.Tensor, float, bool]:
@@ -236,9 +279,27 @@ class Progressive:
         nearest = float(miss.min())
         if not math.isfinite(nearest):
             return torch.zeros(edges, len(ops), dtype=torch.bool), math.inf
-        reach = miss <= nearest
-        # op o is feasible on edge e when a nearest cell has it there: an (edges, ops) histogram of those cells
-        return torch.stack([torch.bincount(arch[reach, e], minlength=len(ops)) > 0 for e in range(edges)]), nearest
+
+        def having(cells: torch.Tensor) -> torch.Tensor:   # (edges, ops): some of these cells has op o on edge e
+            return torch.stack([torch.bincount(arch[cells, e], minlength=len(ops)) > 0 for e in range(edges)])
+        feasible = having(miss <= nearest)
+        if nearest == 0 and not on_device and self.tolerance > 0:
+            feasible &= self._robust(feasible, device, torch.isfinite(miss), band, having)
+        return feasible, nearest
+
+    def _robust(self, feasible: torch.Tensor, device: torch.Tensor, alive: torch.Tensor, band: tuple[float, float],
+                having: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """Of each edge's feasible ops, those whose completions land in the band at the most of the device ratios
+        ``1 - tolerance .. 1 + tolerance`` (5 points) times the current one: the ratio is one network's, and the
+        cells the later decisions measure differ from it by up to ~15 %, so an op with completions in the band only
+        at the current ratio strands the decisions taken on the device."""
+        lo, hi = band
+        coverage = torch.zeros(feasible.shape, dtype=torch.long)
+        for s in torch.linspace(1 - self.tolerance, 1 + self.tolerance, 5, dtype=torch.float64).tolist():
+            coverage += having(alive & (device * s >= lo) & (device * s <= hi))
+        self._coverage = coverage
+        best = torch.where(feasible, coverage, torch.full_like(coverage, -1)).amax(1, keepdim=True)
+        return coverage >= best
 
     @staticmethod
     def _choose(scores: torch.Tensor, allowed: torch.Tensor) -> tuple[int, int, float]:

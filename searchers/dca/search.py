@@ -28,7 +28,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   completions enumerated), so the greedy decisions cannot strand the last edge outside the band;
   with the device in the loop, the last decisions (``device_decisions``: once at most 25 cells
   remain) are taken on the measured costs of all the cells they choose between, aiming at the band
-  shrunk by ``device_margin`` on each side where a measured cell lies there.
+  shrunk by ``device_margin`` on each side where a measured cell lies there; a cell measured in the band
+  or within ``device_window`` of it is measured again (up to ``device_repeats`` in all) and its median
+  trusted; the decisions on the prediction prefer ops whose completions land in the band at device
+  ratios within ``ratio_tolerance`` of the measured one.
   ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
@@ -141,6 +144,13 @@ class DcaConfig(BilevelConfig):
     # those decisions aim at the band shrunk by this x B on each side when a measured cell lies there (the spread
     # between two measurements of one network is a few %): (0.91, 0.99) -> (0.93, 0.97)
     device_margin: float = 0.02
+    # a cell those decisions measure within device_window x B of the band (or in it) is measured again, up to
+    # device_repeats times in all, and its median trusted (the devices draw an offset per measurement; 1: once)
+    device_repeats: int = 3
+    device_window: float = 0.05
+    # the decisions on the prediction prefer the ops whose completions land in the band at the most device
+    # ratios within +-ratio_tolerance of the current one (device in the loop only; 0: the current ratio alone)
+    ratio_tolerance: float = 0.1
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -154,8 +164,13 @@ class DcaConfig(BilevelConfig):
         if self.device_decisions < 0:
             raise ValueError(f"device_decisions must be >= 0 (0: decide on the prediction only), "
                              f"got {self.device_decisions}")
-        if self.device_margin < 0:
-            raise ValueError(f"device_margin must be >= 0, got {self.device_margin}")
+        if self.device_margin < 0 or self.device_window < 0:
+            raise ValueError(f"device_margin and device_window must be >= 0, got {self.device_margin}, "
+                             f"{self.device_window}")
+        if self.device_repeats < 1:
+            raise ValueError(f"device_repeats must be >= 1 (1: each cell measured once), got {self.device_repeats}")
+        if not 0 <= self.ratio_tolerance < 1:
+            raise ValueError(f"ratio_tolerance must be in [0, 1), got {self.ratio_tolerance}")
         if self.rho < 0:
             raise ValueError(f"rho must be >= 0, got {self.rho}")
         if len(self.temperature) != 2 or min(self.temperature) <= 0:

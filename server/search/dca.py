@@ -15,7 +15,8 @@
    different seeds when asked (in ``workers`` threads), keeping the best by validation accuracy;
    DCA-NAS measures its derived networks on the device as it goes (``feedback``), and on NB201
    the cells its last decisions choose between (``device_decisions``: the searcher gets the
-   ``measure`` callable below, so it never imports grpc);
+   ``measure`` callable below, so it never imports grpc; each call is a new measurement, which is
+   how the decisions confirm a cell measured near the band, ``device_repeats``);
 5. trains the final network with the shared loop, exports ONNX carrying the space and genotype
    as ``metadata_props`` (``hilnas.space``, ``hilnas.genotype``), checks it against torch;
 6. measures it on the device (``clients[0].benchmark``), a fresh measurement of the trained

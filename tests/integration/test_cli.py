@@ -242,7 +242,9 @@ def test_search_dca_prints_repair_and_the_fresh_measurement_and_refuses_bad_inpu
                        "--seeds", "0", *small)
     assert code == 2 and "--seeds 1" in err and len(err.strip().splitlines()) == 1
     for flag, value, fix in (("--device-decisions", "-1", "--device-decisions 25"),
-                             ("--device-margin", "-0.1", "--device-margin 0.02")):
+                             ("--device-margin", "-0.1", "--device-margin 0.02"),
+                             ("--device-repeats", "0", "--device-repeats 3"),
+                             ("--ratio-tolerance", "1", "--ratio-tolerance 0.1")):
         code, _, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", "latency_ms=1",
                            flag, value, *small)
         assert code == 2 and fix in err and len(err.strip().splitlines()) == 1

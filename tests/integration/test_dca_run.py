@@ -1,5 +1,6 @@
 """run_dca end to end on a simulated Raspberry Pi agent (loopback, port 0): LUT -> search -> ONNX -> device."""
 import json
+import statistics
 
 import onnx
 import pytest
@@ -68,6 +69,12 @@ def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path
     assert set(decisions[-1]["device_costs"].values()) <= set(cells.values())
     assert f"decided on the device: the last 2 decision(s), {len(cells)} cell(s) measured" in \
         summary(report, "pi", f"latency_ms={budget}")
+    # the cells near the band measured again (new calls on the agent), at most 3 times, the median kept, counted
+    repeated = {a: s for d in decisions for a, s in d["repeats"].items()}
+    assert extra["cell_remeasurements"] == sum(len(s) - 1 for s in repeated.values()) <= 2 * len(cells)
+    assert all(2 <= len(s) <= 3 and cells[a] == pytest.approx(statistics.median(s)) for a, s in repeated.items())
+    assert f"{extra['cell_remeasurements']} extra measurement(s) confirming" in summary(report, "pi",
+                                                                                       f"latency_ms={budget}")
 
 
 @pytest.mark.slow

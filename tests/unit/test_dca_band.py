@@ -129,7 +129,10 @@ def test_the_device_in_the_loop_holds_the_measured_cost_within_the_budget(data):
     assert last[r.derived_genotype.ops[r.extra["decisions"][-1]["edge"]]] == \
         pytest.approx(device.genotype_cost(SPACE, r.derived_genotype))
     assert r.extra["device"]["derived_cost"] == pytest.approx(device.genotype_cost(SPACE, r.derived_genotype))
-    assert len(measured_calls) == len(set(measured_calls)) == r.extra["device"]["networks_measured"]
+    # each network measured once, except the cells the last decisions measured again to confirm (at most 3 in all)
+    assert len(set(measured_calls)) == r.extra["device"]["networks_measured"]
+    assert len(measured_calls) - len(set(measured_calls)) == r.extra["cell_remeasurements"]
+    assert max(measured_calls.count(g) for g in measured_calls) <= 3
     assert [e["epoch"] for e in r.extra["device"]["log"]] == list(range(1, 11))
 
 

@@ -143,3 +143,26 @@ def test_random_samples_are_within_a_tight_budget():
     budget = Budget("latency_ms", ex.cheapest_cost * 1.02)
     got = sample_within_budget(DARTS, model, budget, 3, random.Random(0), max_tries=50)
     assert len(got) == 3 and all(model.genotype_cost(DARTS, g) <= budget.value for g in got)
+
+
+def test_the_cli_flags_of_the_decisions_on_the_device_default_to_dca_configs_fields():
+    import dataclasses
+
+    from hilnas.searchers.dca.search import DcaConfig
+    from hilnas.server.cli.search.dca import DEVICE_DEFAULTS
+
+    fields = {f.name: f.default for f in dataclasses.fields(DcaConfig)}
+    assert DEVICE_DEFAULTS == {k: fields[k] for k in DEVICE_DEFAULTS}
+
+
+def test_a_network_measured_again_costs_the_median_of_its_measurements():
+    from hilnas.searchers.dca.feedback import DeviceFeedback
+
+    values = iter([10.0, 14.0, 11.0, 0.0])
+    fb = DeviceFeedback(lambda g: next(values), lambda g: 10.0)
+    assert fb.cost_of("a") == 10.0 and fb.cost_of("a") == 10.0          # measured once, then remembered
+    assert fb.remeasure("a") == 14.0 and fb.measured["a"] == 12.0       # two: their median
+    assert fb.remeasure("a") == 11.0 and fb.measured["a"] == 11.0 and fb.samples["a"] == [10.0, 14.0, 11.0]
+    with pytest.raises(ValueError, match="must be positive"):
+        fb.remeasure("a")
+    assert fb.samples["a"] == [10.0, 14.0, 11.0]   # the bad value is not kept

@@ -54,3 +54,5 @@ def test_a_missing_or_incomplete_data_folder_names_what_is_missing(tmp_path):
     assert r.returncode == 2 and "lacks data_batch_2.bin" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run("--seeds", "0")
     assert r.returncode == 2 and "--seeds" in r.stderr
+    r = run("--device-repeats", "0")
+    assert r.returncode == 2 and "--device-repeats must be >= 1" in r.stderr and len(r.stderr.strip().splitlines()) == 1

@@ -13,12 +13,7 @@ def cmd_search_dca(args) -> int:
     if args.seeds < 1:
         raise CliError(f"--seeds {args.seeds}: run at least one search, e.g. --seeds 1 (seed 001 runs --seeds 5 "
                        "and keeps the best)")
-    if args.device_decisions < 0:
-        raise CliError(f"--device-decisions {args.device_decisions}: use 0 (decide on the prediction) or more, "
-                       "e.g. --device-decisions 25")
-    if args.device_margin < 0:
-        raise CliError(f"--device-margin {args.device_margin}: use 0 (aim anywhere in the band) or more, "
-                       "e.g. --device-margin 0.02")
+    check_device_options(args)
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: use at least one thread, e.g. --workers 1")
     config = DcaRunConfig(
@@ -27,8 +22,7 @@ def cmd_search_dca(args) -> int:
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
         feedback=not args.no_feedback, with_lug=args.lug,
-        search_options={"device_decisions": args.device_decisions, "device_margin": args.device_margin}
-        if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
+        search_options={k: getattr(args, k) for k in DEVICE_OPTIONS} if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
@@ -65,8 +59,9 @@ def summary(report, device: str, budget: str) -> str:
             in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
             text += (f"\n  decided on the device: the last {extra['decided_on_device']} decision(s), "
                      f"{len(cells)} cell(s) measured ({min(cells.values()):.4g}-{max(cells.values()):.4g} "
-                     f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget); the figure above "
-                     "is a fresh measurement")
+                     f"{report.device_budget.unit}, {len(in_band)} in [0.9, 1.0] of the budget), "
+                     f"{extra.get('cell_remeasurements', 0)} extra measurement(s) confirming the cells near the band; "
+                     "the figure above is a fresh measurement")
     seeds = extra.get("seeds")
     if seeds and len(seeds) > 1:
         text += (f"\n  seeds: {len(seeds)}, kept seed {report.search['seed']} by validation accuracy ("
@@ -75,6 +70,55 @@ def summary(report, device: str, budget: str) -> str:
     for note in report.notes:
         text += f"\n  note: {note}"
     return text
+
+
+# the DcaConfig fields of the decisions on the device, each a flag (--device-decisions, ...); the defaults are
+# DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
+DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
+                   "ratio_tolerance": 0.1}
+DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
+
+
+# flag -> (lowest value allowed, what to use); the error's example is the default
+_DEVICE_LIMITS = {"device_decisions": (0, "0 (decide on the prediction) or more"),
+                  "device_margin": (0, "0 (aim anywhere in the band) or more"),
+                  "device_repeats": (1, "1 (each cell measured once) or more"),
+                  "device_window": (0, "0 (confirm the cells in the band only) or more"),
+                  "ratio_tolerance": (0, "a fraction in [0, 1)")}
+
+
+def check_device_options(args) -> None:
+    """One line naming the fix for a ``DEVICE_OPTIONS`` flag out of its range."""
+    for name, (low, use) in _DEVICE_LIMITS.items():
+        value = getattr(args, name)
+        if value < low or (name == "ratio_tolerance" and value >= 1):
+            flag = "--" + name.replace("_", "-")
+            raise CliError(f"{flag} {value}: use {use}, e.g. {flag} {DEVICE_DEFAULTS[name]}")
+
+
+# flag -> (type, metavar, help); {d} in the help is the default
+_DEVICE_HELP = {
+    "device_decisions": (int, "N", "on nb201 with the device in the loop: once at most N cells complete the edges "
+                         "decided so far, measure them all on the device and decide on the measured costs (default: "
+                         "{d}, the last two decisions; 0: decide on the prediction only)"),
+    "device_margin": (float, "F", "those decisions aim at the band shrunk by F x budget on each side when a measured "
+                      "cell lies there, as two measurements of one network differ by a few %% (default: {d})"),
+    "device_repeats": (int, "K", "a cell those decisions measure in the band, or within --device-window of it, is "
+                       "measured again up to K times in all and its median trusted, so a decision does not keep a "
+                       "cell for one lucky measurement (default: {d}; 1: each cell once)"),
+    "device_window": (float, "F", "the cells measured again: those within F x budget of the band (default: {d})"),
+    "ratio_tolerance": (float, "F", "the decisions taken on the prediction prefer the ops whose completions land in "
+                        "the band at the most device ratios within +-F of the measured one, so the decisions on the "
+                        "device are not stranded when the ratio moves (default: {d}; 0: the measured ratio alone)"),
+}
+
+
+def add_device_options(p, prefix: str = "", defaults: dict | None = None) -> None:
+    """The flags of ``DEVICE_OPTIONS`` (also ``bench_search_quality``'s, with ``DcaConfig``'s defaults)."""
+    d = defaults or DEVICE_DEFAULTS
+    for name, (kind, metavar, text) in _DEVICE_HELP.items():
+        p.add_argument("--" + name.replace("_", "-"), type=kind, default=d[name], metavar=metavar,
+                       help=prefix + text.format(d=d[name]))
 
 
 def register(ssub) -> None:
@@ -99,13 +143,7 @@ def register(ssub) -> None:
     p.add_argument("--no-feedback", action="store_true",
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
-    p.add_argument("--device-decisions", type=int, default=25, metavar="N",
-                   help="dca on nb201 with the device in the loop: once at most N cells complete the edges decided "
-                        "so far, measure them all on the device and decide on the measured costs (default: 25, "
-                        "the last two decisions; 0: decide on the prediction only)")
-    p.add_argument("--device-margin", type=float, default=0.02, metavar="F",
-                   help="dca: those decisions aim at the band shrunk by F x budget on each side when a measured "
-                        "cell lies there, as two measurements of one network differ by a few %% (default: 0.02)")
+    add_device_options(p, "dca: ")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
