@@ -95,6 +95,8 @@ def main() -> None:
                    help="members are sought within [floor x budget, aim x budget] predicted, among the hypernetwork's "
                         "patterns near the bisection member (prune.band; default 0.92, 0: bisection only)")
     p.add_argument("--fidelity-networks", type=int, default=20)
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="pre-train (or find) the cached network and stop (to prepare a later run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args()
@@ -144,6 +146,8 @@ def main() -> None:
     net, info = load_pretrained(ck, space)
     full_acc = evaluate(net, loaders.test)[1]
     print(f"pre-trained network: test accuracy {full_acc:.4f}", flush=True)
+    if args.pretrain_only:
+        return
     config = PruneConfig(steps=args.steps)
 
     accuracy_cache: dict = {}
