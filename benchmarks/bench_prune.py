@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
-                                               [--checkpoint PATH]
+                                               [--checkpoint PATH] [--tries 4] [--held-out 8]
+                                               [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -14,23 +15,29 @@ all in-process on loopback:
 1. the LUT of the model's module keys and a fidelity run on random pruned networks (the correction
    that maps a LUT sum to the device's whole-network latency, fitted on those networks);
 2. one pruning-hypernetwork run (Algorithm 1: phase 1, the lambda sweep and Theorem 1, phase 2)
-   with the device's LUT as T(e), then K device budgets spread evenly over the family's reachable
-   range (through the correction), one member each: the bisection member for ``--aim`` x budget, or,
-   when that falls below ``--floor`` x budget (a gap of the family), the least held-out-loss pattern
-   the hypernetwork produces near it within [floor, aim] x budget (``prune.band``; the bisection
-   members are measured too, for the comparison);
+   with the device's LUT as T(e); the family's cheapest and dearest networks measured (one window
+   each) and K device budgets spread evenly over that measured range, each at measured / aim;
+   one member each, chosen with the device in the loop (``prune.confirm``): of the hypernetwork's
+   patterns whose corrected prediction lies within [0.85, 1.05] x budget, the ``--tries`` with
+   the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
+   whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
+   is, the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). For the
+   comparison the LUT-only band members and the bisection members (aim x budget) are kept too;
 3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
    member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
-4. every network measured whole on the device (interleaved rounds; the statistic ``min`` on the
-   host, ``median`` on the simulated Pi) and its test accuracy (pre-trained weights, BatchNorm
-   statistics re-estimated on 20 training batches, no fine-tuning).
+4. every network measured afresh on the device (new interleaved windows, not the loop's; the
+   statistic ``min`` on the host, ``median`` on the simulated Pi) and its test accuracy
+   (pre-trained weights, BatchNorm statistics re-estimated on 20 training batches, no fine-tuning,
+   for members and fixed prunings alike).
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
 phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
 matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
-fixed network against the family's member for the fixed network's own LUT latency, sought within
-[floor, 1] x it).
+fixed network against the family's member for the fixed network's measured latency, confirmed on
+the device within [0.95, 1.0] x it; also, as before, the LUT-only band member at the fixed
+network's LUT sum, scored on 4 held-out batches). The run's time includes the device loop's
+windows (the agent runs in this process); the CPU ratio without them is reported beside it.
 Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
 """
 from __future__ import annotations
@@ -92,8 +99,8 @@ def main() -> None:
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (default: cached, or pre-train now)")
     p.add_argument("--aim", type=float, default=0.95, help="members are chosen for aim x budget (default 0.95)")
     p.add_argument("--floor", type=float, default=0.92,
-                   help="members are sought within [floor x budget, aim x budget] predicted, among the hypernetwork's "
-                        "patterns near the bisection member (prune.band; default 0.92, 0: bisection only)")
+                   help="the LUT-only band, [floor x budget, 0.98 x budget] by prediction (prune.band): the member "
+                        "where the device confirms none, and the comparison (default 0.92)")
     p.add_argument("--tries", type=int, default=4,
                    help="candidates measured on the device per budget, least held-out loss first (prune.confirm)")
     p.add_argument("--held-out", type=int, default=8,
