@@ -172,6 +172,24 @@ def main() -> None:
         return accuracy_cache[pattern]
 
     per_agent = {}
+    started_utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+    def save() -> None:   # after each agent, so a finished agent's figures survive a later one's failure
+        write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
+            "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
+                      "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
+                      "test_acc": full_acc, "info": info},
+            "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
+                      "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
+                      "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
+                      "tries": args.tries, "held_out_batches": args.held_out, "floor": args.floor,
+                      "load_avg_during": os.getloadavg(), "started_utc": started_utc,
+                      "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
+            "agents": per_agent,
+            "targets": {"monotone_violations": 0, "ratio_window": [0.9, 1.0], "time_ratio": 1.5,
+                        "acc_diff_points": ">= -1"},
+        })
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for agent in args.agents.split(","):
@@ -291,107 +309,102 @@ def main() -> None:
             finally:
                 running.stop(0)
 
-            def other(m, b):
-                ms = lat[m.genotype.bits()]
-                return {"pattern": m.genotype.bits(), "lut_ms": m.costs["latency_ms"], "measured_ms": ms,
-                        "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype)}
+            try:   # a long run's measurements are kept even if its summary fails
+                def other(m, b):
+                    ms = lat[m.genotype.bits()]
+                    return {"pattern": m.genotype.bits(), "lut_ms": m.costs["latency_ms"], "measured_ms": ms,
+                            "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype)}
 
-            rows = []
-            for i, (b, ch, bm, lc) in enumerate(zip(budgets, choices, bisected, lut_choices)):
-                m = ch.member
-                ms = lat[m.genotype.bits()]
-                rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
-                             "source": ch.source, "candidates_near": ch.candidates, "val_loss": ch.val_loss,
-                             "loop": [w.to_dict() for w in ch.loop], "loop_ms": ch.loop_ms,
-                             "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
-                             "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
-                             "params_m": m.costs["params_m"],
-                             "bisection": other(bm, b),
-                             "lut_band": {**other(lc.member, b), "source": lc.source}})
-            pairs = []
-            for (f, f_cpu), mm, ml in zip(fixed, matched, matched_lut):
-                fm = fixed_ms[f.pattern.bits()]
-                pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
-                        "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
-                        "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
-                if mm is not None:
-                    g = mm.member.genotype
-                    pair.update({"member_pattern": g.bits(), "member_source": mm.source,
-                                 "member_loop": [w.to_dict() for w in mm.loop],
-                                 "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
-                                 "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
-                                 "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern))})
-                if ml is not None:
-                    pair["lut_band_4_batches"] = {"pattern": ml.genotype.bits(), "measured_ms": lat[ml.genotype.bits()],
-                                                  "test_acc": accuracy(ml.genotype),
-                                                  "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
-                pairs.append(pair)
-            measured = [r["measured_ms"] for r in rows]
-            ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-            bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
-            bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
-            diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
-            diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
-            lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
-            lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
-            fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
-            fixed_cpu = statistics.median(cpu for _, cpu in fixed)
-            grid_ms = [lat[a.genotype.bits()] for a in grid.points]
-            per_agent[agent] = {
-                "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
-                "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
-                             "correction": corr.to_dict(), "networks": args.fidelity_networks},
-                "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
-                "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
-                "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
-                "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
-                "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
-                "bisection_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in bisect_ratios),
-                                   "ratios": bisect_ratios,
-                                   "distinct_members": len({r["bisection"]["pattern"] for r in rows}),
-                                   "monotone_violations_measured": sum(1 for a, b in zip(bisect_ms, bisect_ms[1:])
-                                                                       if b < a)},
-                "lut_band_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in lut_ratios), "ratios": lut_ratios,
-                                  "monotone_violations_measured": sum(1 for a, b in zip(lut_ms, lut_ms[1:]) if b < a),
-                                  "acc_diff_points": diffs_lut,
-                                  "within_1_point_or_better": sum(d >= -1.0 for d in diffs_lut)},
-                "measured_reachable_ms": [meas_lo, meas_hi],
-                "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
-                "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
-                "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
-                "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
-                "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
-                "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
-                "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
-                         "patterns": [a.genotype.bits() for a in grid.points],
-                         "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,
-                         "raw_violations": grid.raw_violations,
-                         "distinct": len({a.genotype for a in grid.raw})},
-            }
-            print(f"[{agent}] LUT-only band: {per_agent[agent]['lut_band_only']['ratio_in_window']}/{len(lut_ratios)}"
-                  f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in lut_ratios)}); accuracy diffs "
-                  f"{', '.join(f'{d:+.1f}' for d in diffs_lut)}", flush=True)
-            print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
-                  f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
-            print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
-                  f"{len(ratios)} in [0.9, 1.0]; monotone violations "
-                  f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
-                  f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
-                  f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
-            plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+                rows = []
+                for i, (b, ch, bm, lc) in enumerate(zip(budgets, choices, bisected, lut_choices)):
+                    m = ch.member
+                    ms = lat[m.genotype.bits()]
+                    rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
+                                 "source": ch.source, "candidates_near": ch.candidates, "val_loss": ch.val_loss,
+                                 "loop": [w.to_dict() for w in ch.loop], "loop_ms": ch.loop_ms,
+                                 "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
+                                 "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
+                                 "params_m": m.costs["params_m"],
+                                 "bisection": other(bm, b),
+                                 "lut_band": {**other(lc.member, b), "source": lc.source}})
+                pairs = []
+                for (f, f_cpu), mm, ml in zip(fixed, matched, matched_lut):
+                    fm = fixed_ms[f.pattern.bits()]
+                    pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
+                            "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
+                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
+                    if mm is not None:
+                        g = mm.member.genotype
+                        pair.update({"member_pattern": g.bits(), "member_source": mm.source,
+                                     "member_loop": [w.to_dict() for w in mm.loop],
+                                     "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
+                                     "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
+                                     "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern))})
+                    if ml is not None:
+                        pair["lut_band_4_batches"] = {"pattern": ml.genotype.bits(), "measured_ms": lat[ml.genotype.bits()],
+                                                      "test_acc": accuracy(ml.genotype),
+                                                      "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
+                    pairs.append(pair)
+                measured = [r["measured_ms"] for r in rows]
+                ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+                bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
+                bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
+                diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
+                diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
+                lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
+                lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
+                fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
+                fixed_cpu = statistics.median(cpu for _, cpu in fixed)
+                grid_ms = [lat[a.genotype.bits()] for a in grid.points]
+                per_agent[agent] = {
+                    "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
+                    "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
+                                 "correction": corr.to_dict(), "networks": args.fidelity_networks},
+                    "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
+                    "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
+                    "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
+                    "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
+                    "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
+                    "bisection_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in bisect_ratios),
+                                       "ratios": bisect_ratios,
+                                       "distinct_members": len({r["bisection"]["pattern"] for r in rows}),
+                                       "monotone_violations_measured": sum(1 for a, b in zip(bisect_ms, bisect_ms[1:])
+                                                                           if b < a)},
+                    "lut_band_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in lut_ratios), "ratios": lut_ratios,
+                                      "monotone_violations_measured": sum(1 for a, b in zip(lut_ms, lut_ms[1:]) if b < a),
+                                      "acc_diff_points": diffs_lut,
+                                      "within_1_point_or_better": sum(d >= -1.0 for d in diffs_lut)},
+                    "measured_reachable_ms": [meas_lo, meas_hi],
+                    "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
+                    "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
+                    "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
+                    "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
+                    "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
+                    "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
+                    "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
+                             "patterns": [a.genotype.bits() for a in grid.points],
+                             "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,
+                             "raw_violations": grid.raw_violations,
+                             "distinct": len({a.genotype for a in grid.raw})},
+                }
+                print(f"[{agent}] LUT-only band: {per_agent[agent]['lut_band_only']['ratio_in_window']}/{len(lut_ratios)}"
+                      f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in lut_ratios)}); accuracy diffs "
+                      f"{', '.join(f'{d:+.1f}' for d in diffs_lut)}", flush=True)
+                print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
+                      f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
+                print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
+                      f"{len(ratios)} in [0.9, 1.0]; monotone violations "
+                      f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
+                      f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
+                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
+                plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+            except Exception as err:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+                per_agent[agent] = {"error": repr(err), "measured_ms": lat, "budgets": budgets,
+                                    "choices": [c.to_dict() for c in choices]}
+            save()
 
-    write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
-        "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
-                  "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
-                  "test_acc": full_acc, "info": info},
-        "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
-                  "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
-                  "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                  "load_avg_during": os.getloadavg()},
-        "agents": per_agent,
-        "targets": {"monotone_violations": 0, "ratio_window": [0.9, 1.0], "time_ratio": 1.5,
-                    "acc_diff_points": ">= -1"},
-    })
 
 
 def plot(path: Path, res, data: dict, full_acc: float) -> None:
