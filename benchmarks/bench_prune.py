@@ -18,11 +18,12 @@ all in-process on loopback:
    with the device's LUT as T(e); the family's cheapest and dearest networks measured (one window
    each) and K device budgets spread evenly over that measured range, each at measured / aim;
    one member each, chosen with the device in the loop (``prune.confirm``): of the hypernetwork's
-   patterns whose corrected prediction lies within [0.85, 1.05] x budget, the ``--tries`` with
+   patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
    is, the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). For the
-   comparison the LUT-only band members and the bisection members (aim x budget) are kept too;
+   comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
+   budget) are derived and measured too;
 3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
    member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
 4. every network measured afresh on the device (new interleaved windows, not the loop's; the
@@ -103,6 +104,8 @@ def main() -> None:
                         "where the device confirms none, and the comparison (default 0.92)")
     p.add_argument("--tries", type=int, default=4,
                    help="candidates measured on the device per budget, least held-out loss first (prune.confirm)")
+    p.add_argument("--near-lo", type=float, default=0.88, help="candidates: corrected prediction >= this x budget")
+    p.add_argument("--near-hi", type=float, default=1.04, help="candidates: corrected prediction <= this x budget")
     p.add_argument("--held-out", type=int, default=8,
                    help="held-out validation batches the member choice scores candidates on (default 8)")
     p.add_argument("--fidelity-networks", type=int, default=20)
@@ -182,7 +185,7 @@ def main() -> None:
             "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                      "tries": args.tries, "held_out_batches": args.held_out, "floor": args.floor,
+                      "tries": args.tries, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -252,16 +255,19 @@ def main() -> None:
 
                     def to_lut(ms: float) -> float:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
-                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed)
-                    lut_choices = band_members(band, [(Budget("latency_ms", to_lut(args.aim * b)),
-                                                       to_lut(args.floor * b)) for b in budgets])
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
-                                             DeviceBandConfig(tries=args.tries), lut_floor=args.floor)
+                                             DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries),
+                                             lut_floor=args.floor)
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                    # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
+                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
+                    lut_choices = band_members(BandSearch(res, held_out, seed=args.seed),
+                                               [(Budget("latency_ms", to_lut(0.98 * b)), to_lut(args.floor * b))
+                                                for b in budgets])
                     est = res.estimate
                     print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
                           f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall; "
@@ -288,7 +294,8 @@ def main() -> None:
                     fixed_ms = measure_rounds(client, {f.pattern.bits(): onnx_of(f.pattern) for f, _ in fixed},
                                               net_measure, rounds, statistic)
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
-                                              DeviceBandConfig(inner=(0.95, 1.0), tries=args.tries),
+                                              DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
+                                                               tries=args.tries),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
