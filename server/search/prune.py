@@ -346,8 +346,8 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
         return bench.latency.median_ms if bench.status.measured and bench.latency else None
 
     margin = 0.2 * (1 - config.band)
-    device = DeviceBandConfig(inner=(config.band + margin, 1 - margin), near=(config.band - 0.05, 1.05),
-                              tries=config.confirm_tries)
+    device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
+                              near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries)
     held = list(itertools.islice(loaders.val, config.search.eval_batches))
     out = []
     for c in device_members(BandSearch(result, held, seed=config.seed), [b for _, b in chosen], correction, window,
