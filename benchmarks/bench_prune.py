@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
-                                               [--checkpoint PATH]
+                                               [--checkpoint PATH] [--tries 4] [--held-out 8]
+                                               [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -14,23 +15,30 @@ all in-process on loopback:
 1. the LUT of the model's module keys and a fidelity run on random pruned networks (the correction
    that maps a LUT sum to the device's whole-network latency, fitted on those networks);
 2. one pruning-hypernetwork run (Algorithm 1: phase 1, the lambda sweep and Theorem 1, phase 2)
-   with the device's LUT as T(e), then K device budgets spread evenly over the family's reachable
-   range (through the correction), one member each: the bisection member for ``--aim`` x budget, or,
-   when that falls below ``--floor`` x budget (a gap of the family), the least held-out-loss pattern
-   the hypernetwork produces near it within [floor, aim] x budget (``prune.band``; the bisection
-   members are measured too, for the comparison);
+   with the device's LUT as T(e); the family's cheapest and dearest networks measured (one window
+   each) and K device budgets spread evenly over that measured range, each at measured / aim;
+   one member each, chosen with the device in the loop (``prune.confirm``): of the hypernetwork's
+   patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
+   the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
+   whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
+   is, the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). For the
+   comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
+   budget) are derived and measured too;
 3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
    member's lambda (``--fixed`` of the K members, evenly spread, when CPU time is short);
-4. every network measured whole on the device (interleaved rounds; the statistic ``min`` on the
-   host, ``median`` on the simulated Pi) and its test accuracy (pre-trained weights, BatchNorm
-   statistics re-estimated on 20 training batches, no fine-tuning).
+4. every network measured afresh on the device (new interleaved windows, not the loop's; the
+   statistic ``min`` on the host, ``median`` on the simulated Pi) and its test accuracy
+   (pre-trained weights, BatchNorm statistics re-estimated on 20 training batches, no fine-tuning,
+   for members and fixed prunings alike).
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
 phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
 matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
-fixed network against the family's member for the fixed network's own LUT latency, sought within
-[floor, 1] x it).
+fixed network against the family's member for the fixed network's measured latency, confirmed on
+the device within [0.95, 1.0] x it; also, as before, the LUT-only band member at the fixed
+network's LUT sum, scored on 4 held-out batches). The run's time includes the device loop's
+windows (the agent runs in this process); the CPU ratio without them is reported beside it.
 Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
 """
 from __future__ import annotations
@@ -92,9 +100,17 @@ def main() -> None:
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (default: cached, or pre-train now)")
     p.add_argument("--aim", type=float, default=0.95, help="members are chosen for aim x budget (default 0.95)")
     p.add_argument("--floor", type=float, default=0.92,
-                   help="members are sought within [floor x budget, aim x budget] predicted, among the hypernetwork's "
-                        "patterns near the bisection member (prune.band; default 0.92, 0: bisection only)")
+                   help="the LUT-only band, [floor x budget, 0.98 x budget] by prediction (prune.band): the member "
+                        "where the device confirms none, and the comparison (default 0.92)")
+    p.add_argument("--tries", type=int, default=4,
+                   help="candidates measured on the device per budget, least held-out loss first (prune.confirm)")
+    p.add_argument("--near-lo", type=float, default=0.88, help="candidates: corrected prediction >= this x budget")
+    p.add_argument("--near-hi", type=float, default=1.04, help="candidates: corrected prediction <= this x budget")
+    p.add_argument("--held-out", type=int, default=8,
+                   help="held-out validation batches the member choice scores candidates on (default 8)")
     p.add_argument("--fidelity-networks", type=int, default=20)
+    p.add_argument("--pretrain-only", action="store_true",
+                   help="pre-train (or find) the cached network and stop (to prepare a later run)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args()
@@ -106,6 +122,8 @@ def main() -> None:
     from hilnas.agent.server import create_server
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
+    from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.server.lut.rounds import window_value
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
     from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
     from hilnas.searchers.result import Budget
@@ -127,7 +145,7 @@ def main() -> None:
     overrides = {"C": args.C}
     space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes, **overrides)
     calib = [b for _, b in zip(range(20), loaders.train)]
-    held_out = [b for _, b in zip(range(4), loaders.val)]   # the band search's scores (the gates' split, not the test)
+    held_out = [b for _, b in zip(range(args.held_out), loaders.val)]   # the band search's scores (the gates' split, not the test)
 
     # the pre-trained network (shared by every agent and method; its time is not part of any comparison)
     ck = Path(args.checkpoint) if args.checkpoint else \
@@ -144,6 +162,8 @@ def main() -> None:
     net, info = load_pretrained(ck, space)
     full_acc = evaluate(net, loaders.test)[1]
     print(f"pre-trained network: test accuracy {full_acc:.4f}", flush=True)
+    if args.pretrain_only:
+        return
     config = PruneConfig(steps=args.steps)
 
     accuracy_cache: dict = {}
@@ -155,6 +175,24 @@ def main() -> None:
         return accuracy_cache[pattern]
 
     per_agent = {}
+    started_utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
+
+    def save() -> None:   # after each agent, so a finished agent's figures survive a later one's failure
+        write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
+            "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
+                      "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
+                      "test_acc": full_acc, "info": info},
+            "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
+                      "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
+                      "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
+                      "tries": args.tries, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "load_avg_during": os.getloadavg(), "started_utc": started_utc,
+                      "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
+            "agents": per_agent,
+            "targets": {"monotone_violations": 0, "ratio_window": [0.9, 1.0], "time_ratio": 1.5,
+                        "acc_diff_points": ">= -1"},
+        })
+
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for agent in args.agents.split(","):
@@ -187,29 +225,59 @@ def main() -> None:
                           f"{corr.offset_ms:+.3f} ms", flush=True)
                     latency = LutLatencyCost(lut_values(store, lut_id, statistic=statistic))
 
-                    # 1. one hypernetwork run and K members
+                    # 1. one hypernetwork run and K members, chosen with the device in the loop
+                    exported: dict = {}
+
+                    def onnx_of(p) -> bytes:
+                        if p not in exported:
+                            exported[p] = attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
+                        return exported[p]
+
+                    loop_wall, loop_cpu = [0.0], [0.0]
+
+                    def window(p) -> float | None:
+                        """One window on the device (the loop's measurement; never a reported figure)."""
+                        w0, p0 = time.perf_counter(), time.process_time()
+                        r = client.benchmark(onnx_of(p), config=net_measure)
+                        loop_wall[0] += time.perf_counter() - w0
+                        loop_cpu[0] += time.process_time() - p0
+                        return window_value(r.latency, statistic) if r.status.measured and r.latency else None
+
                     t0, c0 = time.perf_counter(), time.process_time()
                     res = search(space, latency, config, net=net, data=loaders, seed=args.seed, others=(ParamsCost(),))
                     lo, hi = res.reachable()
                     pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
-                    budgets = [(pred_lo + (pred_hi - pred_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
+                    # the budgets spread over the family's reachable range as measured (its cheapest and dearest
+                    # networks, one window each); the predicted range put the lowest budget where no network is
+                    ends = res.curve(res.grid(config.curve_points)).points
+                    meas_lo, meas_hi = window(ends[-1].genotype), window(ends[0].genotype)
+                    budgets = [(meas_lo + (meas_hi - meas_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
+
                     def to_lut(ms: float) -> float:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
-                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed)
-                    choices = band_members(band, [(Budget("latency_ms", to_lut(args.aim * b)), to_lut(args.floor * b))
-                                                  for b in budgets]) if args.floor > 0 else []
-                    members = [c.member for c in choices] if choices else bisected
+                    choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
+                                             DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries),
+                                             lut_floor=args.floor)
+                    members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                    # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
+                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
+                    lut_choices = band_members(BandSearch(res, held_out, seed=args.seed),
+                                               [(Budget("latency_ms", to_lut(0.98 * b)), to_lut(args.floor * b))
+                                                for b in budgets])
                     est = res.estimate
-                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; band search CPU {band_cpu:.1f} s; "
+                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
+                          f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall; "
                           f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
                           f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
-                          f"reachable LUT [{lo:.3f}, {hi:.3f}] ms", flush=True)
+                          f"reachable LUT [{lo:.3f}, {hi:.3f}] ms, measured [{meas_lo:.3f}, {meas_hi:.3f}] ms; sources "
+                          f"{[c.source for c in choices]}", flush=True)
+                    run_loop_wall, run_loop_cpu = loop_wall[0], loop_cpu[0]
 
-                    # 2. K fixed-lambda prunings at the members' lambdas
+                    # 2. fixed-lambda prunings at the members' lambdas
                     fixed = []
                     n_fixed = min(args.fixed or args.k, args.k)
                     at = sorted({round(i * (args.k - 1) / max(n_fixed - 1, 1)) for i in range(n_fixed)})
@@ -220,100 +288,130 @@ def main() -> None:
                         print(f"[{agent}] fixed lambda {f.lam:.3g}: {f.wall_s:.0f} s, LUT {f.costs['latency_ms']:.3f} ms",
                               flush=True)
 
-                    # 3. measure every distinct network, and the family's member at each fixed network's latency
-                    # the member at the fixed network's LUT latency: within [floor x, 1 x] of it when the family has one
-                    matched = [band.member(Budget("latency_ms", f.costs["latency_ms"]),
-                                           args.floor * f.costs["latency_ms"]).member
-                               if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                    # 3. each fixed network measured; the family's member at its measured latency, confirmed on the
+                    # device within [0.95, 1.0] x it (and, for the comparison, the LUT-only band member at its LUT
+                    # latency as before, on 4 held-out batches)
+                    fixed_ms = measure_rounds(client, {f.pattern.bits(): onnx_of(f.pattern) for f, _ in fixed},
+                                              net_measure, rounds, statistic)
+                    matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
+                                              DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
+                                                               tries=args.tries),
+                                              lut_floor=args.floor)[0]
+                               if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
+                               else None for f, _ in fixed]
+                    band4 = BandSearch(res, held_out[:4], seed=args.seed)
+                    matched_lut = [band4.member(Budget("latency_ms", f.costs["latency_ms"]),
+                                                args.floor * f.costs["latency_ms"]).member
+                                   if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                    # 4. every distinct network measured afresh (new windows, interleaved): the reported figures
                     patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
-                        {m.genotype for m in matched if m is not None} | {m.genotype for m in bisected}
-                    models = {p.bits(): attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
-                              for p in patterns}
-                    lat = measure_rounds(client, models, net_measure, rounds, statistic)
+                        {m.member.genotype for m in matched if m is not None} | \
+                        {m.genotype for m in matched_lut if m is not None} | {m.genotype for m in bisected} | \
+                        {c.member.genotype for c in lut_choices}
+                    lat = measure_rounds(client, {p.bits(): onnx_of(p) for p in patterns}, net_measure, rounds,
+                                         statistic)
                     grid = res.curve()
-                    grid_models = {a.genotype.bits(): attach(export_onnx(net.prune(a.genotype).eval(),
-                                                                          space.input_shape), space, a.genotype)
-                                   for a in grid.points if a.genotype.bits() not in lat}
-                    lat.update(measure_rounds(client, grid_models, net_measure, rounds, statistic))
+                    lat.update(measure_rounds(client, {a.genotype.bits(): onnx_of(a.genotype) for a in grid.points
+                                                       if a.genotype.bits() not in lat}, net_measure, rounds, statistic))
             finally:
                 running.stop(0)
 
-            rows = []
-            for i, (b, m, bm) in enumerate(zip(budgets, members, bisected)):
-                ms, bms = lat[m.genotype.bits()], lat[bm.genotype.bits()]
-                rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
-                             "source": choices[i].source if choices else "curve",
-                             "in_band_candidates": [choices[i].in_band, choices[i].candidates] if choices else None,
-                             "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
-                             "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
-                             "params_m": m.costs["params_m"],
-                             "bisection": {"pattern": bm.genotype.bits(), "lut_ms": bm.costs["latency_ms"],
-                                           "measured_ms": bms, "ratio": bms / b if bms else None,
-                                           "test_acc": accuracy(bm.genotype)}})
-            pairs = []
-            for (f, f_cpu), mm in zip(fixed, matched):
-                pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
-                        "fixed_measured_ms": lat[f.pattern.bits()], "fixed_test_acc": accuracy(f.pattern),
-                        "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
-                if mm is not None:
-                    pair.update({"member_pattern": mm.genotype.bits(), "member_lut_ms": mm.costs["latency_ms"],
-                                 "member_measured_ms": lat[mm.genotype.bits()], "member_test_acc": accuracy(mm.genotype),
-                                 "acc_diff_points": 100 * (accuracy(mm.genotype) - accuracy(f.pattern))})
-                pairs.append(pair)
-            measured = [r["measured_ms"] for r in rows]
-            ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
-            bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
-            bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
-            diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
-            fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
-            fixed_cpu = statistics.median(cpu for _, cpu in fixed)
-            grid_ms = [lat[a.genotype.bits()] for a in grid.points]
-            per_agent[agent] = {
-                "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
-                "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
-                             "correction": corr.to_dict(), "networks": args.fidelity_networks},
-                "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
-                "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
-                "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
-                "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
-                "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
-                "bisection_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in bisect_ratios),
-                                   "ratios": bisect_ratios,
-                                   "distinct_members": len({r["bisection"]["pattern"] for r in rows}),
-                                   "monotone_violations_measured": sum(1 for a, b in zip(bisect_ms, bisect_ms[1:])
-                                                                       if b < a)},
-                "band_search_cpu_s": band_cpu,
-                "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
-                "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
-                "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
-                "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
-                "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
-                         "patterns": [a.genotype.bits() for a in grid.points],
-                         "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,
-                         "raw_violations": grid.raw_violations,
-                         "distinct": len({a.genotype for a in grid.raw})},
-            }
-            print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
-                  f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
-            print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
-                  f"{len(ratios)} in [0.9, 1.0]; monotone violations "
-                  f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
-                  f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
-                  f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
-            plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+            try:   # a long run's measurements are kept even if its summary fails
+                def other(m, b):
+                    ms = lat[m.genotype.bits()]
+                    return {"pattern": m.genotype.bits(), "lut_ms": m.costs["latency_ms"], "measured_ms": ms,
+                            "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype)}
 
-    write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
-        "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
-                  "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
-                  "test_acc": full_acc, "info": info},
-        "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
-                  "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
-                  "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                  "load_avg_during": os.getloadavg()},
-        "agents": per_agent,
-        "targets": {"monotone_violations": 0, "ratio_window": [0.9, 1.0], "time_ratio": 1.5,
-                    "acc_diff_points": ">= -1"},
-    })
+                rows = []
+                for i, (b, ch, bm, lc) in enumerate(zip(budgets, choices, bisected, lut_choices)):
+                    m = ch.member
+                    ms = lat[m.genotype.bits()]
+                    rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
+                                 "source": ch.source, "candidates_near": ch.candidates, "val_loss": ch.val_loss,
+                                 "loop": [w.to_dict() for w in ch.loop], "loop_ms": ch.loop_ms,
+                                 "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
+                                 "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
+                                 "params_m": m.costs["params_m"],
+                                 "bisection": other(bm, b),
+                                 "lut_band": {**other(lc.member, b), "source": lc.source}})
+                pairs = []
+                for (f, f_cpu), mm, ml in zip(fixed, matched, matched_lut):
+                    fm = fixed_ms[f.pattern.bits()]
+                    pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
+                            "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
+                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
+                    if mm is not None:
+                        g = mm.member.genotype
+                        pair.update({"member_pattern": g.bits(), "member_source": mm.source,
+                                     "member_loop": [w.to_dict() for w in mm.loop],
+                                     "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
+                                     "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
+                                     "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern))})
+                    if ml is not None:
+                        pair["lut_band_4_batches"] = {"pattern": ml.genotype.bits(), "measured_ms": lat[ml.genotype.bits()],
+                                                      "test_acc": accuracy(ml.genotype),
+                                                      "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
+                    pairs.append(pair)
+                measured = [r["measured_ms"] for r in rows]
+                ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
+                bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
+                bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
+                diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
+                diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
+                lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
+                lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
+                fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
+                fixed_cpu = statistics.median(cpu for _, cpu in fixed)
+                grid_ms = [lat[a.genotype.bits()] for a in grid.points]
+                per_agent[agent] = {
+                    "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
+                    "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
+                                 "correction": corr.to_dict(), "networks": args.fidelity_networks},
+                    "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
+                    "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
+                    "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
+                    "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
+                    "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
+                    "bisection_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in bisect_ratios),
+                                       "ratios": bisect_ratios,
+                                       "distinct_members": len({r["bisection"]["pattern"] for r in rows}),
+                                       "monotone_violations_measured": sum(1 for a, b in zip(bisect_ms, bisect_ms[1:])
+                                                                           if b < a)},
+                    "lut_band_only": {"ratio_in_window": sum(0.9 <= x <= 1.0 for x in lut_ratios), "ratios": lut_ratios,
+                                      "monotone_violations_measured": sum(1 for a, b in zip(lut_ms, lut_ms[1:]) if b < a),
+                                      "acc_diff_points": diffs_lut,
+                                      "within_1_point_or_better": sum(d >= -1.0 for d in diffs_lut)},
+                    "measured_reachable_ms": [meas_lo, meas_hi],
+                    "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
+                    "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
+                    "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
+                    "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
+                    "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
+                    "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
+                    "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
+                             "patterns": [a.genotype.bits() for a in grid.points],
+                             "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,
+                             "raw_violations": grid.raw_violations,
+                             "distinct": len({a.genotype for a in grid.raw})},
+                }
+                print(f"[{agent}] LUT-only band: {per_agent[agent]['lut_band_only']['ratio_in_window']}/{len(lut_ratios)}"
+                      f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in lut_ratios)}); accuracy diffs "
+                      f"{', '.join(f'{d:+.1f}' for d in diffs_lut)}", flush=True)
+                print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
+                      f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
+                print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"
+                      f"{len(ratios)} in [0.9, 1.0]; monotone violations "
+                      f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
+                      f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
+                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
+                plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+            except Exception as err:  # noqa: BLE001
+                import traceback
+                traceback.print_exc()
+                per_agent[agent] = {"error": repr(err), "measured_ms": lat, "budgets": budgets,
+                                    "choices": [c.to_dict() for c in choices]}
+            save()
+
 
 
 def plot(path: Path, res, data: dict, full_acc: float) -> None:

@@ -86,23 +86,34 @@ class BandSearch:
         base = r.for_budget(budget)      # BudgetRangeError outside the family's range
         if base.costs[metric] >= floor:
             return BandChoice(base, budget, floor, "curve", 0, 0, None)
-        pts = r.curve(r.grid(r.config.curve_points), metric=metric).points
-        dearer = [p.tradeoff.scale for p in pts if p.costs[metric] > budget.value]
-        cheaper = [p.tradeoff.scale for p in pts if p.costs[metric] <= budget.value]
-        lam_lo = max(dearer) if dearer else 0.0
-        lam_hi = min(cheaper)
-        found = self.candidates(min(lam_lo, lam_hi), max(lam_lo, lam_hi))
+        found = self.around(metric, budget.value, budget.value)
         model = r.models[metric]
         inside = [(p, lam, how) for p, (lam, how) in found.items()
                   if floor <= model.genotype_cost(r.space, p) <= budget.value]
         if not inside:
             return BandChoice(base, budget, floor, "below", len(found), 0, None)
         pattern, lam, how = min(inside, key=lambda c: self.loss(c[0]))
+        return BandChoice(self.architecture(pattern, lam), budget, floor, how, len(found), len(inside),
+                          self.loss(pattern))
+
+    def around(self, metric: str, lo: float, hi: float) -> dict[GatePattern, tuple[float, str]]:
+        """``candidates`` between the dense family's lambdas that bracket the costs [lo, hi] in ``metric``: the
+        smallest lambda whose member costs more than hi, the largest whose member costs at most lo."""
+        r = self.result
+        pts = r.curve(r.grid(r.config.curve_points), metric=metric).points
+        dearer = [p.tradeoff.scale for p in pts if p.costs[metric] > hi]
+        cheaper = [p.tradeoff.scale for p in pts if p.costs[metric] <= lo]
+        lam_lo = max(dearer) if dearer else 0.0
+        lam_hi = min(cheaper) if cheaper else r.Lambda
+        return self.candidates(min(lam_lo, lam_hi), max(lam_lo, lam_hi))
+
+    def architecture(self, pattern: GatePattern, lam: float) -> Architecture:
+        """``pattern`` as a member found at ``lam``: its exact costs and the expected costs of lambda's gates."""
+        r = self.result
         block, group = r.layout.split(torch.sigmoid(r.logits(lam)))
-        arch = Architecture(r.tradeoff(lam), pattern,
+        return Architecture(r.tradeoff(lam), pattern,
                             {m: cm.genotype_cost(r.space, pattern) for m, cm in r.models.items()},
                             {m: float(c.expected(block, group)) for m, c in r.costs.items()})
-        return BandChoice(arch, budget, floor, how, len(found), len(inside), self.loss(pattern))
 
 
 def band_members(search: BandSearch, bands: Sequence[tuple[Budget, float]]) -> list[BandChoice]:

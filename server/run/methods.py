@@ -193,7 +193,8 @@ def _prune_chains(ctx: RunContext, device: DeviceState, seed: int) -> list[Chain
     for b in device.spec.budgets:
         key = f"{base}/{b.text}"
         derive = Step(f"{key}/derive", step_label(ctx, device, "prune", seed, b.text, "derive"),
-                      functools.partial(ps.derive_step, ctx, device, source=trained.key, budget=b.text))
+                      functools.partial(ps.derive_step, ctx, device, source=trained.key, budget=b.text,
+                                        config=config))
         label = step_label(ctx, device, "prune", seed, b.text, "export")
         export = Step(f"{key}/export", label, functools.partial(
             ps.export_step, ctx, device, config=config, trained=trained.key, source=derive.key,

@@ -9,9 +9,11 @@ pre-training resumes), saved as a checked hilnas checkpoint.
 sweep and Theorem 1, phase 2) with the gates trained on the validation split; the hypernetwork is
 saved beside the run, so every budget's member comes from this one training.
 
-``derive`` (per budget): the member for the budget by bisection on lambda. Outside the family's
-range: above it, lambda = 0 (the unpruned network, within budget); below it, the cheapest member,
-which validation then flags if the device measures it over the budget.
+``derive`` (per budget): the member for the budget by bisection on lambda; where that falls below
+``band`` x budget (a gap of the family), the least held-out-loss pattern the hypernetwork produces
+near it within [band, 1] x budget (``searchers.prune.band``; the LUT's budget, as the run resolved
+it). Outside the family's range: above it, lambda = 0 (the unpruned network, within budget); below
+it, the cheapest member, which validation then flags if the device measures it over the budget.
 
 ``export`` (per budget, in place of the other methods' ``train``): the pruned network with the
 pre-trained weights (BatchNorm statistics re-estimated on training batches), fine-tuned for
@@ -44,6 +46,7 @@ class PruneMethodConfig:
     Lambda: str = "sweep"                # "sweep" | "theorem" | a positive number (as text)
     finetune_epochs: int = 0             # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
+    band: float = 0.9                    # a member below band x budget is sought within [band, 1] x it (0: bisection)
 
     def search(self) -> Any:
         from hilnas.searchers.prune.search import PruneConfig
@@ -101,7 +104,11 @@ def hypernetwork_step(ctx: RunContext, device: DeviceState, *, config: PruneMeth
             "distinct": len({p.genotype for p in curve.raw}), "wall_s": result.wall_s}
 
 
-def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: str) -> dict[str, Any]:
+def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: str,
+                config: PruneMethodConfig = PruneMethodConfig()) -> dict[str, Any]:
+    import itertools
+
+    from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.io import load_trained
 
     latency, others = _models(ctx, device)
@@ -111,6 +118,18 @@ def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: st
         raise ValueError(f"the pruning hypernetwork prices {', '.join(result.models)}, not {b.metric} (budget "
                          f"{budget}); prune for a latency or parameter budget")
     arch, notes = member_or_end(result, b, budget, top="unpruned member", bottom="most pruned member")
+    if config.band > 0 and not notes and arch.costs[b.metric] < config.band * b.value:
+        _, loaders = ctx.loaders(val_fraction=VAL_FRACTION, seed=result.seed)
+        held = list(itertools.islice(loaders.val, result.config.eval_batches))
+        c = BandSearch(result, held, seed=result.seed).member(b, config.band * b.value)
+        if c.in_band_found:
+            arch = c.member
+            notes.append(f"{budget}: bisection fell below {config.band:g} x budget (a gap of the family); the "
+                         f"hypernetwork's {c.source} at lambda {arch.tradeoff.scale:.4g} is within it ({c.in_band} of "
+                         f"{c.candidates} patterns near it were, the least held-out loss taken)")
+        else:
+            notes.append(f"{budget}: bisection fell below {config.band:g} x budget and no pattern the hypernetwork "
+                         f"produces near it is within [{config.band:g}, 1] x budget; the bisection member is kept")
     return {"genotype": arch.genotype.to_dict(), "cost": arch.costs[b.metric], "scale": arch.tradeoff.scale,
             "notes": notes}
 

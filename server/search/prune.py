@@ -74,6 +74,8 @@ class PruneRunConfig:
     budgets: tuple[Budget, ...] = ()                 # device budgets: one member each (instead of the grid)
     use_correction: bool = True                      # map latency budgets through the LUT's fitted correction
     band: float = 0.9                                # a budget b's member is sought within [band x b, b] (0: bisection only)
+    confirm_tries: int = 4                           # latency budgets: candidates measured on the device per budget to
+                                                     # confirm a member inside the band (prune.confirm); 0: the LUT only
     finetune_epochs: int = 0                         # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
     seed: int = 0
@@ -91,6 +93,8 @@ class PruneRunConfig:
             raise ValueError("give lambdas or budgets, not both")
         if not 0 <= self.band < 1:
             raise ValueError(f"band must lie in [0, 1) (the member's share of its budget to aim above), got {self.band}")
+        if self.confirm_tries < 0:
+            raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
         if self.pretrain_epochs < 1 or self.finetune_epochs < 0:
             raise ValueError("pretrain_epochs must be >= 1 and finetune_epochs >= 0")
         for b in self.budgets:
@@ -270,7 +274,10 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
                                                   config.search.curve_points, correction, say)
     if config.budgets and config.band > 0:
-        chosen = _within_bands(result, chosen, correction, config, loaders, notes, say)
+        on_device = (config.confirm_tries > 0 and correction is not None and correction.fitted_on
+                     and all(b.metric == result.primary == "latency_ms" for _, b in chosen))
+        chosen = (_confirmed_on_device(result, chosen, correction, config, loaders, clients, notes, say) if on_device
+                  else _within_bands(result, chosen, correction, config, loaders, notes, say))
     pruned = _measure(store, device_key, clients, config, space, loaders, result, chosen, latency, lut_id,
                       correction, run_id, out_dir, say)
     measured = [m.measured_ms for m in pruned if m.measured_ms is not None]
@@ -318,6 +325,43 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
         if c.source != "curve":
             say(notes[-1])
         out.append((c.member, b))
+    return out
+
+
+def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, Budget]], correction: Any,
+                         config: PruneRunConfig, loaders: Any, clients: Sequence[AgentClient], notes: list[str],
+                         say: Callable[[str], None]) -> list[tuple[Architecture, Budget]]:
+    """Each latency budget's member confirmed on the device (``prune.confirm``): the inner band is the middle
+    60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9); the loop's windows are noted, the member is measured
+    afresh afterwards (``_measure``)."""
+    import itertools
+
+    from hilnas.searchers.prune.band import BandSearch
+    from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.server.search.common import export_with_metadata
+
+    def window(pattern: Any) -> float | None:
+        onnx_bytes = export_with_metadata(result.net.prune(pattern).eval(), result.space, pattern)
+        bench = clients[0].benchmark(onnx_bytes, config=config.measure, backend=config.backend)
+        return bench.latency.median_ms if bench.status.measured and bench.latency else None
+
+    margin = 0.2 * (1 - config.band)
+    device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
+                              near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries)
+    held = list(itertools.islice(loaders.val, config.search.eval_batches))
+    out = []
+    for c in device_members(BandSearch(result, held, seed=config.seed), [b for _, b in chosen], correction, window,
+                            device, lut_floor=config.band):
+        tried = "; ".join(f"{'+'.join(f'{v:.4g}' for v in w.windows if v is not None)} ms" for w in c.loop)
+        if c.source == "device":
+            notes.append(f"{c.budget}: member confirmed on the device within [{device.inner[0]:.3g}, {device.inner[1]:.3g}]"
+                         f" x budget at lambda {c.member.tradeoff.scale:.4g} (loop windows: {tried}; {c.candidates} "
+                         f"candidates near the band, the least held-out loss first)")
+        else:
+            notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried or 'none measured'}); "
+                         f"the LUT's band member at {c.member.costs['latency_ms']:.4g} ms (LUT sum) is used")
+        say(notes[-1])
+        out.append((c.member, c.budget))
     return out
 
 

@@ -55,6 +55,10 @@ def test_search_prune_prints_distinct_members_and_a_bad_checkpoint_is_one_line(w
                          *QUICK)
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert "hilnas search prune --device pi --model resnet18-narrow --dataset synthetic" in err
+    # a negative number of device tries: one line naming the setting, and nothing ran
+    code, out, err = run(capsys, workspace, "search", "prune", "--device", "pi", *shape, "--confirm-tries", "-1",
+                         *QUICK)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "confirm_tries must be >= 0" in err
     code, out, _ = run(capsys, workspace, "runs", "--kind", "prune", "--json")
     runs = json.loads(out)
     assert len(runs) == 1 and runs[0]["status"] == "done" and "members" in runs[0]["summary"] and first

@@ -138,3 +138,31 @@ def test_bad_run_settings_are_refused():
         PruneRunConfig(model="nb201")
     with pytest.raises(ValueError, match="not both"):
         PruneRunConfig(lambdas=(0.1,), budgets=(Budget("latency_ms", 1.0),))
+
+
+@pytest.mark.slow
+def test_with_a_fitted_correction_latency_budgets_get_members_confirmed_on_the_device(prune_store, tmp_path):
+    from hilnas.server.lut.predict import fit_correction
+
+    store, client = prune_store
+    first = run_prune(store, "pi", [client], config(tmp_path))
+    ms = [m.measured_ms for m in first.members]
+    # a fidelity run's correction on this LUT, fitted on the members the first run measured
+    corr = fit_correction([m.costs["latency_ms"] for m in first.members], ms)
+    fid = store.start_run("fidelity", {"device_key": "pi"})
+    store.finish_run(fid, result={"lut_id": store.find_lut("pi").as_dict(), "correction": corr.to_dict()})
+    lo, hi = min(ms), max(ms)
+    budgets = (Budget("latency_ms", lo / 0.95), Budget("latency_ms", (lo + hi) / 2))   # within the family's range
+    again = run_prune(store, "pi", [client], PruneRunConfig(from_run=first.run_id, measure=FAST, budgets=budgets,
+                                                            out_dir=str(tmp_path / "again")))
+    loop_notes = [n for n in again.notes if "on the device" in n]
+    assert not again.failed_budgets, again.failed_budgets
+    assert len(loop_notes) == len(budgets)                       # every latency budget went through the loop
+    confirmed = [n for n in loop_notes if "member confirmed on the device" in n]
+    assert confirmed and all("loop windows:" in n for n in loop_notes)
+    for m in again.members:                                      # measured afresh after the choice, and recorded
+        assert m.measured_ms and m.budgets and m.status == "ok"
+    # 0 tries: the LUT alone chooses, nothing is measured in a loop
+    lut_only = run_prune(store, "pi", [client], PruneRunConfig(from_run=first.run_id, measure=FAST, budgets=budgets,
+                                                               confirm_tries=0, out_dir=str(tmp_path / "lut")))
+    assert not [n for n in lut_only.notes if "on the device" in n]

@@ -13,6 +13,7 @@ from hilnas.searchers.cost import FlopsCost, ParamsCost
 from hilnas.searchers.data import DatasetConfig, loaders_for
 from hilnas.searchers.hypernet import BudgetRangeError
 from hilnas.searchers.prune.band import BandSearch, band_members
+from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
 from hilnas.searchers.prune.cost import ModuleCosts
 from hilnas.searchers.prune.gates import GateLayout, GateObjective, concrete, freeze, pattern_gates, pattern_loss_accuracy
 from hilnas.searchers.prune.io import TrainedFileError, load_trained, save_trained
@@ -211,7 +212,8 @@ def _gap(run, metric="mflops"):
     for lo, hi in zip(costs, costs[1:]):
         for c in space_costs:
             b = c / 0.95
-            if lo < 0.9 * b and b < hi:
+            # bisection (which also tries lambdas between the curve's) must fall below the band too
+            if lo < 0.9 * b and b < hi and run.for_budget(Budget(metric, b)).costs[metric] < 0.9 * b:
                 return Budget(metric, b)
     raise AssertionError(f"the family has no gap to test with: {costs}")
 
@@ -225,11 +227,14 @@ def test_a_budget_in_a_gap_gets_a_member_within_the_band_from_the_hypernetworks_
     choice = band.member(budget, 0.9 * budget.value)
     assert choice.in_band_found and choice.source in ("mode", "sample")
     assert 0.9 * budget.value <= choice.member.costs["mflops"] <= budget.value
-    assert choice.member.costs["params_m"] > plain.costs["params_m"]    # every cost model priced
-    # chosen by held-out loss: no better than the more expensive networks it sits below, better than the cheaper one
+    assert choice.member.costs["params_m"] == pytest.approx(                   # every cost model priced
+        run.models["params_m"].genotype_cost(SPACE, choice.member.genotype))
+    # chosen by held-out loss: the least among the produced patterns within the band (the same draws again)
     loss = pattern_loss_accuracy(run.net, run.layout, choice.member.genotype, held)[0]
     assert loss == pytest.approx(choice.val_loss)
-    assert loss < pattern_loss_accuracy(run.net, run.layout, plain.genotype, held)[0]
+    inside = [p for p in BandSearch(run, held, points=6, samples=6).around("mflops", budget.value, budget.value)
+              if 0.9 * budget.value <= run.models["mflops"].genotype_cost(SPACE, p) <= budget.value]
+    assert len(inside) == choice.in_band and loss == pytest.approx(min(band.loss(p) for p in inside))
     # nothing is forced into the band: a band no produced pattern lands in gives the bisection member, said so
     none = band.member(budget, budget.value * (1 - 1e-12))
     assert none.source == "below" and none.member.genotype == plain.genotype
@@ -296,3 +301,90 @@ def test_bad_settings_are_refused():
                 {"tau_end": 2.0}, {"sweep_min": 0.0}):
         with pytest.raises(ValueError):
             PruneConfig(**bad)
+
+
+# -- members confirmed on the device (prune.confirm) ------------------------------------------------------------
+class _Scaled:
+    """A correction LUT sum -> device: ``scale`` x the sum (and back)."""
+
+    def __init__(self, scale: float = 1.0):
+        self.scale = scale
+
+    def apply(self, x: float) -> float:
+        return self.scale * x
+
+    def invert(self, y: float) -> float:
+        return y / self.scale
+
+
+def _device(run, factor: float, calls: list | None = None):
+    """A fake device: each window measures ``factor`` x the pattern's exact cost (the LUT is off by that factor)."""
+    def measure(p):
+        if calls is not None:
+            calls.append(p)
+        return factor * run.models["mflops"].genotype_cost(run.space, p)
+    return measure
+
+
+def test_a_device_confirmed_member_lands_inside_where_the_lut_only_one_does_not(run, loaders):
+    held = [b for _, b in zip(range(3), loaders.val)]
+    measure = _device(run, 1.1)          # the device is 10 % dearer than the LUT (and its correction) says
+    costs = sorted({a.costs["mflops"] for a in run.curve(run.grid(33)).raw})
+    confirmed = 0
+    for c in costs[1:-1]:
+        b = Budget("mflops", 1.1 * c / 0.95)             # a member of the family measures 0.95 x b
+        lut_only = BandSearch(run, held).member(Budget("mflops", 0.98 * b.value), 0.92 * b.value).member
+        if 0.9 <= measure(lut_only.genotype) / b.value <= 1.0:
+            continue    # the LUT happens to be right enough here
+        # candidates near the band by a prediction that is 10 % off: a near window wide enough to hold the truth
+        (choice,) = device_members(BandSearch(run, held), [b], _Scaled(), measure,
+                                   DeviceBandConfig(near=(0.8, 1.05), tries=6))
+        if choice.source == "lut":    # nothing confirmed: then no candidate had both windows inside
+            assert not any(w.confirmed for w in choice.loop)
+            continue
+        confirmed += 1
+        assert choice.loop[-1].confirmed and len(choice.loop[-1].windows) == 2      # confirmed by a second window
+        assert 0.92 <= measure(choice.member.genotype) / b.value <= 0.98
+        assert choice.val_loss == pytest.approx(pattern_loss_accuracy(run.net, run.layout, choice.member.genotype,
+                                                                      held)[0])
+        # tried least held-out loss first: every earlier candidate was not confirmed, and had no larger loss
+        assert all(not w.confirmed and w.val_loss <= choice.val_loss + 1e-9 for w in choice.loop[:-1])
+    assert confirmed >= 1, "no budget where the LUT-only member misses and the device confirms one: nothing tested"
+
+
+def test_one_lucky_window_does_not_confirm_a_member(run, loaders):
+    held = [b for _, b in zip(range(3), loaders.val)]
+    honest = _device(run, 1.0)
+    seen: dict = {}
+
+    def lucky(p):   # inside on a pattern's first window, far over on its second
+        seen[p] = seen.get(p, 0) + 1
+        return honest(p) if seen[p] == 1 else 2 * honest(p)
+
+    costs = sorted({a.costs["mflops"] for a in run.curve(run.grid(FAST.curve_points)).points})
+    b = Budget("mflops", costs[len(costs) // 2] / 0.95)
+    (choice,) = device_members(BandSearch(run, held), [b], _Scaled(), lucky, DeviceBandConfig(tries=2))
+    assert choice.source == "lut" and choice.loop and len(choice.loop) <= 2
+    assert any(len(w.windows) == 2 for w in choice.loop)               # a first window did land inside
+    assert all(len(w.windows) == 2 and not w.confirmed for w in choice.loop if 0.92 <= w.windows[0] / b.value <= 0.98)
+    (again,) = device_members(BandSearch(run, held), [b], _Scaled(), honest, DeviceBandConfig(tries=2))
+    assert again.source == "device"      # the same candidates, measured steadily, are confirmed
+
+
+def test_device_members_never_measure_cheaper_as_the_budget_grows(run, loaders):
+    held = [b for _, b in zip(range(3), loaders.val)]
+    measure = _device(run, 1.05)
+    lo, hi = run.reachable()
+    budgets = [Budget("mflops", 1.05 * (lo + (hi - lo) * i / 7) / 0.95) for i in range(8)]
+    chosen = device_members(BandSearch(run, held, points=4, samples=4), list(reversed(budgets)), _Scaled(), measure)
+    assert [c.budget for c in chosen] == budgets                     # served ascending
+    ms = [measure(c.member.genotype) for c in chosen]
+    assert ms == sorted(ms)
+    assert any(c.source == "device" for c in chosen)
+    for c in chosen:
+        if c.source == "device":
+            assert 0.92 * c.budget.value <= measure(c.member.genotype) <= 0.98 * c.budget.value
+    with pytest.raises(ValueError, match="budgets in mflops"):
+        device_members(BandSearch(run, held), [Budget("latency_ms", 1.0)], _Scaled(), measure)
+    with pytest.raises(ValueError, match="inner"):
+        DeviceBandConfig(inner=(0.98, 0.92))

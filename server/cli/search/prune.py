@@ -29,7 +29,8 @@ def cmd_search_prune(args) -> int:
         model=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=data,
         checkpoint=args.checkpoint, pretrain_epochs=args.pretrain_epochs, search=search, lambdas=lambdas,
         budgets=budgets, finetune_epochs=args.finetune_epochs, seed=args.seed, measure=_measure_config(args),
-        runtime=args.runtime, max_batches_per_epoch=args.max_batches, from_run=args.from_run, band=args.band)
+        runtime=args.runtime, max_batches_per_epoch=args.max_batches, from_run=args.from_run, band=args.band,
+        confirm_tries=args.confirm_tries)
     if args.torch_threads:
         import torch
         torch.set_num_threads(args.torch_threads)
@@ -83,6 +84,10 @@ def register(ssub) -> None:
                    help="seek each budget b's member within [band x b, b] among the patterns the hypernetwork "
                         "produces near it (its modes and Gumbel samples, the least held-out loss), when bisection "
                         "falls in a gap of the family (default 0.9; 0: bisection only)")
+    p.add_argument("--confirm-tries", type=int, default=4,
+                   help="latency budgets: measure up to this many candidates per budget on the device (least "
+                        "held-out loss first) and take the first confirmed by two windows inside the middle of the band "
+                        "(default 4; 0: members chosen by the LUT's prediction only)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],

@@ -1,0 +1,151 @@
+"""Members confirmed on the device: the band search with the device in the loop.
+
+``band`` picks a member within a band of *predicted* latency; on the host the LUT's prediction
+(even corrected) is off by more than the band's half-width for some networks, so a member inside
+by prediction can measure outside. Here the device decides. For each device budget b (ascending):
+
+1. the candidates are the hypernetwork's own patterns (``BandSearch.around``: modes and Gumbel
+   samples at lambdas bracketing the costs) whose corrected prediction lies ``near`` the band
+   (default [0.85, 1.05] x b), and whose LUT cost is not below the previous member's;
+2. the ``tries`` (4) with the least held-out loss are measured on the device, best loss first; one
+   whose window lies within the ``inner`` band (default [0.92, 0.98] x b) and at or above the
+   previous member's measurement is measured again in a new window (a single lucky window is not
+   evidence), and the first whose both windows lie inside is the member ("device");
+3. when none is confirmed the LUT-only band member is kept ("lut"), said so.
+
+Every window measured in the loop is recorded with the member (``DeviceChoice.loop``). They chose
+the member, so they are not its score: whoever reports the member's latency measures it afresh.
+``measure`` is any callable pattern -> one window's latency on the device (ms), or None when the
+device could not measure it; the searcher never talks to an agent itself.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+
+from hilnas.searchers.prune.band import BandChoice, BandSearch
+from hilnas.searchers.result import Budget
+
+if TYPE_CHECKING:
+    from hilnas.searchers.hypernet.family import Architecture
+    from hilnas.searchers.spaces.resnet import GatePattern
+
+
+class Correction(Protocol):
+    """LUT sum <-> the device's whole-network latency (``server.lut.predict.Correction``)."""
+
+    def apply(self, lut_sum_ms: float) -> float: ...
+
+    def invert(self, measured_ms: float) -> float: ...
+
+
+@dataclass(frozen=True)
+class DeviceBandConfig:
+    """How members are confirmed on the device (shares of the budget)."""
+    inner: tuple[float, float] = (0.92, 0.98)  # both windows of a confirmed member lie within inner x budget
+    near: tuple[float, float] = (0.85, 1.05)   # candidates: corrected prediction within near x budget
+    tries: int = 4                              # candidates measured per budget, least held-out loss first
+
+    def __post_init__(self) -> None:
+        (a, b), (c, d) = self.inner, self.near
+        if not (0 < a < b <= 1 and 0 < c < d) or self.tries < 1:
+            raise ValueError(f"need 0 < inner[0] < inner[1] <= 1, 0 < near[0] < near[1] and tries >= 1; got "
+                             f"inner={self.inner}, near={self.near}, tries={self.tries}")
+
+
+@dataclass(frozen=True)
+class Window:
+    """One candidate measured in the loop: its windows (ms) and whether both lay inside."""
+    pattern: GatePattern
+    lut_ms: float
+    predicted_ms: float
+    val_loss: float
+    windows: tuple[float | None, ...]
+    confirmed: bool
+
+    def to_dict(self) -> dict:
+        return {"pattern": self.pattern.bits(), "lut_ms": self.lut_ms, "predicted_ms": self.predicted_ms,
+                "val_loss": self.val_loss, "windows_ms": list(self.windows), "confirmed": self.confirmed}
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    """The member for a device budget, how it was chosen, and what the loop measured."""
+    member: Architecture
+    budget: Budget                 # on the device (measured latency, ms)
+    source: str                    # "device" (confirmed inside the inner band) | "lut" (none was: the band member)
+    candidates: int                # the hypernetwork's patterns near the budget's band (by prediction)
+    loop: tuple[Window, ...]       # the candidates measured, in the order tried
+    val_loss: float | None
+    lut_choice: BandChoice | None  # the LUT-only band member (when none was confirmed)
+
+    @property
+    def loop_ms(self) -> float | None:
+        """The chosen member's mean window in the loop (None when it was not measured there)."""
+        for w in self.loop:
+            if w.pattern == self.member.genotype and all(v is not None for v in w.windows):
+                return sum(w.windows) / len(w.windows)  # type: ignore[arg-type]
+        return None
+
+    def to_dict(self) -> dict:
+        return {"budget_ms": self.budget.value, "source": self.source, "pattern": self.member.genotype.bits(),
+                "lambda": self.member.tradeoff.scale, "candidates": self.candidates, "val_loss": self.val_loss,
+                "loop": [w.to_dict() for w in self.loop]}
+
+
+def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Correction,
+                   measure: Callable[[GatePattern], float | None], config: DeviceBandConfig = DeviceBandConfig(),
+                   *, lut_floor: float = 0.92) -> list[DeviceChoice]:
+    """One member per device latency budget, ascending, confirmed on the device where it can be (module doc).
+
+    ``lut_floor``: the LUT-only fallback's band, [lut_floor, inner[1]] x budget by prediction (``band``).
+    """
+    r = search.result
+    metric = r.primary    # the device's latency, as the LUT sums it
+    model = r.models[metric]
+    out: list[DeviceChoice] = []
+    prev_lut, prev_ms = 0.0, 0.0
+    lo_lut, hi_lut = r.reachable(metric)
+
+    def to_lut(ms: float) -> float:
+        return min(max(correction.invert(ms), lo_lut), hi_lut)
+
+    for b in sorted(budgets, key=lambda x: x.value):
+        if b.metric != metric:
+            raise ValueError(f"device-confirmed members need budgets in {metric} (the cost the family was searched "
+                             f"with), got {b}")
+        lo, hi = config.near[0] * b.value, config.near[1] * b.value
+        found = search.around(metric, to_lut(lo), to_lut(hi))
+        near = []
+        for p, (lam, _how) in found.items():
+            lut = model.genotype_cost(r.space, p)
+            if lo <= correction.apply(lut) <= hi and lut >= prev_lut:
+                near.append((p, lam, lut))
+        near.sort(key=lambda c: search.loss(c[0]))
+        loop, chosen = [], None
+        in_lo, in_hi = config.inner[0] * b.value, config.inner[1] * b.value
+        for p, lam, lut in near[: config.tries]:
+            def inside(v: float | None) -> bool:
+                return v is not None and in_lo <= v <= in_hi and v >= prev_ms
+            first = measure(p)
+            windows: tuple[float | None, ...] = (first,)
+            if inside(first):
+                windows += (measure(p),)   # a new window: one lucky window is not evidence
+            ok = len(windows) == 2 and all(inside(v) for v in windows)
+            loop.append(Window(p, lut, correction.apply(lut), search.loss(p), windows, ok))
+            if ok:
+                chosen = (p, lam)
+                break
+        if chosen is not None:
+            member = search.architecture(*chosen)
+            choice = DeviceChoice(member, b, "device", len(near), tuple(loop), search.loss(chosen[0]), None)
+            prev_ms = choice.loop_ms or prev_ms
+        else:
+            band = search.member(Budget(metric, to_lut(in_hi)), max(to_lut(lut_floor * b.value), prev_lut))
+            member = band.member
+            if out and member.costs[metric] < prev_lut:
+                member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)
+            choice = DeviceChoice(member, b, "lut", len(near), tuple(loop), band.val_loss, band)
+        prev_lut = max(prev_lut, choice.member.costs[metric])
+        out.append(choice)
+    return out
