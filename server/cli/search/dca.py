@@ -22,7 +22,8 @@ def cmd_search_dca(args) -> int:
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
         feedback=not args.no_feedback, with_lug=args.lug,
-        search_options={k: getattr(args, k) for k in DEVICE_OPTIONS} if args.method == "dca" else {}, measure=_measure_config(args), runtime=args.runtime,
+        search_options={k: getattr(args, k) for k in DEVICE_OPTIONS} if args.method == "dca" else {},
+        measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
     from hilnas.server.progress import train_reporter
