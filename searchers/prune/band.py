@@ -19,8 +19,9 @@ latency, [band x b, b]; the caller maps both ends to LUT sums through the device
 """
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import torch
 
@@ -61,6 +62,11 @@ class BandSearch:
         self.result, self.batches, self.points, self.samples = result, batches, points, samples
         self.generator = torch.Generator().manual_seed(seed)
         self._loss: dict[GatePattern, float] = {}
+
+    @classmethod
+    def on_held_out(cls, result: PruneResult, val: Iterable[Batch], batches: int, *, seed: int = 0) -> BandSearch:
+        """A band search scoring its candidates on the first ``batches`` batches of the held-out ``val``."""
+        return cls(result, list(itertools.islice(val, batches)), seed=seed)
 
     def loss(self, pattern: GatePattern) -> float:
         if pattern not in self._loss:

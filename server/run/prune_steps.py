@@ -106,8 +106,6 @@ def hypernetwork_step(ctx: RunContext, device: DeviceState, *, config: PruneMeth
 
 def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: str,
                 config: PruneMethodConfig = PruneMethodConfig()) -> dict[str, Any]:
-    import itertools
-
     from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.io import load_trained
 
@@ -120,8 +118,8 @@ def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: st
     arch, notes = member_or_end(result, b, budget, top="unpruned member", bottom="most pruned member")
     if config.band > 0 and not notes and arch.costs[b.metric] < config.band * b.value:
         _, loaders = ctx.loaders(val_fraction=VAL_FRACTION, seed=result.seed)
-        held = list(itertools.islice(loaders.val, result.config.eval_batches))
-        c = BandSearch(result, held, seed=result.seed).member(b, config.band * b.value)
+        search = BandSearch.on_held_out(result, loaders.val, result.config.eval_batches, seed=result.seed)
+        c = search.member(b, config.band * b.value)
         if c.in_band_found:
             arch = c.member
             notes.append(f"{budget}: bisection fell below {config.band:g} x budget (a gap of the family); the "

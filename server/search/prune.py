@@ -304,16 +304,14 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
                   ) -> list[tuple[Architecture, Budget]]:
     """Each budget's member within [band x b, b] among the hypernetwork's own patterns (``prune.band``), the
     band's ends mapped to LUT sums like the budget; where none lands there the bisection member stays, said so."""
-    import itertools
-
     from hilnas.searchers.prune.band import BandSearch, band_members
 
-    held = list(itertools.islice(loaders.val, config.search.eval_batches))
     bands = [(b.scaled(lut_value(b.metric, b.value, correction)), lut_value(b.metric, config.band * b.value, correction))
              for _, b in chosen]
     device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
     out = []
-    for c in band_members(BandSearch(result, held, seed=config.seed), bands):
+    for c in band_members(BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed),
+                          bands):
         b = device[id(c.budget)]
         if c.source in ("mode", "sample"):
             notes.append(f"{b}: a member within [{config.band:g} x budget, budget] from the hypernetwork's {c.source} "
@@ -334,8 +332,6 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     """Each latency budget's member confirmed on the device (``prune.confirm``): the inner band is the middle
     60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9); the loop's windows are noted, the member is measured
     afresh afterwards (``_measure``)."""
-    import itertools
-
     from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
     from hilnas.server.search.common import export_with_metadata
@@ -348,9 +344,9 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     margin = 0.2 * (1 - config.band)
     device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries)
-    held = list(itertools.islice(loaders.val, config.search.eval_batches))
+    search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed)
     out = []
-    for c in device_members(BandSearch(result, held, seed=config.seed), [b for _, b in chosen], correction, window,
+    for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):
         tried = "; ".join(f"{'+'.join(f'{v:.4g}' for v in w.windows if v is not None)} ms" for w in c.loop)
         if c.source == "device":
