@@ -1,6 +1,8 @@
 """``hilnas search dca``: DCA-NAS and its baselines under one device budget."""
 from __future__ import annotations
 
+import math
+
 from hilnas.server.cli.common import (CliError, _clients, _dataset_config, _emit, _kv, _measure_args,
                                       _measure_config, _open_store, _progress, add, json_flag, quiet_flag)
 from hilnas.server.cli.search.common import search_args
@@ -80,19 +82,19 @@ DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeat
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
-# flag -> (lowest value allowed, what to use); the error's example is the default
-_DEVICE_LIMITS = {"device_decisions": (0, "0 (decide on the prediction) or more"),
-                  "device_margin": (0, "0 (aim anywhere in the band) or more"),
-                  "device_repeats": (1, "1 (each cell measured once) or more"),
-                  "device_window": (0, "0 (confirm the cells in the band only) or more"),
-                  "ratio_tolerance": (0, "a fraction in [0, 1)")}
+# flag -> (lowest value allowed, first value refused above it, what to use); the error's example is the default
+_DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction) or more"),
+                  "device_margin": (0, math.inf, "0 (aim anywhere in the band) or more"),
+                  "device_repeats": (1, math.inf, "1 (each cell measured once) or more"),
+                  "device_window": (0, math.inf, "0 (confirm the cells in the band only) or more"),
+                  "ratio_tolerance": (0, 1, "a fraction in [0, 1)")}
 
 
 def check_device_options(args) -> None:
     """One line naming the fix for a ``DEVICE_OPTIONS`` flag out of its range."""
-    for name, (low, use) in _DEVICE_LIMITS.items():
+    for name, (low, high, use) in _DEVICE_LIMITS.items():
         value = getattr(args, name)
-        if value < low or (name == "ratio_tolerance" and value >= 1):
+        if value < low or value >= high:
             flag = "--" + name.replace("_", "-")
             raise CliError(f"{flag} {value}: use {use}, e.g. {flag} {DEVICE_DEFAULTS[name]}")
 
