@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from hilnas.searchers.dca.architect import ArchConfig, Architect, CostTerm
+from hilnas.searchers.dca.darts_nodes import NodeDecisions
 from hilnas.searchers.dca.progressive import Progressive, decision_steps
 from hilnas.searchers.dca.feedback import DeviceFeedback
 from hilnas.searchers.cost import CostModel, extremes, table_cost
 from hilnas.searchers.dca.repair import edges_changed, repair
 from hilnas.searchers.result import (Budget, InfeasibleBudgetError, PeakMemory, SearchError, SearchResult, Stopwatch,
                                      check_data)
-from hilnas.searchers.spaces import NB201Space
+from hilnas.searchers.spaces import DartsSpace, NB201Space
 from hilnas.searchers.supernet import DCA_OPTIONS, SupernetOptions, build_supernet
 from hilnas.searchers.train import TrainConfig, evaluate, seed_everything, train
 
@@ -147,6 +148,10 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   window=getattr(config, "device_window", 0.0) * budget.value,
                                   # the ratio is one measured network's: only with the device in the loop
                                   tolerance=getattr(config, "ratio_tolerance", 0.0) if feedback is not None else 0.0)
+    elif getattr(config, "progressive", False) and isinstance(space, DartsSpace) and budget is not None:
+        # the DARTS space: one node (its two inputs and ops) at a time (darts_nodes.py)
+        progressive = NodeDecisions.for_search(model, tables, cost_model, config, term, budget.value, feedback,
+                                               len(data.train))
     epochs: list[dict[str, Any]] = []
 
     def on_epoch(epoch: int, net: Any) -> dict[str, float]:
