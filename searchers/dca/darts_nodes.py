@@ -6,8 +6,9 @@ to their strength) is not the cost of the cell the argmax derives, and the bench
 (docs/performance.md, issue 11) measured the derived networks far from the band. As the NB201
 edges are (``progressive.py``), the nodes are decided one at a time at evenly spaced
 architecture steps, the last on the last step: node 2, 3, 4, 5 of the normal and the reduction
-cell in turn (8 decisions; the last nodes have the most options, 10 input pairs x 49 op pairs, so
-the cost left to place is finest there). A decision fixes the node's two edges to their ops and
+cell in turn (8 decisions; of the two nodes of one number, the one whose options span the wider
+cost range last: the normal cell recurs more often. The last nodes have the most options, 10 input
+pairs x 49 op pairs, so the cost left to place is finest there). A decision fixes the node's two edges to their ops and
 its other incoming edges to ``none`` (the supernet's ``fixed``): from then on the relaxed cost
 the multipliers hold in the band is exact for the decided nodes.
 
@@ -92,6 +93,8 @@ def node_options(space: Any, tables: CostTables) -> tuple[list[NodeOptions], flo
         for t in dict.fromkeys(tables.cell_types):
             price = per_type[t].numpy()
             out.append(NodeOptions(t, node, a[:, :2], a[:, 2:], price[a[:, 0], a[:, 2]] + price[a[:, 1], a[:, 3]]))
+    # node by node; of the two cells' nodes of one number, the one whose options span the wider cost range last
+    out.sort(key=lambda o: (o.node, float(np.ptp(o.cost))))
     return out, const, per_type
 
 
@@ -116,13 +119,14 @@ class NodeDecisions:
     ``penalty(cost)``: the Lagrangian's cost term at the current multipliers (device cost);
     ``budget``: B; ``band``: (lo, hi) x B in device cost; ``expected()``: the supernet's relaxed
     cost (predicted); ``feedback``: the device in the loop (None: decide on the prediction only);
-    ``shortlist``, ``repeats``, ``window``, ``margin`` (fractions of B): the last decision on the device.
+    ``shortlist``, ``repeats``, ``window``, ``margin`` (fractions of B): the last decision on the device
+    (``on_device``: False, or no ``feedback``, decides it on the prediction too).
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
                  budget: float, band: tuple[float, float], expected: Callable[[], torch.Tensor],
                  feedback: DeviceFeedback | None = None, shortlist: int = 5, repeats: int = 3,
-                 window: float = 0.05, margin: float = 0.02):
+                 window: float = 0.05, margin: float = 0.02, on_device: bool = True):
         if "none" not in model.space.ops:
             raise ValueError("deciding DARTS nodes one at a time needs the 'none' op to switch the other edges off")
         if shortlist < 1 or repeats < 1 or window < 0 or margin < 0:
@@ -131,6 +135,7 @@ class NodeDecisions:
         self.model, self.space, self.steps, self.penalty = model, model.space, sorted(steps), penalty
         self.budget, self.band, self.expected, self.feedback = budget, band, expected, feedback
         self.shortlist, self.repeats, self.window, self.margin = shortlist, repeats, window, margin
+        self.on_device = on_device and feedback is not None
         self.options, self.const, self.price = node_options(self.space, tables)
         self.none = self.space.ops.index("none")
         self.real = [i for i, o in enumerate(self.space.ops) if o != "none"]
@@ -155,7 +160,8 @@ class NodeDecisions:
                    lambda cost: float(term.penalty(cost)), budget, (lo * budget, hi * budget),
                    lambda: cost_model.expected_cost(space, model.op_weights(), model.edge_weights()),
                    feedback, repeats=getattr(config, "device_repeats", 3),
-                   window=getattr(config, "device_window", 0.05), margin=getattr(config, "device_margin", 0.02))
+                   window=getattr(config, "device_window", 0.05), margin=getattr(config, "device_margin", 0.02),
+                   on_device=getattr(config, "device_decisions", 25) > 0)
 
     @property
     def samples(self) -> dict[str, list[float]]:
@@ -245,7 +251,7 @@ class NodeDecisions:
         nearest = float(miss.min())
         feasible = miss <= nearest + 1e-12
         row, record = int(np.flatnonzero(feasible)[np.argmax(scores[feasible])]), {}
-        if last and self.feedback is not None:
+        if last and self.on_device:
             row, record = self._on_device(slot, scores, ratio)
             nearest = record.pop("miss")
         self._fix(slot, row)

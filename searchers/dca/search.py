@@ -32,6 +32,9 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   or within ``device_window`` of it is measured again (up to ``device_repeats`` in all) and its median
   trusted; the decisions on the prediction prefer ops whose completions land in the band at device
   ratios within ``ratio_tolerance`` of the measured one.
+  On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
+  ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
+  confirmed device measurements.
   ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start
@@ -135,7 +138,8 @@ class DcaConfig(BilevelConfig):
     constrain: str = "expected"
     band: tuple[float, float] = (0.91, 0.99)   # (lo, hi) x B the cost is held in; (0, 1) is the paper's
     temperature: tuple[float, float] = (1.0, 1.0)  # softmax temperature at the first / last architecture epoch
-    progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: at the end
+    progressive: bool = True        # NB201: decide the cell's edges one at a time (progressive.py); DARTS: its
+    #                                 nodes, the last on the device (darts_nodes.py); False: derive at the end
     lookahead: bool = True          # progressive: decide only among ops some completion of which lands in the band
     rho: float = 100.0              # augmented Lagrangian: rho / 2 * (relative violation)^2 added to the penalty
     # progressive with the device in the loop: once at most this many cells complete the decided edges, measure

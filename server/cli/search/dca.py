@@ -54,7 +54,7 @@ def summary(report, device: str, budget: str) -> str:
     extra = report.search.get("extra", {})
     decisions = extra.get("decisions")
     if decisions:
-        text += (f"\n  edges decided one at a time: {len(decisions)}, "
+        text += (f"\n  {'nodes' if 'node' in decisions[0] else 'edges'} decided one at a time: {len(decisions)}, "
                  f"{extra['decisions_restricted']} restricted to ops that can still land in the band, "
                  f"{extra['decisions_fallback']} with none that could (the nearest cells instead)")
         cells = extra.get("cells_measured_on_device") or {}
