@@ -181,6 +181,8 @@ def run(args) -> None:
                                    "derived": r.derived_genotype.to_dict(), "final": r.genotype.to_dict(),
                                    "repaired": r.repaired, "edges_changed": r.edges_changed,
                                    "predicted_ms": r.derived_cost, "val_acc": r.val_acc,
+                                   # the relaxed cost after the last architecture step (the LUT's, before the ratio)
+                                   "relaxed_ms": r.cost_history[-1] if r.cost_history else None,
                                    "loop_ms": r.extra.get("device", {}).get("derived_cost"),
                                    "search_s": time.perf_counter() - t0, "wall_s": r.wall_s,
                                    "load_1m": [load0, os.getloadavg()[0]],
