@@ -103,7 +103,8 @@ def check_device_options(args) -> None:
 _DEVICE_HELP = {
     "device_decisions": (int, "N", "on nb201 with the device in the loop: once at most N cells complete the edges "
                          "decided so far, measure them all on the device and decide on the measured costs (default: "
-                         "{d}, the last two decisions; 0: decide on the prediction only)"),
+                         "{d}, the last two decisions; 0: decide on the prediction only); on darts, any N > 0 takes "
+                         "the last node's decision on measured networks"),
     "device_margin": (float, "F", "those decisions aim at the band shrunk by F x budget on each side when a measured "
                       "cell lies there, as two measurements of one network differ by a few %% (default: {d})"),
     "device_repeats": (int, "K", "a cell those decisions measure in the band, or within --device-window of it, is "
