@@ -93,6 +93,9 @@ def main() -> None:
     p.add_argument("--front-samples", type=int, default=40,
                    help="--family: random valid networks whose shared-weight loss locates the supernet's own "
                         "accuracy/latency front (default 40)")
+    p.add_argument("--save", default=None, metavar="DIR",
+                   help="--family: also save the trained hypernetwork there (``hypernet.io.save_trained``), so its "
+                        "family can be derived again without training (default: not saved)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -364,16 +367,21 @@ def family_benchmark(args) -> None:
                 res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
                                       complexity=ParamsCost() if args.complexity == "params" else None)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                if args.save:
+                    from hilnas.searchers.hypernet.io import save_trained
+                    save_trained(res, args.save)
                 grid = res.curve(res.grid(args.grid), metric="latency_ms")
+                dense = res.curve(res.grid(cfg.curve_points), metric="latency_ms")   # what for_budget searches
+                changes = res.curve(res.breakpoints(args.grid, metric="latency_ms"), metric="latency_ms")
                 spread = res.spread(args.grid, metric="latency_ms")   # the same run, grid even in latency
                 other_name = "expected-cost" if cfg.derivation == "argmax" else "argmax"
                 other = dataclasses.replace(res, config=dataclasses.replace(cfg, derivation=other_name), _curves={})
                 other_grid = other.curve(other.grid(args.grid), metric="latency_ms")
                 span = cost_span(space, latency)
-                front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread],
+                front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread, *changes.points],
                                             samples=args.front_samples, seed=args.seed)
                 measured = {}
-                for a in [*grid.raw, *spread]:
+                for a in [*grid.raw, *spread, *changes.points]:
                     if a.genotype not in measured:
                         r = agent.benchmark(export_network(space, a.genotype, seed=args.seed),
                                             config=MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1))
@@ -390,6 +398,11 @@ def family_benchmark(args) -> None:
     spread_ms = [a.costs["latency_ms"] for a in spread]
     spread_share = (max(spread_ms) - min(spread_ms)) / (reach[1] - reach[0])
     spread_distinct = len({a.genotype for a in spread})
+    curves = {"dense": dense, "changes": changes}
+    summary = {k: {"points": len(c.points), "distinct_raw": len({a.genotype for a in c.raw}),
+                   "distinct_members": len({a.genotype for a in c.points}),
+                   "family_ms": list(c.range), "span_share": (c.range[1] - c.range[0]) / (reach[1] - reach[0])}
+               for k, c in curves.items()}
     name = f"hypernet_family_{args.space}_C{args.C}_{args.cells}_{args.dataset}" + \
         ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}") \
         + ("" if args.complexity == "params" else f"_{args.complexity}") + (f"_{args.tag}" if args.tag else "")
@@ -418,6 +431,14 @@ def family_benchmark(args) -> None:
                    "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
                                 "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
                                for a in spread]},
+        "dense": {**summary["dense"], "rule": f"the dense family for_budget searches: {cfg.curve_points} scales even "
+                  "in the hypernetwork's input, after isotonic selection (distinct_raw: before it)"},
+        "changes": {**summary["changes"], "rule": "Family.breakpoints: grid-many scales where the dense family "
+                    "changes (each distinct member's first scale; the widest gaps filled), after isotonic selection",
+                    "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
+                                 "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
+                                for a in changes.points]},
+        "epoch_costs": res.epoch_costs,
         "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],
@@ -435,6 +456,10 @@ def family_benchmark(args) -> None:
               f"{pb.worst_valid_loss:.3f} (bound {pb.theorem:.3g})")
     print(f"  the grid after isotonic selection (as the CLI produces it): {mono_distinct}/{args.grid} distinct, span "
           f"{mono_share:.2f}")
+    for k, v in summary.items():
+        print(f"  {k} ({v['points']} points): {v['distinct_members']} distinct after isotonic selection "
+              f"({v['distinct_raw']} raw), span {v['span_share']:.2f} ({v['family_ms'][0]:.3f}-{v['family_ms'][1]:.3f} ms)")
+    print(f"  val accuracy at lambda = 0 (relaxed supernet): {res.val_acc:.3f}")
     print(f"  grid even in latency (Family.spread) of the same run: {spread_distinct}/{args.grid} distinct, span "
           f"{spread_share:.2f} ({min(spread_ms):.3f}-{max(spread_ms):.3f} ms)")
     print(f"  shared weights ({front['networks']} networks, {front['images']} val images): the lowest-loss network "
