@@ -58,6 +58,9 @@ def main() -> None:
                         "space's reachable latency range they span (issue 12), no DCA-NAS runs")
     p.add_argument("--dataset", default="demo", choices=["demo", "cifar10"],
                    help="--family: search data (cifar10 = the CIFAR-10 subset in shared/data)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="--family: images of the search's training pool, half for the weights and half for the "
+                        "architecture (a stratified subset; default: all, e.g. 10,000 of the CIFAR-10 subset)")
     p.add_argument("--grid", type=int, default=12, help="--family: grid points (default 12)")
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"], help="--family: lambda's draws")
     p.add_argument("--kappa", type=float, default=0.1, help="--family: the latency term's weight (default 0.1)")
@@ -339,9 +342,10 @@ def family_benchmark(args) -> None:
     if args.dataset == "cifar10":
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
         data = DatasetConfig(name="cifar10", data_dir=str(shared), val_fraction=0.5, batch_size=args.batch_size,
-                             seed=args.seed)
+                             seed=args.seed, train_size=args.train_size)
     else:
-        data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
+        data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed,
+                             train_size=args.train_size)
     datasets, loaders = loaders_for(data)
     c, h, _ = datasets.input_shape
     size = {"N": args.cells} if args.space == "nb201" else {"layers": args.cells}
@@ -408,7 +412,7 @@ def family_benchmark(args) -> None:
         + ("" if args.complexity == "params" else f"_{args.complexity}") + (f"_{args.tag}" if args.tag else "")
     write(name, {
         "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
-        "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+        "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
                   "weight_lambda": cfg.weight_lambda,
