@@ -376,6 +376,7 @@ def family_benchmark(args) -> None:
                     save_trained(res, args.save)
                 grid = res.curve(res.grid(args.grid), metric="latency_ms")
                 dense = res.curve(res.grid(cfg.curve_points), metric="latency_ms")   # what for_budget searches
+                fine = res.fine_curve(metric="latency_ms")   # the dense family with its changes located
                 changes = res.curve(res.breakpoints(args.grid, metric="latency_ms"), metric="latency_ms")
                 spread = res.spread(args.grid, metric="latency_ms")   # the same run, grid even in latency
                 other_name = "expected-cost" if cfg.derivation == "argmax" else "argmax"
@@ -402,7 +403,7 @@ def family_benchmark(args) -> None:
     spread_ms = [a.costs["latency_ms"] for a in spread]
     spread_share = (max(spread_ms) - min(spread_ms)) / (reach[1] - reach[0])
     spread_distinct = len({a.genotype for a in spread})
-    curves = {"dense": dense, "changes": changes}
+    curves = {"dense": dense, "fine": fine, "changes": changes}
     summary = {k: {"points": len(c.points), "distinct_raw": len({a.genotype for a in c.raw}),
                    "distinct_members": len({a.genotype for a in c.points}),
                    "family_ms": list(c.range), "span_share": (c.range[1] - c.range[0]) / (reach[1] - reach[0])}
@@ -437,6 +438,9 @@ def family_benchmark(args) -> None:
                                for a in spread]},
         "dense": {**summary["dense"], "rule": f"the dense family for_budget searches: {cfg.curve_points} scales even "
                   "in the hypernetwork's input, after isotonic selection (distinct_raw: before it)"},
+        "fine": {**summary["fine"], "rule": "Family.fine_curve: the dense family plus the scales bisection finds "
+                 "between neighbouring dense scales whose genotypes differ (bisect_steps deep), after isotonic "
+                 "selection: the family's own distinct members"},
         "changes": {**summary["changes"], "rule": "Family.breakpoints: grid-many scales where the dense family "
                     "changes (each distinct member's first scale; the widest gaps filled), after isotonic selection",
                     "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],

@@ -1,7 +1,8 @@
 """A grid placed where the family changes (``Family.breakpoints``; issue 12 item 5, the family's distinct members).
 
 The grid even in lambda puts several points on one member and steps over others where the family changes
-quickly; ``breakpoints`` takes the scales at which the dense family's members first appear.
+quickly; ``breakpoints`` takes the scales at which the family's members first appear, bisecting where the
+dense family changes between two of its scales (``fine_curve``).
 """
 from __future__ import annotations
 
@@ -53,6 +54,15 @@ def test_the_grid_at_the_changes_lands_on_every_member_the_lambda_grid_steps_ove
     assert len(scales) == 12 and scales == sorted(scales) and len(set(scales)) == 12
     assert scales[0] == 0.0 and scales[-1] <= fam.Lambda
     assert distinct(fam, scales) == 9
+
+
+def test_a_member_the_dense_curve_steps_over_is_found_by_bisection():
+    # member 2 lives on [20.2/32, 20.4/32): between two neighbouring dense scales (20/32 and 21/32)
+    fam = ClusterFamily(changes=[0.5 / 32, 20.2 / 32, 20.4 / 32])
+    assert distinct(fam, fam.grid(fam.config.curve_points)) == 3
+    assert len({a.genotype for a in fam.fine_curve(metric="latency_ms").points}) == 4
+    members = fam.curve(fam.breakpoints(12), metric="latency_ms").points
+    assert {a.genotype for a in members} == {f"member-{i}" for i in range(4)}
 
 
 def test_with_more_members_than_points_it_keeps_both_ends_and_costs_evenly_spread_between():
