@@ -99,6 +99,9 @@ def main() -> None:
     p.add_argument("--save", default=None, metavar="DIR",
                    help="--family: also save the trained hypernetwork there (``hypernet.io.save_trained``), so its "
                         "family can be derived again without training (default: not saved)")
+    p.add_argument("--from-saved", default=None, metavar="DIR",
+                   help="--family: derive from the hypernetwork a --save run left in DIR instead of training (give "
+                        "the same space, data and seed; the search settings are the saved run's)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -368,8 +371,15 @@ def family_benchmark(args) -> None:
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
-                res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
-                                      complexity=ParamsCost() if args.complexity == "params" else None)
+                if args.from_saved:   # the family of a saved run, derived again (no training; times are loading's)
+                    from hilnas.searchers.hypernet.io import load_trained
+                    res = load_trained(args.from_saved, space, latency,
+                                       complexity=ParamsCost() if args.complexity == "params" else None)
+                    cfg = res.config
+                    res.val_acc = res.accuracy(0.0, loaders.val, max_batches=cfg.eval_batches)
+                else:
+                    res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
+                                          complexity=ParamsCost() if args.complexity == "params" else None)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
                 if args.save:
                     from hilnas.searchers.hypernet.io import save_trained
@@ -420,7 +430,7 @@ def family_benchmark(args) -> None:
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
-        "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
+        "from_saved": bool(args.from_saved), "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
         "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
         "reachable_ms": list(reach), "family_ms": [min(raw), max(raw)], "span_share": share,
         "distinct_members": distinct, "raw_violations": grid.raw_violations,
