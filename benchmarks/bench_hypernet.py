@@ -58,6 +58,9 @@ def main() -> None:
                         "space's reachable latency range they span (issue 12), no DCA-NAS runs")
     p.add_argument("--dataset", default="demo", choices=["demo", "cifar10"],
                    help="--family: search data (cifar10 = the CIFAR-10 subset in shared/data)")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="--family: images of the search's training pool, half for the weights and half for the "
+                        "architecture (a stratified subset; default: all, e.g. 10,000 of the CIFAR-10 subset)")
     p.add_argument("--grid", type=int, default=12, help="--family: grid points (default 12)")
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"], help="--family: lambda's draws")
     p.add_argument("--kappa", type=float, default=0.1, help="--family: the latency term's weight (default 0.1)")
@@ -93,6 +96,12 @@ def main() -> None:
     p.add_argument("--front-samples", type=int, default=40,
                    help="--family: random valid networks whose shared-weight loss locates the supernet's own "
                         "accuracy/latency front (default 40)")
+    p.add_argument("--save", default=None, metavar="DIR",
+                   help="--family: also save the trained hypernetwork there (``hypernet.io.save_trained``), so its "
+                        "family can be derived again without training (default: not saved)")
+    p.add_argument("--from-saved", default=None, metavar="DIR",
+                   help="--family: derive from the hypernetwork a --save run left in DIR instead of training (give "
+                        "the same space, data and seed; the search settings are the saved run's)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -336,9 +345,10 @@ def family_benchmark(args) -> None:
     if args.dataset == "cifar10":
         shared = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10-subset"
         data = DatasetConfig(name="cifar10", data_dir=str(shared), val_fraction=0.5, batch_size=args.batch_size,
-                             seed=args.seed)
+                             seed=args.seed, train_size=args.train_size)
     else:
-        data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed)
+        data = DatasetConfig(name="demo", val_fraction=0.5, batch_size=args.batch_size, seed=args.seed,
+                             train_size=args.train_size)
     datasets, loaders = loaders_for(data)
     c, h, _ = datasets.input_shape
     size = {"N": args.cells} if args.space == "nb201" else {"layers": args.cells}
@@ -361,19 +371,32 @@ def family_benchmark(args) -> None:
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
                                               kappa_scaling=args.kappa_scaling, **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
-                res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
-                                      complexity=ParamsCost() if args.complexity == "params" else None)
+                if args.from_saved:   # the family of a saved run, derived again (no training; times are loading's)
+                    from hilnas.searchers.hypernet.io import load_trained
+                    res = load_trained(args.from_saved, space, latency,
+                                       complexity=ParamsCost() if args.complexity == "params" else None)
+                    cfg = res.config
+                    res.val_acc = res.accuracy(0.0, loaders.val, max_batches=cfg.eval_batches)
+                else:
+                    res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
+                                          complexity=ParamsCost() if args.complexity == "params" else None)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                if args.save:
+                    from hilnas.searchers.hypernet.io import save_trained
+                    save_trained(res, args.save)
                 grid = res.curve(res.grid(args.grid), metric="latency_ms")
+                dense = res.curve(res.grid(cfg.curve_points), metric="latency_ms")   # what for_budget searches
+                fine = res.fine_curve(metric="latency_ms")   # the dense family with its changes located
+                changes = res.curve(res.breakpoints(args.grid, metric="latency_ms"), metric="latency_ms")
                 spread = res.spread(args.grid, metric="latency_ms")   # the same run, grid even in latency
                 other_name = "expected-cost" if cfg.derivation == "argmax" else "argmax"
                 other = dataclasses.replace(res, config=dataclasses.replace(cfg, derivation=other_name), _curves={})
                 other_grid = other.curve(other.grid(args.grid), metric="latency_ms")
                 span = cost_span(space, latency)
-                front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread],
+                front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread, *changes.points],
                                             samples=args.front_samples, seed=args.seed)
                 measured = {}
-                for a in [*grid.raw, *spread]:
+                for a in [*grid.raw, *spread, *changes.points]:
                     if a.genotype not in measured:
                         r = agent.benchmark(export_network(space, a.genotype, seed=args.seed),
                                             config=MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1))
@@ -390,19 +413,24 @@ def family_benchmark(args) -> None:
     spread_ms = [a.costs["latency_ms"] for a in spread]
     spread_share = (max(spread_ms) - min(spread_ms)) / (reach[1] - reach[0])
     spread_distinct = len({a.genotype for a in spread})
+    curves = {"dense": dense, "fine": fine, "changes": changes}
+    summary = {k: {"points": len(c.points), "distinct_raw": len({a.genotype for a in c.raw}),
+                   "distinct_members": len({a.genotype for a in c.points}),
+                   "family_ms": list(c.range), "span_share": (c.range[1] - c.range[0]) / (reach[1] - reach[0])}
+               for k, c in curves.items()}
     name = f"hypernet_family_{args.space}_C{args.C}_{args.cells}_{args.dataset}" + \
         ("" if args.sampling == "gumbel" else f"_{args.sampling}") + ("" if args.kappa == 0.1 else f"_kappa{args.kappa:g}") \
         + ("" if args.complexity == "params" else f"_{args.complexity}") + (f"_{args.tag}" if args.tag else "")
     write(name, {
         "space": {"name": space.name, "C": args.C, **size, "input": list(space.input_shape)},
-        "setup": {"dataset": args.dataset, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
+        "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
                   "weight_lambda": cfg.weight_lambda,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
-        "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
+        "from_saved": bool(args.from_saved), "search_s": wall, "search_cpu_s": cpu, "Lambda": res.Lambda, "sweep": res.sweep.to_dict() if res.sweep else None,
         "bound": res.bound.to_dict() if res.bound else None, "val_acc_at_0": res.val_acc,
         "reachable_ms": list(reach), "family_ms": [min(raw), max(raw)], "span_share": share,
         "distinct_members": distinct, "raw_violations": grid.raw_violations,
@@ -418,6 +446,17 @@ def family_benchmark(args) -> None:
                    "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
                                 "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
                                for a in spread]},
+        "dense": {**summary["dense"], "rule": f"the dense family for_budget searches: {cfg.curve_points} scales even "
+                  "in the hypernetwork's input, after isotonic selection (distinct_raw: before it)"},
+        "fine": {**summary["fine"], "rule": "Family.fine_curve: the dense family plus the scales bisection finds "
+                 "between neighbouring dense scales whose genotypes differ (bisect_steps deep), after isotonic "
+                 "selection: the family's own distinct members"},
+        "changes": {**summary["changes"], "rule": "Family.breakpoints: grid-many scales where the dense family "
+                    "changes (each distinct member's first scale; the widest gaps filled), after isotonic selection",
+                    "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
+                                 "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
+                                for a in changes.points]},
+        "epoch_costs": res.epoch_costs,
         "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],
@@ -435,6 +474,10 @@ def family_benchmark(args) -> None:
               f"{pb.worst_valid_loss:.3f} (bound {pb.theorem:.3g})")
     print(f"  the grid after isotonic selection (as the CLI produces it): {mono_distinct}/{args.grid} distinct, span "
           f"{mono_share:.2f}")
+    for k, v in summary.items():
+        print(f"  {k} ({v['points']} points): {v['distinct_members']} distinct after isotonic selection "
+              f"({v['distinct_raw']} raw), span {v['span_share']:.2f} ({v['family_ms'][0]:.3f}-{v['family_ms'][1]:.3f} ms)")
+    print(f"  val accuracy at lambda = 0 (relaxed supernet): {res.val_acc:.3f}")
     print(f"  grid even in latency (Family.spread) of the same run: {spread_distinct}/{args.grid} distinct, span "
           f"{spread_share:.2f} ({min(spread_ms):.3f}-{max(spread_ms):.3f} ms)")
     print(f"  shared weights ({front['networks']} networks, {front['images']} val images): the lowest-loss network "

@@ -182,6 +182,73 @@ class Family(abc.ABC):
         return [self.for_budget(Budget(metric, max(hi - (hi - lo) * i / (n - 1), lo)), weights=weights)
                 for i in range(n)]
 
+    def fine_curve(self, *, weights: Sequence[float] | None = None, metric: str | None = None) -> TradeOffCurve:
+        """The dense family (``curve_points`` scales) with its changes located: between two neighbouring scales
+        whose genotypes differ, bisection in the hypernetwork's input (``ScaleMap``), ``bisect_steps`` deep, adds
+        the scales where another genotype appears; made monotone like any curve.
+
+        Where the family changes quickly, neighbouring dense scales can step over members (on the full-size NB201
+        the dense curve had 6 distinct members, while ``for_budget``'s bisection found 8).
+        """
+        metric = metric or self.primary
+        smap = ScaleMap.of(self.config)
+        dense = self.curve(self.grid(self.config.curve_points), weights=weights, metric=metric)
+        w = dense.raw[0].tradeoff.weights
+
+        def position(a: Architecture) -> float:
+            return float(smap.encode(torch.tensor(a.tradeoff.scale, dtype=torch.float64), self.Lambda))
+
+        found: list[float] = []
+
+        def split(a: Architecture, b: Architecture, depth: int) -> None:
+            if depth == 0 or a.genotype == b.genotype:
+                return
+            mid = self.architecture(TradeOff(w, self.Lambda * smap.fraction(0.5 * (position(a) + position(b)))))
+            found.append(mid.tradeoff.scale)
+            split(a, mid, depth - 1)
+            split(mid, b, depth - 1)
+
+        for a, b in zip(dense.raw, dense.raw[1:]):
+            split(a, b, self.config.bisect_steps)
+        return self.curve(sorted({a.tradeoff.scale for a in dense.raw} | set(found)), weights=weights, metric=metric)
+
+    def breakpoints(self, points: int | None = None, *, weights: Sequence[float] | None = None,
+                    metric: str | None = None) -> list[float]:
+        """``points`` scales placed where the family changes (ascending): the scale at which each distinct member
+        of the family (``fine_curve``: the dense curve with its changes located, after isotonic selection) first
+        appears; when there are more than ``points``, lambda = 0's member, the cheapest one and those nearest to
+        costs evenly spaced between them. When there are fewer, the rest fill the widest gaps (in the
+        hypernetwork's input, ``ScaleMap``).
+
+        The grid even in lambda (``grid``) can land several points on one member and step over others where the
+        family changes quickly; these points land on every distinct member the family has, up to ``points``.
+        """
+        metric = metric or self.primary
+        n = points or self.config.grid_points
+        if n < 2:
+            raise ValueError(f"a grid needs at least 2 points, got {n}")
+        first: dict[Any, Architecture] = {}
+        for a in self.fine_curve(weights=weights, metric=metric).points:
+            first.setdefault(a.genotype, a)
+        members = list(first.values())                  # dearest (lambda = 0) first
+        if len(members) > n:
+            cost = [a.costs[metric] for a in members]
+            keep = {0, len(members) - 1}
+            for i in range(1, n - 1):
+                target = cost[0] + (cost[-1] - cost[0]) * i / (n - 1)
+                keep.add(min((j for j in range(len(members)) if j not in keep),
+                             key=lambda j: (abs(cost[j] - target), j)))
+            members = [members[j] for j in sorted(keep)]
+        smap = ScaleMap.of(self.config)
+        at = {float(smap.encode(torch.tensor(s, dtype=torch.float64), self.Lambda)): s
+              for s in {0.0, *(a.tradeoff.scale for a in members)}}   # position -> scale (the members' exactly)
+        while len(at) < n:   # fill the widest gap in position (1 stands for Lambda)
+            ends = sorted(at) + ([] if max(at) >= 1.0 else [1.0])
+            k = max(range(len(ends) - 1), key=lambda i: ends[i + 1] - ends[i])
+            v = 0.5 * (ends[k] + ends[k + 1])
+            at[v] = self.Lambda * smap.fraction(v)
+        return [at[v] for v in sorted(at)]
+
     def for_budget(self, budget: Budget | str, *, weights: Sequence[float] | None = None) -> Architecture:
         """The least-penalised member within ``budget`` along the ray, found by bisection on the scale.
 

@@ -71,6 +71,9 @@ class HypernetRunConfig:
     complexity: str = "params"                       # Reg, what lambda weighs: params | flops (kappa weighs the LUT
                                                      # latency apart), or latency | energy (one term)
     lambdas: tuple[float, ...] = ()                  # scales along the direction; () = search.grid_points up to Lambda
+    grid_at: str = "changes"                         # with neither lambdas nor budgets: "changes" (the scales where
+                                                     # the family changes, ``Family.breakpoints``) | "lambda" (even in
+                                                     # the hypernetwork's input, ``Family.grid``)
     direction: tuple[float, ...] | None = None       # simplex point over the op types; None = the centre
     budgets: tuple[Budget, ...] = ()                 # device budgets: one member each (instead of the grid)
     use_correction: bool = True                      # map latency budgets through the LUT's fitted correction
@@ -94,6 +97,8 @@ class HypernetRunConfig:
             raise ValueError("train_epochs must be >= 0")
         if self.budgets and self.lambdas:
             raise ValueError("give lambdas or budgets, not both")
+        if self.grid_at not in ("changes", "lambda"):
+            raise ValueError(f"grid_at must be 'changes' or 'lambda', got {self.grid_at!r}")
         for b in self.budgets:
             if not isinstance(b, Budget):
                 raise ValueError(f"budgets must be Budget objects (Budget.parse('latency_ms=5')), got {b!r}")
@@ -246,7 +251,10 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         say(f"trained in {result.wall_s:.1f} s; Lambda = {result.Lambda:.4g}"
             + (f" ({result.bound.source})" if result.bound else " (given)") + f"; saved to {trained_dir}")
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
-    chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
+    lambdas = config.lambdas
+    if not lambdas and not config.budgets and config.grid_at == "changes":
+        lambdas = tuple(result.breakpoints(config.search.grid_points, weights=config.direction))
+    chosen, failed, notes, curve = family_members(result, config.budgets, lambdas,
                                                   config.search.curve_points, correction, say,
                                                   weights=config.direction)
     reports = _measure_members(store, device_key, clients, config, space, loaders, result, chosen, latency,

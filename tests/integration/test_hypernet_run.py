@@ -6,12 +6,15 @@ import onnx
 import pytest
 
 from loopback import FAST, SEARCH_OVERRIDES, search_space
+from hilnas.searchers.cost import LutLatencyCost, ParamsCost
 from hilnas.searchers.data import DatasetConfig
 from hilnas.searchers.genotype import genotype_from_json
 from hilnas.searchers.hypernet import HypernetConfig
 from hilnas.searchers.hypernet.bound import is_valid
+from hilnas.searchers.hypernet.io import load_trained
 from hilnas.searchers.result import Budget
 from hilnas.server.search.hypernet import HypernetRunConfig, run_hypernet
+from hilnas.server.validation import lut_values
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
@@ -29,7 +32,7 @@ def config(tmp_path, **kw):
 @pytest.mark.slow
 def test_grid_run_exports_measures_records_and_plots(lut_store, tmp_path):
     store, client = lut_store
-    report = run_hypernet(store, "pi", [client], config(tmp_path))
+    report = run_hypernet(store, "pi", [client], config(tmp_path, grid_at="lambda"))
     assert len(report.members) == SEARCH.grid_points
     scales = [m.scale for m in report.members]
     assert scales == sorted(scales) and scales[-1] == pytest.approx(report.Lambda)
@@ -79,6 +82,8 @@ def test_bad_config_is_refused():
         HypernetRunConfig(lambdas=(0.1,), budgets=(Budget("latency_ms", 1.0),))
     with pytest.raises(ValueError, match="Budget"):
         HypernetRunConfig(budgets=("latency_ms=1",))
+    with pytest.raises(ValueError, match="grid_at must be 'changes' or 'lambda'"):
+        HypernetRunConfig(grid_at="even")
 
 
 @pytest.mark.slow
@@ -87,6 +92,10 @@ def test_a_saved_hypernetwork_serves_new_lambdas_and_budgets_without_training(lu
     first = run_hypernet(store, "pi", [client], config(tmp_path))
     assert first.trained_dir and first.from_run is None
     scales = tuple(m.scale for m in first.members)
+    # the default grid sits where the family changes: the saved run's breakpoints
+    latency = LutLatencyCost(lut_values(store, store.find_lut("pi")))
+    saved = load_trained(first.trained_dir, SPACE, latency, complexity=ParamsCost())
+    assert list(scales) == pytest.approx(saved.breakpoints(SEARCH.grid_points)) and scales[0] == 0.0
     again = run_hypernet(store, "pi", [client], HypernetRunConfig(from_run=first.run_id, lambdas=scales, measure=FAST,
                                                                   out_dir=str(tmp_path / "again")))
     assert again.from_run == first.run_id and again.Lambda == pytest.approx(first.Lambda)

@@ -18,10 +18,11 @@ def cmd_search_hypernet(args) -> int:
     direction = tuple(float(x) for x in args.direction.split(",")) if args.direction else None
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",")) if args.budgets else ()
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
-                            grid_points=args.grid, kappa=args.kappa, sampling=args.sampling)
+                            grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
+                            weight_lambda=args.weight_lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
-        search=search, complexity=args.complexity, lambdas=lambdas, direction=direction, budgets=budgets,
+        search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction, budgets=budgets,
         train_epochs=args.train_epochs, seed=args.seed, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, from_run=args.from_run)
     from hilnas.searchers.train import reporting_to
@@ -68,6 +69,10 @@ def register(ssub) -> None:
     p.add_argument("--budgets", help="comma-separated device budgets, e.g. latency_ms=2,latency_ms=3 (solves for lambda)")
     p.add_argument("--direction", help="comma-separated point of the simplex, one weight per op type (default: centre)")
     p.add_argument("--grid", type=int, default=6, help="grid points when neither --lambdas nor --budgets (default 6)")
+    p.add_argument("--grid-at", default="changes", choices=["changes", "lambda"],
+                   help="where the --grid points go: changes (the scales where the family's member changes, on its "
+                        "dense curve: each point a distinct member while the family has that many; default) or "
+                        "lambda (evenly spaced in lambda, log scale: several points may give one member)")
     p.add_argument("--complexity", default="params", choices=["params", "flops", "latency", "energy"],
                    help="Reg, what lambda weighs (seed 002's lambda Reg + kappa Latency): params (default) or flops, "
                         "with kappa times the device's LUT latency as a second term; latency or energy fold both "
@@ -78,6 +83,10 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
+    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero"],
+                   help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
+                        "default) or zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
+                        "members instead of following the family to its cheap ones)")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the hypernetwork run N trained and saved, without training again (run N's "
                         "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")
