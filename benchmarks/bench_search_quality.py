@@ -160,7 +160,9 @@ def run_job(job: dict) -> dict:
                    decisions_fallback=r.extra.get("decisions_fallback"),
                    decided_on_device=r.extra.get("decided_on_device"),
                    cells_measured_on_device=r.extra.get("cells_measured_on_device"),
-                   cell_remeasurements=r.extra.get("cell_remeasurements"))
+                   cell_remeasurements=r.extra.get("cell_remeasurements"), reopened=r.extra.get("reopened", []),
+                   reopen_measurements=r.extra.get("reopen_measurements"),
+                   measurement_spread=r.extra.get("measurement_spread"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -380,10 +382,13 @@ def main() -> None:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
         if (unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0
-                or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1):
+                or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1 or args.device_reopen < 0
+                or args.device_reopen_measurements < 0 or args.device_margin_sigmas < 0
+                or args.device_oneshot_batches < 0):
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
                              "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
-                             "--ratio-tolerance in [0, 1)")
+                             "--ratio-tolerance in [0, 1), --device-reopen*, --device-margin-sigmas and "
+                             "--device-oneshot-batches >= 0")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None
