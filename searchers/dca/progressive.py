@@ -36,6 +36,20 @@ band. Each decision records ``on_device`` and the cells it chose between (arch_s
 device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
 search (a new export and window), never on these measurements.
 
+A decision on the device whose measured completions have none in the band does not settle for the
+nearest (``reopen``): the corrected LUT is off per cell by a median ~7 %, up to 40 %, so four decisions on
+the prediction can leave no completion in the band. It reopens an earlier decision instead: the
+correction is refitted by least squares on every cell measured in this search (``refit``: measured ~
+a x prediction + b; >= 25 cells by then), another op of a decided edge whose completions land in the band
+by that refit (cells measured already: by their measurement) has its completions measured (and
+confirmed), and the first that measures one in the band replaces the decision (``reopened``; at most
+``reopen`` tries and ``reopen_measurements`` first measurements per search). The margin the decisions
+on the device aim inside follows the measured spread once three cells are confirmed (``margin_sigmas``
+standard deviations of one measurement, pooled over the confirmations), narrowing toward the band's
+middle where no measured cell lies inside it. Among the cells confirmed in the aimed band, the choice
+is by the supernet's one-shot accuracy on held-out batches when ``accuracy`` is given (a weight-sharing
+NAS step; otherwise by the Lagrangian).
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -95,7 +109,9 @@ class Progressive:
     prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
     each side when some measured completion lies there; ``repeats``, ``window`` (device cost) and
     ``remeasure(genotype)`` (a new measurement; default ``measure``): the confirmation of measured
-    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio.
+    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio; ``reopen`` and
+    ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
+    ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],

@@ -31,7 +31,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   shrunk by ``device_margin`` on each side where a measured cell lies there; a cell measured in the band
   or within ``device_window`` of it is measured again (up to ``device_repeats`` in all) and its median
   trusted; the decisions on the prediction prefer ops whose completions land in the band at device
-  ratios within ``ratio_tolerance`` of the measured one.
+  ratios within ``ratio_tolerance`` of the measured one; when the measured cells have none in the band,
+  an earlier decision is reopened (``device_reopen``), the margin follows the measured spread
+  (``device_margin_sigmas``), and among the confirmed in-band cells the supernet's one-shot accuracy on
+  held-out batches chooses (``device_oneshot_batches``).
   ``constrain = "derived"`` instead compares the exact
   cost of the genotype the alphas derive now (the default is the relaxed cost, as the paper).
 - ``temperature = (start, end)``: the softmax of the alphas is annealed geometrically from start

@@ -88,3 +88,42 @@ def test_bad_settings_are_refused():
     for kw in ({"reopen": -1}, {"reopen_measurements": -1}, {"margin_sigmas": -0.5}):
         with pytest.raises(ValueError, match="must be >= 0"):
             Progressive(build_supernet(SPACE), tables(), [0], penalty=lambda c: 0.0, **kw)
+
+
+def test_the_one_shot_scorer_evaluates_the_cell_on_the_test_loader_and_leaves_the_decided_edges_as_they_were():
+    import torch
+
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    from hilnas.searchers.dca.bilevel import _oneshot
+
+    _, data = loaders_for(DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4,
+                                        synthetic_train=64, synthetic_test=32, val_fraction=0.5, batch_size=16))
+    model = build_supernet(SPACE)
+    model.fixed["cell"][2] = 1
+    assert _oneshot(model, data, 0) is None   # 0 batches: the choice stays the Lagrangian's
+    score = _oneshot(model, data, 2)
+    a = NB201Genotype(("nor_conv_3x3",) * 6)
+    b = NB201Genotype(("skip_connect",) * 6)
+    acc_a, acc_b = score(a), score(b)
+    assert 0.0 <= acc_a <= 1.0 and model.fixed["cell"] == {2: 1}
+    # the same batches each time, the cell's ops alone: a cell scores what the supernet with its ops fixed scores
+    assert score(a) == acc_a
+    model.fixed["cell"].clear()
+    model.fixed["cell"].update({e: SPACE.ops.index(o) for e, o in enumerate(b.ops)})
+    from hilnas.searchers.train import evaluate
+    assert evaluate(model, data.test, max_batches=2)[1] == acc_b
+    assert torch.is_grad_enabled()
+
+
+def test_the_new_device_flags_refuse_bad_values_with_the_fix():
+    import argparse
+
+    from hilnas.server.cli.common import CliError
+    from hilnas.server.cli.search.dca import DEVICE_DEFAULTS, check_device_options
+
+    for flag, value in (("device_reopen", -1), ("device_reopen_measurements", -5), ("device_margin_sigmas", -1.0),
+                        ("device_oneshot_batches", -1)):
+        args = argparse.Namespace(**{**DEVICE_DEFAULTS, flag: value})
+        with pytest.raises(CliError, match=f"--{flag.replace('_', '-')} {DEVICE_DEFAULTS[flag]}"):
+            check_device_options(args)
+    check_device_options(argparse.Namespace(**DEVICE_DEFAULTS))
