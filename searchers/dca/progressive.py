@@ -43,7 +43,8 @@ correction is refitted by least squares on every cell measured in this search (`
 a x prediction + b; >= 25 cells by then), another op of a decided edge whose completions land in the band
 by that refit (cells measured already: by their measurement) has its completions measured (and
 confirmed), and the first that measures one in the band replaces the decision (``reopened``; at most
-``reopen`` tries and ``reopen_measurements`` first measurements per search). The margin the decisions
+``reopen`` tries per search, each started only while the reopenings' measurements so far plus its first
+ones stay within ``reopen_measurements``). The margin the decisions
 on the device aim inside follows the measured spread once three cells are confirmed (``margin_sigmas``
 standard deviations of one measurement, pooled over the confirmations), narrowing toward the band's
 middle where no measured cell lies inside it. Among the cells confirmed in the aimed band, the choice
@@ -330,8 +331,9 @@ class Progressive:
         first, then the latest decision first, then by the alphas),
         whose completions, predicted through the correction refitted on every cell measured so far (a cell measured
         already: its measurement), land in the band; their completions are measured (and confirmed) and the first candidate with a measured completion in
-        the band replaces the decision. At most ``reopen`` candidates and ``reopen_measurements`` first
-        measurements per search. Returns whether a decision was replaced."""
+        the band replaces the decision. At most ``reopen`` tries per search, each started only while the
+        reopenings' measurements so far (confirmations included) plus its first ones stay within
+        ``reopen_measurements``. Returns whether a decision was replaced."""
         if len(self.reopened) >= self.reopen or not fixed or len(self.measured) < 2:
             return False
         a, b = self.refit()

@@ -156,8 +156,9 @@ class DcaConfig(BilevelConfig):
     ratio_tolerance: float = 0.1
     # backtracking on the device: when the measured completions have no cell in the band, reopen an earlier decision
     # (another op of that edge whose completions, predicted through a correction refitted on the cells measured so
-    # far, land in the band), measure its completions; at most device_reopen times and device_reopen_measurements
-    # first measurements per search (0: never reopen)
+    # far, land in the band), measure its completions; at most device_reopen tries per search, each started only
+    # while the reopenings' measurements (first ones and confirmations) plus its first ones stay within
+    # device_reopen_measurements (0: never reopen)
     device_reopen: int = 3
     device_reopen_measurements: int = 75
     # once three cells are confirmed, the margin is this many standard deviations of one measurement (pooled over

@@ -122,8 +122,8 @@ _DEVICE_HELP = {
                       "an earlier decision: another op of that edge whose cells, predicted through a correction "
                       "refitted on the cells measured so far, land in the band, is measured; at most N tries per "
                       "search (default: {d}; 0: never)"),
-    "device_reopen_measurements": (int, "M", "at most M first measurements for those reopenings per search "
-                                   "(default: {d})"),
+    "device_reopen_measurements": (int, "M", "a reopening is tried only while the reopenings' measurements so far "
+                                   "(confirmations included) plus its own first ones stay within M (default: {d})"),
     "device_margin_sigmas": (float, "Z", "once three cells are confirmed, the margin is Z standard deviations of one "
                              "measurement, pooled over the confirmations, instead of --device-margin (default: {d}; "
                              "0: --device-margin throughout)"),
