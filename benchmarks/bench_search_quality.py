@@ -9,7 +9,8 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
 - ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
   augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
   the device in the loop (its derived networks measured on the agent, the last decisions on
-  measured cells, confirmed by repeated measurements near the band; the ``--device-*`` and
+  measured cells, confirmed by repeated measurements near the band, an earlier decision reopened when
+  the measured cells have none in the band, the choice among them by one-shot accuracy; the ``--device-*`` and
   ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
