@@ -9,7 +9,8 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
 - ``dca``: DCA-NAS as hilnas runs it (``searchers.dca.search``): the band constraint, the
   augmented Lagrangian, the NB201 edges decided one at a time (``searchers/dca/progressive.py``),
   the device in the loop (its derived networks measured on the agent, the last decisions on
-  measured cells, confirmed by repeated measurements near the band; the ``--device-*`` and
+  measured cells, confirmed by repeated measurements near the band, an earlier decision reopened when
+  the measured cells have none in the band, the choice among them by one-shot accuracy; the ``--device-*`` and
   ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
@@ -160,7 +161,9 @@ def run_job(job: dict) -> dict:
                    decisions_fallback=r.extra.get("decisions_fallback"),
                    decided_on_device=r.extra.get("decided_on_device"),
                    cells_measured_on_device=r.extra.get("cells_measured_on_device"),
-                   cell_remeasurements=r.extra.get("cell_remeasurements"))
+                   cell_remeasurements=r.extra.get("cell_remeasurements"), reopened=r.extra.get("reopened", []),
+                   reopen_measurements=r.extra.get("reopen_measurements"),
+                   measurement_spread=r.extra.get("measurement_spread"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -380,10 +383,13 @@ def main() -> None:
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
         if (unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0
-                or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1):
+                or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1 or args.device_reopen < 0
+                or args.device_reopen_measurements < 0 or args.device_margin_sigmas < 0
+                or args.device_oneshot_batches < 0):
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
                              "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
-                             "--ratio-tolerance in [0, 1)")
+                             "--ratio-tolerance in [0, 1), --device-reopen*, --device-margin-sigmas and "
+                             "--device-oneshot-batches >= 0")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None

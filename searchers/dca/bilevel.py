@@ -112,6 +112,25 @@ def _band(term: CostTerm, budget: float) -> tuple[float, float] | None:
     return (band[0] * budget, band[1] * budget) if band is not None else None
 
 
+def _oneshot(model: Any, data: Loaders, batches: int) -> Callable[[Any], float] | None:
+    """genotype -> the supernet's one-shot accuracy with the cell's ops fixed, on the first ``batches`` batches of
+    the test loader (held out: the search trains the weights on ``train`` and the alphas on ``val``)."""
+    if batches <= 0 or data.test is None:
+        return None
+
+    def accuracy(genotype: Any) -> float:
+        ops = model.space.ops
+        saved = dict(model.fixed["cell"])
+        model.fixed["cell"].clear()
+        model.fixed["cell"].update({e: ops.index(o) for e, o in enumerate(genotype.ops)})
+        try:
+            return evaluate(model, data.test, max_batches=batches)[1]
+        finally:
+            model.fixed["cell"].clear()
+            model.fixed["cell"].update(saved)
+    return accuracy
+
+
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
                 term: CostTerm, *, budget: Budget | None, enforce_budget: bool, seed: int,
                 data: Loaders, measure: Callable[[Any], float] | None = None) -> SearchResult:
@@ -147,7 +166,11 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   repeats=getattr(config, "device_repeats", 1),
                                   window=getattr(config, "device_window", 0.0) * budget.value,
                                   # the ratio is one measured network's: only with the device in the loop
-                                  tolerance=getattr(config, "ratio_tolerance", 0.0) if feedback is not None else 0.0)
+                                  tolerance=getattr(config, "ratio_tolerance", 0.0) if feedback is not None else 0.0,
+                                  reopen=getattr(config, "device_reopen", 0),
+                                  reopen_measurements=getattr(config, "device_reopen_measurements", 0),
+                                  margin_sigmas=getattr(config, "device_margin_sigmas", 0.0),
+                                  accuracy=_oneshot(model, data, getattr(config, "device_oneshot_batches", 0)))
     elif getattr(config, "progressive", False) and isinstance(space, DartsSpace) and budget is not None:
         # the DARTS space: one node (its two inputs and ops) at a time (darts_nodes.py)
         progressive = NodeDecisions.for_search(model, tables, cost_model, config, term, budget.value, feedback,
@@ -201,6 +224,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         extra["decided_on_device"] = sum(d["on_device"] for d in progressive.decisions)   # decisions on measured cells
         extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> median cost
         extra["cell_remeasurements"] = sum(len(v) - 1 for v in progressive.samples.values())   # confirmations
+        extra["reopened"] = progressive.reopened                                          # backtracking
+        extra["reopen_measurements"] = progressive.reopen_used
+        extra["measurement_spread"] = progressive.spread()   # pooled relative sd of one measurement (None: < 3 cells)
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

@@ -36,6 +36,21 @@ band. Each decision records ``on_device`` and the cells it chose between (arch_s
 device cost); ``measured`` holds every cell measured. The result is still scored afresh after the
 search (a new export and window), never on these measurements.
 
+A decision on the device whose measured completions have none in the band does not settle for the
+nearest (``reopen``): the corrected LUT is off per cell by a median ~7 %, up to 40 %, so four decisions on
+the prediction can leave no completion in the band. It reopens an earlier decision instead: the
+correction is refitted by least squares on every cell measured in this search (``refit``: measured ~
+a x prediction + b; >= 25 cells by then), another op of a decided edge whose completions land in the band
+by that refit (cells measured already: by their measurement) has its completions measured (and
+confirmed), and the first that measures one in the band replaces the decision (``reopened``; at most
+``reopen`` tries per search, each started only while the reopenings' measurements so far plus its first
+ones stay within ``reopen_measurements``). The margin the decisions
+on the device aim inside follows the measured spread once three cells are confirmed (``margin_sigmas``
+standard deviations of one measurement, pooled over the confirmations), narrowing toward the band's
+middle where no measured cell lies inside it. Among the cells confirmed in the aimed band, the choice
+is by the supernet's one-shot accuracy on held-out batches when ``accuracy`` is given (a weight-sharing
+NAS step; otherwise by the Lagrangian).
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -95,7 +110,9 @@ class Progressive:
     prediction throughout); ``margin`` (device cost): on the device, aim at the band shrunk by it on
     each side when some measured completion lies there; ``repeats``, ``window`` (device cost) and
     ``remeasure(genotype)`` (a new measurement; default ``measure``): the confirmation of measured
-    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio.
+    cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio; ``reopen`` and
+    ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
+    ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
@@ -103,7 +120,8 @@ class Progressive:
                  measure: Callable[[NB201Genotype], float] | None = None,
                  band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0,
                  repeats: int = 1, window: float = 0.0, remeasure: Callable[[NB201Genotype], float] | None = None,
-                 tolerance: float = 0.0):
+                 tolerance: float = 0.0, reopen: int = 0, reopen_measurements: int = 0, margin_sigmas: float = 0.0,
+                 accuracy: Callable[[NB201Genotype], float] | None = None):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
         if margin < 0 or window < 0:
@@ -112,10 +130,19 @@ class Progressive:
             raise ValueError(f"repeats must be >= 1 (1: each cell measured once), got {repeats}")
         if not 0 <= tolerance < 1:
             raise ValueError(f"tolerance must be in [0, 1) (a relative error of the device's ratio), got {tolerance}")
+        if reopen < 0 or reopen_measurements < 0 or margin_sigmas < 0:
+            raise ValueError(f"reopen, reopen_measurements and margin_sigmas must be >= 0, got {reopen}, "
+                             f"{reopen_measurements}, {margin_sigmas}")
         self.model, self.steps, self.penalty, self.within = model, sorted(steps), penalty, within
         self.scale, self.measure, self.band, self.on_device, self.margin = scale, measure, band, on_device, margin
         self.repeats, self.window, self.tolerance = repeats, window, tolerance
         self.remeasure = remeasure or measure   # a new measurement each call (``measure`` may be cached)
+        self.reopen, self.reopen_measurements, self.margin_sigmas = reopen, reopen_measurements, margin_sigmas
+        self.accuracy = accuracy   # genotype -> the supernet's one-shot accuracy on held-out batches (None: by cost)
+        self.reopened: list[dict] = []   # every reopening tried (backtracking on the device)
+        self.reopen_used = 0             # measurements the reopenings took (first ones and confirmations)
+        self._oneshot_record: dict[str, float] = {}   # arch_str -> one-shot accuracy, the current decision's
+        self._aimed_margin = 0.0                      # the margin the current decision aimed inside (``_aim``)
         self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision (median)
         self.samples: dict[str, list[float]] = {}   # arch_str -> every measurement of it, in order
         self.cells = nb201_cells(model.space.ops)
@@ -139,10 +166,17 @@ class Progressive:
         free = [e for e in range(len(self.model.space.edges)) if e not in fixed]
         if not free:
             return
+        reopenings = []
+        while True:   # reopen an earlier decision while the measured completions strand this one (module docstring)
+            with torch.no_grad():
+                device_table, measured = self._device_table(fixed)
+            if measured is None or self.band is None or self._in_band(measured, self.band) \
+                    or not self._reopen(fixed, reopenings, arch_step):
+                break
+        free = [e for e in range(len(self.model.space.edges)) if e not in fixed]
         last = len(free) == 1
         self._coverage: torch.Tensor | None = None   # (edges, ops) ratios covered, set by ``_robust``
         with torch.no_grad():
-            device_table, measured = self._device_table(fixed)
             reachable = self._reachable(fixed)
             w = self.model.op_weights()["cell"].double()
             scores = torch.full(w.shape, -torch.inf, dtype=torch.float64)   # (edges, ops); decided edges stay -inf
@@ -172,7 +206,8 @@ class Progressive:
             if not feasible.any():   # nothing to choose from (module docstring)
                 feasible = greedy
             unrestricted = self._choose(scores, greedy)
-            e, o, certainty = self._choose(scores, feasible)
+            oneshot = self._oneshot(fixed, device_table, aimed) if measured is not None and miss == 0 else None
+            e, o, certainty = self._choose(scores, feasible, oneshot)
         fixed[e] = o
         self.decisions.append({"arch_step": arch_step, "edge": e, "op": self.model.space.ops[o],
                                "certainty": certainty, "expected_cost": float(self.expected_cost().detach()),
@@ -184,6 +219,9 @@ class Progressive:
                                "repeats": {a: self.samples[a] for a in (measured or {}) if len(self.samples[a]) > 1},
                                "coverage": int(self._coverage[e, o]) if self._coverage is not None else None,
                                "aimed_inside": aimed,   # chosen among completions measured inside the margin
+                               "margin": self._margin(), "aimed_margin": self._aimed_margin if aimed else 0.0,
+                               "reopened": reopenings,
+                               **({"oneshot": self._oneshot_record} if oneshot is not None else {}),
                                **({"device_costs": device_costs} if last else {})})
 
     def _reachable(self, fixed: dict[int, int]) -> torch.Tensor:
@@ -197,7 +235,7 @@ class Progressive:
         ops = len(self.model.space.ops)
         return torch.stack([torch.bincount(arch[left, e], minlength=ops) > 0 for e in range(arch.shape[1])])
 
-    def _device_table(self, fixed: dict[int, int]) -> tuple[torch.Tensor, dict[str, float] | None]:
+    def _device_table(self, fixed: dict[int, int], force: bool = False) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
         decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
         table = self.costs * (self.scale() if self.scale is not None else 1.0)
@@ -208,7 +246,7 @@ class Progressive:
         for e, o in fixed.items():
             left &= arch[:, e] == o
         rows = left.nonzero().flatten().tolist()
-        if not rows or len(rows) > self.on_device:
+        if not rows or (len(rows) > self.on_device and not force):
             return table, None
         ops = self.model.space.ops
         measured: dict[str, float] = {}
@@ -238,11 +276,114 @@ class Progressive:
         some measured completion lies there (a cell measured at the band's edge is out of it on the next
         measurement about half the time). Returns (feasible, miss, whether the inner band was used)."""
         lo, hi = self.band
-        if on_device and self.margin > 0 and hi - lo > 2 * self.margin:
-            inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + self.margin, hi - self.margin))
-            if miss == 0:
+        self._aimed_margin = 0.0
+        widest = min(self._margin(), 0.45 * (hi - lo))   # a margin wider than the band leaves nothing to aim at
+        for m in (widest, 0.75 * widest, 0.5 * widest, 0.25 * widest) if on_device and widest > 0 else ():
+            inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + m, hi - m))
+            if miss == 0:   # the widest margin some measured completion lies inside: the nearest to the middle
+                self._aimed_margin = m
                 return inner, miss, True
         return (*self._feasible(fixed, device_costs, device_table, on_device, self.band), False)
+
+    def spread(self) -> float | None:
+        """The pooled relative standard deviation of one measurement, from the cells measured more than once
+        (their within-cell variance, relative to each cell's median); None until three cells are confirmed."""
+        repeated = [s for s in self.samples.values() if len(s) > 1]
+        if len(repeated) < 3:
+            return None
+        ss = sum(sum((x / statistics.median(s) - statistics.fmean(s) / statistics.median(s)) ** 2 for x in s)
+                 for s in repeated)
+        return math.sqrt(ss / sum(len(s) - 1 for s in repeated))
+
+    def _margin(self) -> float:
+        """The margin the decisions on the device aim inside by: ``margin_sigmas`` x the measured spread of one fresh
+        measurement about a median of ``repeats`` (at the band's top), once measured; else the fixed ``margin``."""
+        sigma = self.spread() if self.margin_sigmas > 0 else None
+        if sigma is None or self.band is None:
+            return self.margin
+        return self.margin_sigmas * sigma * math.sqrt(1 + 1 / self.repeats) * self.band[1]
+
+    def _in_band(self, measured: dict[str, float], band: tuple[float, float]) -> bool:
+        return any(band[0] <= c <= band[1] and (self.within is None or self.within(c)) for c in measured.values())
+
+    def _measured_rows(self) -> dict[int, float]:
+        """Row of ``cells`` -> the median measured cost, for every cell measured in this search."""
+        ops = self.model.space.ops
+        index = {tuple(ops.index(o) for o in NB201Genotype.from_arch_str(a).ops): c for a, c in self.measured.items()}
+        return {r: index[tuple(arch)] for r, arch in enumerate(self.cells.arch) if tuple(arch) in index}
+
+    def refit(self) -> tuple[float, float]:
+        """(a, b): the device's cost of a cell ~ a x its prediction + b, least squares over every cell measured in
+        this search (median of its measurements); a pure ratio when their predictions do not differ."""
+        measured = self._measured_rows()
+        x = [float(self.costs[r]) for r in measured]
+        y = list(measured.values())
+        mx, my = statistics.fmean(x), statistics.fmean(y)
+        sxx = sum((v - mx) ** 2 for v in x)
+        if sxx <= 1e-12 * max(1.0, mx * mx):
+            return my / mx, 0.0
+        a = sum((u - mx) * (v - my) for u, v in zip(x, y)) / sxx
+        return a, my - a * mx
+
+    def _reopen(self, fixed: dict[int, int], tried: list[dict], arch_step: int) -> bool:
+        """Backtracking on the device: no measured completion of the decided edges lies in the band, so reopen one
+        earlier decision. Candidates: another op of a decided edge (those with >= 3 completions predicted in the band
+        first, then the latest decision first, then by the alphas),
+        whose completions, predicted through the correction refitted on every cell measured so far (a cell measured
+        already: its measurement), land in the band; their completions are measured (and confirmed) and the first candidate with a measured completion in
+        the band replaces the decision. At most ``reopen`` tries per search, each started only while the
+        reopenings' measurements so far (confirmations included) plus its first ones stay within
+        ``reopen_measurements``. Returns whether a decision was replaced."""
+        if len(self.reopened) >= self.reopen or not fixed or len(self.measured) < 2:
+            return False
+        a, b = self.refit()
+        lo, hi = self.band
+        arch = torch.as_tensor(self.cells.arch)
+        valid = torch.as_tensor(self.cells.valid)
+        predicted = self.costs * a + b
+        for r, c in self._measured_rows().items():   # a cell measured already is known, not predicted
+            predicted[r] = c
+        order = [d["edge"] for d in reversed(self.decisions) if d["edge"] in fixed]
+        w = self.model.op_weights()["cell"].detach()
+        done = {(r["edge"], r["to"]) for r in self.reopened}
+        candidates = []
+        for rank, e in enumerate(order):
+            base = valid.clone()
+            for e2, o2 in fixed.items():
+                if e2 != e:
+                    base &= arch[:, e2] == o2
+            for o in range(w.shape[1]):
+                if o == fixed[e] or (e, o) in done:
+                    continue
+                rows = base & (arch[:, e] == o)
+                inside = int((rows & (predicted >= lo) & (predicted <= hi)).sum())
+                if inside:   # a few cells predicted in the band first: one may be the refit's error
+                    candidates.append((-min(inside, 3), rank, -float(w[e, o]), e, o, rows.nonzero().flatten().tolist(),
+                                       inside))
+        ops = self.model.space.ops
+        for *_, e, o, rows, inside in sorted(candidates, key=lambda c: c[:3]):
+            if len(self.reopened) >= self.reopen:
+                break
+            new = [r for r in rows if NB201Genotype(tuple(ops[i] for i in self.cells.arch[r])).arch_str not in self.samples]
+            if self.reopen_used + len(new) > self.reopen_measurements:
+                continue
+            before = sum(len(s) for s in self.samples.values())
+            trial = {**fixed, e: o}
+            _, measured = self._device_table(trial, force=True)
+            used = sum(len(s) for s in self.samples.values()) - before
+            self.reopen_used += used
+            landed = measured is not None and self._in_band(measured, self.band)
+            record = {"arch_step": arch_step, "edge": e, "from": ops[fixed[e]], "to": ops[o], "refit": [a, b],
+                      "predicted_in_band": inside, "measurements": used, "landed": landed}
+            self.reopened.append(record)
+            tried.append(record)
+            if landed:
+                for d in self.decisions:
+                    if d["edge"] == e:
+                        d["reopened_to"] = ops[o]
+                fixed[e] = o
+                return True
+        return False
 
     def _feasible(self, fixed: dict[int, int], device_costs: dict[str, float] | None, device_table: torch.Tensor,
                   on_device: bool, band: tuple[float, float]) -> tuple[torch.Tensor, float]:
@@ -301,9 +442,41 @@ class Progressive:
         best = torch.where(feasible, coverage, torch.full_like(coverage, -1)).amax(1, keepdim=True)
         return coverage >= best
 
+    def _oneshot(self, fixed: dict[int, int], device_table: torch.Tensor, aimed: bool) -> torch.Tensor | None:
+        """(edges, ops): the best one-shot accuracy (``accuracy``: the supernet on held-out batches, the cell's ops
+        fixed) among the measured completions in the band the decision aims at, -inf where an op has none; None
+        without ``accuracy``. The choice among cells the device confirmed in the band is then by accuracy."""
+        self._oneshot_record: dict[str, float] = {}
+        if self.accuracy is None:
+            return None
+        lo, hi = self.band
+        if aimed:
+            lo, hi = lo + self._aimed_margin, hi - self._aimed_margin
+        arch = torch.as_tensor(self.cells.arch)
+        left = torch.as_tensor(self.cells.valid).clone()
+        for e, o in fixed.items():
+            left &= arch[:, e] == o
+        left &= (device_table >= lo) & (device_table <= hi)
+        if self.within is not None:
+            left &= torch.tensor([bool(self.within(float(c))) for c in device_table.tolist()])
+        ops = self.model.space.ops
+        best = torch.full((arch.shape[1], len(ops)), -math.inf, dtype=torch.float64)
+        for r in left.nonzero().flatten().tolist():
+            g = NB201Genotype(tuple(ops[i] for i in self.cells.arch[r]))
+            acc = self._oneshot_record[g.arch_str] = float(self.accuracy(g))
+            for e in range(arch.shape[1]):
+                best[e, arch[r, e]] = max(float(best[e, arch[r, e]]), acc)
+        return best if self._oneshot_record else None
+
     @staticmethod
-    def _choose(scores: torch.Tensor, allowed: torch.Tensor) -> tuple[int, int, float]:
-        """The most certain edge (softmax over its allowed ops) and its best allowed op."""
+    def _choose(scores: torch.Tensor, allowed: torch.Tensor,
+                first: torch.Tensor | None = None) -> tuple[int, int, float]:
+        """The most certain edge (softmax over its allowed ops) and its best allowed op; with ``first`` ((edges,
+        ops), e.g. one-shot accuracy), the allowed (edge, op) of the highest ``first``, then by that rule."""
+        if first is not None:
+            top = torch.where(allowed, first, torch.full_like(first, -math.inf))
+            if bool(torch.isfinite(top).any()):
+                allowed = allowed & (top >= top.max())
         best: tuple[int, int, float] | None = None
         for e in range(scores.shape[0]):
             if not allowed[e].any():

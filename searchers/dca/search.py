@@ -31,7 +31,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   shrunk by ``device_margin`` on each side where a measured cell lies there; a cell measured in the band
   or within ``device_window`` of it is measured again (up to ``device_repeats`` in all) and its median
   trusted; the decisions on the prediction prefer ops whose completions land in the band at device
-  ratios within ``ratio_tolerance`` of the measured one.
+  ratios within ``ratio_tolerance`` of the measured one; when the measured cells have none in the band,
+  an earlier decision is reopened (``device_reopen``), the margin follows the measured spread
+  (``device_margin_sigmas``), and among the confirmed in-band cells the supernet's one-shot accuracy on
+  held-out batches chooses (``device_oneshot_batches``).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -155,6 +158,19 @@ class DcaConfig(BilevelConfig):
     # the decisions on the prediction prefer the ops whose completions land in the band at the most device
     # ratios within +-ratio_tolerance of the current one (device in the loop only; 0: the current ratio alone)
     ratio_tolerance: float = 0.1
+    # backtracking on the device: when the measured completions have no cell in the band, reopen an earlier decision
+    # (another op of that edge whose completions, predicted through a correction refitted on the cells measured so
+    # far, land in the band), measure its completions; at most device_reopen tries per search, each started only
+    # while the reopenings' measurements (first ones and confirmations) plus its first ones stay within
+    # device_reopen_measurements (0: never reopen)
+    device_reopen: int = 3
+    device_reopen_measurements: int = 75
+    # once three cells are confirmed, the margin is this many standard deviations of one measurement (pooled over
+    # the confirmations) instead of device_margin (0: device_margin throughout)
+    device_margin_sigmas: float = 1.5
+    # among the cells the device confirmed in the (aimed) band, the last decisions choose by the supernet's one-shot
+    # accuracy on this many held-out (test loader) batches the search never trains on (0: by the Lagrangian)
+    device_oneshot_batches: int = 6
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -173,6 +189,12 @@ class DcaConfig(BilevelConfig):
                              f"{self.device_window}")
         if self.device_repeats < 1:
             raise ValueError(f"device_repeats must be >= 1 (1: each cell measured once), got {self.device_repeats}")
+        if min(self.device_reopen, self.device_reopen_measurements, self.device_oneshot_batches) < 0 \
+                or self.device_margin_sigmas < 0:
+            raise ValueError("device_reopen, device_reopen_measurements, device_margin_sigmas and "
+                             f"device_oneshot_batches must be >= 0, got {self.device_reopen}, "
+                             f"{self.device_reopen_measurements}, {self.device_margin_sigmas}, "
+                             f"{self.device_oneshot_batches}")
         if not 0 <= self.ratio_tolerance < 1:
             raise ValueError(f"ratio_tolerance must be in [0, 1), got {self.ratio_tolerance}")
         if self.rho < 0:

@@ -78,7 +78,8 @@ def summary(report, device: str, budget: str) -> str:
 # the DcaConfig fields of the decisions on the device, each a flag (--device-decisions, ...); the defaults are
 # DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
-                   "ratio_tolerance": 0.1}
+                   "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
+                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
@@ -87,7 +88,11 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_margin": (0, math.inf, "0 (aim anywhere in the band) or more"),
                   "device_repeats": (1, math.inf, "1 (each cell measured once) or more"),
                   "device_window": (0, math.inf, "0 (confirm the cells in the band only) or more"),
-                  "ratio_tolerance": (0, 1, "a fraction in [0, 1)")}
+                  "ratio_tolerance": (0, 1, "a fraction in [0, 1)"),
+                  "device_reopen": (0, math.inf, "0 (never reopen a decision) or more"),
+                  "device_reopen_measurements": (0, math.inf, "0 or more measurements"),
+                  "device_margin_sigmas": (0, math.inf, "0 (--device-margin throughout) or more"),
+                  "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches")}
 
 
 def check_device_options(args) -> None:
@@ -114,6 +119,18 @@ _DEVICE_HELP = {
     "ratio_tolerance": (float, "F", "the decisions taken on the prediction prefer the ops whose completions land in "
                         "the band at the most device ratios within +-F of the measured one, so the decisions on the "
                         "device are not stranded when the ratio moves (default: {d}; 0: the measured ratio alone)"),
+    "device_reopen": (int, "N", "when the cells measured for a decision on the device have none in the band, reopen "
+                      "an earlier decision: another op of that edge whose cells, predicted through a correction "
+                      "refitted on the cells measured so far, land in the band, is measured; at most N tries per "
+                      "search (default: {d}; 0: never)"),
+    "device_reopen_measurements": (int, "M", "a reopening is tried only while the reopenings' measurements so far "
+                                   "(confirmations included) plus its own first ones stay within M (default: {d})"),
+    "device_margin_sigmas": (float, "Z", "once three cells are confirmed, the margin is Z standard deviations of one "
+                             "measurement, pooled over the confirmations, instead of --device-margin (default: {d}; "
+                             "0: --device-margin throughout)"),
+    "device_oneshot_batches": (int, "N", "among the cells the device confirmed in the band, the last decisions choose "
+                               "by the supernet's one-shot accuracy on N held-out (test) batches the search never "
+                               "trains on (default: {d}; 0: by the Lagrangian)"),
 }
 
 
