@@ -114,8 +114,9 @@ def _band(term: CostTerm, budget: float) -> tuple[float, float] | None:
 
 def _oneshot(model: Any, data: Loaders, batches: int) -> Callable[[Any], float] | None:
     """genotype -> the supernet's one-shot accuracy with the cell's ops fixed, on the first ``batches`` batches of
-    the test loader (held out: the search trains the weights on ``train`` and the alphas on ``val``)."""
-    if batches <= 0 or data.test is None:
+    the validation loader: choosing among cells is an architecture step, and the alphas' data is where DARTS
+    takes those; never the test split, on which the found network's accuracy is reported afterwards."""
+    if batches <= 0 or data.val is None:
         return None
 
     def accuracy(genotype: Any) -> float:
@@ -124,7 +125,7 @@ def _oneshot(model: Any, data: Loaders, batches: int) -> Callable[[Any], float] 
         model.fixed["cell"].clear()
         model.fixed["cell"].update({e: ops.index(o) for e, o in enumerate(genotype.ops)})
         try:
-            return evaluate(model, data.test, max_batches=batches)[1]
+            return evaluate(model, data.val, max_batches=batches)[1]
         finally:
             model.fixed["cell"].clear()
             model.fixed["cell"].update(saved)

@@ -48,7 +48,7 @@ ones stay within ``reopen_measurements``). The margin the decisions
 on the device aim inside follows the measured spread once three cells are confirmed (``margin_sigmas``
 standard deviations of one measurement, pooled over the confirmations), narrowing toward the band's
 middle where no measured cell lies inside it. Among the cells confirmed in the aimed band, the choice
-is by the supernet's one-shot accuracy on held-out batches when ``accuracy`` is given (a weight-sharing
+is by the supernet's one-shot accuracy on validation batches when ``accuracy`` is given (a weight-sharing
 NAS step; otherwise by the Lagrangian).
 
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
@@ -138,7 +138,7 @@ class Progressive:
         self.repeats, self.window, self.tolerance = repeats, window, tolerance
         self.remeasure = remeasure or measure   # a new measurement each call (``measure`` may be cached)
         self.reopen, self.reopen_measurements, self.margin_sigmas = reopen, reopen_measurements, margin_sigmas
-        self.accuracy = accuracy   # genotype -> the supernet's one-shot accuracy on held-out batches (None: by cost)
+        self.accuracy = accuracy   # genotype -> the supernet's one-shot accuracy on validation batches (None: by cost)
         self.reopened: list[dict] = []   # every reopening tried (backtracking on the device)
         self.reopen_used = 0             # measurements the reopenings took (first ones and confirmations)
         self._oneshot_record: dict[str, float] = {}   # arch_str -> one-shot accuracy, the current decision's
@@ -443,7 +443,7 @@ class Progressive:
         return coverage >= best
 
     def _oneshot(self, fixed: dict[int, int], device_table: torch.Tensor, aimed: bool) -> torch.Tensor | None:
-        """(edges, ops): the best one-shot accuracy (``accuracy``: the supernet on held-out batches, the cell's ops
+        """(edges, ops): the best one-shot accuracy (``accuracy``: the supernet on validation batches, the cell's ops
         fixed) among the measured completions in the band the decision aims at, -inf where an op has none; None
         without ``accuracy``. The choice among cells the device confirmed in the band is then by accuracy."""
         self._oneshot_record: dict[str, float] = {}

@@ -34,7 +34,7 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   ratios within ``ratio_tolerance`` of the measured one; when the measured cells have none in the band,
   an earlier decision is reopened (``device_reopen``), the margin follows the measured spread
   (``device_margin_sigmas``), and among the confirmed in-band cells the supernet's one-shot accuracy on
-  held-out batches chooses (``device_oneshot_batches``).
+  validation batches chooses (``device_oneshot_batches``).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -169,7 +169,7 @@ class DcaConfig(BilevelConfig):
     # the confirmations) instead of device_margin (0: device_margin throughout)
     device_margin_sigmas: float = 1.5
     # among the cells the device confirmed in the (aimed) band, the last decisions choose by the supernet's one-shot
-    # accuracy on this many held-out (test loader) batches the search never trains on (0: by the Lagrangian)
+    # accuracy on this many validation batches, which the weights never train on (0: by the Lagrangian)
     device_oneshot_batches: int = 6
 
     def __post_init__(self) -> None:

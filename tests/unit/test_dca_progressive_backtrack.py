@@ -90,7 +90,7 @@ def test_bad_settings_are_refused():
             Progressive(build_supernet(SPACE), tables(), [0], penalty=lambda c: 0.0, **kw)
 
 
-def test_the_one_shot_scorer_evaluates_the_cell_on_the_test_loader_and_leaves_the_decided_edges_as_they_were():
+def test_the_one_shot_scorer_evaluates_the_cell_on_the_validation_loader_and_leaves_the_decided_edges_as_they_were():
     import torch
 
     from hilnas.searchers.data import DatasetConfig, loaders_for
@@ -111,7 +111,7 @@ def test_the_one_shot_scorer_evaluates_the_cell_on_the_test_loader_and_leaves_th
     model.fixed["cell"].clear()
     model.fixed["cell"].update({e: SPACE.ops.index(o) for e, o in enumerate(b.ops)})
     from hilnas.searchers.train import evaluate
-    assert evaluate(model, data.test, max_batches=2)[1] == acc_b
+    assert evaluate(model, data.val, max_batches=2)[1] == acc_b
     assert torch.is_grad_enabled()
 
 

@@ -129,8 +129,8 @@ _DEVICE_HELP = {
                              "measurement, pooled over the confirmations, instead of --device-margin (default: {d}; "
                              "0: --device-margin throughout)"),
     "device_oneshot_batches": (int, "N", "among the cells the device confirmed in the band, the last decisions choose "
-                               "by the supernet's one-shot accuracy on N held-out (test) batches the search never "
-                               "trains on (default: {d}; 0: by the Lagrangian)"),
+                               "by the supernet's one-shot accuracy on N validation batches (the weights never "
+                               "train on them; default: {d}; 0: by the Lagrangian)"),
 }
 
 
