@@ -225,9 +225,10 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         extra["decided_on_device"] = sum(d["on_device"] for d in progressive.decisions)   # decisions on measured cells
         extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> median cost
         extra["cell_remeasurements"] = sum(len(v) - 1 for v in progressive.samples.values())   # confirmations
-        extra["reopened"] = progressive.reopened                                          # backtracking
-        extra["reopen_measurements"] = progressive.reopen_used
-        extra["measurement_spread"] = progressive.spread()   # pooled relative sd of one measurement (None: < 3 cells)
+        if isinstance(progressive, Progressive):   # NB201's backtracking and spread margin (not the DARTS nodes')
+            extra["reopened"] = progressive.reopened
+            extra["reopen_measurements"] = progressive.reopen_used
+            extra["measurement_spread"] = progressive.spread()   # pooled relative sd of one measurement (None: < 3)
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}
