@@ -295,7 +295,7 @@ def main() -> None:
                                               net_measure, rounds, statistic)
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
                                               DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
-                                                               tries=args.tries),
+                                                               tries=args.tries, fallback=(0.95, 1.0)),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
@@ -339,7 +339,10 @@ def main() -> None:
                     fm = fixed_ms[f.pattern.bits()]
                     pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
                             "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
-                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
+                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu,
+                            # the diagnosis: is the fixed network better on the held-out loss the member is chosen by
+                            # (then the hypernetwork never produced it), or only on the test split?
+                            "fixed_val_loss": band.loss(f.pattern)}
                     if mm is not None:
                         g = mm.member.genotype
                         pair.update({"member_pattern": g.bits(), "member_source": mm.source,
