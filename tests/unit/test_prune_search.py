@@ -437,3 +437,35 @@ def test_held_out_loss_on_pruned_networks_is_the_gated_networks(run, loaders):
     assert scorer.losses(patterns[:3]) == {p: got[p] for p in patterns[:3]} and scorer.block_passes == passes  # cached
     with pytest.raises(ValueError, match="batch"):
         HeldOutLoss(run.net, [])
+
+
+def test_refine_descends_the_held_out_loss_within_the_band(run, loaders):
+    from hilnas.searchers.prune.refine import neighbours, refine
+
+    held = [b for _, b in zip(range(3), loaders.val)]
+    B, G = run.layout.blocks, SPACE.groups
+    p = GatePattern(((True, False),) * B)
+    near = neighbours(p)
+    assert len(near) == len(set(near)) == B * G + B          # a flip per group, one swap per block (1 on x 1 off)
+    assert all(sum(a != c for m, n in zip(q.masks, p.masks) for a, c in zip(m, n)) in (1, 2) for q in near)
+    model = run.models["mflops"]
+    band = BandSearch(run, held)
+    starts = [run.architecture(run.tradeoff(run.Lambda * f)).genotype for f in (0.1, 0.3, 0.6)]
+    starts += [GatePattern(((True, False), (False, True), (True, True))[:B]), GatePattern(((False, True),) * B)]
+    moved = 0
+    for start in starts:
+        cost = model.genotype_cost(SPACE, start)
+        lo, hi = 0.8 * cost, 1.2 * cost
+        got = refine(band, start, lo, hi, rounds=10)
+        assert got.start_loss == pytest.approx(band.loss(start)) and got.val_loss <= got.start_loss
+        assert got.val_loss == pytest.approx(pattern_loss_accuracy(run.net, run.layout, got.pattern, held)[0], rel=1e-5)
+        if got.moves:
+            moved += 1
+            assert lo <= model.genotype_cost(SPACE, got.pattern) <= hi and got.val_loss < got.start_loss
+        if got.moves < 10:   # it stopped at a local minimum: no neighbour in the band does better
+            inside = [q for q in neighbours(got.pattern) if lo <= model.genotype_cost(SPACE, q) <= hi]
+            assert all(band.loss(q) >= got.val_loss for q in inside)
+    assert moved, "every start was already a local minimum: nothing tested"
+    assert refine(band, start, lo, hi, rounds=0).pattern == start
+    with pytest.raises(ValueError):
+        refine(band, start, hi, lo)
