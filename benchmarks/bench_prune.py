@@ -39,7 +39,8 @@ phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall 
 matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
 fixed network against the family's member for the fixed network's measured latency, confirmed on
 the device within [0.95, 1.0] x it, or measured there in the loop; also, as before, the LUT-only band member at the fixed
-network's LUT sum, scored on 4 held-out batches). The run's time includes the device loop's
+network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
+``prune.refine`` from each matched member, its CPU reported). The run's time includes the device loop's
 windows (the agent runs in this process); the CPU ratio without them is reported beside it.
 Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
 """
