@@ -21,7 +21,9 @@ all in-process on loopback:
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
-   is, the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). For the
+   is, the least-loss candidate whose loop windows all lay in [0.90, 0.99] x budget ("loop"), else
+   the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
+   losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
    budget) are derived and measured too;
 3. fixed-lambda prunings (free gate logits, the same steps and settings as phase 2), one at each
@@ -36,8 +38,9 @@ member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep 
 phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
 matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
 fixed network against the family's member for the fixed network's measured latency, confirmed on
-the device within [0.95, 1.0] x it; also, as before, the LUT-only band member at the fixed
-network's LUT sum, scored on 4 held-out batches). The run's time includes the device loop's
+the device within [0.95, 1.0] x it, or measured there in the loop; also, as before, the LUT-only band member at the fixed
+network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
+``prune.refine`` from each matched member, its CPU reported). The run's time includes the device loop's
 windows (the agent runs in this process); the CPU ratio without them is reported beside it.
 Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
 """
@@ -123,6 +126,7 @@ def main() -> None:
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.searchers.prune.refine import refine
     from hilnas.server.lut.rounds import window_value
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
     from hilnas.searchers.prune.search import PruneConfig, prune_fixed, search
@@ -295,7 +299,7 @@ def main() -> None:
                                               net_measure, rounds, statistic)
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
                                               DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
-                                                               tries=args.tries),
+                                                               tries=args.tries, fallback=(0.95, 1.0)),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
@@ -303,8 +307,16 @@ def main() -> None:
                     matched_lut = [band4.member(Budget("latency_ms", f.costs["latency_ms"]),
                                                 args.floor * f.costs["latency_ms"]).member
                                    if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                    # the local search (prune.refine) from each matched member within the LUT band of [0.95, 1.0] x the
+                    # fixed network's measured latency: an experiment, outside the run's time, its CPU reported
+                    r0 = time.process_time()
+                    refined = [refine(band, mm.member.genotype, to_lut(0.95 * fixed_ms[f.pattern.bits()]),
+                                      to_lut(fixed_ms[f.pattern.bits()])) if mm is not None else None
+                               for (f, _), mm in zip(fixed, matched)]
+                    refine_cpu = time.process_time() - r0
                     # 4. every distinct network measured afresh (new windows, interleaved): the reported figures
                     patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
+                        {x.pattern for x in refined if x is not None} | \
                         {m.member.genotype for m in matched if m is not None} | \
                         {m.genotype for m in matched_lut if m is not None} | {m.genotype for m in bisected} | \
                         {c.member.genotype for c in lut_choices}
@@ -335,11 +347,14 @@ def main() -> None:
                                  "bisection": other(bm, b),
                                  "lut_band": {**other(lc.member, b), "source": lc.source}})
                 pairs = []
-                for (f, f_cpu), mm, ml in zip(fixed, matched, matched_lut):
+                for (f, f_cpu), mm, ml, rf in zip(fixed, matched, matched_lut, refined):
                     fm = fixed_ms[f.pattern.bits()]
                     pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
                             "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
-                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu}
+                            "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu,
+                            # the diagnosis: is the fixed network better on the held-out loss the member is chosen by
+                            # (then the hypernetwork never produced it), or only on the test split?
+                            "fixed_val_loss": band.loss(f.pattern)}
                     if mm is not None:
                         g = mm.member.genotype
                         pair.update({"member_pattern": g.bits(), "member_source": mm.source,
@@ -347,6 +362,14 @@ def main() -> None:
                                      "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
                                      "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
                                      "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern))})
+                    if rf is not None:
+                        rms = lat[rf.pattern.bits()]
+                        pair["refined"] = {"pattern": rf.pattern.bits(), "val_loss": rf.val_loss,
+                                           "start_loss": rf.start_loss, "moves": rf.moves, "scored": rf.scored,
+                                           "lut_ms": latency.genotype_cost(space, rf.pattern), "measured_ms": rms,
+                                           "ratio_to_fixed": rms / fm if rms and fm else None,
+                                           "test_acc": accuracy(rf.pattern),
+                                           "acc_diff_points": 100 * (accuracy(rf.pattern) - accuracy(f.pattern))}
                     if ml is not None:
                         pair["lut_band_4_batches"] = {"pattern": ml.genotype.bits(), "measured_ms": lat[ml.genotype.bits()],
                                                       "test_acc": accuracy(ml.genotype),
@@ -358,6 +381,7 @@ def main() -> None:
                 bisect_ms = [r["bisection"]["measured_ms"] for r in rows]
                 diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
                 diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
+                diffs_ref = [q["refined"]["acc_diff_points"] for q in pairs if "refined" in q]
                 lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
                 lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
                 fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
@@ -381,6 +405,9 @@ def main() -> None:
                                       "monotone_violations_measured": sum(1 for a, b in zip(lut_ms, lut_ms[1:]) if b < a),
                                       "acc_diff_points": diffs_lut,
                                       "within_1_point_or_better": sum(d >= -1.0 for d in diffs_lut)},
+                    "refined": {"acc_diff_points": diffs_ref, "within_1_point_or_better": sum(d >= -1.0 for d in diffs_ref),
+                                "ratios_to_fixed": [q["refined"]["ratio_to_fixed"] for q in pairs if "refined" in q],
+                                "cpu_s": refine_cpu},
                     "measured_reachable_ms": [meas_lo, meas_hi],
                     "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
                     "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
@@ -397,6 +424,9 @@ def main() -> None:
                 print(f"[{agent}] LUT-only band: {per_agent[agent]['lut_band_only']['ratio_in_window']}/{len(lut_ratios)}"
                       f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in lut_ratios)}); accuracy diffs "
                       f"{', '.join(f'{d:+.1f}' for d in diffs_lut)}", flush=True)
+                print(f"[{agent}] refined matched members ({refine_cpu:.1f} s CPU): accuracy diffs "
+                      f"{', '.join(f'{d:+.1f}' for d in diffs_ref)}; measured / fixed "
+                      f"{', '.join(f'{x:.3f}' for x in per_agent[agent]['refined']['ratios_to_fixed'] if x)}", flush=True)
                 print(f"[{agent}] bisection alone: {per_agent[agent]['bisection_only']['ratio_in_window']}/{len(bisect_ratios)}"
                       f" in [0.9, 1.0] ({', '.join(f'{x:.3f}' for x in bisect_ratios)})", flush=True)
                 print(f"[{agent}] ratios {', '.join(f'{x:.3f}' for x in ratios)}; {per_agent[agent]['ratio_in_window']}/"

@@ -16,7 +16,8 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
 - ``band``: a budget's member within [band x budget, budget] from the hypernetwork's own modes and samples
   when bisection on lambda falls in a gap of the family;
 - ``confirm``: the same with the device in the loop: the best held-out-loss candidates near a latency band
-  measured, a member confirmed by two windows inside it;
+  measured, a member confirmed by two windows inside it (else one the loop measured inside a wider band);
+- ``score``: the held-out losses that rank those candidates, computed on the pruned networks together;
 - ``mobilenet``: channel-group gates on the MobileNet backbone and its real narrower network (the search
   over them is not built yet);
 - ``io``: saving the trained hypernetwork so later budgets need no training.

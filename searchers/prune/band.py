@@ -9,8 +9,8 @@ gets the cheaper member, far under b (on the host's LUT a 0.165 ms budget got a 
 produces between the two members that bracket b: at ``points`` lambdas spread between them (6), each
 gate's mode and ``samples`` draws (6) of the gates (gamma ~ Bernoulli(sigmoid(theta(lambda))), the
 Gumbel-Softmax sample at any temperature once hardened). Of those whose exact cost lies within the
-band it takes the one with the least cross-entropy on held-out validation batches (run gated, as the
-search judged them). Nothing is forced into the band: when no produced pattern lands in it, the
+band it takes the one with the least cross-entropy on held-out validation batches (as the search
+judged them: frozen weights, BatchNorm on batch statistics; computed on the pruned networks, ``score``). Nothing is forced into the band: when no produced pattern lands in it, the
 bisection member is returned and the reason is recorded.
 
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import torch
 
 from hilnas.searchers.hypernet.family import Architecture
-from hilnas.searchers.prune.gates import pattern_loss_accuracy
+from hilnas.searchers.prune.score import HeldOutLoss
 from hilnas.searchers.result import Budget
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ class BandSearch:
             raise ValueError("band search needs points >= 2, samples >= 0 and held-out batches")
         self.result, self.batches, self.points, self.samples = result, batches, points, samples
         self.generator = torch.Generator().manual_seed(seed)
-        self._loss: dict[GatePattern, float] = {}
+        self.scorer = HeldOutLoss(result.net, batches)
 
     @classmethod
     def on_held_out(cls, result: PruneResult, val: Iterable[Batch], batches: int, *, seed: int = 0) -> BandSearch:
@@ -69,10 +69,12 @@ class BandSearch:
         return cls(result, list(itertools.islice(val, batches)), seed=seed)
 
     def loss(self, pattern: GatePattern) -> float:
-        if pattern not in self._loss:
-            r = self.result
-            self._loss[pattern] = pattern_loss_accuracy(r.net, r.layout, pattern, self.batches)[0]
-        return self._loss[pattern]
+        """Held-out cross-entropy of ``pattern`` (cached; ``score.HeldOutLoss``)."""
+        return self.scorer(pattern)
+
+    def losses(self, patterns: Iterable[GatePattern]) -> dict[GatePattern, float]:
+        """The held-out losses of several patterns, scored together (shared blocks computed once)."""
+        return self.scorer.losses(patterns)
 
     def candidates(self, lam_lo: float, lam_hi: float) -> dict[GatePattern, tuple[float, str]]:
         """pattern -> (the lambda it came from, "mode" | "sample"), from ``points`` lambdas in [lam_lo, lam_hi]."""
@@ -98,6 +100,7 @@ class BandSearch:
                   if floor <= model.genotype_cost(r.space, p) <= budget.value]
         if not inside:
             return BandChoice(base, budget, floor, "below", len(found), 0, None)
+        self.losses(c[0] for c in inside)
         pattern, lam, how = min(inside, key=lambda c: self.loss(c[0]))
         return BandChoice(self.architecture(pattern, lam), budget, floor, how, len(found), len(inside),
                           self.loss(pattern))

@@ -11,7 +11,12 @@ by prediction can measure outside. Here the device decides. For each device budg
    whose window lies within the ``inner`` band (default [0.92, 0.98] x b) and at or above the
    previous member's measurement is measured again in a new window (a single lucky window is not
    evidence), and the first whose both windows lie inside is the member ("device");
-3. when none is confirmed the LUT-only band member is kept ("lut"), said so.
+3. when none is confirmed, the candidate with the least held-out loss whose every loop window lay
+   within the ``fallback`` band (default [0.90, 0.99] x b: the target band less a 1 % margin for the
+   next window's noise) and at or above the previous member's measurement is the member ("loop");
+   a candidate the device has measured inside beats one only predicted inside (on the host, a LUT
+   fallback measured 1.0005 x its budget where the loop had measured a candidate at 0.91);
+4. when the loop measured none inside either, the LUT-only band member is kept ("lut"), said so.
 
 Every window measured in the loop is recorded with the member (``DeviceChoice.loop``). They chose
 the member, so they are not its score: whoever reports the member's latency measures it afresh.
@@ -45,12 +50,14 @@ class DeviceBandConfig:
     inner: tuple[float, float] = (0.92, 0.98)  # both windows of a confirmed member lie within inner x budget
     near: tuple[float, float] = (0.85, 1.05)   # candidates: corrected prediction within near x budget
     tries: int = 4                              # candidates measured per budget, least held-out loss first
+    fallback: tuple[float, float] = (0.90, 0.99)  # none confirmed: a candidate whose loop windows all lie here
 
     def __post_init__(self) -> None:
-        (a, b), (c, d) = self.inner, self.near
-        if not (0 < a < b <= 1 and 0 < c < d) or self.tries < 1:
-            raise ValueError(f"need 0 < inner[0] < inner[1] <= 1, 0 < near[0] < near[1] and tries >= 1; got "
-                             f"inner={self.inner}, near={self.near}, tries={self.tries}")
+        (a, b), (c, d), (e, f) = self.inner, self.near, self.fallback
+        if not (0 < a < b <= 1 and 0 < c < d and 0 < e < f <= 1) or self.tries < 1:
+            raise ValueError(f"need 0 < inner[0] < inner[1] <= 1, 0 < near[0] < near[1], 0 < fallback[0] < fallback[1]"
+                             f" <= 1 and tries >= 1; got inner={self.inner}, near={self.near}, "
+                             f"fallback={self.fallback}, tries={self.tries}")
 
 
 @dataclass(frozen=True)
@@ -73,7 +80,8 @@ class DeviceChoice:
     """The member for a device budget, how it was chosen, and what the loop measured."""
     member: Architecture
     budget: Budget                 # on the device (measured latency, ms)
-    source: str                    # "device" (confirmed inside the inner band) | "lut" (none was: the band member)
+    source: str                    # "device" (confirmed inside the inner band) | "loop" (none was; measured inside
+                                   # the fallback band in the loop) | "lut" (neither: the LUT-only band member)
     candidates: int                # the hypernetwork's patterns near the budget's band (by prediction)
     loop: tuple[Window, ...]       # the candidates measured, in the order tried
     val_loss: float | None
@@ -121,27 +129,32 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
             lut = model.genotype_cost(r.space, p)
             if lo <= correction.apply(lut) <= hi and lut >= prev_lut:
                 near.append((p, lam, lut))
+        search.losses(c[0] for c in near)    # scored together: blocks the candidates share run once
         near.sort(key=lambda c: search.loss(c[0]))
-        loop, chosen = [], None
-        in_lo, in_hi = config.inner[0] * b.value, config.inner[1] * b.value
+        loop, chosen, lams = [], None, {}
+
+        def inside(v: float | None, band: tuple[float, float]) -> bool:
+            return v is not None and band[0] * b.value <= v <= band[1] * b.value and v >= prev_ms
         for p, lam, lut in near[: config.tries]:
-            def inside(v: float | None) -> bool:
-                return v is not None and in_lo <= v <= in_hi and v >= prev_ms
             first = measure(p)
             windows: tuple[float | None, ...] = (first,)
-            if inside(first):
+            if inside(first, config.inner):
                 windows += (measure(p),)   # a new window: one lucky window is not evidence
-            ok = len(windows) == 2 and all(inside(v) for v in windows)
+            ok = len(windows) == 2 and all(inside(v, config.inner) for v in windows)
             loop.append(Window(p, lut, correction.apply(lut), search.loss(p), windows, ok))
+            lams[p] = lam
             if ok:
-                chosen = (p, lam)
+                chosen = (p, lam, "device")
                 break
+        if chosen is None:   # the loop is in loss order: the first measured inside the fallback band
+            chosen = next(((w.pattern, lams[w.pattern], "loop") for w in loop
+                           if all(inside(v, config.fallback) for v in w.windows)), None)
         if chosen is not None:
-            member = search.architecture(*chosen)
-            choice = DeviceChoice(member, b, "device", len(near), tuple(loop), search.loss(chosen[0]), None)
+            member = search.architecture(chosen[0], chosen[1])
+            choice = DeviceChoice(member, b, chosen[2], len(near), tuple(loop), search.loss(chosen[0]), None)
             prev_ms = choice.loop_ms or prev_ms
         else:
-            band = search.member(Budget(metric, to_lut(in_hi)), max(to_lut(lut_floor * b.value), prev_lut))
+            band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)), max(to_lut(lut_floor * b.value), prev_lut))
             member = band.member
             if out and member.costs[metric] < prev_lut:
                 member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)

@@ -388,3 +388,84 @@ def test_device_members_never_measure_cheaper_as_the_budget_grows(run, loaders):
         device_members(BandSearch(run, held), [Budget("latency_ms", 1.0)], _Scaled(), measure)
     with pytest.raises(ValueError, match="inner"):
         DeviceBandConfig(inner=(0.98, 0.92))
+
+
+def test_a_loop_measured_candidate_beats_the_lut_only_fallback(run, loaders):
+    """None confirmed: a candidate the loop measured inside the fallback band is the member, not the LUT's."""
+    held = [b for _, b in zip(range(3), loaders.val)]
+    costs = sorted({a.costs["mflops"] for a in run.curve(run.grid(FAST.curve_points)).points})
+    b = Budget("mflops", costs[len(costs) // 2] / 0.95)
+
+    def device(scale):   # every window at scale x budget, whatever the pattern: inside or outside by the config
+        return lambda p: scale * b.value
+
+    # windows at 0.91 x b: outside the inner band (none confirmed), inside the fallback band [0.90, 0.99]
+    (choice,) = device_members(BandSearch(run, held), [b], _Scaled(), device(0.91), DeviceBandConfig(tries=3))
+    assert choice.loop and not any(w.confirmed for w in choice.loop)
+    assert choice.source == "loop" and choice.member.genotype == choice.loop[0].pattern    # the least loss measured
+    assert choice.val_loss == pytest.approx(choice.loop[0].val_loss) and choice.loop_ms == pytest.approx(0.91 * b.value)
+    # the same windows with a fallback band that excludes them: the LUT-only member, as before
+    (lut,) = device_members(BandSearch(run, held), [b], _Scaled(), device(0.91),
+                            DeviceBandConfig(tries=3, fallback=(0.95, 1.0)))
+    assert lut.source == "lut" and lut.lut_choice is not None and lut.member == lut.lut_choice.member
+    # a window over the budget is never taken, however good its loss
+    (over,) = device_members(BandSearch(run, held), [b], _Scaled(), device(1.005), DeviceBandConfig(tries=3))
+    assert over.source == "lut"
+    with pytest.raises(ValueError, match="fallback"):
+        DeviceBandConfig(fallback=(0.99, 0.9))
+
+
+def test_held_out_loss_on_pruned_networks_is_the_gated_networks(run, loaders):
+    """``score.HeldOutLoss`` (pruned networks, shared prefixes) gives ``pattern_loss_accuracy``'s loss, with less work."""
+    from hilnas.searchers.prune.score import HeldOutLoss
+
+    held = [b for _, b in zip(range(3), loaders.val)]
+    B, G = run.layout.blocks, SPACE.groups
+    gen = torch.Generator().manual_seed(3)
+    patterns = {GatePattern.full(B, G), GatePattern.empty(B, G)}
+    while len(patterns) < 12:
+        patterns.add(GatePattern(tuple(tuple(bool(v) for v in row) for row in (torch.rand(B, G, generator=gen) > 0.4))))
+    patterns = list(patterns)
+    scorer = HeldOutLoss(run.net, held)
+    got = scorer.losses(patterns)
+    for p in patterns:
+        assert got[p] == pytest.approx(pattern_loss_accuracy(run.net, run.layout, p, held)[0], rel=1e-5, abs=1e-6)
+    # every distinct (prefix, block) pair ran once per batch: fewer block passes than patterns x blocks
+    prefixes = {p.masks[: k + 1] for p in patterns for k in range(B)}
+    assert scorer.block_passes == len(held) * len(prefixes) < len(held) * len(patterns) * B
+    passes = scorer.block_passes
+    assert scorer.losses(patterns[:3]) == {p: got[p] for p in patterns[:3]} and scorer.block_passes == passes  # cached
+    with pytest.raises(ValueError, match="batch"):
+        HeldOutLoss(run.net, [])
+
+
+def test_refine_descends_the_held_out_loss_within_the_band(run, loaders):
+    from hilnas.searchers.prune.refine import neighbours, refine
+
+    held = [b for _, b in zip(range(3), loaders.val)]
+    B, G = run.layout.blocks, SPACE.groups
+    p = GatePattern(((True, False),) * B)
+    near = neighbours(p)
+    assert len(near) == len(set(near)) == B * G + B          # a flip per group, one swap per block (1 on x 1 off)
+    assert all(sum(a != c for m, n in zip(q.masks, p.masks) for a, c in zip(m, n)) in (1, 2) for q in near)
+    model = run.models["mflops"]
+    band = BandSearch(run, held)
+    starts = [run.architecture(run.tradeoff(run.Lambda * f)).genotype for f in (0.1, 0.3, 0.6)]
+    starts += [GatePattern(((True, False), (False, True), (True, True))[:B]), GatePattern(((False, True),) * B)]
+    moved = 0
+    for start in starts:
+        cost = model.genotype_cost(SPACE, start)
+        lo, hi = 0.8 * cost, 1.2 * cost
+        got = refine(band, start, lo, hi, rounds=10)
+        assert got.start_loss == pytest.approx(band.loss(start)) and got.val_loss <= got.start_loss
+        assert got.val_loss == pytest.approx(pattern_loss_accuracy(run.net, run.layout, got.pattern, held)[0], rel=1e-5)
+        if got.moves:
+            moved += 1
+            assert lo <= model.genotype_cost(SPACE, got.pattern) <= hi and got.val_loss < got.start_loss
+        if got.moves < 10:   # it stopped at a local minimum: no neighbour in the band does better
+            inside = [q for q in neighbours(got.pattern) if lo <= model.genotype_cost(SPACE, q) <= hi]
+            assert all(band.loss(q) >= got.val_loss for q in inside)
+    assert moved, "every start was already a local minimum: nothing tested"
+    assert refine(band, start, lo, hi, rounds=0).pattern == start
+    with pytest.raises(ValueError):
+        refine(band, start, hi, lo)
