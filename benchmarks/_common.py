@@ -11,6 +11,10 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+# the search loop's measurements (a short window); a score afresh uses a longer one of its own
+SEARCH_MEASURE = dict(warmup_runs=3, min_runs=15, min_seconds=0.05)
+
+
 def machine() -> dict:
     cpu = ""
     try:
@@ -48,3 +52,34 @@ def warm_torch() -> None:
 
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+
+
+def simulated_device(profile: str, full, space_name: str, tmp: Path, say) -> tuple[object, dict]:
+    """A simulated agent on loopback with the LUT of ``full``'s op keys and its fidelity correction.
+
+    Returns the server (stop it when done) and what a search needs: the address, the LUT (at the
+    correction's statistic), the correction and the fidelity figures.
+    """
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
+    from hilnas.server.lut.micromodels import MicroModels
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_values
+
+    server = create_server(ServeConfig(port=0, simulate=profile, cache_dir=str(tmp / f"cache-{profile}")))
+    measure = MeasureConfig(**SEARCH_MEASURE)
+    with AgentClient(ClientConfig(address=server.address)) as client, Store.open(tmp / f"ws-{profile}") as store:
+        store.upsert_device(profile, fingerprint=client.describe().fingerprint)
+        LutBuilder(store, profile, [client], LutBuildConfig(measure=measure)).build(
+            MicroModels.keys_for_space(full), MicroModels(tmp / "micro").onnx)
+        fid = run_fidelity(store, profile, [client], FidelityConfig(space=space_name, networks=30, measure=measure))
+        lut = lut_values(store, store.find_lut(profile), statistic=fid.correction.statistic)
+    say(f"{profile}: LUT of {len(lut)} keys; correction x{fid.correction.scale:.3f} {fid.correction.offset_ms:+.3f} ms "
+        f"(cross-validated within 10 %: plain sum {fid.raw.within_10pct:.0%}, corrected {fid.corrected.within_10pct:.0%})")
+    return server, {"address": server.address, "lut": lut, "correction": fid.correction.to_dict(),
+                    "fidelity": {"plain_within_10pct": fid.raw.within_10pct,
+                                 "corrected_within_10pct": fid.corrected.within_10pct,
+                                 "corrected_rmspe": fid.corrected.rmspe}}

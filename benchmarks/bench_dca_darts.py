@@ -40,38 +40,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, warm_torch, write  # noqa: E402
+from _common import RESULTS, SEARCH_MEASURE, simulated_device, warm_torch, write  # noqa: E402
 from nb201_oracle import CIFAR_SUBSET, InputError, check_data_dir  # noqa: E402
 
 BAND = (0.9, 1.0)
-SEARCH_MEASURE = dict(warmup_runs=3, min_runs=15, min_seconds=0.05)   # the loop's measurements
 FRESH_MEASURE = dict(warmup_runs=5, min_runs=30, min_seconds=0.1)     # the score's: another window
-
-
-def setup_device(profile: str, full, tmp: Path, say) -> tuple[object, dict]:
-    """A simulated agent on loopback, its LUT of the full-size DARTS op keys and the fidelity correction."""
-    from hilnas.agent.config import MeasureConfig, ServeConfig
-    from hilnas.agent.server import create_server
-    from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
-    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
-    from hilnas.server.lut.micromodels import MicroModels
-    from hilnas.server.store import Store
-    from hilnas.server.validation import lut_values
-
-    server = create_server(ServeConfig(port=0, simulate=profile, cache_dir=str(tmp / f"cache-{profile}")))
-    measure = MeasureConfig(**SEARCH_MEASURE)
-    with AgentClient(ClientConfig(address=server.address)) as client, Store.open(tmp / f"ws-{profile}") as store:
-        store.upsert_device(profile, fingerprint=client.describe().fingerprint)
-        LutBuilder(store, profile, [client], LutBuildConfig(measure=measure)).build(
-            MicroModels.keys_for_space(full), MicroModels(tmp / "micro").onnx)
-        fid = run_fidelity(store, profile, [client], FidelityConfig(space="darts", networks=30, measure=measure))
-        lut = lut_values(store, store.find_lut(profile), statistic=fid.correction.statistic)
-    say(f"{profile}: LUT of {len(lut)} keys; correction x{fid.correction.scale:.3f} {fid.correction.offset_ms:+.3f} ms "
-        f"(within 10 %: plain sum {fid.raw.within_10pct:.0%}, corrected {fid.corrected.within_10pct:.0%})")
-    return server, {"address": server.address, "lut": lut, "correction": fid.correction.to_dict(),
-                    "fidelity": {"plain_within_10pct": fid.raw.within_10pct,
-                                 "corrected_within_10pct": fid.corrected.within_10pct}}
 
 
 def cost_model(setup: dict, full):
@@ -161,7 +134,7 @@ def run(args) -> None:
     rows, setups, budgets = [], {}, {}
     with tempfile.TemporaryDirectory() as tmp:
         for dev in devices:
-            server, setups[dev] = setup_device(dev, full, Path(tmp), say)
+            server, setups[dev] = simulated_device(dev, full, "darts", Path(tmp), say)
             try:
                 cost = cost_model(setups[dev], full)
                 budgets[dev] = budgets_for(cost, full, args.budgets)

@@ -54,7 +54,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, warm_torch, write  # noqa: E402
+from _common import RESULTS, SEARCH_MEASURE, simulated_device, warm_torch, write  # noqa: E402
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
@@ -98,7 +98,7 @@ def _measure(device: str):
     from hilnas.agent.config import MeasureConfig
     from hilnas.server.model_meta import export_network
 
-    config = MeasureConfig(warmup_runs=3, min_runs=15, min_seconds=0.05)
+    config = MeasureConfig(**SEARCH_MEASURE)
     exported = _W.setdefault("exported", {})   # a cell measured again is the same model, measured by a new call
 
     def measure(genotype) -> float:
@@ -208,36 +208,6 @@ def choose_budgets(oracle: Oracle, n: int, *, min_in_band: int = 100) -> list[fl
         grid = sorted(np.arange(0.5 * target, 1.5 * target, 0.1), key=lambda b: abs(b - target))
         out.append(round(float(next(b for b in grid if in_band(b) >= min_in_band and b <= best)), 1))
     return out
-
-
-def setup_device(profile: str, tmp: Path, say) -> tuple[object, dict]:
-    """A simulated agent on loopback, its LUT of the full-size NB201 op keys, and the fidelity correction."""
-    from hilnas.agent.config import MeasureConfig, ServeConfig
-    from hilnas.agent.server import create_server
-    from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
-    from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
-    from hilnas.server.lut.micromodels import MicroModels
-    from hilnas.server.store import Store
-    from hilnas.server.validation import lut_values
-    from hilnas.searchers.spaces import create_space
-
-    server = create_server(ServeConfig(port=0, simulate=profile, cache_dir=str(tmp / f"cache-{profile}")))
-    client = AgentClient(ClientConfig(address=server.address))
-    measure = MeasureConfig(warmup_runs=3, min_runs=15, min_seconds=0.05)
-    with Store.open(tmp / f"ws-{profile}") as store:
-        store.upsert_device(profile, fingerprint=client.describe().fingerprint)
-        full = create_space("nb201")
-        LutBuilder(store, profile, [client], LutBuildConfig(measure=measure)).build(
-            MicroModels.keys_for_space(full), MicroModels(tmp / "micro").onnx)
-        fid = run_fidelity(store, profile, [client], FidelityConfig(space="nb201", networks=30, measure=measure))
-        lut = lut_values(store, store.find_lut(profile), statistic=fid.correction.statistic)
-    say(f"{profile}: LUT of {len(lut)} keys; correction x{fid.correction.scale:.3f} {fid.correction.offset_ms:+.3f} ms "
-        f"(cross-validated within 10 %: plain sum {fid.raw.within_10pct:.0%}, corrected {fid.corrected.within_10pct:.0%})")
-    return server, {"address": server.address, "lut": lut, "correction": fid.correction.to_dict(),
-                    "fidelity": {"plain_within_10pct": fid.raw.within_10pct,
-                                 "corrected_within_10pct": fid.corrected.within_10pct,
-                                 "corrected_rmspe": fid.corrected.rmspe}}
 
 
 def fresh_measure(address: str, arch_strs, seed: int = 1) -> dict[str, float]:
@@ -426,7 +396,7 @@ def run(args, methods: list[str]) -> None:
         try:
             setups = {}
             for d in devices:
-                server, setups[d] = setup_device(d, Path(tmp), say)
+                server, setups[d] = simulated_device(d, create_space("nb201"), "nb201", Path(tmp), say)
                 servers.append(server)
             with ProcessPoolExecutor(args.workers, initializer=_init_worker, initargs=(worker_args, setups)) as pool:
                 def batch(jobs: list[dict], what: str) -> list[dict]:
