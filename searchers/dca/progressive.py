@@ -328,10 +328,10 @@ class Progressive:
     def _reopen(self, fixed: dict[int, int], tried: list[dict], arch_step: int) -> bool:
         """Backtracking on the device: no measured completion of the decided edges lies in the band, so reopen one
         earlier decision. Candidates: another op of a decided edge (those with >= 3 completions predicted in the band
-        first, then the latest decision first, then by the alphas),
-        whose completions, predicted through the correction refitted on every cell measured so far (a cell measured
-        already: its measurement), land in the band; their completions are measured (and confirmed) and the first candidate with a measured completion in
-        the band replaces the decision. At most ``reopen`` tries per search, each started only while the
+        first, then the latest decision first, then by the alphas) whose completions, predicted through the correction
+        refitted on every cell measured so far (a cell measured already: its measurement), land in the band; their
+        completions are measured (and confirmed) and the first candidate with a measured completion in the band
+        replaces the decision. At most ``reopen`` tries per search, each started only while the
         reopenings' measurements so far (confirmations included) plus its first ones stay within
         ``reopen_measurements``. Returns whether a decision was replaced."""
         if len(self.reopened) >= self.reopen or not fixed or len(self.measured) < 2:
@@ -364,7 +364,8 @@ class Progressive:
         for *_, e, o, rows, inside in sorted(candidates, key=lambda c: c[:3]):
             if len(self.reopened) >= self.reopen:
                 break
-            new = [r for r in rows if NB201Genotype(tuple(ops[i] for i in self.cells.arch[r])).arch_str not in self.samples]
+            new = [r for r in rows
+                   if NB201Genotype(tuple(ops[i] for i in self.cells.arch[r])).arch_str not in self.samples]
             if self.reopen_used + len(new) > self.reopen_measurements:
                 continue
             before = sum(len(s) for s in self.samples.values())

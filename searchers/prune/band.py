@@ -10,8 +10,9 @@ produces between the two members that bracket b: at ``points`` lambdas spread be
 gate's mode and ``samples`` draws (6) of the gates (gamma ~ Bernoulli(sigmoid(theta(lambda))), the
 Gumbel-Softmax sample at any temperature once hardened). Of those whose exact cost lies within the
 band it takes the one with the least cross-entropy on held-out validation batches (as the search
-judged them: frozen weights, BatchNorm on batch statistics; computed on the pruned networks, ``score``). Nothing is forced into the band: when no produced pattern lands in it, the
-bisection member is returned and the reason is recorded.
+judged them: frozen weights, BatchNorm on batch statistics; computed on the pruned networks,
+``score``). Nothing is forced into the band: when no produced pattern lands in it, the bisection
+member is returned and the reason is recorded.
 
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
 cost, so the members' costs never fall as the budget grows. A device budget is a band of measured

@@ -154,7 +154,8 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
             choice = DeviceChoice(member, b, chosen[2], len(near), tuple(loop), search.loss(chosen[0]), None)
             prev_ms = choice.loop_ms or prev_ms
         else:
-            band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)), max(to_lut(lut_floor * b.value), prev_lut))
+            band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)),
+                                 max(to_lut(lut_floor * b.value), prev_lut))
             member = band.member
             if out and member.costs[metric] < prev_lut:
                 member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)

@@ -22,7 +22,8 @@ def cmd_search_hypernet(args) -> int:
                             weight_lambda=args.weight_lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
-        search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction, budgets=budgets,
+        search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
+        budgets=budgets,
         train_epochs=args.train_epochs, seed=args.seed, measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, from_run=args.from_run)
     from hilnas.searchers.train import reporting_to
