@@ -13,6 +13,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 # the search loop's measurements (a short window); a score afresh uses a longer one of its own
 SEARCH_MEASURE = dict(warmup_runs=3, min_runs=15, min_seconds=0.05)
+FRESH_MEASURE = dict(warmup_runs=5, min_runs=30, min_seconds=0.1)     # the score's: another, longer window
 
 
 def machine() -> dict:
@@ -83,3 +84,30 @@ def simulated_device(profile: str, full, space_name: str, tmp: Path, say) -> tup
                     "fidelity": {"plain_within_10pct": fid.raw.within_10pct,
                                  "corrected_within_10pct": fid.corrected.within_10pct,
                                  "corrected_rmspe": fid.corrected.rmspe}}
+
+
+def corrected_cost(setup: dict, full):
+    """The cost of ``full``'s network through a ``simulated_device`` setup's LUT, corrected by its fidelity fit
+    where there is one (the cost the searches constrain)."""
+    from hilnas.searchers.cost import CorrectedCost, FullSizeCost, LutLatencyCost
+
+    base, c = LutLatencyCost(setup["lut"]), setup["correction"]
+    return FullSizeCost(CorrectedCost(base, c["scale"], c["offset_ms"]) if c else base, full)
+
+
+def agent_measure(client, full, config, *, seed: int = 0, exported: dict | None = None):
+    """genotype -> its full-size network's median latency on the agent: one export per network (kept in
+    ``exported``, which may be shared), a new call on the agent per use."""
+    from hilnas.server.model_meta import export_network
+
+    exported = {} if exported is None else exported
+
+    def measure(genotype) -> float:
+        key = json.dumps(genotype.to_dict(), sort_keys=True)
+        if key not in exported:
+            exported[key] = export_network(full, genotype, seed=seed)
+        r = client.benchmark(exported[key], config=config)
+        if not r.status.measured or r.latency is None:
+            raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
+        return r.latency.median_ms
+    return measure

@@ -40,35 +40,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SEARCH_MEASURE, simulated_device, warm_torch, write  # noqa: E402
+from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, corrected_cost,  # noqa: E402
+                     simulated_device, warm_torch, write)
 from nb201_oracle import CIFAR_SUBSET, InputError, check_data_dir  # noqa: E402
 
 BAND = (0.9, 1.0)
-FRESH_MEASURE = dict(warmup_runs=5, min_runs=30, min_seconds=0.1)     # the score's: another window
-
-
-def cost_model(setup: dict, full):
-    from hilnas.searchers.cost import CorrectedCost, FullSizeCost, LutLatencyCost
-
-    base, c = LutLatencyCost(setup["lut"]), setup["correction"]
-    return FullSizeCost(CorrectedCost(base, c["scale"], c["offset_ms"]) if c else base, full)
-
-
-def agent_measure(client, full, config, *, seed: int = 0):
-    """genotype -> its full-size network's median latency on the agent (one export per network, a call per use)."""
-    from hilnas.server.model_meta import export_network
-
-    exported: dict = {}
-
-    def measure(genotype) -> float:
-        key = json.dumps(genotype.to_dict(), sort_keys=True)
-        if key not in exported:
-            exported[key] = export_network(full, genotype, seed=seed)
-        r = client.benchmark(exported[key], config=config)
-        if not r.status.measured or r.latency is None:
-            raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
-        return r.latency.median_ms
-    return measure
 
 
 def budgets_for(cost, full, n: int) -> list[float]:
@@ -136,7 +112,7 @@ def run(args) -> None:
         for dev in devices:
             server, setups[dev] = simulated_device(dev, full, "darts", Path(tmp), say)
             try:
-                cost = cost_model(setups[dev], full)
+                cost = corrected_cost(setups[dev], full)
                 budgets[dev] = budgets_for(cost, full, args.budgets)
                 say(f"{dev}: budgets {budgets[dev]} ms")
                 with AgentClient(ClientConfig(address=server.address)) as client:

@@ -54,7 +54,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, SEARCH_MEASURE, simulated_device, warm_torch, write  # noqa: E402
+from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, corrected_cost,  # noqa: E402
+                     simulated_device, warm_torch, write)
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
@@ -72,7 +73,6 @@ def _init_worker(args: dict, devices: dict) -> None:
     """Per process: torch on one thread, the data, the proxy space, a cost model and agent client per device."""
     import torch
 
-    from hilnas.searchers.cost import CorrectedCost, FullSizeCost, LutLatencyCost
     from hilnas.searchers.data import DatasetConfig, loaders_for
     from hilnas.searchers.spaces import create_space
     from hilnas.server.client import AgentClient, ClientConfig
@@ -87,28 +87,16 @@ def _init_worker(args: dict, devices: dict) -> None:
     _W.update(args=args, full=full, proxy=full.replace(C=args["C"], N=args["N"]), loaders=loaders, costs={},
               clients={})
     for name, d in devices.items():
-        base = LutLatencyCost(d["lut"])
-        if d["correction"]:
-            base = CorrectedCost(base, d["correction"]["scale"], d["correction"]["offset_ms"])
-        _W["costs"][name] = FullSizeCost(base, full)
+        _W["costs"][name] = corrected_cost(d, full)
         _W["clients"][name] = AgentClient(ClientConfig(address=d["address"]))
 
 
 def _measure(device: str):
     from hilnas.agent.config import MeasureConfig
-    from hilnas.server.model_meta import export_network
 
-    config = MeasureConfig(**SEARCH_MEASURE)
-    exported = _W.setdefault("exported", {})   # a cell measured again is the same model, measured by a new call
-
-    def measure(genotype) -> float:
-        if genotype.arch_str not in exported:
-            exported[genotype.arch_str] = export_network(_W["full"], genotype)
-        r = _W["clients"][device].benchmark(exported[genotype.arch_str], config=config)
-        if not r.status.measured or r.latency is None:
-            raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
-        return r.latency.median_ms
-    return measure
+    # a cell measured again is the same model (exported once per worker), measured by a new call
+    return agent_measure(_W["clients"][device], _W["full"], MeasureConfig(**SEARCH_MEASURE),
+                         exported=_W.setdefault("exported", {}))
 
 
 def _supernet_settings(args: dict) -> dict:
@@ -219,7 +207,7 @@ def fresh_measure(address: str, arch_strs, seed: int = 1) -> dict[str, float]:
     from hilnas.server.model_meta import export_network
 
     full, out = create_space("nb201"), {}
-    config = MeasureConfig(warmup_runs=5, min_runs=30, min_seconds=0.1)
+    config = MeasureConfig(**FRESH_MEASURE)
     with AgentClient(ClientConfig(address=address)) as client:
         for a in sorted(set(arch_strs)):
             r = client.benchmark(export_network(full, NB201Genotype.from_arch_str(a), seed=seed), config=config)
