@@ -224,14 +224,24 @@ class Progressive:
                                **({"oneshot": self._oneshot_record} if oneshot is not None else {}),
                                **({"device_costs": device_costs} if last else {})})
 
-    def _reachable(self, fixed: dict[int, int]) -> torch.Tensor:
-        """(edges, ops): some connected cell has op o on edge e and the decided edges as they are. (The
-        expected cost cannot tell: it clamps zero weights to 1e-30, so a trial whose completions are all
-        cut off still gets the finite cost of the connected cells that trial excludes.)"""
+    def _completions(self, fixed: dict[int, int]) -> torch.Tensor:
+        """(cells,) mask: the connected cells that have the ops ``fixed`` gives their edges."""
         arch = torch.as_tensor(self.cells.arch)
         left = torch.as_tensor(self.cells.valid).clone()
         for e, o in fixed.items():
             left &= arch[:, e] == o
+        return left
+
+    def _genotype(self, row: int) -> NB201Genotype:
+        """The cell at ``row`` of ``cells``."""
+        ops = self.model.space.ops
+        return NB201Genotype(tuple(ops[i] for i in self.cells.arch[row]))
+
+    def _reachable(self, fixed: dict[int, int]) -> torch.Tensor:
+        """(edges, ops): some connected cell has op o on edge e and the decided edges as they are. (The
+        expected cost cannot tell: it clamps zero weights to 1e-30, so a trial whose completions are all
+        cut off still gets the finite cost of the connected cells that trial excludes.)"""
+        arch, left = torch.as_tensor(self.cells.arch), self._completions(fixed)
         ops = len(self.model.space.ops)
         return torch.stack([torch.bincount(arch[left, e], minlength=ops) > 0 for e in range(arch.shape[1])])
 
@@ -241,18 +251,13 @@ class Progressive:
         table = self.costs * (self.scale() if self.scale is not None else 1.0)
         if self.measure is None:
             return table, None
-        arch = torch.as_tensor(self.cells.arch)
-        left = torch.as_tensor(self.cells.valid).clone()
-        for e, o in fixed.items():
-            left &= arch[:, e] == o
-        rows = left.nonzero().flatten().tolist()
+        rows = self._completions(fixed).nonzero().flatten().tolist()
         if not rows or (len(rows) > self.on_device and not force):
             return table, None
-        ops = self.model.space.ops
         measured: dict[str, float] = {}
         table = table.clone()
         for r in rows:
-            g = NB201Genotype(tuple(ops[i] for i in self.cells.arch[r]))
+            g = self._genotype(r)
             if g.arch_str not in self.samples:   # each cell once, then again only to confirm it
                 self.samples[g.arch_str] = [float(self.measure(g))]
             self._confirm(g)
@@ -339,7 +344,6 @@ class Progressive:
         a, b = self.refit()
         lo, hi = self.band
         arch = torch.as_tensor(self.cells.arch)
-        valid = torch.as_tensor(self.cells.valid)
         predicted = self.costs * a + b
         for r, c in self._measured_rows().items():   # a cell measured already is known, not predicted
             predicted[r] = c
@@ -348,10 +352,7 @@ class Progressive:
         done = {(r["edge"], r["to"]) for r in self.reopened}
         candidates = []
         for rank, e in enumerate(order):
-            base = valid.clone()
-            for e2, o2 in fixed.items():
-                if e2 != e:
-                    base &= arch[:, e2] == o2
+            base = self._completions({e2: o2 for e2, o2 in fixed.items() if e2 != e})
             for o in range(w.shape[1]):
                 if o == fixed[e] or (e, o) in done:
                     continue
@@ -364,8 +365,7 @@ class Progressive:
         for *_, e, o, rows, inside in sorted(candidates, key=lambda c: c[:3]):
             if len(self.reopened) >= self.reopen:
                 break
-            new = [r for r in rows
-                   if NB201Genotype(tuple(ops[i] for i in self.cells.arch[r])).arch_str not in self.samples]
+            new = [r for r in rows if self._genotype(r).arch_str not in self.samples]
             if self.reopen_used + len(new) > self.reopen_measurements:
                 continue
             before = sum(len(s) for s in self.samples.values())
@@ -454,16 +454,12 @@ class Progressive:
         if aimed:
             lo, hi = lo + self._aimed_margin, hi - self._aimed_margin
         arch = torch.as_tensor(self.cells.arch)
-        left = torch.as_tensor(self.cells.valid).clone()
-        for e, o in fixed.items():
-            left &= arch[:, e] == o
-        left &= (device_table >= lo) & (device_table <= hi)
-        if self.within is not None:
-            left &= torch.tensor([bool(self.within(float(c))) for c in device_table.tolist()])
-        ops = self.model.space.ops
-        best = torch.full((arch.shape[1], len(ops)), -math.inf, dtype=torch.float64)
+        left = self._completions(fixed) & (device_table >= lo) & (device_table <= hi)
+        best = torch.full((arch.shape[1], len(self.model.space.ops)), -math.inf, dtype=torch.float64)
         for r in left.nonzero().flatten().tolist():
-            g = NB201Genotype(tuple(ops[i] for i in self.cells.arch[r]))
+            if self.within is not None and not self.within(float(device_table[r])):
+                continue
+            g = self._genotype(r)
             acc = self._oneshot_record[g.arch_str] = float(self.accuracy(g))
             for e in range(arch.shape[1]):
                 best[e, arch[r, e]] = max(float(best[e, arch[r, e]]), acc)
