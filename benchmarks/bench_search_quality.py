@@ -151,7 +151,8 @@ def run_job(job: dict) -> dict:
                    cells_measured_on_device=r.extra.get("cells_measured_on_device"),
                    cell_remeasurements=r.extra.get("cell_remeasurements"), reopened=r.extra.get("reopened", []),
                    reopen_measurements=r.extra.get("reopen_measurements"),
-                   measurement_spread=r.extra.get("measurement_spread"))
+                   measurement_spread=r.extra.get("measurement_spread"), device_fits=r.extra.get("device_fits", []),
+                   fit_sampled=r.extra.get("fit_sampled", []))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -343,11 +344,11 @@ def main() -> None:
         if (unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0
                 or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1 or args.device_reopen < 0
                 or args.device_reopen_measurements < 0 or args.device_margin_sigmas < 0
-                or args.device_oneshot_batches < 0):
+                or args.device_oneshot_batches < 0 or args.device_fit_sample < 0 or args.device_reopen_sigmas < 0):
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
                              "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
                              "--ratio-tolerance in [0, 1), --device-reopen*, --device-margin-sigmas and "
-                             "--device-oneshot-batches >= 0")
+                             "--device-oneshot-batches, --device-fit-sample, --device-reopen-sigmas >= 0")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None

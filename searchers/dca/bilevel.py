@@ -171,7 +171,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   reopen=getattr(config, "device_reopen", 0),
                                   reopen_measurements=getattr(config, "device_reopen_measurements", 0),
                                   margin_sigmas=getattr(config, "device_margin_sigmas", 0.0),
-                                  accuracy=_oneshot(model, data, getattr(config, "device_oneshot_batches", 0)))
+                                  accuracy=_oneshot(model, data, getattr(config, "device_oneshot_batches", 0)),
+                                  fit_sample=getattr(config, "device_fit_sample", 0) if feedback is not None else 0,
+                                  reopen_sigmas=getattr(config, "device_reopen_sigmas", 0.0))
     elif getattr(config, "progressive", False) and isinstance(space, DartsSpace) and budget is not None:
         # the DARTS space: one node (its two inputs and ops) at a time (darts_nodes.py)
         progressive = NodeDecisions.for_search(model, tables, cost_model, config, term, budget.value, feedback,
@@ -228,6 +230,8 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         if isinstance(progressive, Progressive):   # NB201's backtracking and spread margin (not the DARTS nodes')
             extra["reopened"] = progressive.reopened
             extra["reopen_measurements"] = progressive.reopen_used
+            extra["device_fits"] = progressive.fits   # the fitted device predictor, each decision's fit
+            extra["fit_sampled"] = progressive.fit_sampled   # cells measured for it before the first decision
             extra["measurement_spread"] = progressive.spread()   # pooled relative sd of one measurement (None: < 3)
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,

@@ -99,6 +99,9 @@ if TYPE_CHECKING:
     from hilnas.searchers.supernet import Supernet
 
 
+FIT_MODE = "both"
+
+
 class Progressive:
     """Fixes the supernet's NB201 edges one at a time at the given architecture steps; see the module docstring.
 
@@ -121,7 +124,8 @@ class Progressive:
                  band: tuple[float, float] | None = None, on_device: int = 25, margin: float = 0.0,
                  repeats: int = 1, window: float = 0.0, remeasure: Callable[[NB201Genotype], float] | None = None,
                  tolerance: float = 0.0, reopen: int = 0, reopen_measurements: int = 0, margin_sigmas: float = 0.0,
-                 accuracy: Callable[[NB201Genotype], float] | None = None):
+                 accuracy: Callable[[NB201Genotype], float] | None = None, fit_sample: int = 0,
+                 reopen_sigmas: float = 0.0):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
         if margin < 0 or window < 0:
@@ -130,6 +134,8 @@ class Progressive:
             raise ValueError(f"repeats must be >= 1 (1: each cell measured once), got {repeats}")
         if not 0 <= tolerance < 1:
             raise ValueError(f"tolerance must be in [0, 1) (a relative error of the device's ratio), got {tolerance}")
+        if fit_sample < 0 or reopen_sigmas < 0:
+            raise ValueError(f"fit_sample and reopen_sigmas must be >= 0, got {fit_sample}, {reopen_sigmas}")
         if reopen < 0 or reopen_measurements < 0 or margin_sigmas < 0:
             raise ValueError(f"reopen, reopen_measurements and margin_sigmas must be >= 0, got {reopen}, "
                              f"{reopen_measurements}, {margin_sigmas}")
@@ -150,6 +156,18 @@ class Progressive:
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
         self.decisions: list[dict] = []
         self.taken = 0
+        self.fit_sample, self.reopen_sigmas = fit_sample, reopen_sigmas
+        self.fit_sampled: list[str] = []   # the cells measured before the first decision for the fitted predictor
+        self.fits: list[dict] = []         # every fit of the device predictor (``fit_device``)
+        self._fit: torch.Tensor | None = None   # (cells,) the fitted device cost of every cell (None: not fitted)
+        # the fitted predictor's features: 1, each edge's op as the network computes it (a dead edge as none: cells
+        # with the same live form are one network), the number of additions
+        arch = torch.as_tensor(self.cells.arch)
+        ops = model.space.ops
+        live = torch.where(torch.as_tensor(self.cells.live), arch, ops.index("none")) if "none" in ops else arch
+        onehot = torch.nn.functional.one_hot(live, len(ops)).reshape(arch.shape[0], -1).double()
+        self._onehot = torch.cat([torch.ones(arch.shape[0], 1, dtype=torch.float64), onehot,
+                                  torch.as_tensor(self.cells.adds, dtype=torch.float64)[:, None]], 1)
 
     def expected_cost(self) -> torch.Tensor:
         """The exact expected cost of the cell (decided edges fixed), differentiable in the alphas."""
@@ -166,11 +184,17 @@ class Progressive:
         free = [e for e in range(len(self.model.space.edges)) if e not in fixed]
         if not free:
             return
+        with torch.no_grad():
+            if self.fit_sample and self.measure is not None and self.band is not None and not self.fit_sampled:
+                self._sample(fixed)
+            self.fit_device(arch_step)
         reopenings = []
         while True:   # reopen an earlier decision while the measured completions strand this one (module docstring)
             with torch.no_grad():
+                if reopenings:   # the reopening's cells refine the fitted predictor
+                    self.fit_device(arch_step)
                 device_table, measured = self._device_table(fixed)
-            if measured is None or self.band is None or self._in_band(measured, self.band) \
+            if measured is None or self.band is None or self._in_band(measured, self._reopen_band()) \
                     or not self._reopen(fixed, reopenings, arch_step):
                 break
         free = [e for e in range(len(self.model.space.edges)) if e not in fixed]
@@ -220,7 +244,7 @@ class Progressive:
                                "coverage": int(self._coverage[e, o]) if self._coverage is not None else None,
                                "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                "margin": self._margin(), "aimed_margin": self._aimed_margin if aimed else 0.0,
-                               "reopened": reopenings,
+                               "reopened": reopenings, "predictor": "fitted" if self._fit is not None else "ratio",
                                **({"oneshot": self._oneshot_record} if oneshot is not None else {}),
                                **({"device_costs": device_costs} if last else {})})
 
@@ -248,7 +272,8 @@ class Progressive:
     def _device_table(self, fixed: dict[int, int], force: bool = False) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
         decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
-        table = self.costs * (self.scale() if self.scale is not None else 1.0)
+        table = self._fit.clone() if self._fit is not None and FIT_MODE == "both" else \
+            self.costs * (self.scale() if self.scale is not None else 1.0)
         if self.measure is None:
             return table, None
         rows = self._completions(fixed).nonzero().flatten().tolist()
@@ -317,6 +342,69 @@ class Progressive:
         index = {tuple(ops.index(o) for o in NB201Genotype.from_arch_str(a).ops): c for a, c in self.measured.items()}
         return {r: index[tuple(arch)] for r, arch in enumerate(self.cells.arch) if tuple(arch) in index}
 
+    def _sample(self, fixed: dict[int, int]) -> None:
+        """Before the first decision: measure ``fit_sample`` cells drawn at random (a fixed generator: the same cells
+        for the same budget) among those the scaled prediction puts within 20 % of the band (the nearest when fewer
+        are), each once. (Drawn to cover each edge's ops evenly instead, the sample held the outliers, and the fit
+        on it predicted the cells near the band worse than the LUT on the simulated devices.)"""
+        lo, hi = self.band
+        table = self.costs * (self.scale() if self.scale is not None else 1.0)
+        miss = torch.nan_to_num((0.8 * lo - table).clamp_min(0) + (table - 1.2 * hi).clamp_min(0), nan=math.inf)
+        miss = torch.where(self._completions(fixed), miss, torch.full_like(miss, math.inf))
+        near = int((miss == 0).sum())
+        rows = torch.argsort(miss, stable=True)[:max(near, self.fit_sample)]
+        rows = rows[torch.isfinite(miss[rows])]
+        drawn = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))[:self.fit_sample]
+        for r in rows[drawn].tolist():
+            g = self._genotype(r)
+            if g.arch_str not in self.samples:
+                self.samples[g.arch_str] = [float(self.measure(g))]
+                self.measured[g.arch_str] = self.samples[g.arch_str][0]
+            self.fit_sampled.append(g.arch_str)
+
+    def fit_device(self, arch_step: int | None = None) -> None:
+        """The device predictor fitted on every cell measured so far (``fit_sample`` > 0, >= 5 cells): the device's cost
+        of a cell ~ a x its corrected LUT prediction + b + sum over its edges of delta[edge, op] (a, b free, the deltas
+        ridge-regressed toward 0, i.e. toward the LUT; the ridge chosen by leave-one-out relative error); used
+        (``_fit``) only when that error is below the current ratio's (ratio x prediction) on the same cells, and then
+        in place of the ratio. Recorded in ``fits``."""
+        self._fit = None
+        measured = self._measured_rows() if self.fit_sample else {}
+        if len(measured) < 5:
+            return
+        s = self.scale() if self.scale is not None else 1.0
+        idx = torch.tensor(list(measured))
+        y = torch.tensor(list(measured.values()), dtype=torch.float64)
+        x = torch.cat([self.costs[idx, None], self._onehot[idx]], 1)   # prediction, 1, one-hot (edge, op)
+        penalty = torch.eye(x.shape[1], dtype=torch.float64)
+        penalty[0, 0] = penalty[1, 1] = 0.0   # slope and intercept free; the per-edge deltas shrink toward the LUT
+        best = None
+        for ridge in (0.3, 1.0, 3.0, 10.0, 30.0, 100.0, 1e3, 1e5):
+            inv = torch.linalg.inv(x.T @ x + ridge * penalty + 1e-9 * torch.eye(x.shape[1], dtype=torch.float64))
+            beta = inv @ (x.T @ y)
+            h = ((x @ inv) * x).sum(1).clamp_max(1 - 1e-6)
+            loo = float((((y - x @ beta) / (1 - h)) / y).pow(2).mean().sqrt())
+            if best is None or loo < best[0]:
+                best = (loo, ridge, beta)
+        loo, ridge, beta = best
+        plain = float(((y - s * self.costs[idx]) / y).pow(2).mean().sqrt())   # the ratio's relative error on them
+        used = loo < plain
+        if used:   # nan where the cell is cut off from its input (costs nan)
+            self._fit = beta[0] * self.costs + self._onehot @ beta[1:]
+        self.fits.append({"arch_step": arch_step, "cells": len(measured), "ridge": ridge, "loo_rel_rmse": loo,
+                          "ratio_rel_rmse": plain, "used": used})
+
+    def _reopen_band(self) -> tuple[float, float]:
+        """The band a decision on the device must find a measured cell in, else it reopens an earlier decision: the
+        band shrunk by ``reopen_sigmas`` x the measured spread of one measurement on each side once it is measured
+        (a cell within the spread of an edge leaves the band on a fresh measurement often)."""
+        lo, hi = self.band
+        sigma = self.spread() if self.reopen_sigmas > 0 else None
+        if sigma is None:
+            return self.band
+        m = min(self.reopen_sigmas * sigma * hi, 0.45 * (hi - lo))
+        return lo + m, hi - m
+
     def refit(self) -> tuple[float, float]:
         """(a, b): the device's cost of a cell ~ a x its prediction + b, least squares over every cell measured in
         this search (median of its measurements); a pure ratio when their predictions do not differ."""
@@ -342,9 +430,9 @@ class Progressive:
         if len(self.reopened) >= self.reopen or not fixed or len(self.measured) < 2:
             return False
         a, b = self.refit()
-        lo, hi = self.band
+        lo, hi = self._reopen_band()
         arch = torch.as_tensor(self.cells.arch)
-        predicted = self.costs * a + b
+        predicted = self._fit.clone() if self._fit is not None else self.costs * a + b
         for r, c in self._measured_rows().items():   # a cell measured already is known, not predicted
             predicted[r] = c
         order = [d["edge"] for d in reversed(self.decisions) if d["edge"] in fixed]
@@ -373,8 +461,9 @@ class Progressive:
             _, measured = self._device_table(trial, force=True)
             used = sum(len(s) for s in self.samples.values()) - before
             self.reopen_used += used
-            landed = measured is not None and self._in_band(measured, self.band)
+            landed = measured is not None and self._in_band(measured, (lo, hi))
             record = {"arch_step": arch_step, "edge": e, "from": ops[fixed[e]], "to": ops[o], "refit": [a, b],
+                      "predictor": "fitted" if self._fit is not None else "refit", "band": [lo, hi],
                       "predicted_in_band": inside, "measurements": used, "landed": landed}
             self.reopened.append(record)
             tried.append(record)

@@ -34,7 +34,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   ratios within ``ratio_tolerance`` of the measured one; when the measured cells have none in the band,
   an earlier decision is reopened (``device_reopen``), the margin follows the measured spread
   (``device_margin_sigmas``), and among the confirmed in-band cells the supernet's one-shot accuracy on
-  validation batches chooses (``device_oneshot_batches``).
+  validation batches chooses (``device_oneshot_batches``); before the first decision a sample of cells near the band
+  is measured and a per-(edge, op) correction of the prediction fitted on it and every later measurement
+  (``device_fit_sample``), and a decision whose measured cells lie in the band only near its edges reopens too
+  (``device_reopen_sigmas``).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -171,6 +174,13 @@ class DcaConfig(BilevelConfig):
     # among the cells the device confirmed in the (aimed) band, the last decisions choose by the supernet's one-shot
     # accuracy on this many validation batches, which the weights never train on (0: by the Lagrangian)
     device_oneshot_batches: int = 6
+    # a device predictor fitted before the decisions narrow the cell: before the first decision, measure this many
+    # cells the corrected LUT puts near the band (covering each edge's ops), and from then on predict every cell as
+    # ratio x LUT + a ridge-fitted per-(edge, op) correction, refitted on every cell measured (0: ratio x LUT only)
+    device_fit_sample: int = 20
+    # a decision on the device whose measured cells lie in the band only within this many standard deviations of one
+    # measurement of its edges reopens an earlier decision too (0: only when none lies in the band)
+    device_reopen_sigmas: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -189,12 +199,12 @@ class DcaConfig(BilevelConfig):
                              f"{self.device_window}")
         if self.device_repeats < 1:
             raise ValueError(f"device_repeats must be >= 1 (1: each cell measured once), got {self.device_repeats}")
-        if min(self.device_reopen, self.device_reopen_measurements, self.device_oneshot_batches) < 0 \
-                or self.device_margin_sigmas < 0:
-            raise ValueError("device_reopen, device_reopen_measurements, device_margin_sigmas and "
-                             f"device_oneshot_batches must be >= 0, got {self.device_reopen}, "
-                             f"{self.device_reopen_measurements}, {self.device_margin_sigmas}, "
-                             f"{self.device_oneshot_batches}")
+        if min(self.device_reopen, self.device_reopen_measurements, self.device_oneshot_batches,
+               self.device_fit_sample) < 0 or self.device_margin_sigmas < 0 or self.device_reopen_sigmas < 0:
+            raise ValueError("device_reopen, device_reopen_measurements, device_margin_sigmas, "
+                             "device_oneshot_batches, device_fit_sample and device_reopen_sigmas must be >= 0, got "
+                             f"{self.device_reopen}, {self.device_reopen_measurements}, {self.device_margin_sigmas}, "
+                             f"{self.device_oneshot_batches}, {self.device_fit_sample}, {self.device_reopen_sigmas}")
         if not 0 <= self.ratio_tolerance < 1:
             raise ValueError(f"ratio_tolerance must be in [0, 1), got {self.ratio_tolerance}")
         if self.rho < 0:

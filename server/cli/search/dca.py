@@ -79,7 +79,8 @@ def summary(report, device: str, budget: str) -> str:
 # DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
-                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6}
+                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 20,
+                   "device_reopen_sigmas": 1.0}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
@@ -92,7 +93,9 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_reopen": (0, math.inf, "0 (never reopen a decision) or more"),
                   "device_reopen_measurements": (0, math.inf, "0 or more measurements"),
                   "device_margin_sigmas": (0, math.inf, "0 (--device-margin throughout) or more"),
-                  "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches")}
+                  "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches"),
+                  "device_fit_sample": (0, math.inf, "0 (predict by the measured ratio only) or more cells"),
+                  "device_reopen_sigmas": (0, math.inf, "0 (reopen only when no measured cell is in the band) or more")}
 
 
 def check_device_options(args) -> None:
@@ -131,6 +134,13 @@ _DEVICE_HELP = {
     "device_oneshot_batches": (int, "N", "among the cells the device confirmed in the band, the last decisions choose "
                                "by the supernet's one-shot accuracy on N validation batches (the weights never "
                                "train on them; default: {d}; 0: by the Lagrangian)"),
+    "device_fit_sample": (int, "N", "on nb201 with the device in the loop: before the first decision, measure N cells "
+                          "the corrected LUT puts near the band and predict every cell from then on by the measured "
+                          "ratio x LUT plus a per-(edge, op) correction ridge-fitted on every cell measured (default: "
+                          "{d}; 0: the ratio alone)"),
+    "device_reopen_sigmas": (float, "Z", "a decision on the device whose measured cells lie in the band only within Z "
+                             "standard deviations of one measurement of its edges reopens an earlier decision too "
+                             "(default: {d}; 0: only when none lies in the band)"),
 }
 
 
