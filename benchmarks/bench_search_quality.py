@@ -360,6 +360,8 @@ def run(args, methods: list[str]) -> None:
 
     from nb201_oracle import simulated_latencies
 
+    from hilnas.searchers.spaces import create_space
+
     started = time.perf_counter()
 
     def say(msg: str) -> None:

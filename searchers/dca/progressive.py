@@ -99,9 +99,6 @@ if TYPE_CHECKING:
     from hilnas.searchers.supernet import Supernet
 
 
-FIT_MODE = "both"
-
-
 class Progressive:
     """Fixes the supernet's NB201 edges one at a time at the given architecture steps; see the module docstring.
 
@@ -272,8 +269,7 @@ class Progressive:
     def _device_table(self, fixed: dict[int, int], force: bool = False) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
         decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
-        table = self._fit.clone() if self._fit is not None and FIT_MODE == "both" else \
-            self.costs * (self.scale() if self.scale is not None else 1.0)
+        table = self._fit.clone() if self._fit is not None else self.costs * (self.scale() if self.scale is not None else 1.0)
         if self.measure is None:
             return table, None
         rows = self._completions(fixed).nonzero().flatten().tolist()

@@ -177,10 +177,11 @@ class DcaConfig(BilevelConfig):
     # a device predictor fitted before the decisions narrow the cell: before the first decision, measure this many
     # cells the corrected LUT puts near the band (covering each edge's ops), and from then on predict every cell as
     # ratio x LUT + a ridge-fitted per-(edge, op) correction, refitted on every cell measured (0: ratio x LUT only)
-    device_fit_sample: int = 20
+    device_fit_sample: int = 30
     # a decision on the device whose measured cells lie in the band only within this many standard deviations of one
-    # measurement of its edges reopens an earlier decision too (0: only when none lies in the band)
-    device_reopen_sigmas: float = 1.0
+    # measurement of its edges reopens an earlier decision too (0: only when none lies in the band; 1 was no better
+    # in the offline replay of the decisions, docs/performance.md)
+    device_reopen_sigmas: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()

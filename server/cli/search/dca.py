@@ -79,8 +79,8 @@ def summary(report, device: str, budget: str) -> str:
 # DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
-                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 20,
-                   "device_reopen_sigmas": 1.0}
+                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 30,
+                   "device_reopen_sigmas": 0.0}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
