@@ -225,7 +225,10 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
         extra["decisions_restricted"] = sum(d["restricted"] for d in progressive.decisions)
         extra["decisions_fallback"] = sum(d["fallback"] for d in progressive.decisions)
         extra["decided_on_device"] = sum(d["on_device"] for d in progressive.decisions)   # decisions on measured cells
-        extra["cells_measured_on_device"] = dict(progressive.measured)                    # arch_str -> median cost
+        decided = {a for d in progressive.decisions for a in (d.get("measured") or {})}
+        sample_only = set(getattr(progressive, "fit_sampled", ())) - decided   # measured for the NB201 fit only
+        extra["cells_measured_on_device"] = {a: c for a, c in progressive.measured.items()   # arch_str -> median cost
+                                             if a not in sample_only}
         extra["cell_remeasurements"] = sum(len(v) - 1 for v in progressive.samples.values())   # confirmations
         if isinstance(progressive, Progressive):   # NB201's backtracking and spread margin (not the DARTS nodes')
             extra["reopened"] = progressive.reopened

@@ -51,6 +51,17 @@ middle where no measured cell lies inside it. Among the cells confirmed in the a
 is by the supernet's one-shot accuracy on validation batches when ``accuracy`` is given (a weight-sharing
 NAS step; otherwise by the Lagrangian).
 
+A device predictor fitted before the decisions narrow the cell (``fit_sample``). The decisions on the prediction see
+the corrected LUT times one network's ratio, and the LUT's error is per op (a pooling cell's ratio can be 0.73 where
+a conv cell's is ~1), so no ratio fits every cell and four decisions can leave no completion the device shows in the
+band. Before the first decision, ``fit_sample`` cells the scaled prediction puts near the band are measured once
+(``fit_sampled``), and every decision from then on predicts each cell as a x LUT + b + a ridge-fitted delta per
+(edge, op) of the cell's live form (``fit_device``), refitted on every cell measured so far; the fit replaces the
+scaled prediction wherever the decisions use it (the look-ahead, the ratio-robust rule, the reopening) while its
+leave-one-out error is below the ratio's on the same cells (``fits`` records each). ``reopen_sigmas``: a decision
+on the device whose measured cells lie in the band only within that many measured standard deviations of its
+edges reopens too.
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -112,7 +123,8 @@ class Progressive:
     ``remeasure(genotype)`` (a new measurement; default ``measure``): the confirmation of measured
     cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio; ``reopen`` and
     ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
-    ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by.
+    ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by;
+    ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
@@ -269,7 +281,8 @@ class Progressive:
     def _device_table(self, fixed: dict[int, int], force: bool = False) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
         decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
-        table = self._fit.clone() if self._fit is not None else self.costs * (self.scale() if self.scale is not None else 1.0)
+        scaled = self.costs * (self.scale() if self.scale is not None else 1.0)
+        table = self._fit.clone() if self._fit is not None else scaled
         if self.measure is None:
             return table, None
         rows = self._completions(fixed).nonzero().flatten().tolist()

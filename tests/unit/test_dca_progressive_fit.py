@@ -120,3 +120,24 @@ def tables_():
 def test_no_device_no_fit():
     p, cost = decide_all(BAND, fit_sample=12)
     assert not p.fit_sampled and not p.fits and math.isfinite(cost)
+
+
+@pytest.mark.parametrize("flag,value", [("device_fit_sample", -1), ("device_reopen_sigmas", -0.5)])
+def test_the_flags_refuse_bad_values_with_the_fix(flag, value):
+    import argparse
+
+    from hilnas.server.cli.common import CliError
+    from hilnas.server.cli.search.dca import DEVICE_DEFAULTS, check_device_options
+
+    with pytest.raises(CliError, match=f"--{flag.replace('_', '-')} {value}: use .* e.g. "
+                                       f"--{flag.replace('_', '-')} {DEVICE_DEFAULTS[flag]}"):
+        check_device_options(argparse.Namespace(**{**DEVICE_DEFAULTS, flag: value}))
+
+
+@pytest.mark.parametrize("field", ["device_fit_sample", "device_reopen_sigmas"])
+def test_the_config_refuses_negative_values(field):
+    from hilnas.searchers.dca.search import DcaConfig
+    from hilnas.searchers.result import Budget
+
+    with pytest.raises(ValueError, match="device_fit_sample and device_reopen_sigmas must be >= 0"):
+        DcaConfig(budget=Budget("latency_ms", 10.0), **{field: -1})

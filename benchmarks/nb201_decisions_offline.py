@@ -1,0 +1,157 @@
+"""NB201 progressive decisions replayed offline: no training, the oracle's latency as the device.
+
+An exploration aid for ``searchers/dca/progressive.py``, not a search benchmark: the supernet's alphas are
+random (scaled by ``--alpha-scale``), the penalty is 0, and the device is the noise-free simulated latency of
+every cell (``nb201_oracle.simulated_latencies``) times (1 + N(0, sigma)) per call (raspi4 1.2 %, pixel3 2 %:
+about the spread the benchmark measured). The device ratio the decisions on the prediction use is the one of
+the alphas' argmax cell, as the epoch's derived network gives it in a search. Per device, the budgets of
+``bench_search_quality`` (same rule), seeds 0..N-1, and each named setting of ``Progressive`` (JSON, on top of
+the benchmark's defaults):
+
+1. the fitted device predictor's error: for each budget, the median and 90th percentile relative error over
+   the cells truly within 0.85-1.05 x B, of the corrected LUT and of the fit on ``--fit-sample`` random cells;
+2. the replay: the share of final cells whose fresh (noisy) latency / B lies in [0.9, 1.0], the median regret
+   against the table, the device calls and reopenings.
+
+    .venv/bin/python benchmarks/nb201_decisions_offline.py --seeds 8 \\
+        --setting 'base={"fit_sample": 0}' --setting 'fit30={"fit_sample": 30}'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import corrected_cost, simulated_device, write  # noqa: E402
+from bench_search_quality import choose_budgets  # noqa: E402
+from nb201_oracle import ACCURACY_CSV, Oracle, read_accuracy, simulated_latencies  # noqa: E402
+
+NOISE = {"raspi4": 0.012, "pixel3": 0.02}
+DEFAULTS = dict(on_device=25, repeats=3, tolerance=0.1, reopen=3, reopen_measurements=75, margin_sigmas=1.5)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--devices", default="raspi4,pixel3")
+    p.add_argument("--seeds", type=int, default=6)
+    p.add_argument("--alpha-scale", type=float, default=1.0, help="sd of the random alphas (default: 1)")
+    p.add_argument("--fit-sample", type=int, default=30, help="cells the predictor-error table fits on (default: 30)")
+    p.add_argument("--setting", action="append", default=[], metavar="NAME=JSON",
+                   help="a Progressive setting to replay, e.g. 'fit30={\"fit_sample\": 30}' (repeatable)")
+    p.add_argument("--out", default="nb201_decisions_offline")
+    args = p.parse_args()
+    settings = {}
+    for s in args.setting or ['base={"fit_sample": 0}']:
+        name, _, text = s.partition("=")
+        try:
+            settings[name] = json.loads(text)
+        except json.JSONDecodeError:
+            raise SystemExit(f"nb201_decisions_offline: --setting {s!r} is not NAME=JSON; e.g. "
+                             "--setting 'fit30={\"fit_sample\": 30}'") from None
+
+    import torch
+
+    from hilnas.searchers.spaces import create_space
+    torch.set_num_threads(1)
+    devices = [d.strip() for d in args.devices.split(",") if d.strip()]
+    full = create_space("nb201")
+    latency = simulated_latencies(tuple(devices), workers=1)
+    accuracy = read_accuracy(ACCURACY_CSV)
+    out = {"setup": vars(args), "devices": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        for d in devices:
+            server, setup = simulated_device(d, full, "nb201", Path(tmp), print)
+            server.stop(0)
+            tables = corrected_cost(setup, full).tables(full.replace(C=8, N=1))
+            oracle = Oracle(accuracy, latency[d])
+            budgets = choose_budgets(oracle, 5)
+            errors = [predictor_error(tables, latency[d], b, args.fit_sample) for b in budgets]
+            out["devices"][d] = {"budgets": budgets, "predictor": errors,
+                                 "replay": {name: [replay(tables, latency[d], oracle, d, b, seed, kw, args.alpha_scale)
+                                                   for b in budgets for seed in range(args.seeds)]
+                                            for name, kw in settings.items()}}
+            for row in out["devices"][d]["predictor"]:
+                print(d, row)
+            for name, rows in out["devices"][d]["replay"].items():
+                print(d, name, summary(rows))
+            out["devices"][d]["summary"] = {n: summary(r) for n, r in out["devices"][d]["replay"].items()}
+    write(args.out, out)
+
+
+def _progressive(tables, budget: float, measure, scale: float, seed: int, alpha_scale: float, **kw):
+    import torch
+
+    from hilnas.searchers.dca.progressive import Progressive
+    from hilnas.searchers.spaces import create_space
+    from hilnas.searchers.supernet import build_supernet
+
+    torch.manual_seed(seed)
+    model = build_supernet(create_space("nb201").replace(C=8, N=1))
+    with torch.no_grad():
+        model.alphas["cell"].copy_(torch.randn_like(model.alphas["cell"]) * alpha_scale)
+    settings = {**DEFAULTS, "margin": 0.02 * budget, "window": 0.05 * budget, **kw}
+    return Progressive(model, tables, list(range(6)), penalty=lambda c: 0.0, within=lambda c: c <= budget,
+                       scale=lambda: scale, measure=measure, band=(0.91 * budget, 0.99 * budget), **settings)
+
+
+def predictor_error(tables, latency: dict, budget: float, n: int) -> dict:
+    import torch
+
+    rng = random.Random(0)
+    p = _progressive(tables, budget, lambda g: latency[g.arch_str] * (1 + rng.gauss(0, 0.012)), 1.0, 0, 1.0,
+                     fit_sample=n)
+    with torch.no_grad():
+        p._sample({})
+        p.fit_device(0)
+    rows = [(r, latency[a]) for r in range(len(p.costs)) if (a := p._genotype(r).arch_str) in latency
+            and 0.85 * budget <= latency[a] <= 1.05 * budget]
+
+    def err(table) -> list[float]:
+        e = torch.tensor([abs(float(table[r]) / t - 1) for r, t in rows])
+        return [round(float(e.median()), 4), round(float(e.quantile(0.9)), 4)]
+    return {"budget": budget, "cells": len(rows), "lut": err(p.costs),
+            "fit": err(p._fit) if p._fit is not None else None, "fit_record": p.fits[-1] if p.fits else None}
+
+
+def replay(tables, latency: dict, oracle, device: str, budget: float, seed: int, kw: dict, alpha_scale: float) -> dict:
+    from hilnas.searchers.cost import table_cost
+    from hilnas.searchers.genotype import NB201Genotype
+    from hilnas.searchers.spaces import create_space
+
+    proxy = create_space("nb201").replace(C=8, N=1)
+    rng = random.Random(seed * 1000 + int(budget * 10))
+    calls = [0]
+
+    def measure(g) -> float:
+        calls[0] += 1
+        return latency[g.arch_str] * (1 + rng.gauss(0, NOISE.get(device, 0.015)))
+    ratio = [1.0]
+    p = _progressive(tables, budget, measure, 0.0, seed, alpha_scale, **kw)
+    p.scale = lambda: ratio[0]
+    ref = NB201Genotype(tuple(proxy.ops[i] for i in p.model.alphas["cell"].argmax(1).tolist()))
+    if ref.arch_str not in latency:   # cut off from its input: a random connected cell's ratio
+        ref = NB201Genotype.from_arch_str(rng.choice(sorted(latency)))
+    ratio[0] = latency[ref.arch_str] / table_cost(proxy, tables, ref)   # the derived network's, as in a search
+    p.after_step(5)
+    g = NB201Genotype(tuple(proxy.ops[p.model.fixed["cell"][e]] for e in range(6)))
+    fresh = latency[g.arch_str] * (1 + rng.gauss(0, NOISE.get(device, 0.015))) / budget
+    regret = oracle.regret(g.arch_str, budget) if latency[g.arch_str] <= budget else float("inf")
+    return {"budget": budget, "seed": seed, "cell": g.arch_str, "fresh_hit": fresh, "regret": regret,
+            "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1]}
+
+
+def summary(rows: list[dict]) -> dict:
+    return {"in_band": f"{sum(0.9 <= r['fresh_hit'] <= 1.0 for r in rows)}/{len(rows)}",
+            "median_regret": statistics.median(r["regret"] for r in rows),
+            "median_calls": statistics.median(r["calls"] for r in rows),
+            "reopenings": sum(r["reopened"] for r in rows)}
+
+
+if __name__ == "__main__":
+    main()
