@@ -175,8 +175,9 @@ class DcaConfig(BilevelConfig):
     # accuracy on this many validation batches, which the weights never train on (0: by the Lagrangian)
     device_oneshot_batches: int = 6
     # a device predictor fitted before the decisions narrow the cell: before the first decision, measure this many
-    # cells the corrected LUT puts near the band (covering each edge's ops), and from then on predict every cell as
-    # ratio x LUT + a ridge-fitted per-(edge, op) correction, refitted on every cell measured (0: ratio x LUT only)
+    # cells drawn at random among those the corrected LUT puts near the band, and from then on predict every cell as
+    # a x LUT + b + a per-(edge, op) correction ridge-fitted toward the LUT, refitted on every cell measured, while
+    # it predicts them better than the measured ratio (0: ratio x LUT only)
     device_fit_sample: int = 30
     # a decision on the device whose measured cells lie in the band only within this many standard deviations of one
     # measurement of its edges reopens an earlier decision too (0: only when none lies in the band; 1 was no better

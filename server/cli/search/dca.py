@@ -135,9 +135,9 @@ _DEVICE_HELP = {
                                "by the supernet's one-shot accuracy on N validation batches (the weights never "
                                "train on them; default: {d}; 0: by the Lagrangian)"),
     "device_fit_sample": (int, "N", "on nb201 with the device in the loop: before the first decision, measure N cells "
-                          "the corrected LUT puts near the band and predict every cell from then on by the measured "
-                          "ratio x LUT plus a per-(edge, op) correction ridge-fitted on every cell measured (default: "
-                          "{d}; 0: the ratio alone)"),
+                          "the corrected LUT puts near the band and predict every cell from then on by a x LUT + b "
+                          "plus a per-(edge, op) correction ridge-fitted toward the LUT on every cell measured, while "
+                          "it predicts them better than the measured ratio (default: {d}; 0: the ratio alone)"),
     "device_reopen_sigmas": (float, "Z", "a decision on the device whose measured cells lie in the band only within Z "
                              "standard deviations of one measurement of its edges reopens an earlier decision too "
                              "(default: {d}; 0: only when none lies in the band)"),
