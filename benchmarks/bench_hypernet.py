@@ -90,9 +90,9 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero"],
-                   help="--family: the weight step's architecture: a drawn lambda's or lambda = 0's (default: "
-                        "HypernetConfig's, drawn)")
+    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform"],
+                   help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's or a uniformly drawn "
+                        "valid cell's, the warm-up included (default: HypernetConfig's, drawn)")
     p.add_argument("--front-samples", type=int, default=40,
                    help="--family: random valid networks whose shared-weight loss locates the supernet's own "
                         "accuracy/latency front (default 40)")

@@ -84,10 +84,11 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero"],
+    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform"],
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
-                        "default) or zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
-                        "members instead of following the family to its cheap ones)")
+                        "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
+                        "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
+                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another)")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the hypernetwork run N trained and saved, without training again (run N's "
                         "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")
