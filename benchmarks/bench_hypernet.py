@@ -36,6 +36,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import warm_torch, write  # noqa: E402
 
+from hilnas.server.cli.search.hypernet import lambda_arg  # noqa: E402
+
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,9 +92,12 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero"],
-                   help="--family: the weight step's architecture: a drawn lambda's or lambda = 0's (default: "
-                        "HypernetConfig's, drawn)")
+    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform"],
+                   help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's or a uniformly drawn "
+                        "valid cell's, the warm-up included (default: HypernetConfig's, drawn)")
+    p.add_argument("--Lambda", default=None, type=lambda_arg,
+                   help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
+                        "number in nats per full cost span (default: HypernetConfig's, sweep)")
     p.add_argument("--front-samples", type=int, default=40,
                    help="--family: random valid networks whose shared-weight loss locates the supernet's own "
                         "accuracy/latency front (default 40)")
@@ -319,7 +324,9 @@ def main() -> None:
           f"{m['violations_after_isotonic']}, measured {m['violations_measured_grid']} (grid)")
 
 
-_CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda")
+_CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
+                 "Lambda")
+
 
 
 def family_benchmark(args) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import random
 from typing import TYPE_CHECKING, Mapping
 
 import numpy as np
@@ -16,10 +17,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
-from hilnas.searchers.hypernet.bound import BoundEstimate, CostSpan, cost_span, estimate_from_supernet
+from hilnas.searchers.hypernet.bound import (BoundEstimate, CostSpan, cost_span, estimate_from_supernet, is_valid,
+                                             one_hot_arch)
 from hilnas.searchers.hypernet.derive import derive
 from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
+from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.train import Batch, StepContext, TrainHooks
 
 if TYPE_CHECKING:
@@ -123,6 +126,8 @@ class HyperArchitect(TrainHooks):
         self.next_check = self.warmup_steps
         self.seed = seed
         self.rng = np.random.default_rng(seed + 1)
+        self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
+        self.path_counts: dict[str, int] = {}     # "uniform": op -> edges it was on over the weight steps' cells
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
@@ -180,6 +185,7 @@ class HyperArchitect(TrainHooks):
                 self.next_check = ctx.global_step + self.recheck_steps
         if self.Lambda is None or ctx.global_step < self.warmup_steps:
             self.relaxed.coeffs = None
+            self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
             return
         x, y = next_val_batch()
         k = min(self.config.lambdas_per_step, len(y))
@@ -207,10 +213,36 @@ class HyperArchitect(TrainHooks):
         for p, g in zip(params, total):
             p.grad = g
         self.optimizer.step()
-        # the weight step's architecture: a drawn lambda's, or lambda = 0's (``HypernetConfig.weight_lambda``)
+        # the weight step's architecture: a drawn lambda's, lambda = 0's or a uniform cell's (``weight_lambda``)
         self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda) if self.config.weight_lambda == "drawn" \
             else None
+        self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
         self.steps_done = ctx.global_step + 1
+
+    def after_step(self, ctx: StepContext, model: nn.Module, loss: float) -> None:
+        self.relaxed.path = None   # evaluations between steps run lambda = 0's architecture, as with the other modes
+
+    def uniform_path(self) -> dict[str, torch.Tensor]:
+        """A valid cell drawn uniformly (NB201: each edge's op uniform, redrawn until the cell is valid; DARTS: the
+        space's sampler), as a one-hot architecture for one weight step (``weight_lambda="uniform"``).
+
+        Why: with "drawn" the weight steps run the family's members, mostly cheap ones, and with either
+        "drawn" or "zero" the warm-up runs lambda = 0's architecture, whose derived cells (all but one cell per
+        type) are the argmax of the near-uniform initial alphas: one seed-dependent cell. The cells trained
+        most then have the lowest loss on the shared weights, and the family's lambda = 0 end sits there (on the
+        full-size NB201 seeds 1 and 2 it sat at 0.06-0.08 of the range, docs/performance.md). SPOS's uniform
+        single path trains every op about equally often, so no cell is favoured by how often it was trained.
+        """
+        space = self.supernet.space
+        while True:
+            g = space.sample(self.path_rng)
+            if is_valid(space, g):
+                break
+        ops = g.ops if isinstance(space, NB201Space) else [op for cell in (g.normal, g.reduce) for op, _ in cell]
+        for op in ops:
+            self.path_counts[op] = self.path_counts.get(op, 0) + 1
+        device = self.hypernet.head.bias.device
+        return {k: v.to(device) for k, v in one_hot_arch(self.supernet, g).items()}
 
     def set_Lambda(self, Lambda: float) -> None:
         self.Lambda = Lambda

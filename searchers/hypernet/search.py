@@ -114,7 +114,10 @@ class HypernetConfig(BilevelConfig):
     zero_fraction: float = 0.0         # share of draws at lambda = 0 (accuracy only), anchoring that end
     weight_lambda: str = "drawn"       # the weight step's architecture: "drawn" (a drawn lambda's) | "zero" (lambda = 0's,
                                        # as in the warm-up: the weights serve the accuracy-first end, seed 004's fixed
-                                       # pre-trained network, and do not follow the family to its cheap members)
+                                       # pre-trained network, and do not follow the family to its cheap members) |
+                                       # "uniform" (a uniformly drawn valid cell, the warm-up included: SPOS's fair
+                                       # single path, so no cell is trained more because the family or the init picks
+                                       # it; ``HyperArchitect.uniform_path``)
     scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
     Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
@@ -152,8 +155,8 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
-        if self.weight_lambda not in ("drawn", "zero"):
-            raise ValueError(f"weight_lambda must be 'drawn' or 'zero', got {self.weight_lambda!r}")
+        if self.weight_lambda not in ("drawn", "zero", "uniform"):
+            raise ValueError(f"weight_lambda must be 'drawn', 'zero' or 'uniform', got {self.weight_lambda!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):
@@ -261,13 +264,15 @@ class ValidSupernet(Supernet):
 class RelaxedSupernet(nn.Module):
     """The supernet run with the architecture the hypernetwork gives at ``coeffs`` (what ``train`` trains).
 
-    The forward detaches the architecture: the weight step trains weights only.
+    The forward detaches the architecture: the weight step trains weights only. ``path`` (set for one weight
+    step by ``weight_lambda="uniform"``) replaces the hypernetwork's architecture with a one-hot cell.
     """
 
     def __init__(self, supernet: ValidSupernet, hypernet: Hypernetwork):
         super().__init__()
         self.supernet, self.hypernet = supernet, hypernet
         self.coeffs: torch.Tensor | None = None   # (k,) hypernetwork input (ScaleMap.encode); None = zeros
+        self.path: Mapping[str, torch.Tensor] | None = None   # a one-hot architecture in place of the hypernetwork's
 
     def _input(self) -> torch.Tensor:
         device = self.hypernet.head.bias.device
@@ -275,7 +280,7 @@ class RelaxedSupernet(nn.Module):
         return self.coeffs.to(device) if self.coeffs is not None else torch.zeros(k, device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
-        arch = {k: v.detach() for k, v in self.hypernet(self._input()).items()}
+        arch = self.path if self.path is not None else {k: v.detach() for k, v in self.hypernet(self._input()).items()}
         with self.supernet.using(arch):
             return self.supernet(x)
 

@@ -201,13 +201,14 @@ def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys
     code, _, err = run(capsys, ws, "lut", "build", "--device", "pi", "--quiet", *shape, *quick)
     assert code == 0, err
     code, out, err = run(capsys, ws, "search", "hypernet", "--device", "pi", *shape, "--search-epochs", "1",
-                         "--max-batches", "6", "--grid", "3", "--train-size", "200", "--weight-lambda", "zero", "--json",
-                         *quick)
+                         "--max-batches", "6", "--grid", "3", "--train-size", "200", "--weight-lambda", "uniform",
+                         "--Lambda", "0.5", "--json", *quick)
     assert code == 0, err
     first = json.loads(out)
     assert len(first["members"]) == 3 and first["trained_dir"]
     trained = json.loads((Path(first["trained_dir"]) / "trained.json").read_text())
-    assert trained["config"]["weight_lambda"] == "zero"       # the flag reached the search
+    assert trained["config"]["weight_lambda"] == "uniform"    # the flags reached the search
+    assert trained["config"]["Lambda"] == 0.5 and first["Lambda"] == 0.5
     scales = ",".join(repr(m["scale"]) for m in first["members"])
     code, out, err = run(capsys, ws, "search", "hypernet", "--device", "pi", "--from-run", str(first["run_id"]),
                          "--lambdas", scales, "--json", *quick)
@@ -219,7 +220,11 @@ def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys
     assert code == 2 and "unknown run id 999" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as bad:   # a bad --weight-lambda is refused before anything runs
         run(capsys, ws, "search", "hypernet", "--device", "pi", "--weight-lambda", "half")
-    assert bad.value.code == 2 and "choose from 'drawn', 'zero'" in capsys.readouterr().err
+    assert bad.value.code == 2 and "choose from 'drawn', 'zero', 'uniform'" in capsys.readouterr().err
+    for value in ("0", "-1", "nan", "theorem"):   # a bad --Lambda too, with the three accepted forms named
+        with pytest.raises(SystemExit) as bad:
+            run(capsys, ws, "search", "hypernet", "--device", "pi", "--Lambda", value)
+        assert bad.value.code == 2 and "expected 'sweep', 'auto' or a positive number" in capsys.readouterr().err
     # `hilnas runs` lists them, so a user can find the id for --from-run
     code, out, _ = run(capsys, ws, "runs", "--kind", "hypernet", "--json")
     runs = json.loads(out)

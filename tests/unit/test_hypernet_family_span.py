@@ -114,3 +114,76 @@ def test_the_weight_steps_architecture_is_a_drawn_lambdas_or_lambda_zeros(mode, 
 def test_an_unknown_weight_lambda_is_refused():
     with pytest.raises(ValueError, match="weight_lambda"):
         HypernetConfig(weight_lambda="random")
+
+
+@pytest.fixture(scope="module")
+def derived_cells():
+    """Per weight step of a short search, the cells the derived (not searched) cells ran, by ``weight_lambda``; and
+    the number of warm-up steps."""
+    from hilnas.searchers.hypernet import RelaxedSupernet
+    from hilnas.searchers.supernet import SearchCell
+
+    out, state = {}, {"step": False, "cells": None}
+    forward, cell_forward = RelaxedSupernet.forward, SearchCell.forward
+
+    def spy(self, x):
+        if not torch.is_grad_enabled():   # an evaluation, not a weight step
+            return forward(self, x)
+        state["step"], state["cells"] = True, []
+        try:
+            return forward(self, x)
+        finally:
+            state["step"] = False
+            out[state["mode"]].append(tuple(state["cells"]))
+
+    def cell_spy(self, inputs, weights=None, edge_w=None, choice=None):
+        if state["step"] and choice is not None:
+            state["cells"].append(tuple(sorted(choice)))
+        return cell_forward(self, inputs, weights, edge_w, choice)
+
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(RelaxedSupernet, "forward", spy)
+        mp.setattr(SearchCell, "forward", cell_spy)
+        for mode in ("zero", "uniform"):
+            state["mode"], out[mode] = mode, []
+            search(NB201, ParamsCost(), dataclasses.replace(BASE, epochs=2, kappa=0.0, weight_lambda=mode), seed=0,
+                   data=loaders_for(DATA)[1])
+    steps = len(out["zero"])
+    return out, int(round(BASE.warmup_fraction * steps))
+
+
+def test_the_warm_up_trains_one_cell_unless_the_weight_steps_are_uniform(derived_cells):
+    """The collapse's cause on the full-size NB201 (14 of its 15 cells are derived cells): with "zero" (and "drawn")
+    the warm-up's derived cells are the argmax of the initial alphas, one cell trained at every step, so it becomes
+    a low-loss cell on the shared weights. "uniform" trains a freshly drawn valid cell at every step."""
+    cells, warmup = derived_cells
+    assert warmup >= 4
+    assert len(set(cells["zero"][:warmup])) == 1
+    assert len(set(cells["uniform"][:warmup])) == warmup
+    assert len(set(cells["uniform"])) > 0.9 * len(cells["uniform"])
+
+
+def test_uniform_weight_steps_train_every_op_about_equally(derived_cells):
+    """Over the run, each op runs in the derived cells' edges about equally often with "uniform" (``none`` is rarer:
+    cells it disconnects are redrawn), while the family's choice ("zero") trains some ops far more than others."""
+    ops = NB201.ops
+    cells, _ = derived_cells
+
+    def counts(mode: str) -> dict[str, int]:
+        c = dict.fromkeys([op for op in ops if op != "none"], 0)
+        for step in cells[mode]:
+            for cell in step:
+                for _, o in cell:
+                    c[ops[o]] += 1
+        return c
+
+    uniform, zero = counts("uniform"), counts("zero")
+    mean = sum(uniform.values()) / len(uniform)
+    assert all(0.6 * mean <= n <= 1.4 * mean for n in uniform.values()), uniform
+    assert max(zero.values()) > 3 * max(1, min(zero.values())), zero
+
+
+def test_an_unknown_weight_lambda_names_the_three_choices():
+    with pytest.raises(ValueError, match="'drawn', 'zero' or 'uniform'"):
+        HypernetConfig(weight_lambda="fair")

@@ -7,6 +7,22 @@ from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _me
 from hilnas.server.cli.search.common import search_args
 
 
+def lambda_arg(text: str) -> float | str:
+    """``--Lambda``: 'sweep', 'auto' or a positive number (``HypernetConfig.Lambda``)."""
+    import argparse
+    import math
+
+    if text in ("sweep", "auto"):
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected 'sweep', 'auto' or a positive number, got {text!r}")
+    return value
+
+
 def cmd_search_hypernet(args) -> int:
     from hilnas.searchers.hypernet import HypernetConfig
     from hilnas.server.search.common import parse_budget
@@ -19,7 +35,7 @@ def cmd_search_hypernet(args) -> int:
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",")) if args.budgets else ()
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
-                            weight_lambda=args.weight_lambda)
+                            weight_lambda=args.weight_lambda, Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -84,10 +100,14 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero"],
+    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform"],
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
-                        "default) or zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
-                        "members instead of following the family to its cheap ones)")
+                        "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
+                        "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
+                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another)")
+    p.add_argument("--Lambda", default="sweep", type=lambda_arg,
+                   help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
+                        "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the hypernetwork run N trained and saved, without training again (run N's "
                         "space, data, search settings and seed apply; --budgets / --lambdas are this run's)")
