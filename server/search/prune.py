@@ -350,10 +350,11 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):
         tried = "; ".join(f"{'+'.join(f'{v:.4g}' for v in w.windows if v is not None)} ms" for w in c.loop)
-        if c.source == "device":
+        if c.source in ("device", "recentred"):
+            again = (" after the prediction was corrected by the first windows" if c.source == "recentred" else "")
             notes.append(f"{c.budget}: member confirmed on the device within [{device.inner[0]:.3g}, {device.inner[1]:.3g}]"
-                         f" x budget at lambda {c.member.tradeoff.scale:.4g} (loop windows: {tried}; {c.candidates} "
-                         f"candidates near the band, the least held-out loss first)")
+                         f" x budget at lambda {c.member.tradeoff.scale:.4g}{again} (loop windows: {tried}; "
+                         f"{c.candidates} candidates near the band, the least held-out loss first)")
         elif c.source == "loop":
             notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried}); the least held-out "
                          f"loss one the loop measured within [{device.fallback[0]:.3g}, {device.fallback[1]:.3g}] x "
