@@ -344,6 +344,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     margin = 0.2 * (1 - config.band)
     device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
+                              recentre=config.confirm_tries,
                               fallback=(config.band, 1 - margin / 2))
     search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed)
     out = []
