@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
+                                               [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
@@ -21,7 +22,9 @@ all in-process on loopback:
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
-   is, the least-loss candidate whose loop windows all lay in [0.90, 0.99] x budget ("loop"), else
+   is, up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
+   [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
+   loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
@@ -42,7 +45,10 @@ the device within [0.95, 1.0] x it, or measured there in the loop; also, as befo
 network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
 ``prune.refine`` from each matched member, its CPU reported). The run's time includes the device loop's
 windows (the agent runs in this process); the CPU ratio without them is reported beside it.
-Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
+Phase 2 runs its four lambdas per step in one forward pass (``prune.segments``; ``--phase2-pass split``:
+a pass each, as before the third session). The load averages before the run, after it and after the
+fixed prunings are recorded beside the times (``load_avg``).
+Writes benchmarks/results/prune_<dataset>_<agents><suffix>.json and the sweep / trade-off plots beside it.
 """
 from __future__ import annotations
 
