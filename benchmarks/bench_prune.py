@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_prune.py [--dataset cifar10|fashion-mnist] [--agents sim,host] [--C 16]
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
+                                               [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
@@ -21,7 +22,9 @@ all in-process on loopback:
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
-   is, the least-loss candidate whose loop windows all lay in [0.90, 0.99] x budget ("loop"), else
+   is, up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
+   [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
+   loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
@@ -42,7 +45,10 @@ the device within [0.95, 1.0] x it, or measured there in the loop; also, as befo
 network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
 ``prune.refine`` from each matched member, its CPU reported). The run's time includes the device loop's
 windows (the agent runs in this process); the CPU ratio without them is reported beside it.
-Writes benchmarks/results/prune_<dataset>_<agents>.json and the sweep / trade-off plots beside it.
+Phase 2 runs its four lambdas per step in one forward pass (``prune.segments``; ``--phase2-pass split``:
+a pass each, as before the third session). The load averages before the run, after it and after the
+fixed prunings are recorded beside the times (``load_avg``).
+Writes benchmarks/results/prune_<dataset>_<agents><suffix>.json and the sweep / trade-off plots beside it.
 """
 from __future__ import annotations
 
@@ -114,6 +120,11 @@ def main() -> None:
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--pretrain-only", action="store_true",
                    help="pre-train (or find) the cached network and stop (to prepare a later run)")
+    p.add_argument("--phase2-pass", default="one", choices=["one", "split"],
+                   help="phase 2's lambdas in one forward pass (BatchNorm per share) or a pass each (the earlier runs)")
+    p.add_argument("--recentre", type=int, default=4,
+                   help="device loop: further tries with the prediction corrected by the first windows (0: none)")
+    p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _s3; keeps the old ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args()
@@ -168,7 +179,7 @@ def main() -> None:
     print(f"pre-trained network: test accuracy {full_acc:.4f}", flush=True)
     if args.pretrain_only:
         return
-    config = PruneConfig(steps=args.steps)
+    config = PruneConfig(steps=args.steps, phase2_pass=args.phase2_pass)
 
     accuracy_cache: dict = {}
 
@@ -182,14 +193,14 @@ def main() -> None:
     started_utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
 
     def save() -> None:   # after each agent, so a finished agent's figures survive a later one's failure
-        write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}", {
+        write(f"prune_{args.dataset}_{'_'.join(args.agents.split(','))}{args.suffix}", {
             "model": {"space": "resnet18-narrow", **overrides, "input": list(space.input_shape),
                       "checkpoint": str(ck), "pretrain_epochs": args.pretrain_epochs, "pretrain_s": pretrain_s,
                       "test_acc": full_acc, "info": info},
             "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                      "tries": args.tries, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -247,6 +258,7 @@ def main() -> None:
                         loop_cpu[0] += time.process_time() - p0
                         return window_value(r.latency, statistic) if r.status.measured and r.latency else None
 
+                    loads = {"before_run": os.getloadavg()}   # the 1/5/15-minute load averages beside the times
                     t0, c0 = time.perf_counter(), time.process_time()
                     res = search(space, latency, config, net=net, data=loaders, seed=args.seed, others=(ParamsCost(),))
                     lo, hi = res.reachable()
@@ -262,11 +274,13 @@ def main() -> None:
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
-                                             DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries),
+                                             DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
+                                                              recentre=args.recentre),
                                              lut_floor=args.floor)
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                    loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
                     bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
                     lut_choices = band_members(BandSearch(res, held_out, seed=args.seed),
@@ -292,6 +306,7 @@ def main() -> None:
                         print(f"[{agent}] fixed lambda {f.lam:.3g}: {f.wall_s:.0f} s, LUT {f.costs['latency_ms']:.3f} ms",
                               flush=True)
 
+                    loads["after_fixed"] = os.getloadavg()
                     # 3. each fixed network measured; the family's member at its measured latency, confirmed on the
                     # device within [0.95, 1.0] x it (and, for the comparison, the LUT-only band member at its LUT
                     # latency as before, on 4 held-out batches)
@@ -299,7 +314,8 @@ def main() -> None:
                                               net_measure, rounds, statistic)
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
                                               DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
-                                                               tries=args.tries, fallback=(0.95, 1.0)),
+                                                               tries=args.tries, fallback=(0.95, 1.0),
+                                                               recentre=args.recentre),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
@@ -388,7 +404,7 @@ def main() -> None:
                 fixed_cpu = statistics.median(cpu for _, cpu in fixed)
                 grid_ms = [lat[a.genotype.bits()] for a in grid.points]
                 per_agent[agent] = {
-                    "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s,
+                    "statistic": statistic, "rounds": rounds, "lut_and_fidelity_s": lut_s, "load_avg": loads,
                     "fidelity": {"raw": fid.raw.to_dict(), "corrected_cv": fid.corrected.to_dict(),
                                  "correction": corr.to_dict(), "networks": args.fidelity_networks},
                     "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
@@ -434,7 +450,7 @@ def main() -> None:
                       f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
                       f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
                       f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
-                plot(RESULTS / f"prune_{args.dataset}_{agent}.png", res, per_agent[agent], full_acc)
+                plot(RESULTS / f"prune_{args.dataset}_{agent}{args.suffix}.png", res, per_agent[agent], full_acc)
             except Exception as err:  # noqa: BLE001
                 import traceback
                 traceback.print_exc()

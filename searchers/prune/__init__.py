@@ -13,10 +13,12 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
 - ``pretrain``: the pre-trained network and its checkpoint (hilnas-saved, ``weights_only``, checked);
 - ``sweep``: fixed-lambda pruning, the lambda sweep and Lambda from it and from Theorem 1;
 - ``search``: the hypernetwork and Algorithm 1's two phases, and the result (members, curves, budgets);
+- ``segments``: phase 2's lambdas in one forward pass, BatchNorm statistics per lambda's share of the batch;
 - ``band``: a budget's member within [band x budget, budget] from the hypernetwork's own modes and samples
   when bisection on lambda falls in a gap of the family;
 - ``confirm``: the same with the device in the loop: the best held-out-loss candidates near a latency band
-  measured, a member confirmed by two windows inside it (else one the loop measured inside a wider band);
+  measured, a member confirmed by two windows inside it (then further tries recentred on the windows; else
+  one the loop measured inside a wider band);
 - ``score``: the held-out losses that rank those candidates, computed on the pruned networks together;
 - ``mobilenet``: channel-group gates on the MobileNet backbone and its real narrower network (the search
   over them is not built yet);

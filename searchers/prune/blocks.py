@@ -28,10 +28,11 @@ class Branch(nn.Module):
         self.bn2 = nn.BatchNorm2d(C_out)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, C_in, H, W) -> (B, C_out, H/s, W/s); ``mask`` (mid,) scales the inner channels (the group gates)."""
+        """(B, C_in, H, W) -> (B, C_out, H/s, W/s); ``mask`` (mid,) or per sample (B, mid) scales the inner
+        channels (the group gates)."""
         h = torch.relu(self.bn1(self.conv1(x)))
         if mask is not None:
-            h = h * mask.view(1, -1, 1, 1)
+            h = h * (mask.view(1, -1, 1, 1) if mask.dim() == 1 else mask[:, :, None, None])
         return self.bn2(self.conv2(h))
 
 

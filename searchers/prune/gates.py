@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from hilnas.searchers.prune.cost import ModuleCosts
 from hilnas.searchers.prune.network import Gates, GatedResNet
+from hilnas.searchers.prune.segments import segment_statistics
 from hilnas.searchers.spaces.resnet import GatePattern
 
 if TYPE_CHECKING:
@@ -114,6 +115,25 @@ class GateObjective:
         # the cost of the same relaxed sample: the pattern's exact cost forward, the same Concrete gradient as the
         # cross-entropy's backward (pricing sigmoid(theta) instead gave the penalty gradients ~100x larger at low tau)
         return ce + lam * self.costs.expected_fraction(*gates), ce
+
+    def several(self, logits: torch.Tensor, lams: torch.Tensor, x: torch.Tensor, y: torch.Tensor, tau: float, *,
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """k lambdas in one pass: (k, size) logits and (k,) lambdas, lambda j's gates on the j-th of ``x.chunk(k)``
+        (k such chunks); -> (k,) losses and (k,) cross-entropies, each what ``__call__`` gives on that chunk
+        (``segments``)."""
+        sizes = [len(part) for part in y.chunk(len(lams))]
+        if len(sizes) != len(lams):
+            raise ValueError(f"{len(y)} samples do not split into {len(lams)} chunks")
+        draws = [concrete(theta, tau, generator=generator) for theta in logits]   # the draws in ``__call__``'s order
+        gates = [self.layout.split(g) for g in draws]
+        per = torch.tensor(sizes)
+        block = torch.stack([g[0] for g in gates]).repeat_interleave(per, dim=0)   # (N, B)
+        group = torch.stack([g[1] for g in gates]).repeat_interleave(per, dim=0)   # (N, B, G)
+        with segment_statistics(self.net, sizes):
+            out = self.net(x, (block, group))
+        ce = torch.stack([F.cross_entropy(o, t) for o, t in zip(out.split(sizes), y.split(sizes))])
+        cost = torch.stack([self.costs.expected_fraction(*g) for g in gates])
+        return ce + lams.to(ce.dtype) * cost, ce
 
     def cost_fraction(self, logits: torch.Tensor) -> torch.Tensor:
         block, group = self.layout.split(torch.sigmoid(logits))

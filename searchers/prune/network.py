@@ -1,6 +1,7 @@
 """The gated ResNet (the pre-trained network with seed 004's gates) and the real smaller network of a pattern.
 
-``GatedResNet`` is the full network; its forward takes gates ``(block (B,), group (B, G))`` in [0, 1]:
+``GatedResNet`` is the full network; its forward takes gates ``(block (B,), group (B, G))`` in [0, 1]
+(or per sample, ``(N, B)`` and ``(N, B, G)``: phase 2 runs several lambdas' patterns in one batch):
 block ``b`` computes ``relu(shortcut(x) + g_b * branch(x; group mask))`` with the branch's inner
 channels scaled by their group's gate and the branch gated by
 
@@ -22,7 +23,7 @@ from hilnas.searchers.prune.blocks import Branch, Projection
 from hilnas.searchers.prune.keys import branch_key, shortcut_key, stem_key
 from hilnas.searchers.spaces.resnet import GatePattern, ResNetBlock, ResNetSpace
 
-Gates = tuple[torch.Tensor, torch.Tensor]  # block gates (B,), group gates (B, G)
+Gates = tuple[torch.Tensor, torch.Tensor]  # block gates (B,), group gates (B, G); or per sample (N, B), (N, B, G)
 
 
 class GatedBlock(nn.Module):
@@ -39,8 +40,10 @@ class GatedBlock(nn.Module):
                 ) -> torch.Tensor:
         if block is None:
             return torch.relu(self.shortcut(x) + self.branch(x))
-        mask = groups.repeat_interleave(self.spec.group_width)      # (G,) -> (mid,)
-        gate = block * (1 - torch.prod(1 - groups))                  # a block without groups is off
+        mask = groups.repeat_interleave(self.spec.group_width, dim=-1)  # (G,) -> (mid,), or (N, G) -> (N, mid)
+        gate = block * (1 - torch.prod(1 - groups, dim=-1))            # a block without groups is off
+        if gate.dim():
+            gate = gate.view(-1, 1, 1, 1)                                # one gate per sample
         return torch.relu(self.shortcut(x) + gate * self.branch(x, mask))
 
 
@@ -62,7 +65,7 @@ class GatedResNet(nn.Module):
         """(B, in_channels, H, W) -> (B, num_classes); ``gates=None`` runs the whole network."""
         x = self.stem(x)
         for b, block in enumerate(self.blocks):
-            x = block(x) if gates is None else block(x, gates[0][b], gates[1][b])
+            x = block(x) if gates is None else block(x, gates[0][..., b], gates[1][..., b, :])
         return self.head(x)
 
     def prune(self, pattern: GatePattern) -> PrunedResNet:

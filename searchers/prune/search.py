@@ -32,7 +32,9 @@ Deviations from the seed, each for a measured reason given where the code makes 
 - the lambda = 0 member is pinned to phase 1's fit (``PruneHypernet``);
 - phase 2 draws lambda log-spread (``scale_sampling``, seed 004: uniform), four per step, each on a
   quarter of the batch and with its loss weighted 1 / (1 + lambda) (the same optimum at every
-  lambda, but the large lambdas no longer outweigh the small ones in the shared parameters);
+  lambda, but the large lambdas no longer outweigh the small ones in the shared parameters); the
+  four patterns run in one forward pass with per-sample gates and BatchNorm statistics per quarter
+  (``segments``: the same losses as four passes, at about a fixed pruning's cost per step);
 - L_valid is the validation split's loss; accuracies are reported on the test split.
 
 A derived pattern takes every gate's mode; no pattern breaks the graph (shortcuts are never gated).
@@ -95,6 +97,7 @@ class PruneConfig:
     steps: int = 600                   # hypernetwork steps of phase 2 (and steps of one fixed-lambda pruning)
     lr: float = 3e-3                   # Adam on the hypernetwork
     lambdas_per_step: int = 4          # phase 2: lambdas per step, each on its share of the batch
+    phase2_pass: str = "one"           # the shares in "one" forward pass (``segments``) | "split": a pass per share
     gate_lr: float = 0.1               # Adam on free logits (fixed-lambda pruning, the sweep)
     tau_start: float = 1.0             # Gumbel-Softmax temperature, annealed geometrically ...
     tau_end: float = 0.3               # ... to this at the last step
@@ -128,6 +131,8 @@ class PruneConfig:
             raise ValueError("need 0 < tau_end <= tau_start")
         if self.scale_sampling not in ("uniform", "log") or not 0 < self.log_floor < 1:
             raise ValueError("scale_sampling must be 'uniform' or 'log', log_floor in (0, 1)")
+        if self.phase2_pass not in ("one", "split"):
+            raise ValueError(f"phase2_pass must be 'one' or 'split', got {self.phase2_pass!r}")
         if self.grid_points < 2 or self.curve_points < 2 or self.bisect_steps < 0:
             raise ValueError("grid_points and curve_points must be >= 2, bisect_steps >= 0")
 
@@ -272,7 +277,8 @@ def estimate_Lambda(objective: GateObjective, batches, held_out: list[Batch], co
         if start is None:
             start = layout.logits_of(full, math.log(config.bias / (1 - config.bias)))
         points = lambda_sweep(objective, batches, scoring, config, start=start, generator=generator,
-                              fallen=has_fallen(full_acc, worst, config.drop) if config.sweep_stop else None)
+                              fallen=has_fallen(full_acc, worst, config.drop) if config.sweep_stop else None,
+                              scored={full: (full_loss, full_acc), empty: (floor_loss, floor_acc)})
     clock.record(timings, "sweep")
     with Clock() as clock:
         scored = [Probe(full, full_loss, 1.0), Probe(empty, floor_loss, 0.0)]
@@ -307,16 +313,25 @@ def phase2(hypernet: PruneHypernet, objective: GateObjective, batches, Lambda: f
         # k lambdas per step, stratified over the hypernetwork's input, each on its share of the batch: every step
         # contrasts small and large lambdas, so the shared parameters do not just follow the last draw
         v = (torch.arange(k) + torch.rand(k, generator=rng)) / k
-        for j, (xs, ys) in enumerate(zip(x.chunk(k), y.chunk(k))):
-            lam = Lambda * smap.fraction(float(v[j]))
-            logits = hypernet(smap.encode(torch.tensor([lam]), Lambda))["gates"]
-            loss, ce = objective(logits, lam, xs, ys, tau, generator=generator)
-            # 1 / (1 + lambda): the same optimum at every lambda, but a large lambda's penalty no longer
-            # outweighs a small lambda's cross-entropy in the shared parameters
-            (loss / (k * (1.0 + lam))).backward()
+        shares = list(zip(x.chunk(k), y.chunk(k)))      # k of them unless the batch is small
+        lams = [Lambda * smap.fraction(float(v[j])) for j in range(len(shares))]
+        logits = torch.stack([hypernet(smap.encode(torch.tensor([lam]), Lambda))["gates"] for lam in lams])
+        # 1 / (1 + lambda): the same optimum at every lambda, but a large lambda's penalty no longer
+        # outweighs a small lambda's cross-entropy in the shared parameters
+        weight = 1.0 / (len(lams) * (1.0 + torch.tensor(lams)))
+        if config.phase2_pass == "one":   # the k patterns in one pass, BatchNorm per share (``segments``)
+            loss, ce = objective.several(logits, torch.tensor(lams), x, y, tau, generator=generator)
+            (loss * weight).sum().backward()
+        else:                             # "split": a pass per share
+            ce = torch.zeros(len(lams))
+            for j, (xs, ys) in enumerate(shares):
+                loss_j, ce_j = objective(logits[j], lams[j], xs, ys, tau, generator=generator)
+                (loss_j * weight[j]).backward(retain_graph=j < len(lams) - 1)
+                ce[j] = ce_j.detach()
+        for j, lam in enumerate(lams):
             history["lambda"].append(lam)
-            history["ce"].append(float(ce.detach()))
-            history["fraction"].append(float(objective.cost_fraction(logits.detach())))
+            history["ce"].append(float(ce[j].detach()))
+            history["fraction"].append(float(objective.cost_fraction(logits[j].detach())))
             history["tau"].append(tau)
         opt.step()
     return history

@@ -344,16 +344,18 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     margin = 0.2 * (1 - config.band)
     device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
+                              recentre=config.confirm_tries,
                               fallback=(config.band, 1 - margin / 2))
     search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):
         tried = "; ".join(f"{'+'.join(f'{v:.4g}' for v in w.windows if v is not None)} ms" for w in c.loop)
-        if c.source == "device":
+        if c.source in ("device", "recentred"):
+            again = (" after the prediction was corrected by the first windows" if c.source == "recentred" else "")
             notes.append(f"{c.budget}: member confirmed on the device within [{device.inner[0]:.3g}, {device.inner[1]:.3g}]"
-                         f" x budget at lambda {c.member.tradeoff.scale:.4g} (loop windows: {tried}; {c.candidates} "
-                         f"candidates near the band, the least held-out loss first)")
+                         f" x budget at lambda {c.member.tradeoff.scale:.4g}{again} (loop windows: {tried}; "
+                         f"{c.candidates} candidates near the band, the least held-out loss first)")
         elif c.source == "loop":
             notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried}); the least held-out "
                          f"loss one the loop measured within [{device.fallback[0]:.3g}, {device.fallback[1]:.3g}] x "

@@ -415,6 +415,51 @@ def test_a_loop_measured_candidate_beats_the_lut_only_fallback(run, loaders):
         DeviceBandConfig(fallback=(0.99, 0.9))
 
 
+def test_windows_off_the_prediction_recentre_the_next_tries_onto_a_confirmed_member(run, loaders):
+    """None of the first tries confirmed because the device measures the first candidate exactly at the budget (the
+    LUT is off by a factor): the next candidates whose prediction, corrected by the loop's window, lies in the inner
+    band are tried, and one is confirmed there; without recentring the member is not a confirmed one."""
+    import random
+    held = [b for _, b in zip(range(3), loaders.val)]
+    exact = lambda p: run.models["mflops"].genotype_cost(run.space, p)   # noqa: E731
+    rng = random.Random(0)
+    pool = {SPACE.sample(rng) for _ in range(300)}   # candidates at many costs, whatever this tiny family produces
+
+    class Everywhere(BandSearch):
+        def around(self, metric, lo, hi):
+            return {p: (0.0, "sample") for p in pool}
+    found = 0
+
+    def device(b):   # the LUT off by the factor that puts the first pattern measured at exactly the budget
+        factor: dict = {}
+        return lambda p: factor.setdefault("f", b.value / exact(p)) * exact(p)
+
+    config = DeviceBandConfig(tries=1, near=(0.6, 1.05), fallback=(0.95, 0.96))
+    for c in sorted({exact(p) for p in pool})[1:]:
+        b = Budget("mflops", c / 0.99)
+        (plain,) = device_members(Everywhere(run, held), [b], _Scaled(), device(b), config)
+        (without,) = device_members(Everywhere(run, held), [b], _Scaled(), device(b),
+                                    dataclasses.replace(config, recentre=0))
+        assert without.source in ("loop", "lut")      # the first window at the budget is outside [0.92, 0.98]
+        f = b.value / exact(plain.loop[0].pattern)
+        recentrable = [p for p in pool if p != plain.loop[0].pattern and 0.6 * b.value <= exact(p) <= 1.05 * b.value
+                       and 0.92 * b.value <= f * exact(p) <= 0.98 * b.value]
+        assert (plain.source == "recentred") == bool(recentrable)
+        if plain.source != "recentred":
+            continue
+        found += 1
+        first, *rest = plain.loop
+        assert first.windows == (pytest.approx(b.value),) and not first.confirmed
+        local = first.windows[0] / first.predicted_ms
+        for w in rest:   # each later try was predicted inside once corrected by the first window, least loss first
+            assert 0.92 * b.value <= local * w.predicted_ms <= 0.98 * b.value and w.val_loss >= first.val_loss
+        assert rest[-1].confirmed and rest[-1].pattern == plain.member.genotype
+        assert all(0.92 * b.value <= v <= 0.98 * b.value for v in rest[-1].windows)
+    assert found
+    with pytest.raises(ValueError, match="recentre"):
+        DeviceBandConfig(recentre=-1)
+
+
 def test_held_out_loss_on_pruned_networks_is_the_gated_networks(run, loaders):
     """``score.HeldOutLoss`` (pruned networks, shared prefixes) gives ``pattern_loss_accuracy``'s loss, with less work."""
     from hilnas.searchers.prune.score import HeldOutLoss

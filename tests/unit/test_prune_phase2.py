@@ -1,0 +1,71 @@
+"""Phase 2's shares in one forward pass (``prune.segments``): the same losses and gradients as a pass per share."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hilnas.searchers.cost import FlopsCost
+from hilnas.searchers.prune.cost import ModuleCosts
+from hilnas.searchers.prune.gates import GateLayout, GateObjective, freeze
+from hilnas.searchers.prune.network import GatedResNet
+from hilnas.searchers.prune.search import PruneConfig
+from hilnas.searchers.prune.segments import segment_statistics
+from hilnas.searchers.spaces import create_space
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+SPACE = create_space("resnet18", C=4, groups=2, blocks=(1, 1, 1), in_channels=1, input_size=8, num_classes=4)
+
+
+def _objective() -> GateObjective:
+    torch.manual_seed(0)
+    net = GatedResNet(SPACE)
+    for m in net.modules():   # BatchNorm with non-trivial affine parameters, so per-share statistics matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.5, 0.5)
+    layout = GateLayout(len(SPACE.layers()), SPACE.groups)
+    return GateObjective(freeze(net), ModuleCosts.of(SPACE, FlopsCost()), layout)
+
+
+@pytest.mark.parametrize("n", [32, 30])   # equal shares, and a last share smaller than the others
+def test_one_pass_gives_each_share_the_loss_and_gradient_of_its_own_pass(n):
+    obj = _objective()
+    x, y = torch.randn(n, 1, 8, 8) * 3 + 1, torch.randint(0, 4, (n,))
+    logits = torch.randn(4, obj.layout.size, requires_grad=True)
+    lams = torch.tensor([0.0, 0.3, 1.0, 5.0])
+    loss, ce = obj.several(logits, lams, x, y, 0.7, generator=torch.Generator().manual_seed(3))
+    (loss * torch.arange(1.0, 5.0)).sum().backward()
+    one = logits.grad.clone()
+    logits.grad = None
+    g = torch.Generator().manual_seed(3)
+    split_losses, split_ce = [], []
+    for j, (xs, ys) in enumerate(zip(x.chunk(4), y.chunk(4))):
+        lj, cj = obj(logits[j], float(lams[j]), xs, ys, 0.7, generator=g)
+        split_losses.append(lj)
+        split_ce.append(cj)
+    (torch.stack(split_losses) * torch.arange(1.0, 5.0)).sum().backward()
+    torch.testing.assert_close(ce, torch.stack(split_ce).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(loss.detach(), torch.stack(split_losses).detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(one, logits.grad, rtol=1e-4, atol=1e-6)
+    assert one.abs().sum() > 0
+
+
+def test_statistics_of_the_whole_batch_would_mix_the_shares_patterns():
+    # the mechanism, not the safety net: without per-share statistics the one pass is not the split passes
+    obj = _objective()
+    x = torch.randn(32, 1, 8, 8) * 3 + 1
+    gates = (torch.ones(32, 3), torch.cat([torch.ones(16, 3, 2), torch.zeros(16, 3, 2)]))
+    with torch.no_grad():
+        mixed = obj.net(x, gates)
+        with segment_statistics(obj.net, [16, 16]):
+            apart = obj.net(x, gates)
+        alone = obj.net(x[:16], (torch.ones(3), torch.ones(3, 2)))
+    torch.testing.assert_close(apart[:16], alone, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(mixed[:16], alone, atol=1e-3)
+    assert all("forward" not in vars(m) for m in obj.net.modules())   # the BatchNorms are themselves again
+
+
+def test_the_phase2_pass_setting_is_checked():
+    with pytest.raises(ValueError, match="phase2_pass"):
+        PruneConfig(phase2_pass="both")
