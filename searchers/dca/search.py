@@ -171,6 +171,9 @@ class DcaConfig(BilevelConfig):
     # among the cells the device confirmed in the (aimed) band, the last decisions choose by the supernet's one-shot
     # accuracy on this many validation batches, which the weights never train on (0: by the Lagrangian)
     device_oneshot_batches: int = 6
+    # DARTS: the last node's decision on the device measures at most this many networks in all (the shortlist of 5,
+    # then one at a time until one is confirmed inside the margin)
+    darts_device_networks: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -195,6 +198,8 @@ class DcaConfig(BilevelConfig):
                              f"device_oneshot_batches must be >= 0, got {self.device_reopen}, "
                              f"{self.device_reopen_measurements}, {self.device_margin_sigmas}, "
                              f"{self.device_oneshot_batches}")
+        if self.darts_device_networks < 5:
+            raise ValueError(f"darts_device_networks must be >= 5 (the shortlist), got {self.darts_device_networks}")
         if not 0 <= self.ratio_tolerance < 1:
             raise ValueError(f"ratio_tolerance must be in [0, 1), got {self.ratio_tolerance}")
         if self.rho < 0:

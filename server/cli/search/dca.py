@@ -79,7 +79,7 @@ def summary(report, device: str, budget: str) -> str:
 # DcaConfig's, written out so that building the parser imports no torch (a unit test holds them equal)
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
-                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6}
+                   "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "darts_device_networks": 10}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
@@ -92,7 +92,8 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_reopen": (0, math.inf, "0 (never reopen a decision) or more"),
                   "device_reopen_measurements": (0, math.inf, "0 or more measurements"),
                   "device_margin_sigmas": (0, math.inf, "0 (--device-margin throughout) or more"),
-                  "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches")}
+                  "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches"),
+                  "darts_device_networks": (5, math.inf, "5 (the shortlist alone) or more networks")}
 
 
 def check_device_options(args) -> None:
@@ -131,6 +132,9 @@ _DEVICE_HELP = {
     "device_oneshot_batches": (int, "N", "among the cells the device confirmed in the band, the last decisions choose "
                                "by the supernet's one-shot accuracy on N validation batches (the weights never "
                                "train on them; default: {d}; 0: by the Lagrangian)"),
+    "darts_device_networks": (int, "N", "on darts: the last node's decision measures a shortlist of 5 networks, then "
+                              "more, one at a time, until one is estimated inside the band by --device-margin-sigmas "
+                              "standard deviations of a fresh measurement; at most N in all (default: {d})"),
 }
 
 
