@@ -354,9 +354,9 @@ class NodeDecisions:
         return est, sd
 
     def _secant(self, measured: dict[int, float], predicted: np.ndarray) -> float:
-        """The ratio at which the band's middle is predicted where the measurements put it: interpolated between
-        the measured networks nearest it below and above, else the ratio of the one nearest it (the device's
-        ratio differs between networks by a few %, so the nearest measurements say most about the next one)."""
+        """The ratio at which the band's middle is predicted where the estimates (``measured``) put it:
+        interpolated between the networks estimated nearest it below and above, else the ratio of the one
+        nearest it (the device's ratio differs between networks by a few %, so the nearest say most)."""
         mid = sum(self.band) / 2
         below = [r for r, c in measured.items() if c <= mid]
         above = [r for r, c in measured.items() if c > mid]
@@ -398,14 +398,18 @@ class NodeDecisions:
                 fb.remeasure(g)
             measured[r] = self.measured[genotype_key(g)] = fb.measured[g]
 
-        def candidates(ratio: float, n: int) -> list[int]:
+        def candidates(ratio: float, n: int, nearest: bool = False) -> list[int]:
             """The ``n`` next unmeasured options: those predicted nearest the band's middle first (``MIDDLE``'s
-            levels), by score within a level, then the rest by their distance to the middle."""
+            levels), by score within a level, then the rest by their distance to the middle; ``nearest``: by
+            the distance alone (after the shortlist, the aim is the middle)."""
             dev, mid = predicted * ratio, (lo + hi) / 2
-            order = sorted((r for r in range(len(dev)) if r not in measured),
-                           key=lambda r: (next((k for k, f in enumerate(MIDDLE)
-                                                if abs(dev[r] - mid) <= (0.5 - f) * (hi - lo)), len(MIDDLE)),
-                                          -scores[r] if abs(dev[r] - mid) <= (hi - lo) / 2 else abs(dev[r] - mid)))
+            free = [r for r in range(len(dev)) if r not in measured]
+            if nearest:
+                return sorted(free, key=lambda r: (abs(dev[r] - mid), -scores[r]))[:n]
+            order = sorted(free, key=lambda r: (next((k for k, f in enumerate(MIDDLE)
+                                                      if abs(dev[r] - mid) <= (0.5 - f) * (hi - lo)), len(MIDDLE)),
+                                                -scores[r] if abs(dev[r] - mid) <= (hi - lo) / 2
+                                                else abs(dev[r] - mid)))
             return order[:n]
 
         # the shortlist: the Lagrangian's best among those predicted nearest the middle, measured and confirmed
@@ -413,10 +417,10 @@ class NodeDecisions:
             measure(r)
         # then one at a time at the ratio the measurements show, until one is estimated inside the margin
         while measured and len(measured) < self.networks:
-            depth, need, _, _ = depths()
+            depth, need, est, _ = depths()
             if any(d >= need for d in depth.values()):
                 break
-            more = candidates(self._secant(measured, predicted), 1)
+            more = candidates(self._secant(est, predicted), 1, nearest=True)
             if not more:
                 break
             measure(more[0])
