@@ -162,7 +162,7 @@ def run(args) -> None:
                             row["device_measurements"] = (row["device_networks"]
                                                           + sum(len(v) - 1 for v in last.get("repeats", {}).values()))
                             row["extra_networks"] = last.get("extra_networks", 0)
-                            row["spread"], row["aimed_margin"] = last.get("spread"), last.get("aimed_margin")
+                            row["spread"], row["depth"] = last.get("spread"), last.get("depth")
                             row["aimed_inside"] = last.get("aimed_inside")
                             rows.append(row)
                             say(f"{dev} {b} ms seed {seed}: loop {row['loop_ms']:.2f} ms, repaired {r.repaired} "
