@@ -111,3 +111,14 @@ def agent_measure(client, full, config, *, seed: int = 0, exported: dict | None 
             raise RuntimeError(f"the agent could not measure a network: {r.status.name}: {r.error}")
         return r.latency.median_ms
     return measure
+
+
+def agent_measure_fresh(client, full, config, *, first_seed: int = 100):
+    """genotype -> its full-size network's median latency on the agent, every call a new export (new weights,
+    seeds ``first_seed``, ``first_seed`` + 1, ...: not the score's) and a new call: repeated measurements of a
+    network see the spread between exports a fresh score sees, not only the one between calls."""
+    seeds = iter(range(first_seed, 1 << 62))
+
+    def measure(genotype) -> float:
+        return agent_measure(client, full, config, seed=next(seeds))(genotype)   # a new cache: a new export
+    return measure

@@ -13,6 +13,11 @@ agents over loopback), every budget and every seed:
   networks measured on the agent). The cost it constrains is the network the device will run: the
   LUT of the full-size DARTS space (C=16, 8 cells, 32x32) on that device, through the correction
   ``hilnas fidelity`` fits on 30 networks measured whole (``FullSizeCost(CorrectedCost(...))``).
+- ``--confirm fresh`` (default): every measurement the search takes is a new export (new weights)
+  and a new call, as the score's is, so the last decision's confirmations see the spread between
+  exports (``_common.agent_measure_fresh``); ``one-export``: one export per network, repeated calls
+  on it (the second session's loop). ``--device-networks``: the most networks the last decision
+  measures (``DcaConfig.darts_device_networks``).
 - ``--derive end``: the cell derived once, after the search (DCA-NAS on DARTS before issue 11's
   node decisions; ``DcaConfig(progressive=False)``); ``--derive nodes``: the nodes decided one at a
   time during the search (``searchers/dca/darts_nodes.py``).
@@ -20,7 +25,8 @@ agents over loopback), every budget and every seed:
   again (new weights) and measured in a new window on the agent after all searches of the device
   (never a measurement the search took) / budget; in the band = in [0.9, 1.0] and not repaired.
   Recorded too: the loop's own figure (its last measurement of the derived network / budget),
-  ``repaired``/``edges_changed``, each search's wall time and the load average while it ran.
+  ``repaired``/``edges_changed``, the last decision's measurements (networks, confirmations, the
+  spread it estimated, the margin it aimed inside by), each search's wall time and the load average.
 
 Budgets: ``--budgets`` per device, evenly spaced between 15 % and 85 % of the reachable range
 (the cheapest to the dearest full-size network, corrected LUT). Writes
@@ -40,8 +46,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, corrected_cost,  # noqa: E402
-                     simulated_device, warm_torch, write)
+from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, agent_measure_fresh,  # noqa: E402
+                     corrected_cost, simulated_device, warm_torch, write)
 from nb201_oracle import CIFAR_SUBSET, InputError, check_data_dir  # noqa: E402
 
 BAND = (0.9, 1.0)
@@ -71,12 +77,21 @@ def main() -> None:
     p.add_argument("--epochs", type=int, default=4, help="search epochs (default: 4)")
     p.add_argument("--warmup", type=int, default=1, help="weight-only epochs first (default: 1)")
     p.add_argument("--max-batches", type=int, default=None, help="cap batches per epoch (default: whole epochs)")
+    p.add_argument("--confirm", default="fresh", choices=["fresh", "one-export"],
+                   help="the search's measurements: fresh: each a new export (default); one-export: one per network")
+    p.add_argument("--device-networks", type=int, default=10,
+                   help="the most networks the last node's decision measures on the device (default: 10)")
+    p.add_argument("--margin-sigmas", type=float, default=1.5,
+                   help="the last decision's margin in standard deviations of a fresh measurement (default: 1.5)")
     p.add_argument("--out", default="dca_darts", help="results name under benchmarks/results (default: dca_darts)")
     args = p.parse_args()
     try:
         check_data_dir(args.data_dir)
         if min(args.budgets, args.seeds, args.epochs) < 1 or not 0 <= args.warmup < args.epochs:
             raise InputError("--budgets, --seeds and --epochs must be >= 1 and --warmup in [0, --epochs)")
+        if args.device_networks < 5 or args.margin_sigmas < 0:
+            raise InputError("--device-networks must be >= 5 (the shortlist) and --margin-sigmas >= 0, "
+                             "e.g. --device-networks 10 --margin-sigmas 1.5")
     except InputError as err:
         print(f"bench_dca_darts: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -116,14 +131,18 @@ def run(args) -> None:
                 budgets[dev] = budgets_for(cost, full, args.budgets)
                 say(f"{dev}: budgets {budgets[dev]} ms")
                 with AgentClient(ClientConfig(address=server.address)) as client:
-                    loop = agent_measure(client, full, MeasureConfig(**SEARCH_MEASURE))
+                    window = MeasureConfig(**SEARCH_MEASURE)
+                    loop = (agent_measure_fresh(client, full, window) if args.confirm == "fresh"
+                            else agent_measure(client, full, window))
                     for b in budgets[dev]:
                         for seed in range(args.seeds):
                             cfg = dca.DcaConfig(budget=Budget("latency_ms", b), epochs=args.epochs,
                                                 options=SupernetOptions(bottleneck=args.K),
                                                 arch=ArchConfig(warmup_epochs=args.warmup), eval_batches=10,
                                                 max_batches_per_epoch=args.max_batches,
-                                                progressive=args.derive == "nodes")
+                                                progressive=args.derive == "nodes",
+                                                device_margin_sigmas=args.margin_sigmas,
+                                                darts_device_networks=args.device_networks)
                             load0, t0 = os.getloadavg()[0], time.perf_counter()
                             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders, measure=loop)
                             row = {"device": dev, "budget": b, "seed": seed, "derive": args.derive,
@@ -138,6 +157,13 @@ def run(args) -> None:
                                    "decisions": r.extra.get("decisions"),
                                    "node_decisions": {k: r.extra[k] for k in r.extra if k.startswith("nodes_")},
                                    "multiplier_last": r.multiplier_history[-1] if r.multiplier_history else None}
+                            last = (row["decisions"] or [{}])[-1]
+                            row["device_networks"] = len(last.get("measured", {}))
+                            row["device_measurements"] = (row["device_networks"]
+                                                          + sum(len(v) - 1 for v in last.get("repeats", {}).values()))
+                            row["extra_networks"] = last.get("extra_networks", 0)
+                            row["spread"], row["depth"] = last.get("spread"), last.get("depth")
+                            row["aimed_inside"] = last.get("aimed_inside")
                             rows.append(row)
                             say(f"{dev} {b} ms seed {seed}: loop {row['loop_ms']:.2f} ms, repaired {r.repaired} "
                                 f"({r.edges_changed}), {row['search_s']:.0f} s")
@@ -165,7 +191,9 @@ def run(args) -> None:
     for k, s in summary.items():
         print(f"{k}: in band afresh w/o repair {s['in_band_without_repair']}/{s['runs']}, loop in band "
               f"{s['loop_in_band']}/{s['runs']}, repaired {s['repaired']}, median hit {s['median_hit']:.3f}, "
-              f"median search {s['median_search_s']:.0f} s, load {s['median_load_1m']:.2f}")
+              f"median search {s['median_search_s']:.0f} s, load {s['median_load_1m']:.2f}, aimed inside "
+              f"{s['aimed_inside']} ({s['in_band_when_aimed_inside']} in band), median measurements on the device "
+              f"{s['median_device_measurements']}, runs measuring more than the shortlist {s['runs_with_extra_networks']}")
 
 
 def summarise(rows: list[dict], devices: list[str]) -> dict:
@@ -182,6 +210,10 @@ def summarise(rows: list[dict], devices: list[str]) -> dict:
                     "median_fresh_final_hit": statistics.median(r["fresh_final_ms"] / r["budget"] for r in rs),
                     "hits": [round(r["hit"], 3) for r in rs],
                     "median_search_s": statistics.median(r["search_s"] for r in rs),
+                    "median_device_measurements": statistics.median(r.get("device_measurements", 0) for r in rs),
+                    "runs_with_extra_networks": sum(r.get("extra_networks", 0) > 0 for r in rs),
+                    "aimed_inside": sum(bool(r.get("aimed_inside")) for r in rs),
+                    "in_band_when_aimed_inside": sum(r["in_band_without_repair"] for r in rs if r.get("aimed_inside")),
                     "median_load_1m": statistics.median(statistics.mean(r["load_1m"]) for r in rs),
                     "nan_fresh": sum(math.isnan(r["fresh_ms"]) for r in rs)}
     return out

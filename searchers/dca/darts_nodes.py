@@ -29,19 +29,34 @@ completions are too many to enumerate (~10^9 per cell type), but their costs are
 exactly on a grid of budget x 1e-4 (rounding error <= 8 x half a step). When no option can reach
 the band, the nearest are taken (``fallback``, ``miss``).
 
-The last decision is taken on the device: the ``shortlist`` best-scoring options predicted in the
-band are measured on it (``DeviceFeedback``: each network exported and benchmarked on the agent),
-each measured again while its median stays within ``window`` of the band, up to ``repeats``
-measurements, and the decision keeps the best-scoring option whose confirmed median lies in the
-band shrunk by ``margin`` on each side, else in the band, else the nearest within the budget. When
-none measures in the band, the ratio is refitted on those measurements (the median of measured /
-predicted) and a second shortlist measured. The result is still scored afresh after the search by
+The look-ahead aims at the band's middle where it can (``MIDDLE``: the band shrunk by 0.4, then
+0.25 of its width on each side, then the band itself, the first some option reaches): a decision
+that leaves only completions at the band's edge leaves the last one no room for the device.
+
+The last decision is taken on the device, measured as the score will measure it: every
+measurement of a network should be a new export (new weights, a new call, a new window: the
+searches' ``measure`` does it), so the repeated measurements show the spread a fresh score sees;
+repeated calls on one export hide the export's own share of it. The ``shortlist`` best-scoring
+options predicted nearest the band's middle are measured (``DeviceFeedback``), each measured again
+while its median stays within ``window`` of the band, up to ``repeats`` measurements. From the
+confirmations, the spread of one fresh measurement (pooled, relative; ``spread``) and each
+network's estimated cost (``estimates``: its median weighed against the prediction at the ratio the
+measurements show, by their variances, so the luckiest of several noisy medians is not taken at
+face value). A network is *inside* when its estimate lies ``margin_sigmas`` standard deviations of
+a fresh measurement inside the band (at most 0.45 of the band's width; ``margin`` before three
+networks are confirmed). While none is, more are measured one at a time, the ones predicted at
+the middle by the ratio interpolated between the measurements nearest it (``_secant``), until one
+is or ``networks`` have been measured in all. The decision keeps the best-scoring network inside;
+else the one deepest inside the band in those standard deviations (the likeliest to measure in it
+afresh); else the nearest within the budget. The result is still scored afresh after the search by
 whoever calls it, never on these measurements. This is how the cell is derived, not a repair:
-``repaired`` stays false, and each decision records what constrained it.
+``repaired`` stays false, and each decision records what constrained it (``measured``,
+``repeats``, ``estimated``, ``spread``, ``margin_sigmas``, ``depth``, ``extra_networks``).
 """
 from __future__ import annotations
 
 import itertools
+import math
 import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
@@ -59,6 +74,9 @@ if TYPE_CHECKING:
     from hilnas.searchers.supernet import Supernet
 
 GRID = 1e-4   # the sum sets' step, x the budget
+# the look-ahead aims at the band shrunk by these fractions of its width on each side, the first some option can
+# reach: a decision that leaves only completions at the band's edge leaves the last one no room for the device's spread
+MIDDLE = (0.4, 0.25, 0.0)
 
 
 @dataclass(frozen=True)
@@ -119,22 +137,27 @@ class NodeDecisions:
     ``penalty(cost)``: the Lagrangian's cost term at the current multipliers (device cost);
     ``budget``: B; ``band``: (lo, hi) x B in device cost; ``expected()``: the supernet's relaxed
     cost (predicted); ``feedback``: the device in the loop (None: decide on the prediction only);
-    ``shortlist``, ``repeats``, ``window``, ``margin`` (fractions of B): the last decision on the device
+    ``shortlist``, ``repeats``, ``window``, ``margin`` (fractions of B), ``margin_sigmas`` (0: ``margin``
+    throughout), ``networks`` (the most networks measured in all): the last decision on the device
     (``on_device``: False, or no ``feedback``, decides it on the prediction too).
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
                  budget: float, band: tuple[float, float], expected: Callable[[], torch.Tensor],
                  feedback: DeviceFeedback | None = None, shortlist: int = 5, repeats: int = 3,
-                 window: float = 0.05, margin: float = 0.02, on_device: bool = True):
+                 window: float = 0.05, margin: float = 0.02, on_device: bool = True, margin_sigmas: float = 0.0,
+                 networks: int | None = None):
         if "none" not in model.space.ops:
             raise ValueError("deciding DARTS nodes one at a time needs the 'none' op to switch the other edges off")
-        if shortlist < 1 or repeats < 1 or window < 0 or margin < 0:
-            raise ValueError(f"shortlist and repeats must be >= 1, window and margin >= 0; got {shortlist}, "
-                             f"{repeats}, {window}, {margin}")
+        networks = 2 * shortlist if networks is None else networks
+        if shortlist < 1 or repeats < 1 or window < 0 or margin < 0 or margin_sigmas < 0 or networks < shortlist:
+            raise ValueError(f"shortlist and repeats must be >= 1, window, margin and margin_sigmas >= 0, networks "
+                             f">= shortlist; got {shortlist}, {repeats}, {window}, {margin}, {margin_sigmas}, "
+                             f"{networks}")
         self.model, self.space, self.steps, self.penalty = model, model.space, sorted(steps), penalty
         self.budget, self.band, self.expected, self.feedback = budget, band, expected, feedback
         self.shortlist, self.repeats, self.window, self.margin = shortlist, repeats, window, margin
+        self.margin_sigmas, self.networks = margin_sigmas, networks
         self.on_device = on_device and feedback is not None
         self.options, self.const, self.price = node_options(self.space, tables)
         self.none = self.space.ops.index("none")
@@ -161,7 +184,9 @@ class NodeDecisions:
                    lambda: cost_model.expected_cost(space, model.op_weights(), model.edge_weights()),
                    feedback, repeats=getattr(config, "device_repeats", 3),
                    window=getattr(config, "device_window", 0.05), margin=getattr(config, "device_margin", 0.02),
-                   on_device=getattr(config, "device_decisions", 25) > 0)
+                   on_device=getattr(config, "device_decisions", 25) > 0,
+                   margin_sigmas=getattr(config, "device_margin_sigmas", 0.0),
+                   networks=getattr(config, "darts_device_networks", None))
 
     @property
     def samples(self) -> dict[str, list[float]]:
@@ -220,9 +245,10 @@ class NodeDecisions:
         grid, offset = sum_set(others, GRID * self.budget)
         return grid, offset, decided
 
-    def _miss(self, slot: int, ratio: float, band: tuple[float, float]) -> np.ndarray:
+    def _miss(self, slot: int, ratio: float, band: tuple[float, float],
+              completions: tuple[np.ndarray, int, float] | None = None) -> np.ndarray:
         """(options,) by how much (device cost) the nearest completion with each option misses ``band``; 0 in it."""
-        grid, offset, decided = self._completions(slot)
+        grid, offset, decided = completions or self._completions(slot)
         step = GRID * self.budget
         sums = (np.flatnonzero(grid) + offset) * step                        # achievable completions, sorted
         base = (self.const + decided + self.options[slot].cost) * ratio     # (options,)
@@ -247,9 +273,16 @@ class NodeDecisions:
         device = (rest + o.cost) * ratio                          # E[device cost | option]
         scores = logw - np.array([self.penalty(float(c)) for c in device])
         greedy = int(np.argmax(scores))
-        miss = self._miss(slot, ratio, self.band)
+        completions, (lo, hi) = self._completions(slot), self.band
+        for shrink in MIDDLE:   # keep the band's middle reachable where some option can: room on both sides
+            miss = self._miss(slot, ratio, (lo + shrink * (hi - lo), hi - shrink * (hi - lo)), completions)
+            if not miss.min() > 0:
+                break
+        feasible = miss <= float(miss.min()) + 1e-12
+        aimed = shrink
+        if aimed:   # the miss recorded is the band's
+            miss = self._miss(slot, ratio, self.band, completions)
         nearest = float(miss.min())
-        feasible = miss <= nearest + 1e-12
         row, record = int(np.flatnonzero(feasible)[np.argmax(scores[feasible])]), {}
         if last and self.on_device:
             row, record = self._on_device(slot, scores, ratio)
@@ -258,7 +291,8 @@ class NodeDecisions:
         self.decisions.append({"arch_step": arch_step, "cell": o.cell, "node": o.node,
                                "inputs": [int(self.space.edges[e][0]) for e in o.edges[row]],
                                "ops": [self.space.ops[i] for i in o.ops[row]], "options": len(o.cost),
-                               "feasible_options": int(feasible.sum()), "restricted": bool(not feasible[greedy]),
+                               "feasible_options": int(feasible.sum()), "aimed_middle": aimed,
+                               "restricted": bool(not feasible[greedy]),
                                "changed": row != greedy, "fallback": nearest > 0, "miss": nearest,
                                "ratio": ratio, "expected_cost": float(self.expected().detach()),
                                "on_device": bool(record), **record})
@@ -285,39 +319,128 @@ class NodeDecisions:
         reduce = tuple(e for node in (cells["reduce"] or cells["normal"]) for e in node)
         return Genotype(normal, full, reduce, full)
 
+    def spread(self, networks: list[Genotype]) -> float | None:
+        """The pooled standard deviation of log(one measurement) over ``networks`` measured more than once (a
+        relative spread: each network about its own mean); None until three are."""
+        repeated = [[math.log(x) for x in self.feedback.samples[g]] for g in networks
+                    if len(self.feedback.samples[g]) > 1]
+        if len(repeated) < 3:
+            return None
+        ss = sum(sum((x - statistics.fmean(s)) ** 2 for x in s) for s in repeated)
+        return math.sqrt(ss / sum(len(s) - 1 for s in repeated))
+
+    def estimates(self, measured: dict[int, float], predicted: np.ndarray, samples: dict[int, int],
+                  spread: float | None) -> tuple[dict[int, float], dict[int, float]]:
+        """Each measured option's cost as a fresh export will show it, and the standard deviation of one fresh
+        measurement about that estimate (device cost).
+
+        The confirmed median of k measurements is noisy (spread^2 / k, relative); the prediction times the ratio
+        the measurements show (their median of measured / predicted) is off by what the device adds to the
+        network (tau^2, the residuals' variance beyond the noise). Each estimate weighs the two by their
+        variances, so the option whose median came out luckily inside the band (the best of several noisy
+        medians) is not taken at that value; without a spread yet, the medians as they are."""
+        if spread is None or len(measured) < 3:
+            sd = self.margin * self.budget / max(self.margin_sigmas, 1.0)
+            return dict(measured), {r: sd for r in measured}
+        ratio = statistics.median(measured[r] / predicted[r] for r in measured)
+        resid = {r: c - ratio * predicted[r] for r, c in measured.items()}
+        noise = {r: (spread * c) ** 2 / samples[r] for r, c in measured.items()}
+        tau2 = max(0.0, statistics.fmean(v * v for v in resid.values()) - statistics.fmean(noise.values()))
+        est, sd = {}, {}
+        for r in measured:
+            w = tau2 / (tau2 + noise[r]) if tau2 + noise[r] > 0 else 1.0
+            est[r] = ratio * predicted[r] + w * resid[r]
+            sd[r] = math.sqrt((spread * est[r]) ** 2 + w * noise[r])
+        return est, sd
+
+    def _secant(self, measured: dict[int, float], predicted: np.ndarray) -> float:
+        """The ratio at which the band's middle is predicted where the estimates (``measured``) put it:
+        interpolated between the networks estimated nearest it below and above, else the ratio of the one
+        nearest it (the device's ratio differs between networks by a few %, so the nearest say most)."""
+        mid = sum(self.band) / 2
+        below = [r for r, c in measured.items() if c <= mid]
+        above = [r for r, c in measured.items() if c > mid]
+        if below and above:
+            a, b = max(below, key=measured.get), min(above, key=measured.get)
+            if predicted[b] != predicted[a] and measured[b] != measured[a]:
+                p = predicted[a] + (mid - measured[a]) * (predicted[b] - predicted[a]) / (measured[b] - measured[a])
+                if p > 0:
+                    return float(mid / p)
+        r = min(measured, key=lambda r: abs(measured[r] - mid))
+        return float(measured[r] / predicted[r])
+
     def _on_device(self, slot: int, scores: np.ndarray, ratio: float) -> tuple[int, dict]:
         """The last decision on measured, confirmed networks; see the module docstring."""
-        o, lo, hi, fb = self.options[slot], *self.band, self.feedback
+        o, (lo, hi), fb = self.options[slot], self.band, self.feedback
         predicted = self.const + sum(float(self.options[s].cost[r]) for s, r in self.chosen.items()) + o.cost
-        keys = self._keys
         measured: dict[int, float] = {}
-        for _ in range(2):   # a second shortlist at the ratio those measurements show, if none landed in the band
-            dev = predicted * ratio
-            pool = np.flatnonzero((dev >= lo) & (dev <= hi))
-            if not len(pool):
-                pool = np.argsort(np.abs(dev - (lo + hi) / 2))[: self.shortlist]
-            pool = [int(r) for r in pool[np.argsort(-scores[pool])] if int(r) not in measured][: self.shortlist]
-            for r in pool:
-                g = self.genotype_with(slot, r)
-                keys[genotype_key(g)] = g
-                fb.cost_of(g)
-                while (len(fb.samples[g]) < self.repeats
-                       and lo - self.window * self.budget <= fb.measured[g] <= hi + self.window * self.budget):
-                    fb.remeasure(g)
-                measured[r] = self.measured[genotype_key(g)] = fb.measured[g]
-            if any(lo <= c <= hi for c in measured.values()) or not measured:
+        genotypes: dict[int, Genotype] = {}
+
+        def depths() -> tuple[dict[int, float], float, dict[int, float], float | None]:
+            """Each option's depth inside the band in sigmas of a fresh measurement, the depth required (the
+            margin), the estimates and the spread."""
+            spread = self.spread(list(genotypes.values()))
+            est, sd = self.estimates(measured, predicted, {r: len(fb.samples[g]) for r, g in genotypes.items()},
+                                     spread)
+            depth = {r: min(c - lo, hi - c) / sd[r] for r, c in est.items()}
+            fixed = self.margin_sigmas if spread is not None and self.margin_sigmas > 0 else max(self.margin_sigmas,
+                                                                                                 1.0)
+            # at most 0.45 of the band's width: a margin wider than the band leaves nothing to aim at
+            need = min(fixed, 0.45 * (hi - lo) / max(sd.values())) if sd else fixed
+            return depth, need, est, spread
+
+        def measure(r: int) -> None:
+            g = genotypes[r] = self.genotype_with(slot, r)
+            self._keys[genotype_key(g)] = g
+            fb.cost_of(g)
+            while (len(fb.samples[g]) < self.repeats
+                   and lo - self.window * self.budget <= fb.measured[g] <= hi + self.window * self.budget):
+                fb.remeasure(g)
+            measured[r] = self.measured[genotype_key(g)] = fb.measured[g]
+
+        def candidates(ratio: float, n: int, nearest: bool = False) -> list[int]:
+            """The ``n`` next unmeasured options: those predicted nearest the band's middle first (``MIDDLE``'s
+            levels), by score within a level, then the rest by their distance to the middle; ``nearest``: by
+            the distance alone (after the shortlist, the aim is the middle)."""
+            dev, mid = predicted * ratio, (lo + hi) / 2
+            free = [r for r in range(len(dev)) if r not in measured]
+            if nearest:
+                return sorted(free, key=lambda r: (abs(dev[r] - mid), -scores[r]))[:n]
+            order = sorted(free, key=lambda r: (next((k for k, f in enumerate(MIDDLE)
+                                                      if abs(dev[r] - mid) <= (0.5 - f) * (hi - lo)), len(MIDDLE)),
+                                                -scores[r] if abs(dev[r] - mid) <= (hi - lo) / 2
+                                                else abs(dev[r] - mid)))
+            return order[:n]
+
+        # the shortlist: the Lagrangian's best among those predicted nearest the middle, measured and confirmed
+        for r in candidates(ratio, self.shortlist):
+            measure(r)
+        # then one at a time at the ratio the measurements show, until one is estimated inside the margin
+        while measured and len(measured) < self.networks:
+            depth, need, est, _ = depths()
+            if any(d >= need for d in depth.values()):
                 break
-            ratio = statistics.median(measured[r] / predicted[r] for r in measured)
-        inner = (lo + self.margin * self.budget, hi - self.margin * self.budget)
-        for lo_, hi_ in (inner, (lo, hi)):
-            ok = [r for r, c in measured.items() if lo_ <= c <= hi_]
-            if ok:
-                row = max(ok, key=lambda r: scores[r])
-                return row, self._record(measured, 0.0, (lo_, hi_) == inner)
-        within = {r: c for r, c in measured.items() if c <= self.budget} or measured
+            more = candidates(self._secant(est, predicted), 1, nearest=True)
+            if not more:
+                break
+            measure(more[0])
+        depth, need, est, spread = depths()
+        keys = {r: genotype_key(g) for r, g in genotypes.items()}
+        record = {"spread": spread, "margin_sigmas": need, "estimated": {keys[r]: c for r, c in est.items()},
+                  "extra_networks": max(0, len(measured) - self.shortlist)}
+        ok = [r for r, d in depth.items() if d >= need]
+        if ok:   # the Lagrangian's choice among those estimated inside the margin
+            row = max(ok, key=lambda r: scores[r])
+            return row, self._record(measured, 0.0, True) | record | {"depth": depth[row]}
+        # none inside: the one deepest inside the band, the likeliest to measure in it afresh
+        inside = [r for r in depth if depth[r] >= 0]
+        if inside:
+            row = max(inside, key=depth.get)
+            return row, self._record(measured, 0.0, False) | record | {"depth": depth[row]}
+        within = {r: c for r, c in est.items() if c <= self.budget} or est
         miss = {r: max(lo - c, c - hi, 0.0) for r, c in within.items()}
         row = min(miss, key=miss.get)
-        return row, self._record(measured, miss[row], False)
+        return row, self._record(measured, miss[row], False) | record | {"depth": depth[row]}
 
     def _record(self, measured: dict[int, float], miss: float, inside: bool) -> dict:
         keys = {r: genotype_key(self.genotype_with(len(self.chosen), r)) for r in measured}

@@ -183,6 +183,9 @@ class DcaConfig(BilevelConfig):
     # measurement of its edges reopens an earlier decision too (0: only when none lies in the band; 1 was no better
     # in the offline replay of the decisions, docs/performance.md)
     device_reopen_sigmas: float = 0.0
+    # DARTS: the last node's decision on the device measures at most this many networks in all (the shortlist of 5,
+    # then one at a time until one is confirmed inside the margin)
+    darts_device_networks: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -207,6 +210,8 @@ class DcaConfig(BilevelConfig):
                              "device_oneshot_batches, device_fit_sample and device_reopen_sigmas must be >= 0, got "
                              f"{self.device_reopen}, {self.device_reopen_measurements}, {self.device_margin_sigmas}, "
                              f"{self.device_oneshot_batches}, {self.device_fit_sample}, {self.device_reopen_sigmas}")
+        if self.darts_device_networks < 5:
+            raise ValueError(f"darts_device_networks must be >= 5 (the shortlist), got {self.darts_device_networks}")
         if not 0 <= self.ratio_tolerance < 1:
             raise ValueError(f"ratio_tolerance must be in [0, 1), got {self.ratio_tolerance}")
         if self.rho < 0:

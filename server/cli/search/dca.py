@@ -80,7 +80,7 @@ def summary(report, device: str, budget: str) -> str:
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
                    "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 30,
-                   "device_reopen_sigmas": 0.0}
+                   "device_reopen_sigmas": 0.0, "darts_device_networks": 10}
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
@@ -95,7 +95,8 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_margin_sigmas": (0, math.inf, "0 (--device-margin throughout) or more"),
                   "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches"),
                   "device_fit_sample": (0, math.inf, "0 (predict by the measured ratio only) or more cells"),
-                  "device_reopen_sigmas": (0, math.inf, "0 (reopen only when no measured cell is in the band) or more")}
+                  "device_reopen_sigmas": (0, math.inf, "0 (reopen only when no measured cell is in the band) or more"),
+                  "darts_device_networks": (5, math.inf, "5 (the shortlist alone) or more networks")}
 
 
 def check_device_options(args) -> None:
@@ -141,6 +142,9 @@ _DEVICE_HELP = {
     "device_reopen_sigmas": (float, "Z", "a decision on the device whose measured cells lie in the band only within Z "
                              "standard deviations of one measurement of its edges reopens an earlier decision too "
                              "(default: {d}; 0: only when none lies in the band)"),
+    "darts_device_networks": (int, "N", "on darts: the last node's decision measures a shortlist of 5 networks, then "
+                              "more, one at a time, until one is estimated inside the band by --device-margin-sigmas "
+                              "standard deviations of a fresh measurement; at most N in all (default: {d})"),
 }
 
 
