@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import math
 import shlex
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Callable, Mapping, TypeVar
@@ -19,6 +20,16 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces import SearchSpace
 
 R = TypeVar("R")
+
+
+def measured_ms(bench: Any) -> float | None:
+    """A benchmark reply's median latency (ms), or None when the agent did not measure (refused, failed)."""
+    return bench.latency.median_ms if bench.status.measured and bench.latency else None
+
+
+def measured_mj(bench: Any) -> float | None:
+    """A benchmark reply's net energy per inference (mJ), or None when the device could not tell."""
+    return bench.energy.net_mj if bench.energy is not None and math.isfinite(bench.energy.net_mj) else None
 
 
 def recorded(store: Store, kind: str, config: Mapping[str, Any], body: Callable[[int], R], *,

@@ -39,7 +39,7 @@ from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.result import Budget
 from hilnas.server import model_meta
 from hilnas.server.search.common import (describe_basis, device_cost_model, export_with_metadata, lut_needed,
-                                         recorded, space_metadata, torch_threads)
+                                         measured_mj, measured_ms, recorded, space_metadata, torch_threads)
 from hilnas.server.store import LutId, Store
 
 if TYPE_CHECKING:
@@ -332,8 +332,8 @@ def _finish(store: Store, device_key: str, clients: Sequence[AgentClient], confi
     say("measuring the trained network on the device")
     mc = dataclasses.replace(config.measure, energy=True) if metric == "energy_mj" else config.measure
     bench = clients[0].benchmark(onnx_bytes, config=mc, backend=config.backend)
-    lat = bench.latency.median_ms if bench.status.measured and bench.latency else None
-    energy = bench.energy.net_mj if bench.energy is not None and math.isfinite(bench.energy.net_mj) else None
+    lat = measured_ms(bench)
+    energy = measured_mj(bench)
     if not bench.status.measured:
         notes.append(f"the device could not measure the network: {bench.status.name}: {bench.error}")
     validation_id = store.add_validation(

@@ -282,6 +282,7 @@ def _measure_members(store: Store, device_key: str, clients: Sequence[AgentClien
                      say: Callable[[str], None]) -> list[MemberReport]:
     """Export, measure and record each distinct genotype once; every chosen point gets a MemberReport."""
     from hilnas.server.client import sha256_hex
+    from hilnas.server.search.common import measured_mj, measured_ms
 
     out_dir = Path(config.out_dir) if config.out_dir else store.path.parent / "models" / f"hypernet-{run_id}"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -303,8 +304,8 @@ def _measure_members(store: Store, device_key: str, clients: Sequence[AgentClien
             say(f"measuring {name} (lambda scale {arch.tradeoff.scale:.4g}, predicted {predicted:.4g} ms)")
             mc = dataclasses.replace(config.measure, energy=True) if energy is not None else config.measure
             bench = clients[0].benchmark(onnx_bytes, config=mc, backend=config.backend)
-            lat = bench.latency.median_ms if bench.status.measured and bench.latency else None
-            mj = bench.energy.net_mj if bench.energy is not None and math.isfinite(bench.energy.net_mj) else None
+            lat = measured_ms(bench)
+            mj = measured_mj(bench)
             store.add_validation(model_id, device_key, fingerprint=bench.device_fingerprint or "unknown",
                                  status=bench.status.name.lower(), predicted_ms=predicted, measured_ms=lat,
                                  predicted_energy_mj=predicted_mj, measured_energy_mj=mj,

@@ -334,12 +334,12 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     afresh afterwards (``_measure``)."""
     from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
-    from hilnas.server.search.common import export_with_metadata
+    from hilnas.server.search.common import export_with_metadata, measured_ms
 
     def window(pattern: Any) -> float | None:
         onnx_bytes = export_with_metadata(result.net.prune(pattern).eval(), result.space, pattern)
         bench = clients[0].benchmark(onnx_bytes, config=config.measure, backend=config.backend)
-        return bench.latency.median_ms if bench.status.measured and bench.latency else None
+        return measured_ms(bench)
 
     margin = 0.2 * (1 - config.band)
     device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
@@ -375,7 +375,7 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
     """Export, measure and record each distinct pattern once, lambda ascending."""
     from hilnas.searchers.train import evaluate
     from hilnas.server.client import sha256_hex
-    from hilnas.server.search.common import export_with_metadata
+    from hilnas.server.search.common import export_with_metadata, measured_ms
 
     by_pattern: dict[Any, list[tuple[Architecture, Budget | None]]] = {}
     for arch, budget in sorted(chosen, key=lambda ab: ab[0].tradeoff.scale):
@@ -400,7 +400,7 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
         say(f"measuring {name} (lambda {arch.tradeoff.scale:.4g}, {sum(pattern.kept_blocks)}/{len(pattern.masks)} "
             f"blocks, predicted {predicted:.4g} ms)")
         bench = clients[0].benchmark(onnx_bytes, config=config.measure, backend=config.backend)
-        lat = bench.latency.median_ms if bench.status.measured and bench.latency else None
+        lat = measured_ms(bench)
         store.add_validation(model_id, device_key, fingerprint=bench.device_fingerprint or "unknown",
                              status=bench.status.name.lower(), predicted_ms=predicted, measured_ms=lat,
                              stats={"latency": bench.latency, "simulated": bench.simulated, "backend": bench.backend,

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from hilnas.agent.config import MeasureConfig
 from hilnas.searchers.cost import METRICS, CostModel
 from hilnas.searchers.result import Budget, InfeasibleBudgetError
-from hilnas.server.search.common import recorded, torch_threads
+from hilnas.server.search.common import measured_mj, measured_ms, recorded, torch_threads
 from hilnas.server.store import Store
 
 if TYPE_CHECKING:
@@ -329,11 +329,11 @@ def _bench(client: AgentClient, config: SplittingRunConfig, onnx_bytes: bytes, e
     """Measure one network: (result, latency ms or None, energy mJ or None)."""
     mc = dataclasses.replace(config.measure, energy=True) if energy.meter else config.measure
     bench = client.benchmark(onnx_bytes, config=mc, backend=config.backend)
-    lat = bench.latency.median_ms if bench.status.measured and bench.latency else None
+    lat = measured_ms(bench)
     if energy.estimate_w is not None:
         mj = None if lat is None else energy.estimate_w * lat
     else:
-        mj = bench.energy.net_mj if bench.energy is not None and math.isfinite(bench.energy.net_mj) else None
+        mj = measured_mj(bench)
     return bench, lat, mj
 
 
