@@ -278,11 +278,14 @@ class Progressive:
         ops = len(self.model.space.ops)
         return torch.stack([torch.bincount(arch[left, e], minlength=ops) > 0 for e in range(arch.shape[1])])
 
+    def _ratio(self) -> float:
+        """The device's current measured / predicted ratio (1 without a device)."""
+        return self.scale() if self.scale is not None else 1.0
+
     def _device_table(self, fixed: dict[int, int], force: bool = False) -> tuple[torch.Tensor, dict[str, float] | None]:
         """Every cell's device cost: the scaled prediction, or, once at most ``on_device`` cells complete the
         decided edges and the device is in the loop, those cells measured (arch_str -> cost; else None)."""
-        scaled = self.costs * (self.scale() if self.scale is not None else 1.0)
-        table = self._fit.clone() if self._fit is not None else scaled
+        table = self._fit.clone() if self._fit is not None else self.costs * self._ratio()
         if self.measure is None:
             return table, None
         rows = self._completions(fixed).nonzero().flatten().tolist()
@@ -357,7 +360,7 @@ class Progressive:
         are), each once. (Drawn to cover each edge's ops evenly instead, the sample held the outliers, and the fit
         on it predicted the cells near the band worse than the LUT on the simulated devices.)"""
         lo, hi = self.band
-        table = self.costs * (self.scale() if self.scale is not None else 1.0)
+        table = self.costs * self._ratio()
         miss = torch.nan_to_num((0.8 * lo - table).clamp_min(0) + (table - 1.2 * hi).clamp_min(0), nan=math.inf)
         miss = torch.where(self._completions(fixed), miss, torch.full_like(miss, math.inf))
         near = int((miss == 0).sum())
@@ -381,7 +384,7 @@ class Progressive:
         measured = self._measured_rows() if self.fit_sample else {}
         if len(measured) < 5:
             return
-        s = self.scale() if self.scale is not None else 1.0
+        s = self._ratio()
         idx = torch.tensor(list(measured))
         y = torch.tensor(list(measured.values()), dtype=torch.float64)
         x = torch.cat([self.costs[idx, None], self._onehot[idx]], 1)   # prediction, 1, one-hot (edge, op)
