@@ -27,8 +27,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from hilnas.searchers.genotype import GenotypeError, register_genotype_kind
 from hilnas.searchers.op_key import OpKey, enumerate_op_keys, fixed_op_keys, network_op_keys
+from hilnas.searchers.prune.mobilenet_genotype import PrunedWidths
 from hilnas.searchers.spaces.base import SpaceError
 from hilnas.searchers.spaces.mobilenet import MobileNetSpace, MobileNetWidths
 from hilnas.searchers.spaces.mobilenet.keys import BLOCK_OP, STEM_OP, head_key, network_keys
@@ -42,26 +42,6 @@ def group_bounds(width: int, parts: int) -> list[int]:
     if not 1 <= parts <= width:
         raise SpaceError(f"cannot split {width} channels into {parts} groups")
     return [round(width * g / parts) for g in range(parts + 1)]
-
-
-@register_genotype_kind
-@dataclass(frozen=True)
-class PrunedWidths(MobileNetWidths):
-    """A pruned MobileNet as exported: its widths (priced like any MobileNet's) and the gate masks that made it.
-
-    Saved as ``{"space": "mobilenet_pruned", "widths": [...], "masks": ["101", ...]}``.
-    """
-    kind: ClassVar[str] = "mobilenet_pruned"
-    masks: tuple[str, ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"space": self.kind, "widths": list(self.widths), "masks": list(self.masks)}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> PrunedWidths:
-        if d.get("space") != cls.kind or "widths" not in d or not isinstance(d.get("masks"), list):
-            raise GenotypeError(f"expected a {cls.kind!r} genotype with 'widths' and 'masks', got {d!r}")
-        return cls(tuple(d["widths"]), tuple(str(m) for m in d["masks"]))
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,7 @@ def cmd_search_prune(args) -> int:
     with _open_store(args) as store:
         report = run_prune(store, args.device, _clients(args, args.device), config, progress=progress.say)
     est = report.estimate or {}
+    kept = "layers" if report.search.get("space") == "mobilenet" else "blocks"   # MobileNet: wider than 1st group
     fmt = (lambda v, f=".3f": "n/a" if v is None else format(v, f))  # noqa: E731
     lines = [f"pruning {args.space} on {args.device}: one run, {len(report.members)} distinct pruned networks from "
              f"{report.points} {'budgets' if budgets else 'lambdas'} (run {report.run_id}, {report.wall_s:.0f} s)",
@@ -46,7 +47,7 @@ def cmd_search_prune(args) -> int:
                  f"{fmt(est['theorem'].get('theorem'), '.3g')} ("
                  f"{'applies' if est.get('theorem_Lambda') is not None else 'does not apply'})" if est else "")
              + f"; unpruned test accuracy {report.pretrained_acc:.3f}",
-             f"  {'member':<16} {'lambda':>7} {'blocks':>6} {'predicted ms':>13} {'measured ms':>12} {'test acc':>9}"
+             f"  {'member':<16} {'lambda':>7} {kept:>6} {'predicted ms':>13} {'measured ms':>12} {'test acc':>9}"
              f" {'budget':>16}"]
     for m in report.members:
         budget = " ".join(f"{b.metric}={b.value:g}" for b in m.budgets) + (
