@@ -64,6 +64,12 @@ def test_a_mobilenet_prune_run_measures_its_members_and_serves_budgets_later(wor
         filters = {i.dims[0] for i in model.graph.initializer if list(i.dims[1:]) == [1, 3, 3]}
         assert filters == set(genotype["widths"][:2]) and genotype["widths"][0] == 2 + 2 * m["pattern"]["masks"][0].count("1")
 
+    # ``hilnas validate`` reads the pruned network's metadata and prices it from the LUT grid as the search did
+    last = members[-1]
+    code, out, err = run(capsys, workspace, "validate", last["onnx_path"], "--device", "pi", "--json", *QUICK)
+    assert code == 0, err
+    assert json.loads(out)["lut_sum_ms"] == pytest.approx(last["costs"]["latency_ms"], rel=1e-9)
+
     # budgets later, no training: one inside the family, one below the fully pruned network, one above the unpruned
     lo, hi = rep["curve"]["range"]
     budgets = f"latency_ms={(lo + hi) / 2},latency_ms={lo / 2},latency_ms={hi * 2}"

@@ -157,3 +157,29 @@ def test_the_exported_genotype_carries_the_widths_and_the_masks():
     again = genotype_from_json(genotype.to_json())
     assert isinstance(again, PrunedWidths) and again == genotype and again.masks == ("011", "100", "001", "110")
     assert grid_lut().genotype_cost(BACKBONE, again) == pytest.approx(grid_lut().genotype_cost(SPACE, PATTERN))
+
+
+def test_a_dropped_group_gets_the_gradient_of_turning_it_on():
+    """Under batch-statistics BatchNorm (as the search runs the network), the gradient at a gate that is off is the
+    loss's change as the group comes back (a finite difference); masking the channel where it is made as well
+    would leave it ~0, and a dropped group could never return."""
+    import torch.nn.functional as F
+    from hilnas.searchers.prune.gates import freeze
+
+    gated = freeze(gated_network(3))
+    x, y = torch.randn(16, 3, 16, 16), torch.randint(0, 4, (16,))
+    on, group = pattern_gates(GateLayout(4, 3), PATTERN)
+    group = group.double().requires_grad_(True)
+
+    def loss(g):
+        return F.cross_entropy(gated.double()(x.double(), (on.double(), g)), y)
+
+    loss(group).backward()
+    off = [(l, g) for l in range(4) for g in range(3) if not PATTERN.masks[l][g]]
+    for l, g in off:
+        eps = torch.zeros_like(group)
+        eps[l, g] = 1e-4
+        with torch.no_grad():
+            diff = float((loss(group + eps) - loss(group)) / 1e-4)
+        assert group.grad[l, g].item() == pytest.approx(diff, rel=0.05, abs=1e-6)
+    assert max(abs(group.grad[l, g].item()) for l, g in off) > 1e-3
