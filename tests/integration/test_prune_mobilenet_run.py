@@ -6,7 +6,8 @@ import json
 import onnx
 import pytest
 
-from loopback import FAST, client_for
+from loopback import FAST, build_lut, client_for
+from test_prune_cli import run, workspace  # noqa: F401 - the CLI helper and the workspace with the Pi agent
 from hilnas.server.cli import main
 
 pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("one_torch_thread")]
@@ -17,19 +18,6 @@ SHAPE = ("--model", "mobilenet", "--dataset", "synthetic", *BACKBONE_OPTS, "--sp
          "--batch-size", "32", "--train-size", "320")
 LUT_SHAPE = ("--space", "mobilenet", *BACKBONE_OPTS, "--space-opt", "in_channels=1", "--space-opt", "input_size=16",
              "--space-opt", "num_classes=4")
-
-
-def run(capsys, ws, *argv):
-    code = main(["--workspace", str(ws), *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def workspace(tmp_path, capsys, sim_agent):
-    ws = tmp_path / "ws"
-    run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim_agent.port}")
-    return ws
 
 
 def test_help_names_the_mobilenet(capsys):
@@ -112,9 +100,8 @@ def test_a_resnet_checkpoint_is_refused_for_the_mobilenet_before_anything_runs(w
 
 def test_a_lut_lacking_a_grid_key_names_it_and_the_build_command(tmp_path, sim_agent):
     from hilnas.searchers.data import DatasetConfig
-    from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
+    from hilnas.searchers.op_key import enumerate_op_keys
     from hilnas.searchers.spaces import create_space
-    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
     from hilnas.server.search.prune import PruneRunConfig, run_prune
     from hilnas.server.store import Store
 
@@ -124,10 +111,8 @@ def test_a_lut_lacking_a_grid_key_names_it_and_the_build_command(tmp_path, sim_a
     data = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=64,
                          synthetic_test=32, batch_size=32, val_fraction=0.3)
     with Store.open(tmp_path / "ws") as store:
-        keys = [k.encode() for k in enumerate_op_keys(backbone)]
-        missing = next(k for k in keys if k.startswith("dws_block"))
-        LutBuilder(store, "pi", [client], LutBuildConfig(measure=FAST)).build(
-            [k for k in keys if k != missing], lambda k: export_op_onnx(decode(k)))
+        missing = next(k.encode() for k in enumerate_op_keys(backbone) if k.op == "dws_block")
+        build_lut(store, client, backbone, skip=(missing,))
         rows = len(store.query_df("SELECT * FROM lut_rows"))
         config = PruneRunConfig(model="mobilenet", space_overrides={**overrides, "groups": 3}, dataset=data,
                                 measure=FAST, out_dir=str(tmp_path / "out"), pretrain_epochs=1)

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from hilnas.searchers.cost import FlopsCost, ParamsCost
-from hilnas.searchers.data import DatasetConfig, loaders_for
 from hilnas.searchers.hypernet import BudgetRangeError
 from hilnas.searchers.op_key import enumerate_op_keys
 from hilnas.searchers.prune.gates import pattern_gates
@@ -20,32 +19,25 @@ from hilnas.searchers.spaces import GatePattern, create_space
 from hilnas.searchers.spaces.mobilenet.grid import GridLatencyCost
 from hilnas.searchers.train import TrainConfig
 
+from test_prune_search import loaders  # noqa: F401 - the synthetic data the ResNet's pruning tests use
+
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 BACKBONE = create_space("mobilenet", in_channels=1, input_size=8, num_classes=4, base_widths=(8, 12, 16),
                         strides=(1, 2, 1))
 SPACE = MobileNetGroups(BACKBONE, groups=3)
-DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=480,
-                     synthetic_test=128, val_fraction=0.3, batch_size=32)
 FAST = PruneConfig(steps=120, sweep_points=5, sweep_min=0.03, sweep_max=30.0, sweep_steps=12, eval_batches=3,
                    grid_points=7, curve_points=13, bisect_steps=3, recalibrate_batches=4)
 LUT = GridLatencyCost({k.encode(): FlopsCost().key_cost(k) + 0.01 for k in enumerate_op_keys(BACKBONE)})
 
 
 @pytest.fixture(scope="module")
-def loaders():
-    return loaders_for(DATA)[1]
-
-
-@pytest.fixture(scope="module")
 def checkpoint(loaders, tmp_path_factory):
     torch.set_num_threads(1)
-    net, res = pretrain(SPACE, loaders, TrainConfig(epochs=4, lr=0.05, seed=0, device="cpu", log_every=0,
-                                                    eval_split="none"))
+    net, _ = pretrain(SPACE, loaders, TrainConfig(epochs=4, lr=0.05, seed=0, device="cpu", log_every=0,
+                                                  eval_split="none"))
     assert isinstance(net, GatedMobileNet)
-    path = tmp_path_factory.mktemp("pre") / "pretrained.pt"
-    save_pretrained(net, path, info={"train_acc": res.history[-1].train_acc})
-    return path
+    return save_pretrained(net, tmp_path_factory.mktemp("pre") / "pretrained.pt")
 
 
 @pytest.fixture(scope="module")
