@@ -22,8 +22,9 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
 - ``score``: the held-out losses that rank those candidates, computed on the pruned networks together;
 - ``mobilenet_space``: the MobileNet backbone as a prunable space (channel groups per layer, the op keys of
   the pruned widths); ``mobilenet``: its gated network and the real narrower network; ``mobilenet_cost``:
-  the expected cost of relaxed gates at the LUT grid's interpolated prices. Algorithm 1 runs on it
-  unchanged (``ModuleCosts.of`` and ``pretrain.gated_network`` ask the space);
+  the expected cost of relaxed gates at the LUT grid's interpolated prices; ``mobilenet_genotype``: what an
+  exported pruned MobileNet carries (its widths and masks; torch-free, registered by ``searchers.spaces``).
+  Algorithm 1 runs on it unchanged (``ModuleCosts.of`` and ``pretrain.gated_network`` ask the space);
 - ``io``: saving the trained hypernetwork so later budgets need no training.
 
 This ``__init__`` imports nothing, so the LUT tools can use ``keys`` without torch.
