@@ -25,12 +25,12 @@ def client_for(running, **kw) -> AgentClient:
     return AgentClient(ClientConfig(**{"address": f"127.0.0.1:{running.port}", "retries": 1, "backoff_s": 0.05, **kw}))
 
 
-def build_lut(store, client, space, device_key: str = "pi") -> None:
-    """Measure every op key of ``space`` on the client's agent into ``store`` (quick settings)."""
+def build_lut(store, client, space, device_key: str = "pi", *, skip: tuple[str, ...] = ()) -> None:
+    """Measure every op key of ``space`` (but those in ``skip``) on the client's agent into ``store`` (quick settings)."""
     from hilnas.searchers.op_key import decode, enumerate_op_keys, export_op_onnx
     from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
 
-    keys = [k.encode() for k in enumerate_op_keys(space)]
+    keys = [k.encode() for k in enumerate_op_keys(space) if k.encode() not in skip]
     LutBuilder(store, device_key, [client], LutBuildConfig(measure=FAST)).build(
         keys, lambda k: export_op_onnx(decode(k)))
 

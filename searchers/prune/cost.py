@@ -42,6 +42,8 @@ class ModuleCosts:
 
     @classmethod
     def of(cls, space: ResNetSpace, model: CostModel) -> ModuleCosts:
+        if not isinstance(space, ResNetSpace):   # another backbone prices its own gates (``mobilenet_cost``)
+            return space.module_costs(model)
         model.check(space)   # MissingOpsError names what a LUT lacks
         G = space.groups
         rest = float(sum(model.key_cost(k) for k in network_op_keys(space, GatePattern.empty(len(space.layers()), G))))

@@ -37,10 +37,17 @@ def space_dict(space: ResNetSpace) -> dict[str, Any]:
     return json.loads(json.dumps({"name": space.name, **dataclasses.asdict(space)}))
 
 
+def gated_network(space: ResNetSpace) -> GatedResNet:
+    """The gated network of a prunable space: the ResNet's, or the one another backbone's space builds
+    (``mobilenet_space.MobileNetGroups.gated_network``)."""
+    build = getattr(space, "gated_network", None)
+    return build() if build is not None else GatedResNet(space)
+
+
 def pretrain(space: ResNetSpace, data: Loaders, config: TrainConfig) -> tuple[GatedResNet, TrainResult]:
     """Train the whole network (no gates) with ``config``; returns it in eval mode and the training record."""
     torch.manual_seed(config.seed)
-    net = GatedResNet(space)
+    net = gated_network(space)
     result = train(net, data, config)
     return net.eval(), result
 
@@ -84,7 +91,7 @@ def load_pretrained(path: str | os.PathLike[str], space: ResNetSpace) -> tuple[G
         diff = sorted(k for k in set(want) | set(state["space"]) if want.get(k) != state["space"].get(k))
         shown = ", ".join(f"{k}={state['space'].get(k)!r} (asked: {want.get(k)!r})" for k in diff)
         raise CheckpointError(f"{path} holds another architecture: {shown}")
-    net = GatedResNet(space)
+    net = gated_network(space)
     try:
         net.load_state_dict(state["state_dict"], strict=True)
     except (RuntimeError, TypeError) as err:  # missing, extra or mis-shaped tensors

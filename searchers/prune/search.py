@@ -344,8 +344,8 @@ def search(space: ResNetSpace, cost_model: CostModel, config: PruneConfig, *, ne
     ``cost_model`` gives T(e) (a device's LUT latency, or parameters / FLOPs); ``others`` are priced
     too for every member (e.g. parameters beside latency). Gates are trained on ``data.val``.
     """
-    if not isinstance(space, ResNetSpace) or net.space != space:
-        raise SearchError(f"pruning needs a ResNet space and its pre-trained network; got {space.name} and a network "
+    if not (isinstance(space, ResNetSpace) or hasattr(space, "gated_network")) or net.space != space:
+        raise SearchError(f"pruning needs a prunable space and its pre-trained network; got {space.name} and a network "
                           f"for {getattr(net.space, 'name', '?')}")
     check_data(space, data)
     models = {cost_model.metric: cost_model}

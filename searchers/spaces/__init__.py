@@ -10,3 +10,7 @@ __all__ = ["SearchSpace", "SpaceError", "create_space", "list_spaces", "register
            "DartsSpace", "DartsCellSpec", "NB201Space", "NB201Layer",
            "MobileNetSpace", "MobileNetWidths", "MobileNetLayer",
            "ResNetSpace", "NarrowResNetSpace", "ResNetBlock", "GatePattern"]
+
+# the pruned MobileNet's genotype kind (its widths and gate masks, in an exported network's metadata) is read
+# wherever genotypes are: registered here, after the spaces it builds on
+from hilnas.searchers.prune import mobilenet_genotype as _pruned_mobilenet  # noqa: E402,F401

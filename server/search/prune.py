@@ -1,4 +1,9 @@
-"""Glue for ``hilnas search prune``: prune a pre-trained ResNet once, get every budget's network, measured.
+"""Glue for ``hilnas search prune``: prune a pre-trained ResNet or MobileNet once, get every budget's network, measured.
+
+The MobileNet (``--model mobilenet``) is pruned by channel groups (``searchers.prune.mobilenet_space``;
+``--space-opt groups=N`` gated groups per layer, the other ``--space-opt`` are the backbone's), priced on
+the device's LUT grid with widths in between interpolated (``GridLatencyCost``); its members are found by
+bisection on lambda (the band search and device confirmation below score ResNet blocks only).
 
 ``run_prune(store, device_key, clients, config)``:
 
@@ -47,7 +52,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hilnas.search")
 
-MODELS = ("resnet18-narrow", "resnet18")
+MODELS = ("resnet18-narrow", "resnet18", "mobilenet")
+PRUNE_OPTS = {"mobilenet": ("groups",)}   # --space-opt of the gates, not of the backbone (``mobilenet_space``)
 
 
 def _default_dataset() -> DatasetConfig:
@@ -63,7 +69,7 @@ def _default_search() -> PruneConfig:
 @dataclass(frozen=True)
 class PruneRunConfig:
     """One pruning run on a device: the model, data, pre-training, search settings and which members to produce."""
-    model: str = "resnet18-narrow"                   # a ResNet space: resnet18-narrow | resnet18
+    model: str = "resnet18-narrow"                   # resnet18-narrow | resnet18 | mobilenet (channel groups)
     space_overrides: Mapping[str, Any] = field(default_factory=dict)  # e.g. {"groups": 2}
     dataset: DatasetConfig = field(default_factory=_default_dataset)  # val_fraction 0 -> 0.2 (the gates' split)
     checkpoint: str | None = None                    # a pre-trained network hilnas saved; None = pre-train here
@@ -173,20 +179,41 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
     trained_dir = None
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
-    loaders, space = prepared(store, device_key, clients, config.dataset, 0.2, config.model, config.space_overrides)
-    with lut_needed(device_key, space, config.dataset.name):  # no LUT at all: the command that builds it
+    loaders, space = _prunable(store, device_key, clients, config)
+    backbone = getattr(space, "backbone", space)
+    with lut_needed(device_key, backbone, config.dataset.name):  # no LUT at all: the command that builds it
         latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
+    if backbone is not space:   # widths between the LUT grid's are interpolated, as the search prices them
+        from hilnas.searchers.spaces.mobilenet.grid import GridLatencyCost
+        latency = GridLatencyCost(latency.lut)
     _check_lut(latency, space, device_key, config)
     net = None
     if trained_dir is None and config.checkpoint:   # a bad checkpoint is refused before anything runs
         net = _load_checkpoint(config, space, device_key)
-    return recorded(store, "prune", plain_config(config, space), lambda run_id: _run(
+    return recorded(store, "prune", plain_config(config, backbone), lambda run_id: _run(
         store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say, started, trained_dir))
+
+
+def _prunable(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig) -> tuple[Any, Any]:
+    """(loaders, the prunable space): a ResNet space, or the MobileNet backbone with its channel-group gates."""
+    gates = {k: v for k, v in config.space_overrides.items() if k in PRUNE_OPTS.get(config.model, ())}
+    rest = {k: v for k, v in config.space_overrides.items() if k not in gates}
+    loaders, space = prepared(store, device_key, clients, config.dataset, 0.2, config.model, rest)
+    if config.model == "mobilenet":
+        from hilnas.searchers.prune.mobilenet_space import MobileNetGroups
+        space = MobileNetGroups(space, **gates)
+    return loaders, space
+
+
+def _exported(space: Any, pattern: Any) -> tuple[Any, Any]:
+    """The space and genotype a pruned network's ONNX metadata carries (a MobileNet's: its widths and masks)."""
+    return space.exported(pattern) if hasattr(space, "exported") else (space, pattern)
 
 
 def _command(config: PruneRunConfig, device_key: str, action: str) -> str:
     opts = "".join(f" --space-opt {k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
-                   for k, v in dict(config.space_overrides).items())
+                   for k, v in dict(config.space_overrides).items()
+                   if action != "lut" or k not in PRUNE_OPTS.get(config.model, ()))
     if action == "lut":
         return f"hilnas lut build --device {device_key} --space {config.model} --dataset {config.dataset.name}{opts}"
     return (f"hilnas search prune --device {device_key} --model {config.model} --dataset {config.dataset.name}{opts} "
@@ -273,7 +300,12 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
     chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
                                                   config.search.curve_points, correction, say)
-    if config.budgets and config.band > 0:
+    scorable = not hasattr(result.space, "gated_network")   # the band's held-out scorer runs the ResNet's blocks
+    if config.budgets and config.band > 0 and not scorable:
+        notes.append(f"{config.model}: members by bisection on lambda only (the band search and the device "
+                     "confirmation score ResNet blocks; not built for the MobileNet)")
+        say(notes[-1])
+    if config.budgets and config.band > 0 and scorable:
         on_device = (config.confirm_tries > 0 and correction is not None and correction.fitted_on
                      and all(b.metric == result.primary == "latency_ms" for _, b in chosen))
         chosen = (_confirmed_on_device(result, chosen, correction, config, loaders, clients, notes, say) if on_device
@@ -337,7 +369,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     from hilnas.server.search.common import export_with_metadata, measured_ms
 
     def window(pattern: Any) -> float | None:
-        onnx_bytes = export_with_metadata(result.net.prune(pattern).eval(), result.space, pattern)
+        onnx_bytes = export_with_metadata(result.net.prune(pattern).eval(), *_exported(result.space, pattern))
         bench = clients[0].benchmark(onnx_bytes, config=config.measure, backend=config.backend)
         return measured_ms(bench)
 
@@ -390,12 +422,13 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
         if config.finetune_epochs:
             tuned = _finetune(pruned, config, loaders)
             pruned = pruned.eval()
-        onnx_bytes = export_with_metadata(pruned, space, pattern)
+        meta_space, genotype = _exported(space, pattern)
+        onnx_bytes = export_with_metadata(pruned, meta_space, genotype)
         path = out_dir / f"{name}.onnx"
         path.write_bytes(onnx_bytes)
         lut_sum = latency.genotype_cost(space, pattern)
         predicted = correction.apply(lut_sum) if correction is not None else lut_sum
-        model_id = store.add_model(name, pattern.to_dict(), run_id=run_id, onnx_sha256=sha256_hex(onnx_bytes),
+        model_id = store.add_model(name, genotype.to_dict(), run_id=run_id, onnx_sha256=sha256_hex(onnx_bytes),
                                    path=path, device_key=device_key, lut_id=lut_id, predicted_latency_ms=predicted)
         say(f"measuring {name} (lambda {arch.tradeoff.scale:.4g}, {sum(pattern.kept_blocks)}/{len(pattern.masks)} "
             f"blocks, predicted {predicted:.4g} ms)")

@@ -1,4 +1,4 @@
-"""``hilnas search prune``: prune a pre-trained ResNet once with a hypernetwork; a network for every budget."""
+"""``hilnas search prune``: prune a pre-trained ResNet or MobileNet once with a hypernetwork; a network for every budget."""
 from __future__ import annotations
 
 from hilnas.server.cli.common import (_clients, _dataset_config, _emit, _kv, _measure_args, _measure_config,
@@ -38,6 +38,7 @@ def cmd_search_prune(args) -> int:
     with _open_store(args) as store:
         report = run_prune(store, args.device, _clients(args, args.device), config, progress=progress.say)
     est = report.estimate or {}
+    kept = "layers" if report.search.get("space") == "mobilenet" else "blocks"   # MobileNet: wider than 1st group
     fmt = (lambda v, f=".3f": "n/a" if v is None else format(v, f))  # noqa: E731
     lines = [f"pruning {args.space} on {args.device}: one run, {len(report.members)} distinct pruned networks from "
              f"{report.points} {'budgets' if budgets else 'lambdas'} (run {report.run_id}, {report.wall_s:.0f} s)",
@@ -46,7 +47,7 @@ def cmd_search_prune(args) -> int:
                  f"{fmt(est['theorem'].get('theorem'), '.3g')} ("
                  f"{'applies' if est.get('theorem_Lambda') is not None else 'does not apply'})" if est else "")
              + f"; unpruned test accuracy {report.pretrained_acc:.3f}",
-             f"  {'member':<16} {'lambda':>7} {'blocks':>6} {'predicted ms':>13} {'measured ms':>12} {'test acc':>9}"
+             f"  {'member':<16} {'lambda':>7} {kept:>6} {'predicted ms':>13} {'measured ms':>12} {'test acc':>9}"
              f" {'budget':>16}"]
     for m in report.members:
         budget = " ".join(f"{b.metric}={b.value:g}" for b in m.budgets) + (
@@ -67,13 +68,17 @@ def cmd_search_prune(args) -> int:
 
 def register(ssub) -> None:
     p = add(ssub, "prune", cmd_search_prune,
-            "prune a pre-trained ResNet with a hypernetwork lambda -> gates (seed 004): one run gives the pruned "
-            "network for every latency budget; each is exported, measured on the device and recorded",
+            "prune a pre-trained ResNet (blocks and channel groups) or MobileNet (channel groups) with a "
+            "hypernetwork lambda -> gates (seed 004): one run gives the pruned network for every latency budget; "
+            "each is exported, measured on the device and recorded",
             epilog="examples:\n"
                    "  hilnas lut build --device pi --space resnet18-narrow --dataset cifar10\n"
                    "  hilnas search prune --device pi --model resnet18-narrow --dataset cifar10 --data-dir DIR "
                    "--budgets latency_ms=20,latency_ms=30\n"
-                   "  hilnas search prune --device pi --from-run 7 --budgets latency_ms=25   # no training",
+                   "  hilnas search prune --device pi --from-run 7 --budgets latency_ms=25   # no training\n"
+                   "  hilnas lut build --device pi --space mobilenet --dataset fashion-mnist\n"
+                   "  hilnas search prune --device pi --model mobilenet --dataset fashion-mnist --data-dir DIR "
+                   "--budgets latency_ms=4   # --space-opt groups=3: gated channel groups per layer (default)",
 )
     p.add_argument("--checkpoint", help="a pre-trained network hilnas saved (models/prune-<run>/pretrained.pt); "
                                         "default: pre-train one (--pretrain-epochs) and save it with the run")
@@ -83,7 +88,8 @@ def register(ssub) -> None:
     p.add_argument("--band", type=float, default=0.9,
                    help="seek each budget b's member within [band x b, b] among the patterns the hypernetwork "
                         "produces near it (its modes and Gumbel samples, the least held-out loss), when bisection "
-                        "falls in a gap of the family (default 0.9; 0: bisection only)")
+                        "falls in a gap of the family (default 0.9; 0: bisection only; the ResNets only: a "
+                        "MobileNet's members are bisection's)")
     p.add_argument("--confirm-tries", type=int, default=4,
                    help="latency budgets: measure up to this many candidates per budget on the device (least "
                         "held-out loss first) and take the first confirmed by two windows inside the middle of the band; "
@@ -92,7 +98,8 @@ def register(ssub) -> None:
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
-                   help="gate every block and its channel groups (default), or whole blocks only")
+                   help="gate every block and its channel groups (default), or whole blocks only (MobileNet: a "
+                        "layer's gate keeps only its first channel group when off)")
     p.add_argument("--steps", type=int, default=600, help="hypernetwork steps of phase 2")
     p.add_argument("--Lambda", default="sweep", help="upper end of lambda: sweep (default: from the lambda sweep), "
                                                      "theorem (Theorem 1, when it applies), or a number")
@@ -102,7 +109,8 @@ def register(ssub) -> None:
                    help="share of the training images the gates are trained on")
     p.add_argument("--from-run", type=int, metavar="N",
                    help="derive from the pruning run N trained and saved, without training again")
-    search_args(p, spaces=("resnet18-narrow", "resnet18"), space_flags=("--model", "--space"), epochs=False)
+    search_args(p, spaces=("resnet18-narrow", "resnet18", "mobilenet"), space_flags=("--model", "--space"),
+                epochs=False)
     p.set_defaults(dataset="cifar10")
     p._option_string_actions["--dataset"].help = "the data the network is pre-trained and pruned on"
     _measure_args(p, warmup=5, min_runs=20, min_seconds=0.2)
