@@ -1,7 +1,7 @@
 """Pruning a pre-trained network with a hypernetwork (seed 004 as written): one run, every budget later.
 
 ``gamma(lambda) in {0, 1}^|E|`` gates the modules of a pre-trained ResNet (``spaces/resnet.py``): each
-block's branch, and its channel groups; or a pre-trained MobileNet's channel groups (``mobilenet_space``). A hypernetwork maps the trade-off coefficient lambda to the
+block's branch, and its channel groups; or a pre-trained MobileNet's channel groups (``mobilenet.space``). A hypernetwork maps the trade-off coefficient lambda to the
 gates' logits; it is trained on ``L_valid(gamma(lambda)) + lambda T^T gamma`` with ``T`` the modules'
 latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (Algorithm 1).
 
@@ -20,11 +20,9 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
   measured, a member confirmed by two windows inside it (then further tries recentred on the windows; else
   one the loop measured inside a wider band);
 - ``score``: the held-out losses that rank those candidates, computed on the pruned networks together;
-- ``mobilenet_space``: the MobileNet backbone as a prunable space (channel groups per layer, the op keys of
-  the pruned widths); ``mobilenet``: its gated network and the real narrower network; ``mobilenet_cost``:
-  the expected cost of relaxed gates at the LUT grid's interpolated prices; ``mobilenet_genotype``: what an
-  exported pruned MobileNet carries (its widths and masks; torch-free, registered by ``searchers.spaces``).
-  Algorithm 1 runs on it unchanged (``ModuleCosts.of`` and ``pretrain.gated_network`` ask the space);
+- ``mobilenet/``: the MobileNet pruned by channel groups (its prunable space, gated and narrower networks,
+  the expected cost at the LUT grid's interpolated prices, the exported genotype); Algorithm 1 runs on it
+  unchanged (``ModuleCosts.of`` and ``pretrain.gated_network`` ask the space);
 - ``io``: saving the trained hypernetwork so later budgets need no training.
 
 This ``__init__`` imports nothing, so the LUT tools can use ``keys`` without torch.

@@ -42,7 +42,7 @@ class ModuleCosts:
 
     @classmethod
     def of(cls, space: ResNetSpace, model: CostModel) -> ModuleCosts:
-        if not isinstance(space, ResNetSpace):   # another backbone prices its own gates (``mobilenet_cost``)
+        if not isinstance(space, ResNetSpace):   # another backbone prices its own gates (``mobilenet.cost``)
             return space.module_costs(model)
         model.check(space)   # MissingOpsError names what a LUT lacks
         G = space.groups

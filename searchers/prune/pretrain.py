@@ -39,7 +39,7 @@ def space_dict(space: ResNetSpace) -> dict[str, Any]:
 
 def gated_network(space: ResNetSpace) -> GatedResNet:
     """The gated network of a prunable space: the ResNet's, or the one another backbone's space builds
-    (``mobilenet_space.MobileNetGroups.gated_network``)."""
+    (``mobilenet.space.MobileNetGroups.gated_network``)."""
     build = getattr(space, "gated_network", None)
     return build() if build is not None else GatedResNet(space)
 

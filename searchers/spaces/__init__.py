@@ -13,4 +13,4 @@ __all__ = ["SearchSpace", "SpaceError", "create_space", "list_spaces", "register
 
 # the pruned MobileNet's genotype kind (its widths and gate masks, in an exported network's metadata) is read
 # wherever genotypes are: registered here, after the spaces it builds on
-from hilnas.searchers.prune import mobilenet_genotype as _pruned_mobilenet  # noqa: E402,F401
+from hilnas.searchers.prune.mobilenet import genotype as _pruned_mobilenet  # noqa: E402,F401

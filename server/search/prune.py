@@ -1,6 +1,6 @@
 """Glue for ``hilnas search prune``: prune a pre-trained ResNet or MobileNet once, get every budget's network, measured.
 
-The MobileNet (``--model mobilenet``) is pruned by channel groups (``searchers.prune.mobilenet_space``;
+The MobileNet (``--model mobilenet``) is pruned by channel groups (``searchers.prune.mobilenet.space``;
 ``--space-opt groups=N`` gated groups per layer, the other ``--space-opt`` are the backbone's), priced on
 the device's LUT grid with widths in between interpolated (``GridLatencyCost``); its members are found by
 bisection on lambda (the band search and device confirmation below score ResNet blocks only).
@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hilnas.search")
 
 MODELS = ("resnet18-narrow", "resnet18", "mobilenet")
-PRUNE_OPTS = {"mobilenet": ("groups",)}   # --space-opt of the gates, not of the backbone (``mobilenet_space``)
+PRUNE_OPTS = {"mobilenet": ("groups",)}   # --space-opt of the gates, not of the backbone (``mobilenet.space``)
 
 
 def _default_dataset() -> DatasetConfig:
@@ -200,7 +200,7 @@ def _prunable(store: Store, device_key: str, clients: Sequence[AgentClient], con
     rest = {k: v for k, v in config.space_overrides.items() if k not in gates}
     loaders, space = prepared(store, device_key, clients, config.dataset, 0.2, config.model, rest)
     if config.model == "mobilenet":
-        from hilnas.searchers.prune.mobilenet_space import MobileNetGroups
+        from hilnas.searchers.prune.mobilenet.space import MobileNetGroups
         space = MobileNetGroups(space, **gates)
     return loaders, space
 

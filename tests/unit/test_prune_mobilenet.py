@@ -15,7 +15,7 @@ from hilnas.searchers.export import export_onnx
 from hilnas.searchers.op_key import enumerate_op_keys
 from hilnas.searchers.prune.cost import ModuleCosts
 from hilnas.searchers.prune.gates import GateLayout, pattern_gates
-from hilnas.searchers.prune.mobilenet_space import MobileNetGroups, PrunedWidths
+from hilnas.searchers.prune.mobilenet.space import MobileNetGroups, PrunedWidths
 from hilnas.searchers.spaces import create_space
 from hilnas.searchers.spaces.base import SpaceError
 from hilnas.searchers.spaces.mobilenet.grid import GridLatencyCost

@@ -10,8 +10,8 @@ from hilnas.searchers.hypernet import BudgetRangeError
 from hilnas.searchers.op_key import enumerate_op_keys
 from hilnas.searchers.prune.gates import pattern_gates
 from hilnas.searchers.prune.io import load_trained, save_trained
-from hilnas.searchers.prune.mobilenet import GatedMobileNet
-from hilnas.searchers.prune.mobilenet_space import MobileNetGroups
+from hilnas.searchers.prune.mobilenet.network import GatedMobileNet
+from hilnas.searchers.prune.mobilenet.space import MobileNetGroups
 from hilnas.searchers.prune.pretrain import CheckpointError, load_pretrained, pretrain, save_pretrained
 from hilnas.searchers.prune.search import PruneConfig, search
 from hilnas.searchers.result import Budget

@@ -1,7 +1,7 @@
 """Channel-group gates on the MobileNet backbone (``spaces/mobilenet``), and the real narrower network.
 
 MobileNet has no shortcuts, so its modules cannot be dropped whole; what a gate can remove is a
-group of a layer's output channels (``mobilenet_space.MobileNetGroups``: the first group of every
+group of a layer's output channels (``mobilenet.space.MobileNetGroups``: the first group of every
 layer is never gated). A dropped channel leaves three places at once: the pointwise (or stem) unit
 that makes it, the depthwise unit of the next block that filters it (depthwise convolutions and
 BatchNorm are per channel), and the next pointwise unit (or the head) that reads it. The gated
@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hilnas.searchers.prune.mobilenet_space import MobileNetGroups
+from hilnas.searchers.prune.mobilenet.space import MobileNetGroups
 from hilnas.searchers.spaces.mobilenet.net import MobileNet, Unit
 from hilnas.searchers.spaces.resnet import GatePattern
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from hilnas.searchers.prune.mobilenet_space import MobileNetGroups
+from hilnas.searchers.prune.mobilenet.space import MobileNetGroups
 from hilnas.searchers.spaces.resnet import GatePattern
 
 if TYPE_CHECKING:

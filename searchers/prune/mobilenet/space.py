@@ -16,10 +16,10 @@ backbone's keys at those widths (``network_op_keys``); the LUT holds the backbon
 (``hilnas lut build --space mobilenet``) and widths between grid points are interpolated, as the
 splitting search prices them (``spaces.mobilenet.grid``). ``price_points`` are the grid widths that
 bracket each layer's reachable widths: the keys at their pairs are what the search needs from the LUT
-(``enumerate_op_keys``), and what ``mobilenet_cost`` interpolates between. An exported pruned network
+(``enumerate_op_keys``), and what ``cost`` interpolates between. An exported pruned network
 carries ``PrunedWidths`` (the widths, which ``hilnas validate`` prices like any MobileNet, and the masks).
 
-Torch-free: the network (``mobilenet``) and the costs (``mobilenet_cost``) import torch.
+Torch-free: the network (``network``) and the costs (``cost``) import torch.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from hilnas.searchers.op_key import OpKey, enumerate_op_keys, fixed_op_keys, network_op_keys
-from hilnas.searchers.prune.mobilenet_genotype import PrunedWidths
+from hilnas.searchers.prune.mobilenet.genotype import PrunedWidths
 from hilnas.searchers.spaces.base import SpaceError
 from hilnas.searchers.spaces.mobilenet import MobileNetSpace, MobileNetWidths
 from hilnas.searchers.spaces.mobilenet.keys import BLOCK_OP, STEM_OP, head_key, network_keys
@@ -114,11 +114,11 @@ class MobileNetGroups:
                                  for _ in range(self.backbone.num_layers)))
 
     def gated_network(self) -> Any:
-        from hilnas.searchers.prune.mobilenet import GatedMobileNet
+        from hilnas.searchers.prune.mobilenet.network import GatedMobileNet
         return GatedMobileNet(self)
 
     def module_costs(self, model: Any) -> Any:
-        from hilnas.searchers.prune.mobilenet_cost import ChannelCosts
+        from hilnas.searchers.prune.mobilenet.cost import ChannelCosts
         return ChannelCosts.of(self, model)
 
     # -- widths, keys, metadata -------------------------------------------------------------------
