@@ -333,7 +333,7 @@ class HypernetResult(Family):
         t = self._check(t)
         relaxed = RelaxedSupernet(self.supernet, self.hypernet)
         relaxed.coeffs = ScaleMap.of(self.config).encode(torch.tensor(t.coefficients()), self.Lambda)
-        return evaluate(relaxed, loader, max_batches=max_batches)[1]
+        return evaluate(relaxed, loader, max_batches=max_batches, bn=self.config.eval_bn)[1]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: settings, Lambda and its estimate, histories, the default curve."""

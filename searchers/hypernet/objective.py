@@ -127,7 +127,8 @@ class HyperArchitect(TrainHooks):
         self.seed = seed
         self.rng = np.random.default_rng(seed + 1)
         self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
-        self.path_counts: dict[str, int] = {}     # "uniform": op -> edges it was on over the weight steps' cells
+        self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
+        self._dearest = None                       # "sandwich": the dearest valid genotype (by Reg), found once
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
@@ -185,7 +186,7 @@ class HyperArchitect(TrainHooks):
                 self.next_check = ctx.global_step + self.recheck_steps
         if self.Lambda is None or ctx.global_step < self.warmup_steps:
             self.relaxed.coeffs = None
-            self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
+            self.relaxed.path = self.weight_path(ctx.global_step)
             return
         x, y = next_val_batch()
         k = min(self.config.lambdas_per_step, len(y))
@@ -216,11 +217,30 @@ class HyperArchitect(TrainHooks):
         # the weight step's architecture: a drawn lambda's, lambda = 0's or a uniform cell's (``weight_lambda``)
         self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda) if self.config.weight_lambda == "drawn" \
             else None
-        self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
+        self.relaxed.path = self.weight_path(ctx.global_step)
         self.steps_done = ctx.global_step + 1
 
     def after_step(self, ctx: StepContext, model: nn.Module, loss: float) -> None:
         self.relaxed.path = None   # evaluations between steps run lambda = 0's architecture, as with the other modes
+
+    def weight_path(self, step: int) -> dict[str, torch.Tensor] | None:
+        """The one-hot cell the weight step at ``step`` runs, or None for the hypernetwork's architecture.
+
+        "uniform": a uniformly drawn valid cell every step. "sandwich": the dearest valid cell (by the complexity
+        Reg) on even steps and a uniform one on odd steps: BigNAS's sandwich rule with its largest child, one path
+        per step so a step costs as before. Why: on the full-size NB201 after 8 epochs the shared weights fit the
+        cheap cells no worse than the dear ones (every probed cell within 0.1 nats), so lambda = 0 derived a cheap
+        cell and the family had nothing to trade; trained half the time, the dearest cell is the network the
+        weights serve first (seed 004's pre-trained network), and the uniform half keeps every other cell usable.
+        """
+        mode = self.config.weight_lambda
+        if mode == "uniform" or (mode == "sandwich" and step % 2):
+            return self.uniform_path()
+        if mode == "sandwich":
+            if self._dearest is None:
+                self._dearest = cost_span(self.supernet.space, self.objective.complexity).dearest
+            return self._one_hot(self._dearest)
+        return None
 
     def uniform_path(self) -> dict[str, torch.Tensor]:
         """A valid cell drawn uniformly (NB201: each edge's op uniform, redrawn until the cell is valid; DARTS: the
@@ -238,6 +258,11 @@ class HyperArchitect(TrainHooks):
             g = space.sample(self.path_rng)
             if is_valid(space, g):
                 break
+        return self._one_hot(g)
+
+    def _one_hot(self, g) -> dict[str, torch.Tensor]:
+        """``g`` as the one-hot architecture of a weight step, its ops counted in ``path_counts``."""
+        space = self.supernet.space
         ops = g.ops if isinstance(space, NB201Space) else [op for cell in (g.normal, g.reduce) for op, _ in cell]
         for op in ops:
             self.path_counts[op] = self.path_counts.get(op, 0) + 1

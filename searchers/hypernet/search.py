@@ -117,7 +117,13 @@ class HypernetConfig(BilevelConfig):
                                        # pre-trained network, and do not follow the family to its cheap members) |
                                        # "uniform" (a uniformly drawn valid cell, the warm-up included: SPOS's fair
                                        # single path, so no cell is trained more because the family or the init picks
-                                       # it; ``HyperArchitect.uniform_path``)
+                                       # it; ``HyperArchitect.uniform_path``) | "sandwich" (the dearest valid cell on even
+                                       # steps, a uniform one on odd: the weights serve the dear end first, as seed 004's
+                                       # pre-trained network; ``HyperArchitect.weight_path``)
+    eval_bn: str = "batch"             # the recorded val_acc's BatchNorm: "batch" (each batch's own statistics, as the
+                                       # search's losses) | "running" (eval mode; its running statistics mix every path the
+                                       # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
+                                       # a constant's; ``train.eval.batch_statistics``)
     scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
     Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
@@ -155,8 +161,10 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
-        if self.weight_lambda not in ("drawn", "zero", "uniform"):
-            raise ValueError(f"weight_lambda must be 'drawn', 'zero' or 'uniform', got {self.weight_lambda!r}")
+        if self.weight_lambda not in ("drawn", "zero", "uniform", "sandwich"):
+            raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform' or 'sandwich', got {self.weight_lambda!r}")
+        if self.eval_bn not in ("batch", "running"):
+            raise ValueError(f"eval_bn must be 'batch' or 'running', got {self.eval_bn!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):

@@ -100,11 +100,13 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform"],
+    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform", "sandwich"],
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
                         "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
                         "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
-                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another)")
+                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another) "
+                        "or sandwich (the dearest valid cell on every other step, a uniform one between: the weights "
+                        "serve the dear end first)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
