@@ -108,6 +108,9 @@ def main() -> None:
     p.add_argument("--from-saved", default=None, metavar="DIR",
                    help="--family: derive from the hypernetwork a --save run left in DIR instead of training (give "
                         "the same space, data and seed; the search settings are the saved run's)")
+    p.add_argument("--epoch-val-batches", type=int, default=8,
+                   help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
+                        "every epoch (default 8; 0 = not measured)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -377,7 +380,8 @@ def family_benchmark(args) -> None:
                 if args.warmup_fraction is not None:
                     extra["max_warmup_fraction"] = max(args.warmup_fraction, hypernet.HypernetConfig.max_warmup_fraction)
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
-                                              kappa_scaling=args.kappa_scaling, **extra)
+                                              kappa_scaling=args.kappa_scaling, epoch_val_batches=args.epoch_val_batches,
+                                              **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if args.from_saved:   # the family of a saved run, derived again (no training; times are loading's)
                     from hilnas.searchers.hypernet.io import load_trained
@@ -464,7 +468,7 @@ def family_benchmark(args) -> None:
                     "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
                                  "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
                                 for a in changes.points]},
-        "epoch_costs": res.epoch_costs,
+        "epoch_costs": res.epoch_costs, "epoch_val_acc": res.epoch_val_acc, "eval_bn": cfg.eval_bn,
         "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],

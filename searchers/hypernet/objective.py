@@ -23,7 +23,7 @@ from hilnas.searchers.hypernet.derive import derive
 from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.spaces import NB201Space
-from hilnas.searchers.train import Batch, StepContext, TrainHooks
+from hilnas.searchers.train import Batch, StepContext, TrainHooks, evaluate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -128,6 +128,8 @@ class HyperArchitect(TrainHooks):
         self.rng = np.random.default_rng(seed + 1)
         self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
         self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
+        self.epoch_val: list[Batch] = []           # config.epoch_val_batches fixed val batches, drawn at the first step
+        self.epoch_val_acc: list[float] = []       # accuracy at lambda = 0 on them after each epoch
         self._dearest = None                       # "sandwich": the dearest valid genotype (by Reg), found once
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
@@ -177,6 +179,8 @@ class HyperArchitect(TrainHooks):
     def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
                     next_val_batch: Callable[[], Batch]) -> None:
         self.steps_done = ctx.global_step
+        if self.config.epoch_val_batches and not self.epoch_val:
+            self.epoch_val = [next_val_batch() for _ in range(self.config.epoch_val_batches)]
         if self.Lambda is None and ctx.global_step >= self.next_check:
             if self.config.Lambda == "sweep":
                 self.estimate_sweep(next_val_batch)
@@ -330,6 +334,9 @@ class HyperArchitect(TrainHooks):
                      self.Lambda, self.steps_done, est.source, est.constant_loss, est.worst_valid_loss)
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
+        if self.epoch_val:   # lambda = 0's architecture (coeffs None), BatchNorm on each batch's own statistics
+            self.relaxed.coeffs, self.relaxed.path = None, None
+            self.epoch_val_acc.append(evaluate(self.relaxed, self.epoch_val, bn=self.config.eval_bn)[1])
         if self.Lambda is None:
             return None
         k = len(self.objective.ops)

@@ -120,6 +120,8 @@ class HypernetConfig(BilevelConfig):
                                        # it; ``HyperArchitect.uniform_path``) | "sandwich" (the dearest valid cell on even
                                        # steps, a uniform one on odd: the weights serve the dear end first, as seed 004's
                                        # pre-trained network; ``HyperArchitect.weight_path``)
+    epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
+                                       # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
     eval_bn: str = "batch"             # the recorded val_acc's BatchNorm: "batch" (each batch's own statistics, as the
                                        # search's losses) | "running" (eval mode; its running statistics mix every path the
                                        # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
@@ -187,6 +189,8 @@ class HypernetConfig(BilevelConfig):
             raise ValueError("need 0 <= warmup_fraction <= max_warmup_fraction < 1 and center_fraction in [0, 1]")
         if self.grid_points < 2 or self.curve_points < 2 or self.bisect_steps < 0 or self.hidden < 1:
             raise ValueError("grid_points and curve_points must be >= 2, bisect_steps >= 0, hidden >= 1")
+        if self.epoch_val_batches < 0:
+            raise ValueError(f"epoch_val_batches must be >= 0, got {self.epoch_val_batches}")
         if self.lambdas_per_step < 1:
             raise ValueError(f"lambdas_per_step must be >= 1, got {self.lambdas_per_step}")
         if self.bound_batches < 1 or self.bound_samples < 0:
@@ -335,6 +339,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
         supernet=supernet, hypernet=hypernet,
         Lambda=hook.Lambda, bound=hook.bound, Lambda_history=hook.Lambda_history, ops=objective.ops,
         history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan, sweep=hook.sweep,
+        epoch_val_acc=hook.epoch_val_acc,
         steps=sum(h.batches for h in history.history), epochs=config.epochs, wall_s=clock.seconds,
         peak_mem_mb=mem.peak_mb, seed=seed)
     result.val_acc = result.accuracy(0.0, data.val, max_batches=config.eval_batches)
