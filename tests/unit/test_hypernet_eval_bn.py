@@ -55,3 +55,23 @@ def test_batch_statistics_restores_training_mode():
 def test_an_unknown_bn_mode_is_refused():
     with pytest.raises(ValueError, match="'running' or 'batch'"):
         evaluate(_net(), _task(), bn="frozen")
+
+
+def test_the_search_records_its_accuracy_after_every_epoch_only_when_asked():
+    import dataclasses
+
+    from hilnas.searchers.cost import ParamsCost
+    from hilnas.searchers.data import DatasetConfig, loaders_for
+    from hilnas.searchers.hypernet import HypernetConfig, search
+    from testmodels import tiny_space
+
+    data = loaders_for(DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4,
+                                     synthetic_train=128, synthetic_test=32, val_fraction=0.5, batch_size=16))[1]
+    base = HypernetConfig(epochs=2, grid_points=3, curve_points=3, bisect_steps=0, bound_samples=1, bound_batches=1,
+                          Lambda=1.0)
+    on = search(tiny_space("nb201"), ParamsCost(), dataclasses.replace(base, epoch_val_batches=2), data=data)
+    off = search(tiny_space("nb201"), ParamsCost(), base, data=data)
+    assert len(on.epoch_val_acc) == 2 and all(0.0 <= a <= 1.0 for a in on.epoch_val_acc)
+    assert off.epoch_val_acc == []
+    with pytest.raises(ValueError, match="epoch_val_batches"):
+        HypernetConfig(epoch_val_batches=-1)
