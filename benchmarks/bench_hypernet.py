@@ -108,6 +108,9 @@ def main() -> None:
     p.add_argument("--from-saved", default=None, metavar="DIR",
                    help="--family: derive from the hypernetwork a --save run left in DIR instead of training (give "
                         "the same space, data and seed; the search settings are the saved run's)")
+    p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
+                   help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
+                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, relaxed)")
     p.add_argument("--epoch-val-batches", type=int, default=8,
                    help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
                         "every epoch (default 8; 0 = not measured)")
@@ -329,7 +332,7 @@ def main() -> None:
 
 
 _CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
-                 "Lambda")
+                 "Lambda", "arch_step")
 
 
 
@@ -438,7 +441,7 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
-                  "weight_lambda": cfg.weight_lambda,
+                  "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},

@@ -5,6 +5,7 @@ See ``hypernet`` for the method (sampling, the warm-up, Lambda's estimate and re
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -127,6 +128,7 @@ class HyperArchitect(TrainHooks):
         self.seed = seed
         self.rng = np.random.default_rng(seed + 1)
         self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
+        self.arch_rng = torch.Generator().manual_seed(seed + 3)   # "straight-through": the arch step's cells
         self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
         self.epoch_val: list[Batch] = []           # config.epoch_val_batches fixed val batches, drawn at the first step
         self.epoch_val_acc: list[float] = []       # accuracy at lambda = 0 on them after each epoch
@@ -202,8 +204,10 @@ class HyperArchitect(TrainHooks):
             coeffs = self.sample(stratum=(j, k)).to(x.device)
             arch = self.hypernet(self.smap.encode(coeffs, self.Lambda))
             with self.supernet.using(arch):
-                ce = F.cross_entropy(self.supernet(xs), ys)
-                op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()
+                with (self.supernet.sampled(self.arch_rng) if self.config.arch_step == "straight-through"
+                      else contextlib.nullcontext()):
+                    ce = F.cross_entropy(self.supernet(xs), ys)
+                op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()   # the penalty: soft weights
             penalty = self.objective.penalty(coeffs, op_w, edge_w)
             grads = torch.autograd.grad((ce + penalty) / k, params, allow_unused=True)
             for t, g in zip(total, grads):

@@ -122,6 +122,11 @@ class HypernetConfig(BilevelConfig):
                                        # pre-trained network; ``HyperArchitect.weight_path``)
     epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
                                        # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
+    arch_step: str = "relaxed"         # the architecture step's forward: "relaxed" (the softmax mixture in the searched
+                                       # cell, the argmax cell in the derived ones) | "straight-through" (a cell drawn
+                                       # from the op weights runs everywhere, one-hot, the gradient straight through:
+                                       # the networks the arch step judges are those single-path weight steps train;
+                                       # ``ValidSupernet.sampled``)
     eval_bn: str = "batch"             # the recorded val_acc's BatchNorm: "batch" (each batch's own statistics, as the
                                        # search's losses) | "running" (eval mode; its running statistics mix every path the
                                        # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
@@ -165,6 +170,8 @@ class HypernetConfig(BilevelConfig):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
         if self.weight_lambda not in ("drawn", "zero", "uniform", "sandwich"):
             raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform' or 'sandwich', got {self.weight_lambda!r}")
+        if self.arch_step not in ("relaxed", "straight-through"):
+            raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
         if self.eval_bn not in ("batch", "running"):
             raise ValueError(f"eval_bn must be 'batch' or 'running', got {self.eval_bn!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
@@ -244,6 +251,32 @@ class ValidSupernet(Supernet):
     def __init__(self, space: SearchSpace, options: SupernetOptions = DCA_OPTIONS):
         super().__init__(space, options)
         self.arch: Mapping[str, torch.Tensor] | None = None
+        # cell type -> a one-hot op per edge drawn from the op weights (``sampled``): the forward runs that discrete
+        # cell, the gradient reaching the op weights straight through (``arch_step="straight-through"``)
+        self.sample: Mapping[str, torch.Tensor] | None = None
+
+    @contextlib.contextmanager
+    def sampled(self, rng: torch.Generator) -> Iterator[ValidSupernet]:
+        """Within ``using``: draw one op per edge from the current op weights (NB201: redrawn, up to 50 times,
+        until the cell is valid) and run that discrete cell everywhere, the searched cell included, with the
+        straight-through gradient ``one_hot + p - p.detach()`` to the op weights p."""
+        from hilnas.searchers.cost import _nb201_connected
+
+        with torch.no_grad():
+            probs = {t: w.detach() for t, w in self.op_weights().items()}
+        sample = {}
+        for t, p in probs.items():
+            for _ in range(50):
+                idx = torch.multinomial(p.cpu().double(), 1, generator=rng).squeeze(1)
+                if not isinstance(self.space, NB201Space) or _nb201_connected(
+                        tuple(self.space.ops[int(i)] for i in idx)):
+                    break
+            sample[t] = torch.nn.functional.one_hot(idx, p.shape[1]).to(p)
+        self.sample = sample
+        try:
+            yield self
+        finally:
+            self.sample = None
 
     @contextlib.contextmanager
     def using(self, arch: Mapping[str, torch.Tensor]) -> Iterator[ValidSupernet]:
@@ -256,7 +289,10 @@ class ValidSupernet(Supernet):
     def op_weights(self) -> dict[str, torch.Tensor]:
         if self.arch is None:
             return super().op_weights()
-        return {t: self.arch[f"alphas.{t}"].softmax(dim=-1) for t in self.alphas}
+        w = {t: self.arch[f"alphas.{t}"].softmax(dim=-1) for t in self.alphas}
+        if self.sample is not None:   # the drawn cell, with the gradient of the op weights (straight through)
+            w = {t: self.sample[t] + p - p.detach() for t, p in w.items()}
+        return w
 
     def edge_weights(self) -> dict[str, torch.Tensor] | None:
         if self.arch is None or not self.use_edge_norm:
