@@ -92,9 +92,10 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform"],
-                   help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's or a uniformly drawn "
-                        "valid cell's, the warm-up included (default: HypernetConfig's, drawn)")
+    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform", "sandwich"],
+                   help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
+                        "valid cell's, or the dearest cell's and a uniform one's in turn, the warm-up included "
+                        "(default: HypernetConfig's, drawn)")
     p.add_argument("--Lambda", default=None, type=lambda_arg,
                    help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
                         "number in nats per full cost span (default: HypernetConfig's, sweep)")
@@ -107,6 +108,12 @@ def main() -> None:
     p.add_argument("--from-saved", default=None, metavar="DIR",
                    help="--family: derive from the hypernetwork a --save run left in DIR instead of training (give "
                         "the same space, data and seed; the search settings are the saved run's)")
+    p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
+                   help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
+                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, relaxed)")
+    p.add_argument("--epoch-val-batches", type=int, default=8,
+                   help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
+                        "every epoch (default 8; 0 = not measured)")
     p.add_argument("--tag", default="", help="--family: suffix of the result file name")
     args = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
@@ -325,7 +332,7 @@ def main() -> None:
 
 
 _CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
-                 "Lambda")
+                 "Lambda", "arch_step")
 
 
 
@@ -376,7 +383,8 @@ def family_benchmark(args) -> None:
                 if args.warmup_fraction is not None:
                     extra["max_warmup_fraction"] = max(args.warmup_fraction, hypernet.HypernetConfig.max_warmup_fraction)
                 cfg = hypernet.HypernetConfig(epochs=args.epochs, sampling=args.sampling, kappa=args.kappa,
-                                              kappa_scaling=args.kappa_scaling, **extra)
+                                              kappa_scaling=args.kappa_scaling, epoch_val_batches=args.epoch_val_batches,
+                                              **extra)
                 t0, c0 = time.perf_counter(), time.process_time()
                 if args.from_saved:   # the family of a saved run, derived again (no training; times are loading's)
                     from hilnas.searchers.hypernet.io import load_trained
@@ -433,7 +441,7 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
-                  "weight_lambda": cfg.weight_lambda,
+                  "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
@@ -463,7 +471,7 @@ def family_benchmark(args) -> None:
                     "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
                                  "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
                                 for a in changes.points]},
-        "epoch_costs": res.epoch_costs,
+        "epoch_costs": res.epoch_costs, "epoch_val_acc": res.epoch_val_acc, "eval_bn": cfg.eval_bn,
         "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],

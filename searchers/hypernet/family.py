@@ -314,6 +314,8 @@ class HypernetResult(Family):
     peak_mem_mb: float
     seed: int
     sweep: ScaleSweep | None = None     # Lambda's sweep (``Lambda="sweep"``); None otherwise or when loaded
+    epoch_val_acc: list[float] = field(default_factory=list)   # after each epoch, accuracy at lambda = 0 on
+                                        # ``config.epoch_val_batches`` fixed val batches (empty when 0)
     _curves: dict[Any, TradeOffCurve] = field(default_factory=dict, repr=False)
 
     def architecture(self, t: TradeOff | float) -> Architecture:
@@ -333,7 +335,7 @@ class HypernetResult(Family):
         t = self._check(t)
         relaxed = RelaxedSupernet(self.supernet, self.hypernet)
         relaxed.coeffs = ScaleMap.of(self.config).encode(torch.tensor(t.coefficients()), self.Lambda)
-        return evaluate(relaxed, loader, max_batches=max_batches)[1]
+        return evaluate(relaxed, loader, max_batches=max_batches, bn=self.config.eval_bn)[1]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able data: settings, Lambda and its estimate, histories, the default curve."""
@@ -344,7 +346,7 @@ class HypernetResult(Family):
                 "metrics": {m: model.unit for m, model in self.models.items()}, "primary": self.primary,
                 "val_acc": self.val_acc, "steps": self.steps,
                 "epochs": self.epochs, "wall_s": self.wall_s, "peak_mem_mb": self.peak_mem_mb, "seed": self.seed,
-                "epoch_costs": self.epoch_costs, "curve": self.curve().to_dict(),
+                "epoch_costs": self.epoch_costs, "epoch_val_acc": self.epoch_val_acc, "curve": self.curve().to_dict(),
                 "config": _plain(dataclasses.asdict(self.config))}
 
 

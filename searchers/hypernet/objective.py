@@ -5,6 +5,7 @@ See ``hypernet`` for the method (sampling, the warm-up, Lambda's estimate and re
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import math
@@ -23,7 +24,7 @@ from hilnas.searchers.hypernet.derive import derive
 from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.spaces import NB201Space
-from hilnas.searchers.train import Batch, StepContext, TrainHooks
+from hilnas.searchers.train import Batch, StepContext, TrainHooks, evaluate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -127,7 +128,11 @@ class HyperArchitect(TrainHooks):
         self.seed = seed
         self.rng = np.random.default_rng(seed + 1)
         self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
-        self.path_counts: dict[str, int] = {}     # "uniform": op -> edges it was on over the weight steps' cells
+        self.arch_rng = torch.Generator().manual_seed(seed + 3)   # "straight-through": the arch step's cells
+        self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
+        self.epoch_val: list[Batch] = []           # config.epoch_val_batches fixed val batches, drawn at the first step
+        self.epoch_val_acc: list[float] = []       # accuracy at lambda = 0 on them after each epoch
+        self._dearest = None                       # "sandwich": the dearest valid genotype (by Reg), found once
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
@@ -176,6 +181,8 @@ class HyperArchitect(TrainHooks):
     def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
                     next_val_batch: Callable[[], Batch]) -> None:
         self.steps_done = ctx.global_step
+        if self.config.epoch_val_batches and not self.epoch_val:
+            self.epoch_val = [next_val_batch() for _ in range(self.config.epoch_val_batches)]
         if self.Lambda is None and ctx.global_step >= self.next_check:
             if self.config.Lambda == "sweep":
                 self.estimate_sweep(next_val_batch)
@@ -185,7 +192,7 @@ class HyperArchitect(TrainHooks):
                 self.next_check = ctx.global_step + self.recheck_steps
         if self.Lambda is None or ctx.global_step < self.warmup_steps:
             self.relaxed.coeffs = None
-            self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
+            self.relaxed.path = self.weight_path(ctx.global_step)
             return
         x, y = next_val_batch()
         k = min(self.config.lambdas_per_step, len(y))
@@ -197,8 +204,10 @@ class HyperArchitect(TrainHooks):
             coeffs = self.sample(stratum=(j, k)).to(x.device)
             arch = self.hypernet(self.smap.encode(coeffs, self.Lambda))
             with self.supernet.using(arch):
-                ce = F.cross_entropy(self.supernet(xs), ys)
-                op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()
+                with (self.supernet.sampled(self.arch_rng) if self.config.arch_step == "straight-through"
+                      else contextlib.nullcontext()):
+                    ce = F.cross_entropy(self.supernet(xs), ys)
+                op_w, edge_w = self.supernet.op_weights(), self.supernet.edge_weights()   # the penalty: soft weights
             penalty = self.objective.penalty(coeffs, op_w, edge_w)
             grads = torch.autograd.grad((ce + penalty) / k, params, allow_unused=True)
             for t, g in zip(total, grads):
@@ -216,11 +225,30 @@ class HyperArchitect(TrainHooks):
         # the weight step's architecture: a drawn lambda's, lambda = 0's or a uniform cell's (``weight_lambda``)
         self.relaxed.coeffs = self.smap.encode(self.sample(), self.Lambda) if self.config.weight_lambda == "drawn" \
             else None
-        self.relaxed.path = self.uniform_path() if self.config.weight_lambda == "uniform" else None
+        self.relaxed.path = self.weight_path(ctx.global_step)
         self.steps_done = ctx.global_step + 1
 
     def after_step(self, ctx: StepContext, model: nn.Module, loss: float) -> None:
         self.relaxed.path = None   # evaluations between steps run lambda = 0's architecture, as with the other modes
+
+    def weight_path(self, step: int) -> dict[str, torch.Tensor] | None:
+        """The one-hot cell the weight step at ``step`` runs, or None for the hypernetwork's architecture.
+
+        "uniform": a uniformly drawn valid cell every step. "sandwich": the dearest valid cell (by the complexity
+        Reg) on even steps and a uniform one on odd steps: BigNAS's sandwich rule with its largest child, one path
+        per step so a step costs as before. Why: on the full-size NB201 after 8 epochs the shared weights fit the
+        cheap cells no worse than the dear ones (every probed cell within 0.1 nats), so lambda = 0 derived a cheap
+        cell and the family had nothing to trade; trained half the time, the dearest cell is the network the
+        weights serve first (seed 004's pre-trained network), and the uniform half keeps every other cell usable.
+        """
+        mode = self.config.weight_lambda
+        if mode == "uniform" or (mode == "sandwich" and step % 2):
+            return self.uniform_path()
+        if mode == "sandwich":
+            if self._dearest is None:
+                self._dearest = cost_span(self.supernet.space, self.objective.complexity).dearest
+            return self._one_hot(self._dearest)
+        return None
 
     def uniform_path(self) -> dict[str, torch.Tensor]:
         """A valid cell drawn uniformly (NB201: each edge's op uniform, redrawn until the cell is valid; DARTS: the
@@ -238,6 +266,11 @@ class HyperArchitect(TrainHooks):
             g = space.sample(self.path_rng)
             if is_valid(space, g):
                 break
+        return self._one_hot(g)
+
+    def _one_hot(self, g) -> dict[str, torch.Tensor]:
+        """``g`` as the one-hot architecture of a weight step, its ops counted in ``path_counts``."""
+        space = self.supernet.space
         ops = g.ops if isinstance(space, NB201Space) else [op for cell in (g.normal, g.reduce) for op, _ in cell]
         for op in ops:
             self.path_counts[op] = self.path_counts.get(op, 0) + 1
@@ -305,6 +338,9 @@ class HyperArchitect(TrainHooks):
                      self.Lambda, self.steps_done, est.source, est.constant_loss, est.worst_valid_loss)
 
     def on_epoch_end(self, epoch: int, model: nn.Module) -> Mapping[str, float] | None:
+        if self.epoch_val:   # lambda = 0's architecture (coeffs None), BatchNorm on each batch's own statistics
+            self.relaxed.coeffs, self.relaxed.path = None, None
+            self.epoch_val_acc.append(evaluate(self.relaxed, self.epoch_val, bn=self.config.eval_bn)[1])
         if self.Lambda is None:
             return None
         k = len(self.objective.ops)

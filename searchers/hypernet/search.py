@@ -117,7 +117,20 @@ class HypernetConfig(BilevelConfig):
                                        # pre-trained network, and do not follow the family to its cheap members) |
                                        # "uniform" (a uniformly drawn valid cell, the warm-up included: SPOS's fair
                                        # single path, so no cell is trained more because the family or the init picks
-                                       # it; ``HyperArchitect.uniform_path``)
+                                       # it; ``HyperArchitect.uniform_path``) | "sandwich" (the dearest valid cell on even
+                                       # steps, a uniform one on odd: the weights serve the dear end first, as seed 004's
+                                       # pre-trained network; ``HyperArchitect.weight_path``)
+    epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
+                                       # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
+    arch_step: str = "relaxed"         # the architecture step's forward: "relaxed" (the softmax mixture in the searched
+                                       # cell, the argmax cell in the derived ones) | "straight-through" (a cell drawn
+                                       # from the op weights runs everywhere, one-hot, the gradient straight through:
+                                       # the networks the arch step judges are those single-path weight steps train;
+                                       # ``ValidSupernet.sampled``)
+    eval_bn: str = "batch"             # the recorded val_acc's BatchNorm: "batch" (each batch's own statistics, as the
+                                       # search's losses) | "running" (eval mode; its running statistics mix every path the
+                                       # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
+                                       # a constant's; ``train.eval.batch_statistics``)
     scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
     Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
@@ -155,8 +168,12 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
-        if self.weight_lambda not in ("drawn", "zero", "uniform"):
-            raise ValueError(f"weight_lambda must be 'drawn', 'zero' or 'uniform', got {self.weight_lambda!r}")
+        if self.weight_lambda not in ("drawn", "zero", "uniform", "sandwich"):
+            raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform' or 'sandwich', got {self.weight_lambda!r}")
+        if self.arch_step not in ("relaxed", "straight-through"):
+            raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
+        if self.eval_bn not in ("batch", "running"):
+            raise ValueError(f"eval_bn must be 'batch' or 'running', got {self.eval_bn!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
             raise ValueError(f"sampling must be 'dirichlet' or 'gumbel', got {self.sampling!r}")
         if isinstance(self.Lambda, str):
@@ -179,6 +196,8 @@ class HypernetConfig(BilevelConfig):
             raise ValueError("need 0 <= warmup_fraction <= max_warmup_fraction < 1 and center_fraction in [0, 1]")
         if self.grid_points < 2 or self.curve_points < 2 or self.bisect_steps < 0 or self.hidden < 1:
             raise ValueError("grid_points and curve_points must be >= 2, bisect_steps >= 0, hidden >= 1")
+        if self.epoch_val_batches < 0:
+            raise ValueError(f"epoch_val_batches must be >= 0, got {self.epoch_val_batches}")
         if self.lambdas_per_step < 1:
             raise ValueError(f"lambdas_per_step must be >= 1, got {self.lambdas_per_step}")
         if self.bound_batches < 1 or self.bound_samples < 0:
@@ -232,6 +251,32 @@ class ValidSupernet(Supernet):
     def __init__(self, space: SearchSpace, options: SupernetOptions = DCA_OPTIONS):
         super().__init__(space, options)
         self.arch: Mapping[str, torch.Tensor] | None = None
+        # cell type -> a one-hot op per edge drawn from the op weights (``sampled``): the forward runs that discrete
+        # cell, the gradient reaching the op weights straight through (``arch_step="straight-through"``)
+        self.sample: Mapping[str, torch.Tensor] | None = None
+
+    @contextlib.contextmanager
+    def sampled(self, rng: torch.Generator) -> Iterator[ValidSupernet]:
+        """Within ``using``: draw one op per edge from the current op weights (NB201: redrawn, up to 50 times,
+        until the cell is valid) and run that discrete cell everywhere, the searched cell included, with the
+        straight-through gradient ``one_hot + p - p.detach()`` to the op weights p."""
+        from hilnas.searchers.cost import _nb201_connected
+
+        with torch.no_grad():
+            probs = {t: w.detach() for t, w in self.op_weights().items()}
+        sample = {}
+        for t, p in probs.items():
+            for _ in range(50):
+                idx = torch.multinomial(p.cpu().double(), 1, generator=rng).squeeze(1)
+                if not isinstance(self.space, NB201Space) or _nb201_connected(
+                        tuple(self.space.ops[int(i)] for i in idx)):
+                    break
+            sample[t] = torch.nn.functional.one_hot(idx, p.shape[1]).to(p)
+        self.sample = sample
+        try:
+            yield self
+        finally:
+            self.sample = None
 
     @contextlib.contextmanager
     def using(self, arch: Mapping[str, torch.Tensor]) -> Iterator[ValidSupernet]:
@@ -244,7 +289,10 @@ class ValidSupernet(Supernet):
     def op_weights(self) -> dict[str, torch.Tensor]:
         if self.arch is None:
             return super().op_weights()
-        return {t: self.arch[f"alphas.{t}"].softmax(dim=-1) for t in self.alphas}
+        w = {t: self.arch[f"alphas.{t}"].softmax(dim=-1) for t in self.alphas}
+        if self.sample is not None:   # the drawn cell, with the gradient of the op weights (straight through)
+            w = {t: self.sample[t] + p - p.detach() for t, p in w.items()}
+        return w
 
     def edge_weights(self) -> dict[str, torch.Tensor] | None:
         if self.arch is None or not self.use_edge_norm:
@@ -327,6 +375,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
         supernet=supernet, hypernet=hypernet,
         Lambda=hook.Lambda, bound=hook.bound, Lambda_history=hook.Lambda_history, ops=objective.ops,
         history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan, sweep=hook.sweep,
+        epoch_val_acc=hook.epoch_val_acc,
         steps=sum(h.batches for h in history.history), epochs=config.epochs, wall_s=clock.seconds,
         peak_mem_mb=mem.peak_mb, seed=seed)
     result.val_acc = result.accuracy(0.0, data.val, max_batches=config.eval_batches)

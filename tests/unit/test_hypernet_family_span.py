@@ -145,7 +145,7 @@ def derived_cells():
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(RelaxedSupernet, "forward", spy)
         mp.setattr(SearchCell, "forward", cell_spy)
-        for mode in ("zero", "uniform"):
+        for mode in ("zero", "uniform", "sandwich"):
             state["mode"], out[mode] = mode, []
             search(NB201, ParamsCost(), dataclasses.replace(BASE, epochs=2, kappa=0.0, weight_lambda=mode), seed=0,
                    data=loaders_for(DATA)[1])
@@ -184,6 +184,23 @@ def test_uniform_weight_steps_train_every_op_about_equally(derived_cells):
     assert max(zero.values()) > 3 * max(1, min(zero.values())), zero
 
 
-def test_an_unknown_weight_lambda_names_the_three_choices():
-    with pytest.raises(ValueError, match="'drawn', 'zero' or 'uniform'"):
+def test_sandwich_weight_steps_run_the_dearest_cell_every_other_step(derived_cells):
+    """"sandwich": even steps (the warm-up included) run the dearest valid cell by the complexity Reg in every derived
+    cell, odd steps a freshly drawn one, so the dear end is the network the shared weights serve first."""
+    cells, _ = derived_cells
+    dear = cost_span(NB201, ParamsCost()).dearest
+    dear_cell = tuple(sorted((e, NB201.ops.index(op)) for e, op in enumerate(dear.ops) if op != "none"))
+    even, odd = cells["sandwich"][0::2], cells["sandwich"][1::2]
+    assert even and all(step and set(step) == {dear_cell} for step in even)
+    assert sum(dear_cell in step for step in odd) < 0.2 * len(odd)
+    assert len(set(odd)) > 0.8 * len(odd)
+
+
+def test_an_unknown_weight_lambda_names_the_four_choices():
+    with pytest.raises(ValueError, match="'drawn', 'zero', 'uniform' or 'sandwich'"):
         HypernetConfig(weight_lambda="fair")
+
+
+def test_an_unknown_eval_bn_is_refused():
+    with pytest.raises(ValueError, match="'batch' or 'running'"):
+        HypernetConfig(eval_bn="frozen")

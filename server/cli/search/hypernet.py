@@ -35,7 +35,7 @@ def cmd_search_hypernet(args) -> int:
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",")) if args.budgets else ()
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
-                            weight_lambda=args.weight_lambda, Lambda=args.Lambda)
+                            weight_lambda=args.weight_lambda, arch_step=args.arch_step, Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -100,11 +100,17 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform"],
+    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform", "sandwich"],
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
                         "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
                         "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
-                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another)")
+                        "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another) "
+                        "or sandwich (the dearest valid cell on every other step, a uniform one between: the weights "
+                        "serve the dear end first)")
+    p.add_argument("--arch-step", default="relaxed", choices=["relaxed", "straight-through"],
+                   help="the hypernetwork step's forward: relaxed (the softmax mixture of the ops in the searched cell; "
+                        "default) or straight-through (a cell drawn from the op weights, one-hot everywhere, the "
+                        "gradient straight through: the networks single-path weight steps train)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
