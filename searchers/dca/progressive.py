@@ -62,6 +62,18 @@ leave-one-out error is below the ratio's on the same cells (``fits`` records eac
 on the device whose measured cells lie in the band only within that many measured standard deviations of its
 edges reopens too.
 
+Aiming at the band's middle (``middle``, ``inside_sigmas``). A cell the device confirmed at the band's edge lands
+outside it on a fresh measurement about half the time, and the decisions that reach only such cells are the benchmark's
+last misses. With ``middle`` the decisions on the prediction look ahead to the band shrunk by darts_nodes' ``MIDDLE``
+shares of its width on each side (0.4, then 0.25), the first some completion reaches, so a completion near the middle
+stays reachable (each records ``aimed_middle``). With ``inside_sigmas`` (k) a decision on the device counts a measured
+cell *inside* only when it lies k standard deviations of one fresh measurement (the spread pooled over the
+confirmations, x sqrt(1 + 1 / repeats): about a median of ``repeats``) inside each edge of ``inside_band`` (the
+target's band; ``margin`` until three cells are confirmed; at most 0.45 of its width); while none does, an earlier
+decision is reopened toward that inner band (``_reopen``, with its bounds), and only when that fails is the measured
+cell deepest inside the band taken (the margin x 0.75, 0.5, 0.25, then the band). Each decision on the device records
+``inside_band`` and ``inside`` (chosen among cells there).
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -124,7 +136,8 @@ class Progressive:
     cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio; ``reopen`` and
     ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
     ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by;
-    ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge.
+    ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge; ``middle``,
+    ``inside_sigmas`` and ``inside_band`` (device cost): aiming at the band's middle.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
@@ -457,7 +470,7 @@ class Progressive:
 
     def _reopen_band(self) -> tuple[float, float]:
         """The band a decision on the device must find a measured cell in, else it reopens an earlier decision: the
-        band shrunk by ``reopen_sigmas`` x the measured spread of one measurement on each side once it is measured
+        inside band with ``inside_sigmas`` (``_inside_band``), else the band shrunk by ``reopen_sigmas`` x the measured spread of one measurement on each side once it is measured
         (a cell within the spread of an edge leaves the band on a fresh measurement often)."""
         inside = self._inside_band()
         if inside is not None:   # no measured cell inside: reopen toward the middle

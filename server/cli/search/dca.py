@@ -81,7 +81,7 @@ DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeat
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
                    "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 30,
                    "device_reopen_sigmas": 0.0, "darts_device_networks": 10, "device_inside_sigmas": 1.5,
-                   "lookahead_middle": True}
+                   "lookahead_middle": 1}   # DcaConfig: True
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
