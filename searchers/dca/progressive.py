@@ -470,8 +470,9 @@ class Progressive:
 
     def _reopen_band(self) -> tuple[float, float]:
         """The band a decision on the device must find a measured cell in, else it reopens an earlier decision: the
-        inside band with ``inside_sigmas`` (``_inside_band``), else the band shrunk by ``reopen_sigmas`` x the measured spread of one measurement on each side once it is measured
-        (a cell within the spread of an edge leaves the band on a fresh measurement often)."""
+        inside band with ``inside_sigmas`` (``_inside_band``), else the band shrunk by ``reopen_sigmas`` x the measured
+        spread of one measurement on each side once it is measured (a cell within the spread of an edge leaves the band
+        on a fresh measurement often)."""
         inside = self._inside_band()
         if inside is not None:   # no measured cell inside: reopen toward the middle
             return inside
