@@ -354,7 +354,7 @@ class Progressive:
         if inside is not None:
             (tlo, thi), m = self.inside or self.band, inside[0] - (self.inside or self.band)[0]
             for f in (1.0, 0.75, 0.5, 0.25):
-                band = (tlo + f * m, thi - f * m)
+                band = inside if f == 1 else (tlo + f * m, thi - f * m)   # (the record compares it with ``inside``)
                 inner, miss = self._feasible(fixed, device_costs, device_table, on_device, band)
                 if miss == 0:   # the deepest inside some measured completion lies
                     self._aimed_margin, self._aimed_band = f * m, band
