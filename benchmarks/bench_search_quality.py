@@ -54,8 +54,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, corrected_cost,  # noqa: E402
-                     simulated_device, warm_torch, write)
+from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, agent_measure_fresh,  # noqa: E402
+                     corrected_cost, simulated_device, warm_torch, write)
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
@@ -94,9 +94,21 @@ def _init_worker(args: dict, devices: dict) -> None:
 def _measure(device: str):
     from hilnas.agent.config import MeasureConfig
 
-    # a cell measured again is the same model (exported once per worker), measured by a new call
-    return agent_measure(_W["clients"][device], _W["full"], MeasureConfig(**SEARCH_MEASURE),
-                         exported=_W.setdefault("exported", {}))
+    # a cell's first measurement: its model exported once per worker; every later one (a confirmation): a new export
+    # (new weights, seeds 100, 101, ..., never the score's) and a new call, so the confirmations see the spread
+    # between exports that the fresh score sees, not only the one between calls on one export
+    config = MeasureConfig(**SEARCH_MEASURE)
+    first = agent_measure(_W["clients"][device], _W["full"], config, exported=_W.setdefault("exported", {}))
+    again = agent_measure_fresh(_W["clients"][device], _W["full"], config)
+    seen: set[str] = set()
+
+    def measure(genotype) -> float:
+        key = genotype.arch_str
+        if key in seen:
+            return again(genotype)
+        seen.add(key)
+        return first(genotype)
+    return measure
 
 
 def _supernet_settings(args: dict) -> dict:
@@ -314,6 +326,8 @@ def main() -> None:
     p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
     p.add_argument("--budgets", type=int, default=5, help="latency budgets per device (default: 5)")
     p.add_argument("--seeds", type=int, default=3, help="search seeds 0..N-1 (default: 3)")
+    p.add_argument("--only-budgets", type=lambda v: {int(i) for i in v.split(",")}, default=None, metavar="I,J",
+                   help="run only the I-th, J-th, ... of the --budgets budgets (1 = the smallest; default: all)")
     p.add_argument("--workers", type=int, default=2, help="searches run in this many processes (default: 2)")
     p.add_argument("--C", type=int, default=8, help="proxy supernet: channels of the first stage (default: 8)")
     p.add_argument("--N", type=int, default=1, help="proxy supernet: cells per stage (default: 1)")
@@ -341,14 +355,19 @@ def main() -> None:
         check_data_dir(args.data_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
+        if args.only_budgets and not args.only_budgets <= set(range(1, args.budgets + 1)):
+            raise InputError(f"--only-budgets {','.join(map(str, sorted(args.only_budgets)))}: the budgets are "
+                             f"numbered 1..{args.budgets} (--budgets), e.g. --only-budgets 1")
         if (unknown or args.seeds < 1 or args.budgets < 1 or args.workers < 1 or args.device_decisions < 0
                 or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1 or args.device_reopen < 0
                 or args.device_reopen_measurements < 0 or args.device_margin_sigmas < 0
-                or args.device_oneshot_batches < 0 or args.device_fit_sample < 0 or args.device_reopen_sigmas < 0):
+                or args.device_oneshot_batches < 0 or args.device_fit_sample < 0 or args.device_reopen_sigmas < 0
+                or args.device_inside_sigmas < 0 or args.lookahead_middle not in (0, 1)):
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
                              "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
                              "--ratio-tolerance in [0, 1), --device-reopen*, --device-margin-sigmas and "
-                             "--device-oneshot-batches, --device-fit-sample, --device-reopen-sigmas >= 0")
+                             "--device-oneshot-batches, --device-fit-sample, --device-reopen-sigmas, "
+                             "--device-inside-sigmas >= 0, --lookahead-middle 0 or 1")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None
@@ -371,6 +390,8 @@ def run(args, methods: list[str]) -> None:
     latency = simulated_latencies(tuple(devices), progress=say)
     oracles = {d: Oracle(accuracy, latency[d]) for d in devices}
     budgets = {d: choose_budgets(oracles[d], args.budgets) for d in devices}
+    if args.only_budgets:   # a part of the grid (a smoke run): the same budgets the full run has at those places
+        budgets = {d: [b for i, b in enumerate(bs, 1) if i in args.only_budgets] for d, bs in budgets.items()}
     for d in devices:
         say(f"{d}: cells {oracles[d].range()[0]:.2f}-{oracles[d].range()[1]:.2f} ms; budgets {budgets[d]} ms")
     seeds = list(range(args.seeds))

@@ -173,7 +173,13 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   margin_sigmas=getattr(config, "device_margin_sigmas", 0.0),
                                   accuracy=_oneshot(model, data, getattr(config, "device_oneshot_batches", 0)),
                                   fit_sample=getattr(config, "device_fit_sample", 0) if feedback is not None else 0,
-                                  reopen_sigmas=getattr(config, "device_reopen_sigmas", 0.0))
+                                  reopen_sigmas=getattr(config, "device_reopen_sigmas", 0.0),
+                                  # aiming at the band's middle (docs/search.md): on the device only
+                                  inside_sigmas=getattr(config, "device_inside_sigmas", 0.0) if feedback is not None
+                                  else 0.0,
+                                  inside_band=tuple(b * budget.value for b in
+                                                    getattr(config, "device_inside_band", (0.9, 1.0))),
+                                  middle=getattr(config, "lookahead_middle", False))
     elif getattr(config, "progressive", False) and isinstance(space, DartsSpace) and budget is not None:
         # the DARTS space: one node (its two inputs and ops) at a time (darts_nodes.py)
         progressive = NodeDecisions.for_search(model, tables, cost_model, config, term, budget.value, feedback,

@@ -62,6 +62,18 @@ leave-one-out error is below the ratio's on the same cells (``fits`` records eac
 on the device whose measured cells lie in the band only within that many measured standard deviations of its
 edges reopens too.
 
+Aiming at the band's middle (``middle``, ``inside_sigmas``). A cell the device confirmed at the band's edge lands
+outside it on a fresh measurement about half the time, and the decisions that reach only such cells are the benchmark's
+last misses. With ``middle`` the decisions on the prediction look ahead to the band shrunk by darts_nodes' ``MIDDLE``
+shares of its width on each side (0.4, then 0.25), the first some completion reaches, so a completion near the middle
+stays reachable (each records ``aimed_middle``). With ``inside_sigmas`` (k) a decision on the device counts a measured
+cell *inside* only when it lies k standard deviations of one fresh measurement (the spread pooled over the
+confirmations, x sqrt(1 + 1 / repeats): about a median of ``repeats``) inside each edge of ``inside_band`` (the
+target's band; ``margin`` until three cells are confirmed; at most 0.45 of its width); while none does, an earlier
+decision is reopened toward that inner band (``_reopen``, with its bounds), and only when that fails is the measured
+cell deepest inside the band taken (the margin x 0.75, 0.5, 0.25, then the band). Each decision on the device records
+``inside_band`` and ``inside`` (chosen among cells there).
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -124,7 +136,8 @@ class Progressive:
     cells near the band; ``tolerance``: the decisions on the prediction robust to the ratio; ``reopen`` and
     ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
     ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by;
-    ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge.
+    ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge; ``middle``,
+    ``inside_sigmas`` and ``inside_band`` (device cost): aiming at the band's middle.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
@@ -134,7 +147,8 @@ class Progressive:
                  repeats: int = 1, window: float = 0.0, remeasure: Callable[[NB201Genotype], float] | None = None,
                  tolerance: float = 0.0, reopen: int = 0, reopen_measurements: int = 0, margin_sigmas: float = 0.0,
                  accuracy: Callable[[NB201Genotype], float] | None = None, fit_sample: int = 0,
-                 reopen_sigmas: float = 0.0):
+                 reopen_sigmas: float = 0.0, inside_sigmas: float = 0.0,
+                 inside_band: tuple[float, float] | None = None, middle: bool = False):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
         if margin < 0 or window < 0:
@@ -145,6 +159,9 @@ class Progressive:
             raise ValueError(f"tolerance must be in [0, 1) (a relative error of the device's ratio), got {tolerance}")
         if fit_sample < 0 or reopen_sigmas < 0:
             raise ValueError(f"fit_sample and reopen_sigmas must be >= 0, got {fit_sample}, {reopen_sigmas}")
+        if inside_sigmas < 0 or (inside_band is not None and not 0 <= inside_band[0] < inside_band[1]):
+            raise ValueError(f"inside_sigmas must be >= 0 and inside_band (lo, hi) with 0 <= lo < hi, got "
+                             f"{inside_sigmas}, {inside_band}")
         if reopen < 0 or reopen_measurements < 0 or margin_sigmas < 0:
             raise ValueError(f"reopen, reopen_measurements and margin_sigmas must be >= 0, got {reopen}, "
                              f"{reopen_measurements}, {margin_sigmas}")
@@ -158,6 +175,9 @@ class Progressive:
         self.reopen_used = 0             # measurements the reopenings took (first ones and confirmations)
         self._oneshot_record: dict[str, float] = {}   # arch_str -> one-shot accuracy, the current decision's
         self._aimed_margin = 0.0                      # the margin the current decision aimed inside (``_aim``)
+        self._aimed_band: tuple[float, float] | None = None   # the band it aimed at (``_aim``; None: ``band``)
+        self.inside_sigmas, self.inside, self.middle = inside_sigmas, inside_band, middle
+        self._aimed_middle = 0.0   # the share of the band's width the current decision's look-ahead shrank it by
         self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision (median)
         self.samples: dict[str, list[float]] = {}   # arch_str -> every measurement of it, in order
         self.cells = nb201_cells(model.space.ops)
@@ -254,6 +274,12 @@ class Progressive:
                                "aimed_inside": aimed,   # chosen among completions measured inside the margin
                                "margin": self._margin(), "aimed_margin": self._aimed_margin if aimed else 0.0,
                                "reopened": reopenings, "predictor": "fitted" if self._fit is not None else "ratio",
+                               # the look-ahead's band shrunk by this share of its width (``middle``)
+                               "aimed_middle": self._aimed_middle,
+                               # on the device with ``inside_sigmas``: the band a cell counts inside in, and whether
+                               # the decision chose among cells there (else the deepest inside the band)
+                               **({"inside_band": list(ib), "inside": bool(aimed and self._aimed_band == ib)}
+                                  if measured is not None and (ib := self._inside_band()) is not None else {}),
                                **({"oneshot": self._oneshot_record} if oneshot is not None else {}),
                                **({"device_costs": device_costs} if last else {})})
 
@@ -316,16 +342,52 @@ class Progressive:
              on_device: bool) -> tuple[torch.Tensor, float, bool]:
         """``_feasible`` for the band, on the device first for the band shrunk by ``margin`` on each side when
         some measured completion lies there (a cell measured at the band's edge is out of it on the next
-        measurement about half the time). Returns (feasible, miss, whether the inner band was used)."""
+        measurement about half the time). With ``inside_sigmas``, on the device: first the inside band
+        (``_inside_band``), then that margin x 0.75, 0.5, 0.25 (the completion deepest inside), then the band; on the
+        prediction with ``middle``: the band shrunk by darts_nodes' ``MIDDLE`` shares of its width on each side, the
+        first some completion reaches (a decision that leaves only completions at the band's edge leaves the device
+        no room). Returns (feasible, miss, whether an inner band was used)."""
+        from hilnas.searchers.dca.darts_nodes import MIDDLE   # (darts_nodes imports this module)
         lo, hi = self.band
-        self._aimed_margin = 0.0
+        self._aimed_margin, self._aimed_band, self._aimed_middle = 0.0, None, 0.0
+        inside = self._inside_band() if on_device else None
+        if inside is not None:
+            (tlo, thi), m = self.inside or self.band, inside[0] - (self.inside or self.band)[0]
+            for f in (1.0, 0.75, 0.5, 0.25):
+                band = inside if f == 1 else (tlo + f * m, thi - f * m)   # (the record compares it with ``inside``)
+                inner, miss = self._feasible(fixed, device_costs, device_table, on_device, band)
+                if miss == 0:   # the deepest inside some measured completion lies
+                    self._aimed_margin, self._aimed_band = f * m, band
+                    return inner, miss, True
+            return (*self._feasible(fixed, device_costs, device_table, on_device, self.band), False)
+        if self.middle and not on_device:
+            for shrink in MIDDLE[:-1]:
+                band = (lo + shrink * (hi - lo), hi - shrink * (hi - lo))
+                inner, miss = self._feasible(fixed, device_costs, device_table, on_device, band)
+                if miss == 0:
+                    self._aimed_middle = shrink
+                    return inner, miss, False
         widest = min(self._margin(), 0.45 * (hi - lo))   # a margin wider than the band leaves nothing to aim at
         for m in (widest, 0.75 * widest, 0.5 * widest, 0.25 * widest) if on_device and widest > 0 else ():
             inner, miss = self._feasible(fixed, device_costs, device_table, on_device, (lo + m, hi - m))
             if miss == 0:   # the widest margin some measured completion lies inside: the nearest to the middle
-                self._aimed_margin = m
+                self._aimed_margin, self._aimed_band = m, (lo + m, hi - m)
                 return inner, miss, True
         return (*self._feasible(fixed, device_costs, device_table, on_device, self.band), False)
+
+    def _inside_band(self) -> tuple[float, float] | None:
+        """The band a measured cell must lie in to count *inside* on the device (``inside_sigmas`` > 0, else None):
+        ``inside_band`` (the target's band; default ``band``) shrunk on each side by ``inside_sigmas`` standard
+        deviations of one fresh measurement about a confirmed median (the spread pooled over the confirmations, x
+        sqrt(1 + 1 / repeats), at the band's top; ``margin`` until three cells are confirmed), at most 0.45 of its
+        width. A cell measured nearer an edge than that leaves the band on a fresh measurement too often."""
+        if self.inside_sigmas <= 0 or self.band is None:
+            return None
+        lo, hi = self.inside or self.band
+        s = self.spread()
+        m = self.margin if s is None else self.inside_sigmas * s * math.sqrt(1 + 1 / self.repeats) * hi
+        m = min(m, 0.45 * (hi - lo))
+        return lo + m, hi - m
 
     def spread(self) -> float | None:
         """The pooled relative standard deviation of one measurement, from the cells measured more than once
@@ -408,8 +470,12 @@ class Progressive:
 
     def _reopen_band(self) -> tuple[float, float]:
         """The band a decision on the device must find a measured cell in, else it reopens an earlier decision: the
-        band shrunk by ``reopen_sigmas`` x the measured spread of one measurement on each side once it is measured
-        (a cell within the spread of an edge leaves the band on a fresh measurement often)."""
+        inside band with ``inside_sigmas`` (``_inside_band``), else the band shrunk by ``reopen_sigmas`` x the measured
+        spread of one measurement on each side once it is measured (a cell within the spread of an edge leaves the band
+        on a fresh measurement often)."""
+        inside = self._inside_band()
+        if inside is not None:   # no measured cell inside: reopen toward the middle
+            return inside
         lo, hi = self.band
         sigma = self.spread() if self.reopen_sigmas > 0 else None
         if sigma is None:
@@ -551,9 +617,7 @@ class Progressive:
         self._oneshot_record: dict[str, float] = {}
         if self.accuracy is None:
             return None
-        lo, hi = self.band
-        if aimed:
-            lo, hi = lo + self._aimed_margin, hi - self._aimed_margin
+        lo, hi = self._aimed_band if aimed and self._aimed_band is not None else self.band
         arch = torch.as_tensor(self.cells.arch)
         left = self._completions(fixed) & (device_table >= lo) & (device_table <= hi)
         best = torch.full((arch.shape[1], len(self.model.space.ops)), -math.inf, dtype=torch.float64)

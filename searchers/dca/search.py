@@ -37,7 +37,10 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   validation batches chooses (``device_oneshot_batches``); before the first decision a sample of cells near the band
   is measured and a per-(edge, op) correction of the prediction fitted on it and every later measurement
   (``device_fit_sample``), and a decision whose measured cells lie in the band only near its edges reopens too
-  (``device_reopen_sigmas``).
+  (``device_reopen_sigmas``); aiming at the band's middle, the decisions on the prediction keep a completion near
+  the band's middle reachable (``lookahead_middle``) and a decision on the device counts a cell inside only
+  ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
+  earlier decision toward that inner band while none is.
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -186,6 +189,16 @@ class DcaConfig(BilevelConfig):
     # DARTS: the last node's decision on the device measures at most this many networks in all (the shortlist of 5,
     # then one at a time until one is confirmed inside the margin)
     darts_device_networks: int = 10
+    # NB201, aiming at the band's middle: a decision on the device counts a measured cell inside only when it lies
+    # this many standard deviations of one fresh measurement (pooled over the confirmations) inside each edge of
+    # device_inside_band; when none does, an earlier decision is reopened toward that inner band (bounded by
+    # device_reopen / device_reopen_measurements), and only then is the cell deepest inside the band taken (0: off,
+    # device_margin_sigmas' margin on ``band`` as before)
+    device_inside_sigmas: float = 1.5
+    device_inside_band: tuple[float, float] = (0.9, 1.0)   # x B: the band a fresh measurement should land in
+    # NB201: the decisions on the prediction look ahead to the band shrunk by 0.4, then 0.25 of its width on each
+    # side, the first some completion reaches (darts_nodes' MIDDLE), not to any completion in the band (False)
+    lookahead_middle: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -210,6 +223,12 @@ class DcaConfig(BilevelConfig):
                              "device_oneshot_batches, device_fit_sample and device_reopen_sigmas must be >= 0, got "
                              f"{self.device_reopen}, {self.device_reopen_measurements}, {self.device_margin_sigmas}, "
                              f"{self.device_oneshot_batches}, {self.device_fit_sample}, {self.device_reopen_sigmas}")
+        object.__setattr__(self, "device_inside_band", tuple(float(b) for b in self.device_inside_band))
+        object.__setattr__(self, "lookahead_middle", bool(self.lookahead_middle))   # the flag's 0 / 1
+        if self.device_inside_sigmas < 0 or len(self.device_inside_band) != 2 \
+                or not 0 <= self.device_inside_band[0] < self.device_inside_band[1]:
+            raise ValueError(f"device_inside_sigmas must be >= 0 and device_inside_band (lo, hi) with 0 <= lo < hi, "
+                             f"got {self.device_inside_sigmas}, {self.device_inside_band}")
         if self.darts_device_networks < 5:
             raise ValueError(f"darts_device_networks must be >= 5 (the shortlist), got {self.darts_device_networks}")
         if not 0 <= self.ratio_tolerance < 1:

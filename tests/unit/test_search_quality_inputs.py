@@ -56,3 +56,13 @@ def test_a_missing_or_incomplete_data_folder_names_what_is_missing(tmp_path):
     assert r.returncode == 2 and "--seeds" in r.stderr
     r = run("--device-repeats", "0")
     assert r.returncode == 2 and "--device-repeats must be >= 1" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_budgets_out_of_the_grid_and_bad_middle_settings_are_refused_with_the_fix():
+    r = run("--budgets", "5", "--only-budgets", "1,6")
+    line, = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and "--only-budgets 1,6" in line and "numbered 1..5" in line and "--only-budgets 1" in line
+    for flag, value in [("--device-inside-sigmas", "-1"), ("--lookahead-middle", "2")]:
+        r = run(flag, value)
+        line, = r.stderr.strip().splitlines()
+        assert r.returncode == 2 and "--device-inside-sigmas >= 0, --lookahead-middle 0 or 1" in line

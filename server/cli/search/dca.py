@@ -80,7 +80,8 @@ def summary(report, device: str, budget: str) -> str:
 DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeats": 3, "device_window": 0.05,
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
                    "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 30,
-                   "device_reopen_sigmas": 0.0, "darts_device_networks": 10}
+                   "device_reopen_sigmas": 0.0, "darts_device_networks": 10, "device_inside_sigmas": 1.5,
+                   "lookahead_middle": 1}   # DcaConfig: True
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 
 
@@ -96,7 +97,9 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_oneshot_batches": (0, math.inf, "0 (choose by the Lagrangian) or more batches"),
                   "device_fit_sample": (0, math.inf, "0 (predict by the measured ratio only) or more cells"),
                   "device_reopen_sigmas": (0, math.inf, "0 (reopen only when no measured cell is in the band) or more"),
-                  "darts_device_networks": (5, math.inf, "5 (the shortlist alone) or more networks")}
+                  "darts_device_networks": (5, math.inf, "5 (the shortlist alone) or more networks"),
+                  "device_inside_sigmas": (0, math.inf, "0 (--device-margin-sigmas' margin on the band) or more"),
+                  "lookahead_middle": (0, 2, "1 (aim at the band's middle) or 0 (anywhere in the band)")}
 
 
 def check_device_options(args) -> None:
@@ -145,6 +148,14 @@ _DEVICE_HELP = {
     "darts_device_networks": (int, "N", "on darts: the last node's decision measures a shortlist of 5 networks, then "
                               "more, one at a time, until one is estimated inside the band by --device-margin-sigmas "
                               "standard deviations of a fresh measurement; at most N in all (default: {d})"),
+    "device_inside_sigmas": (float, "Z", "on nb201 with the device in the loop: a decision on the device counts a "
+                             "measured cell inside only Z standard deviations of one fresh measurement (pooled over "
+                             "the confirmations) inside each edge of [0.9, 1.0] x budget; while none is, an earlier "
+                             "decision is reopened toward there (bounded by --device-reopen*), and only then is the "
+                             "cell deepest inside the band taken (default: {d}; 0: off)"),
+    "lookahead_middle": (int, "0|1", "on nb201: the decisions on the prediction keep a completion near the band's "
+                         "middle reachable (the band shrunk by 0.4, then 0.25 of its width on each side), not just "
+                         "any completion in the band (default: {d})"),
 }
 
 
