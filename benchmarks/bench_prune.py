@@ -4,7 +4,7 @@
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
-                                               [--anchor learned|pinned] [--gap 0.05]
+                                               [--anchor pinned|learned] [--gap 0]
                                                [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
@@ -125,12 +125,12 @@ def main() -> None:
                    help="phase 2's lambdas in one forward pass (BatchNorm per share) or a pass each (the earlier runs)")
     p.add_argument("--recentre", type=int, default=4,
                    help="device loop: further tries with the prediction corrected by the first windows (0: none)")
-    p.add_argument("--anchor", default="learned", choices=["learned", "pinned"],
-                   help="phase 2's lambda = 0 logits: learned on one of the shares (L_valid alone) or pinned to phase 1's "
-                        "fit (the third session)")
-    p.add_argument("--gap", type=float, default=0.05,
-                   help="band search: bisect between neighbouring lambdas whose members differ by more than this share "
-                        "of the cost (0: the dense family alone, the third session)")
+    p.add_argument("--anchor", default="pinned", choices=["pinned", "learned"],
+                   help="phase 2's lambda = 0 logits: pinned to phase 1's fit, or learned on one of the shares "
+                        "(L_valid alone; fourth session)")
+    p.add_argument("--gap", type=float, default=0.0,
+                   help="band search: also bisect between neighbouring lambdas whose members differ by more than this "
+                        "share of the cost (0: the dense family alone; the fourth session measured 0.05)")
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _s3; keeps the old ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")

@@ -561,7 +561,7 @@ def test_bisection_puts_members_into_the_jumps_of_the_family_and_candidates_into
     """Cause (c) of the third session: neighbouring lambdas of the dense family whose members differ by more than
     ``gap`` in cost get lambdas bisected between them, so a budget in the jump is bracketed where the gates change."""
     held = [b for _, b in zip(range(3), loaders.val)]
-    old, new = BandSearch(run, held, gap=0.0), BandSearch(run, held)
+    old, new = BandSearch(run, held), BandSearch(run, held, gap=0.05)
 
     def costs(band):
         return [a.costs["mflops"] for a in run.curve(band.scales("mflops"), metric="mflops").points]
@@ -569,7 +569,7 @@ def test_bisection_puts_members_into_the_jumps_of_the_family_and_candidates_into
     def widest(c):
         return max(range(len(c) - 1), key=lambda i: c[i] - c[i + 1])
     before, after = costs(old), costs(new)
-    assert old.scales("mflops") == run.grid(FAST.curve_points)            # gap 0: the dense family alone
+    assert old.scales("mflops") == run.grid(FAST.curve_points)            # gap 0 (default): the dense family alone
     i = widest(before)
     hi, lo = before[i], before[i + 1]
     assert hi - lo > 0.05 * hi                                             # the toy family has a jump to close
