@@ -4,6 +4,7 @@
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
+                                               [--anchor pinned|learned] [--gap 0]
                                                [--pretrain-only]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
@@ -124,6 +125,12 @@ def main() -> None:
                    help="phase 2's lambdas in one forward pass (BatchNorm per share) or a pass each (the earlier runs)")
     p.add_argument("--recentre", type=int, default=4,
                    help="device loop: further tries with the prediction corrected by the first windows (0: none)")
+    p.add_argument("--anchor", default="pinned", choices=["pinned", "learned"],
+                   help="phase 2's lambda = 0 logits: pinned to phase 1's fit, or learned on one of the shares "
+                        "(L_valid alone; fourth session)")
+    p.add_argument("--gap", type=float, default=0.0,
+                   help="band search: also bisect between neighbouring lambdas whose members differ by more than this "
+                        "share of the cost (0: the dense family alone; the fourth session measured 0.05)")
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _s3; keeps the old ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
@@ -179,15 +186,32 @@ def main() -> None:
     print(f"pre-trained network: test accuracy {full_acc:.4f}", flush=True)
     if args.pretrain_only:
         return
-    config = PruneConfig(steps=args.steps, phase2_pass=args.phase2_pass)
+    config = PruneConfig(steps=args.steps, phase2_pass=args.phase2_pass, anchor=args.anchor)
 
-    accuracy_cache: dict = {}
+    correct_cache: dict = {}
+
+    def correct(pattern):
+        """Which test images the pruned network ``pattern`` classifies right (the test loader does not shuffle)."""
+        from hilnas.searchers.prune.gates import recalibrate
+        if pattern not in correct_cache:
+            m = recalibrate(net.prune(pattern), calib)
+            with torch.no_grad():
+                correct_cache[pattern] = torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+        return correct_cache[pattern]
 
     def accuracy(pattern) -> float:
-        from hilnas.searchers.prune.gates import recalibrate
-        if pattern not in accuracy_cache:
-            accuracy_cache[pattern] = evaluate(recalibrate(net.prune(pattern), calib), loaders.test)[1]
-        return accuracy_cache[pattern]
+        return float(correct(pattern).float().mean())
+
+    def noise(a, b) -> dict:
+        """Binomial standard errors (points) on the test images: each accuracy's, and the difference's, unpaired
+        (independent samples) and paired (the same images: from the images the two networks disagree on)."""
+        ca, cb = correct(a), correct(b)
+        n = len(ca)
+        se = [100 * (p * (1 - p) / n) ** 0.5 for p in (float(ca.float().mean()), float(cb.float().mean()))]
+        only_a, only_b = int((ca & ~cb).sum()), int((cb & ~ca).sum())
+        return {"test_images": n, "se_member": se[0], "se_fixed": se[1], "se_diff_unpaired": (se[0] ** 2 + se[1] ** 2) ** 0.5,
+                "se_diff_paired": 100 * max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0) ** 0.5 / n,
+                "disagree": [only_a, only_b]}
 
     per_agent = {}
     started_utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -200,7 +224,7 @@ def main() -> None:
             "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                      "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -272,7 +296,7 @@ def main() -> None:
                     def to_lut(ms: float) -> float:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
                     d0 = time.process_time()
-                    band = BandSearch(res, held_out, seed=args.seed)
+                    band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                               recentre=args.recentre),
@@ -283,7 +307,7 @@ def main() -> None:
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
                     bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
-                    lut_choices = band_members(BandSearch(res, held_out, seed=args.seed),
+                    lut_choices = band_members(BandSearch(res, held_out, seed=args.seed, gap=args.gap),
                                                [(Budget("latency_ms", to_lut(0.98 * b)), to_lut(args.floor * b))
                                                 for b in budgets])
                     est = res.estimate
@@ -319,10 +343,27 @@ def main() -> None:
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
-                    band4 = BandSearch(res, held_out[:4], seed=args.seed)
+                    band4 = BandSearch(res, held_out[:4], seed=args.seed, gap=args.gap)
                     matched_lut = [band4.member(Budget("latency_ms", f.costs["latency_ms"]),
                                                 args.floor * f.costs["latency_ms"]).member
                                    if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                    # cause (c): candidates within the LUT band of [0.95, 1.0] x each fixed network's measured latency,
+                    # bracketed by the dense family alone (gap 0) and with the jumps bisected (--gap)
+                    dense_only = BandSearch(res, held_out, seed=args.seed, gap=0.0)
+
+                    def in_band(bs, fm):
+                        a, b = to_lut(0.95 * fm), to_lut(fm)
+                        return sum(a <= latency.genotype_cost(space, p) <= b for p in bs.around("latency_ms", a, b))
+                    gap_counts = [{"dense": in_band(dense_only, fixed_ms[f.pattern.bits()]),
+                                   "bisected": in_band(band, fixed_ms[f.pattern.bits()])}
+                                  if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
+                                  else None for f, _ in fixed]
+
+                    def jumps(bs):
+                        c = [a.costs["latency_ms"] for a in res.curve(bs.scales("latency_ms")).points]
+                        return {"points": len(c), "widest_ms": max(x - y for x, y in zip(c, c[1:])),
+                                "widest_at_ms": max(zip(c, c[1:]), key=lambda xy: xy[0] - xy[1])}
+                    family_jumps = {"dense": jumps(dense_only), "bisected": jumps(band)}
                     # the local search (prune.refine) from each matched member within the LUT band of [0.95, 1.0] x the
                     # fixed network's measured latency: an experiment, outside the run's time, its CPU reported
                     r0 = time.process_time()
@@ -363,21 +404,22 @@ def main() -> None:
                                  "bisection": other(bm, b),
                                  "lut_band": {**other(lc.member, b), "source": lc.source}})
                 pairs = []
-                for (f, f_cpu), mm, ml, rf in zip(fixed, matched, matched_lut, refined):
+                for (f, f_cpu), mm, ml, rf, gc in zip(fixed, matched, matched_lut, refined, gap_counts):
                     fm = fixed_ms[f.pattern.bits()]
                     pair = {"lambda": f.lam, "fixed_pattern": f.pattern.bits(), "fixed_lut_ms": f.costs["latency_ms"],
                             "fixed_measured_ms": fm, "fixed_measured_again_ms": lat[f.pattern.bits()],
                             "fixed_test_acc": accuracy(f.pattern), "fixed_wall_s": f.wall_s, "fixed_cpu_s": f_cpu,
                             # the diagnosis: is the fixed network better on the held-out loss the member is chosen by
                             # (then the hypernetwork never produced it), or only on the test split?
-                            "fixed_val_loss": band.loss(f.pattern)}
+                            "fixed_val_loss": band.loss(f.pattern), "candidates_in_lut_band": gc}
                     if mm is not None:
                         g = mm.member.genotype
                         pair.update({"member_pattern": g.bits(), "member_source": mm.source,
                                      "member_loop": [w.to_dict() for w in mm.loop],
                                      "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
                                      "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
-                                     "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern))})
+                                     "acc_diff_points": 100 * (accuracy(g) - accuracy(f.pattern)),
+                                     "noise": noise(g, f.pattern)})
                     if rf is not None:
                         rms = lat[rf.pattern.bits()]
                         pair["refined"] = {"pattern": rf.pattern.bits(), "val_loss": rf.val_loss,
@@ -391,6 +433,10 @@ def main() -> None:
                                                       "test_acc": accuracy(ml.genotype),
                                                       "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
                     pairs.append(pair)
+                print(f"[{agent}] pairs: candidates in the LUT band dense / bisected "
+                      f"{[(q['candidates_in_lut_band'] or {}).get('dense') for q in pairs]} / "
+                      f"{[(q['candidates_in_lut_band'] or {}).get('bisected') for q in pairs]}; SE of a difference "
+                      f"(paired) {[round(q['noise']['se_diff_paired'], 2) for q in pairs if 'noise' in q]} points", flush=True)
                 measured = [r["measured_ms"] for r in rows]
                 ratios = [r["ratio"] for r in rows if r["ratio"] is not None]
                 bisect_ratios = [r["bisection"]["ratio"] for r in rows if r["bisection"]["ratio"] is not None]
@@ -430,7 +476,10 @@ def main() -> None:
                     "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
                     "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
                     "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
-                    "within_1_point_or_better": sum(d >= -1.0 for d in diffs),
+                    "within_1_point_or_better": sum(d >= -1.0 for d in diffs), "family_jumps": family_jumps,
+                    "lambda0_member": {"pattern": res.architecture(0.0).genotype.bits(),
+                                       "val_loss": band.loss(res.architecture(0.0).genotype),
+                                       "test_acc": accuracy(res.architecture(0.0).genotype)},
                     "grid": {"lambdas": [a.tradeoff.scale for a in grid.points],
                              "patterns": [a.genotype.bits() for a in grid.points],
                              "lut_ms": [a.costs["latency_ms"] for a in grid.points], "measured_ms": grid_ms,

@@ -69,3 +69,25 @@ def test_statistics_of_the_whole_batch_would_mix_the_shares_patterns():
 def test_the_phase2_pass_setting_is_checked():
     with pytest.raises(ValueError, match="phase2_pass"):
         PruneConfig(phase2_pass="both")
+
+
+def test_the_anchor_setting_is_checked():
+    with pytest.raises(ValueError, match="anchor must be"):
+        PruneConfig(anchor="free")
+    with pytest.raises(ValueError, match="lambdas_per_step >= 2"):
+        PruneConfig(anchor="learned", lambdas_per_step=1)
+    PruneConfig(anchor="pinned", lambdas_per_step=1)
+
+
+def test_only_lambda_zero_moves_the_anchor_and_it_gives_lambda_zero_its_logits():
+    from hilnas.searchers.prune.search import new_hypernet
+    obj = _objective()
+    hyper = new_hypernet(obj.layout, 8)
+    hyper.pin()
+    torch.testing.assert_close(hyper(torch.zeros(1))["gates"], hyper.anchor.detach())
+    hyper(torch.tensor([0.4]))["gates"].sum().backward()
+    assert hyper.anchor.grad is None and any(p.grad is not None for p in hyper.h.parameters())
+    hyper.zero_grad(set_to_none=True)
+    hyper(torch.zeros(1))["gates"].sum().backward()
+    assert hyper.anchor.grad is not None
+    assert all(p.grad is None or p.grad.abs().max() == 0 for p in hyper.h.parameters())
