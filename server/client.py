@@ -10,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import grpc
 
@@ -128,27 +129,65 @@ class AgentClient:
         except grpc.RpcError as err:
             return _failure_from_rpc_error(err, req)
 
-    def benchmark_stream(self, requests: Iterable[BenchmarkRequest], *, timeout_s: float | None = None
-                         ) -> Iterator[BenchmarkResult]:
+    def benchmark_stream(self, requests: Iterable[BenchmarkRequest], *, timeout_s: float | None = None,
+                         reply_timeout_s: float | None = None) -> Iterator[BenchmarkResult]:
         """Measure many models over one stream; results arrive in request order.
 
         Transport failure (agent lost) raises ``AgentUnavailable`` from the iterator; results
         already yielded are final, so the caller can persist them and resume with the rest.
+        ``reply_timeout_s``: waiting longer than this for the next reply cancels the call and
+        raises ``AgentUnavailable`` too (the time the caller holds a result is not counted). An
+        agent that vanished without closing its connection, or a stop whose GOAWAY the client
+        never turns into an error, otherwise keeps the reader waiting for the whole ``timeout_s``.
         """
         stream = self._stub.BenchmarkStream((convert.request_to_proto(r) for r in requests),
                                             timeout=timeout_s, metadata=self._metadata)
+        watchdog = _ReplyWatchdog(stream.cancel, reply_timeout_s)
         try:
+            watchdog.arm()
             for reply in stream:
+                watchdog.disarm()
                 yield convert.result_from_proto(reply)
+                watchdog.arm()
         except grpc.RpcError as err:
+            if watchdog.fired:
+                raise AgentUnavailable(f"{self.config.address}: no reply within {reply_timeout_s:g} s; "
+                                       "the stream was cancelled") from None
             code = err.code()
             if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
                 raise AgentBusy(f"{self.config.address}: {err.details()}") from None
             raise AgentUnavailable(f"{self.config.address}: stream ended with {code.name}: {err.details()}") from None
         finally:
+            watchdog.disarm()
             # A caller that stops reading (its build stopped) ends the call now: the agent frees
             # its measurement slot instead of measuring models nobody will record.
             stream.cancel()
+
+
+class _ReplyWatchdog:
+    """Calls ``cancel`` when armed for longer than ``timeout_s`` (None: never)."""
+
+    def __init__(self, cancel: Callable[[], object], timeout_s: float | None):
+        if timeout_s is not None and timeout_s <= 0:
+            raise ValueError(f"reply_timeout_s must be > 0 (or None), got {timeout_s}")
+        self._cancel, self._timeout_s = cancel, timeout_s
+        self._timer: threading.Timer | None = None
+        self.fired = False
+
+    def _fire(self) -> None:
+        self.fired = True
+        self._cancel()
+
+    def arm(self) -> None:
+        if self._timeout_s is not None:
+            self._timer = threading.Timer(self._timeout_s, self._fire)
+            self._timer.daemon = True
+            self._timer.start()
+
+    def disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 class AgentBusy(AgentUnavailable):

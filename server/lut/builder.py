@@ -48,8 +48,11 @@ class LutBuildConfig:
     agent_retries: int = 3         # consecutive failures before an agent is given up on
     retry_backoff_s: float = 1.0   # first back-off after losing an agent; doubles
     stream_timeout_s: float = 3600.0
+    reply_timeout_s: float = 900.0   # no reply for this long while models are in flight: the agent counts as lost
 
     def __post_init__(self) -> None:
+        if self.reply_timeout_s <= 0:
+            raise ValueError(f"reply_timeout_s must be > 0, got {self.reply_timeout_s}")
         if self.repeats < 1 or self.batch_size < 1 or self.stream_depth < 1 or self.agent_retries < 0:
             raise ValueError("repeats, batch_size and stream_depth must be >= 1, agent_retries >= 0")
         check_statistic(self.statistic)
@@ -268,7 +271,7 @@ class LutBuilder:
                 feed = AgentFeed(client, queue, request, depth=self.config.stream_depth,
                                  max_models=self.config.batch_size, stop=stop)
                 try:
-                    for key, result in feed.run(self.config.stream_timeout_s):
+                    for key, result in feed.run(self.config.stream_timeout_s, self.config.reply_timeout_s):
                         if stop.is_set():
                             return
                         record(result, key, address)

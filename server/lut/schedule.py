@@ -115,11 +115,12 @@ class AgentFeed:
                     self._cond.wait(0.5)   # a result frees room (or the queue refills)
             yield self.make_request(item)
 
-    def run(self, timeout_s: float) -> Iterator[tuple[str, BenchmarkResult]]:
+    def run(self, timeout_s: float, reply_timeout_s: float | None = None) -> Iterator[tuple[str, BenchmarkResult]]:
         """(op key, result) as they arrive. ``AgentUnavailable`` propagates; the caller then
         calls ``give_back_unanswered``."""
         try:
-            for result in self.client.benchmark_stream(self._requests(), timeout_s=timeout_s):
+            for result in self.client.benchmark_stream(self._requests(), timeout_s=timeout_s,
+                                                       reply_timeout_s=reply_timeout_s):
                 with self._cond:
                     item = self.in_flight.popleft()
                     self._cond.notify_all()    # room for the next model while this one is recorded

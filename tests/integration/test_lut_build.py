@@ -117,8 +117,9 @@ def test_all_agents_lost_raises_then_resume_finishes(tmp_path, nb201_keys_and_mo
     port = running.port
     with Store.open(tmp_path / "ws") as store:
         c = _client(running, retries=0)
+        # reply_timeout_s: gRPC has been seen (rarely) to leave the stream waiting after the stop's GOAWAY
         builder = LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK, batch_size=2, agent_retries=1,
-                                                               retry_backoff_s=0.05))
+                                                               retry_backoff_s=0.05, reply_timeout_s=10.0))
         lut_id = builder.lut_id(c.describe())
 
         def crash_at_4(done, total, key):
@@ -135,6 +136,53 @@ def test_all_agents_lost_raises_then_resume_finishes(tmp_path, nb201_keys_and_mo
                 report = LutBuilder(store, "dev", [c2], LutBuildConfig(measure=QUICK)).build(keys, models.__getitem__)
             assert report.already_present == partial and report.measured == len(keys) - partial
             assert set(_rows(store, lut_id)) == set(keys)
+        finally:
+            again.stop(0)
+
+
+def test_an_agent_that_stops_replying_is_lost_after_the_reply_timeout_then_resume_finishes(
+        tmp_path, nb201_keys_and_models, monkeypatch):
+    """An agent whose connection stays open but which never answers (a hung device, a half-dead link) does not
+    hold the build for the stream's whole deadline: after ``reply_timeout_s`` without a reply the stream is
+    cancelled, the agent counts as lost, and what was measured is kept for the resume."""
+    from hilnas.agent.results import BenchmarkRequest, ModelFormat
+    from hilnas.agent.servicer import DeviceAgentServicer
+    from hilnas.server.client import AgentUnavailable
+    from hilnas.server.lut.builder import sha256_hex
+
+    def silent(self, request_iterator, context):   # takes a request, never answers
+        next(request_iterator, None)
+        while context.is_active():
+            time.sleep(0.05)
+        yield from ()
+
+    with pytest.raises(ValueError, match="reply_timeout_s must be > 0"):
+        LutBuildConfig(reply_timeout_s=0)
+    keys, models = nb201_keys_and_models
+    monkeypatch.setattr(DeviceAgentServicer, "BenchmarkStream", silent)
+    running = start_agent(tmp_path, simulate="raspi4")
+    port = running.port
+    with Store.open(tmp_path / "ws") as store:
+        with _client(running, retries=0) as c:
+            started = time.monotonic()
+            with pytest.raises(BuildIncomplete, match="run the same command again"):
+                LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK, agent_retries=1, retry_backoff_s=0.05,
+                                                             reply_timeout_s=1.0)).build(keys, models.__getitem__)
+            assert time.monotonic() - started < 60   # two streams of ~1 s each, not the hour of stream_timeout_s
+            lut_id = LutBuilder(store, "dev", [c], LutBuildConfig(measure=QUICK)).lut_id(c.describe())
+            assert len(_rows(store, lut_id)) == 0   # nothing was answered, nothing stored
+            with pytest.raises(AgentUnavailable, match="no reply within 0.5 s"):
+                list(c.benchmark_stream([BenchmarkRequest(sha256=sha256_hex(models[keys[0]]), model=models[keys[0]],
+                                                          format=ModelFormat.ONNX, backend=lut_id.runtime,
+                                                          config=QUICK, op_key=keys[0], request_id=keys[0])],
+                                        reply_timeout_s=0.5))
+        running.stop(0)
+        monkeypatch.undo()
+        again = start_agent(tmp_path / "again", simulate="raspi4", port=port)
+        try:
+            with _client(again) as c2:
+                report = LutBuilder(store, "dev", [c2], LutBuildConfig(measure=QUICK)).build(keys, models.__getitem__)
+            assert report.measured == len(keys) and set(_rows(store, lut_id)) == set(keys)
         finally:
             again.stop(0)
 
