@@ -34,7 +34,9 @@ default spreads it logarithmically (``ScaleMap``), because the relaxed problem t
 coefficients far below the theorem's bound.
 
 Training reuses the one loop (``train.train``) with the ``HyperArchitect`` hook: a warm-up
-trains the weights alone; then Lambda is estimated (``bound``) unless given, and
+trains the weights alone; with ``phase1="dearest"`` the hypernetwork is then fitted so that lambda = 0 and its
+neighbourhood derive the dearest valid cell (seed 004's phase 1, ``HyperArchitect.fit_phase1``); then Lambda is
+estimated (``bound``) unless given, and
 re-estimated after every epoch but the last, since the valid networks' losses, and the bound
 with them, improve as the weights train; before every weight step the hook takes one Adam step
 of the hypernetwork on a validation batch at a freshly drawn lambda, and the weight step runs
