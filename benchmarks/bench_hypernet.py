@@ -111,6 +111,9 @@ def main() -> None:
     p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
                    help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
                         "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, relaxed)")
+    p.add_argument("--phase1", default=None, choices=["none", "dearest"],
+                   help="--family: seed 004's phase 1 before the trade-off: none, or dearest (fit the hypernetwork's "
+                        "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, none)")
     p.add_argument("--epoch-val-batches", type=int, default=8,
                    help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
                         "every epoch (default 8; 0 = not measured)")
@@ -332,7 +335,7 @@ def main() -> None:
 
 
 _CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
-                 "Lambda", "arch_step")
+                 "Lambda", "arch_step", "phase1")
 
 
 
@@ -441,7 +444,7 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
-                  "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step,
+                  "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step, "phase1": cfg.phase1,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},

@@ -132,7 +132,8 @@ class HyperArchitect(TrainHooks):
         self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
         self.epoch_val: list[Batch] = []           # config.epoch_val_batches fixed val batches, drawn at the first step
         self.epoch_val_acc: list[float] = []       # accuracy at lambda = 0 on them after each epoch
-        self._dearest = None                       # "sandwich": the dearest valid genotype (by Reg), found once
+        self._dearest = None                       # "sandwich", phase 1: the dearest valid genotype (by Reg), found once
+        self.phase1_loss: list[float] = []         # phase 1 ("dearest"): the fit's loss per step; empty = not run
         a = config.arch
         self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
@@ -181,6 +182,8 @@ class HyperArchitect(TrainHooks):
     def before_step(self, ctx: StepContext, model: nn.Module, train_batch: Batch,
                     next_val_batch: Callable[[], Batch]) -> None:
         self.steps_done = ctx.global_step
+        if self.config.phase1 != "none" and not self.phase1_loss and ctx.global_step >= self.warmup_steps:
+            self.fit_phase1()   # before the sweep, so its walk starts where the family's lambda = 0 end now is
         if self.config.epoch_val_batches and not self.epoch_val:
             self.epoch_val = [next_val_batch() for _ in range(self.config.epoch_val_batches)]
         if self.Lambda is None and ctx.global_step >= self.next_check:
@@ -245,10 +248,61 @@ class HyperArchitect(TrainHooks):
         if mode == "uniform" or (mode == "sandwich" and step % 2):
             return self.uniform_path()
         if mode == "sandwich":
-            if self._dearest is None:
-                self._dearest = cost_span(self.supernet.space, self.objective.complexity).dearest
-            return self._one_hot(self._dearest)
+            return self._one_hot(self.dearest())
         return None
+
+    def _arch_weights(self) -> list[torch.Tensor]:
+        """The op weights, and the edge weights when edges are normalised (else they are not the architecture's)."""
+        sn = self.supernet
+        return [*sn.op_weights().values(), *((sn.edge_weights() or {}).values() if sn.use_edge_norm else ())]
+
+    def dearest(self):
+        """The dearest valid genotype by the complexity Reg (seed 004's unpruned network), found once."""
+        if self._dearest is None:
+            self._dearest = cost_span(self.supernet.space, self.objective.complexity).dearest
+        return self._dearest
+
+    def fit_phase1(self) -> None:
+        """Seed 004's phase 1: fit the hypernetwork so its architecture at and near lambda = 0 is the dearest cell.
+
+        Seed 004 fits hypernet(0) to the all-on bias (||sigma(theta(0)) - bias||^2) before the trade-off, so the
+        family starts at the unpruned network and lambda only prunes. Here: ``phase1_steps`` steps of a fresh Adam
+        (the architecture step's lr; its own moments stay untouched) on the cross-entropy between the op weights
+        (and DARTS edge weights) at drawn scale positions v in [0, ``phase1_reach``], v = 0 always among them, and
+        a soft target: the dearest cell's one-hot logits scaled so its op has weight ``phase1_confidence`` on every
+        edge. Soft, because a one-hot fit saturates the softmax and the architecture step would get no gradient.
+        Why: with the weights trained on the dearest cell first (``weight_lambda="sandwich"``) it is the lowest-loss
+        network on them, but an isolated optimum (cells near it fit no better than cheap ones), so an architecture
+        step from the near-uniform init never finds it (docs/performance.md, fourth session).
+        """
+        from hilnas.searchers.hypernet.bound import _ONE_HOT
+
+        space = self.supernet.space
+        c, n_ops = self.config.phase1_confidence, len(space.ops)
+        gap = math.log(c * (n_ops - 1) / (1 - c))   # the logit gap giving the target op weight c among n_ops ops
+        target_arch = {k: v * (gap / _ONE_HOT) for k, v in one_hot_arch(self.supernet, self.dearest()).items()}
+        with torch.no_grad(), self.supernet.using(target_arch):
+            target = self._arch_weights()
+        params = list(self.hypernet.parameters())
+        optimizer = torch.optim.Adam(params, lr=self.config.arch.lr, betas=self.config.arch.betas)
+        device = self.hypernet.head.bias.device
+        draws = max(1, self.config.lambdas_per_step)
+        for _ in range(self.config.phase1_steps):
+            loss = torch.zeros((), device=device)
+            for j in range(draws):   # v = 0 first, then positions drawn from [0, phase1_reach]
+                v = 0.0 if j == 0 else self.rng.uniform(0.0, self.config.phase1_reach)
+                w = self.sample_weights()
+                u = torch.tensor(self.smap.fraction(v) * w / w.max(), dtype=torch.float32, device=device)
+                with self.supernet.using(self.hypernet(self.smap.encode(u, 1.0))):
+                    got = self._arch_weights()
+                for t, p in zip(target, got):
+                    loss = loss - (t.to(device) * p.clamp_min(1e-12).log()).sum() / draws
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self.phase1_loss.append(float(loss.detach()))
+        log.info("phase 1 at step %d: the hypernetwork fitted to the dearest cell in %d steps (cross-entropy %.4g -> "
+                 "%.4g)", self.steps_done, len(self.phase1_loss), self.phase1_loss[0], self.phase1_loss[-1])
 
     def uniform_path(self) -> dict[str, torch.Tensor]:
         """A valid cell drawn uniformly (NB201: each edge's op uniform, redrawn until the cell is valid; DARTS: the

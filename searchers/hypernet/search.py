@@ -34,7 +34,9 @@ default spreads it logarithmically (``ScaleMap``), because the relaxed problem t
 coefficients far below the theorem's bound.
 
 Training reuses the one loop (``train.train``) with the ``HyperArchitect`` hook: a warm-up
-trains the weights alone; then Lambda is estimated (``bound``) unless given, and
+trains the weights alone; with ``phase1="dearest"`` the hypernetwork is then fitted so that lambda = 0 and its
+neighbourhood derive the dearest valid cell (seed 004's phase 1, ``HyperArchitect.fit_phase1``); then Lambda is
+estimated (``bound``) unless given, and
 re-estimated after every epoch but the last, since the valid networks' losses, and the bound
 with them, improve as the weights train; before every weight step the hook takes one Adam step
 of the hypernetwork on a validation batch at a freshly drawn lambda, and the weight step runs
@@ -127,6 +129,14 @@ class HypernetConfig(BilevelConfig):
                                        # from the op weights runs everywhere, one-hot, the gradient straight through:
                                        # the networks the arch step judges are those single-path weight steps train;
                                        # ``ValidSupernet.sampled``)
+    phase1: str = "none"               # before the trade-off phase (seed 004's Algorithm 1, phase 1): "none" | "dearest" (fit
+                                       # the hypernetwork's output at and near lambda = 0 to the dearest valid cell, so the
+                                       # family starts at the unpruned network and larger lambdas walk down from it;
+                                       # ``HyperArchitect.fit_phase1``)
+    phase1_steps: int = 300            # "dearest": Adam steps of the fit (each a hypernetwork forward, no supernet)
+    phase1_confidence: float = 0.6     # "dearest": the target's softmax weight on the dearest cell's op per edge; < 1 so
+                                       # the fitted op weights stay soft and the architecture step still has a gradient
+    phase1_reach: float = 0.1          # "dearest": the fit covers scale positions v in [0, phase1_reach] (ScaleMap)
     eval_bn: str = "batch"             # the recorded val_acc's BatchNorm: "batch" (each batch's own statistics, as the
                                        # search's losses) | "running" (eval mode; its running statistics mix every path the
                                        # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
@@ -172,6 +182,11 @@ class HypernetConfig(BilevelConfig):
             raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform' or 'sandwich', got {self.weight_lambda!r}")
         if self.arch_step not in ("relaxed", "straight-through"):
             raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
+        if self.phase1 not in ("none", "dearest"):
+            raise ValueError(f"phase1 must be 'none' or 'dearest', got {self.phase1!r}")
+        if not (self.phase1_steps >= 1 and 0.5 < self.phase1_confidence < 1 and 0 <= self.phase1_reach <= 1):
+            raise ValueError(f"need phase1_steps >= 1, phase1_confidence in (0.5, 1) and phase1_reach in [0, 1], got "
+                             f"{self.phase1_steps!r}, {self.phase1_confidence!r}, {self.phase1_reach!r}")
         if self.eval_bn not in ("batch", "running"):
             raise ValueError(f"eval_bn must be 'batch' or 'running', got {self.eval_bn!r}")
         if self.sampling not in ("dirichlet", "gumbel"):
@@ -363,6 +378,8 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     hook = HyperArchitect(relaxed, objective, config, steps_per_epoch=per_epoch, seed=seed)
     with Stopwatch() as clock, PeakMemory() as mem:
         history = train(relaxed, data, config.train_config(seed), hooks=hook)
+        if config.phase1 != "none" and not hook.phase1_loss:   # the run ended inside the warm-up, before phase 1
+            hook.fit_phase1()
         if hook.Lambda is None:  # the run ended inside the warm-up: estimate now so the family exists
             val = _cycle(data.val)
             if config.Lambda == "sweep":

@@ -35,7 +35,8 @@ def cmd_search_hypernet(args) -> int:
     budgets = tuple(parse_budget(b) for b in args.budgets.split(",")) if args.budgets else ()
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
-                            weight_lambda=args.weight_lambda, arch_step=args.arch_step, Lambda=args.Lambda)
+                            weight_lambda=args.weight_lambda, arch_step=args.arch_step, phase1=args.phase1,
+                            Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -111,6 +112,11 @@ def register(ssub) -> None:
                    help="the hypernetwork step's forward: relaxed (the softmax mixture of the ops in the searched cell; "
                         "default) or straight-through (a cell drawn from the op weights, one-hot everywhere, the "
                         "gradient straight through: the networks single-path weight steps train)")
+    p.add_argument("--phase1", default="none", choices=["none", "dearest"],
+                   help="seed 004's phase 1, after the weight warm-up and before the trade-off: none (default) or "
+                        "dearest (fit the hypernetwork's architecture at and near lambda = 0 to the dearest valid cell, "
+                        "so the family starts at the unpruned network and larger lambdas walk down from it; pairs with "
+                        "--weight-lambda sandwich, which trains the weights for that cell)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
