@@ -20,7 +20,7 @@ from hilnas.searchers.result import Budget, SearchError
 from hilnas.searchers.train import evaluate
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.hypernet import HypernetConfig, Hypernetwork, ValidSupernet
@@ -191,9 +191,16 @@ class Family(abc.ABC):
         the dense curve had 6 distinct members, while ``for_budget``'s bisection found 8).
         """
         metric = metric or self.primary
-        smap = ScaleMap.of(self.config)
         dense = self.curve(self.grid(self.config.curve_points), weights=weights, metric=metric)
-        w = dense.raw[0].tradeoff.weights
+        scales = self.bisected_scales(dense.raw, lambda a, b: a.genotype != b.genotype)
+        return self.curve(scales, weights=weights, metric=metric)
+
+    def bisected_scales(self, dense: Sequence[Architecture],
+                        differ: Callable[[Architecture, Architecture], bool]) -> list[float]:
+        """The scales of ``dense`` (members at ascending scales, on one ray) and those bisection in the hypernetwork's
+        input (``ScaleMap``), ``bisect_steps`` deep, adds between neighbours that ``differ``; ascending."""
+        smap = ScaleMap.of(self.config)
+        w = dense[0].tradeoff.weights
 
         def position(a: Architecture) -> float:
             return float(smap.encode(torch.tensor(a.tradeoff.scale, dtype=torch.float64), self.Lambda))
@@ -201,16 +208,16 @@ class Family(abc.ABC):
         found: list[float] = []
 
         def split(a: Architecture, b: Architecture, depth: int) -> None:
-            if depth == 0 or a.genotype == b.genotype:
+            if depth == 0 or not differ(a, b):
                 return
             mid = self.architecture(TradeOff(w, self.Lambda * smap.fraction(0.5 * (position(a) + position(b)))))
             found.append(mid.tradeoff.scale)
             split(a, mid, depth - 1)
             split(mid, b, depth - 1)
 
-        for a, b in zip(dense.raw, dense.raw[1:]):
+        for a, b in zip(dense, dense[1:]):
             split(a, b, self.config.bisect_steps)
-        return self.curve(sorted({a.tradeoff.scale for a in dense.raw} | set(found)), weights=weights, metric=metric)
+        return sorted({a.tradeoff.scale for a in dense} | set(found))
 
     def breakpoints(self, points: int | None = None, *, weights: Sequence[float] | None = None,
                     metric: str | None = None) -> list[float]:

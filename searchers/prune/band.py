@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Iterable, Sequence
 import torch
 
 from hilnas.searchers.hypernet.family import Architecture
-from hilnas.searchers.hypernet.tradeoff import ScaleMap
 from hilnas.searchers.prune.score import HeldOutLoss
 from hilnas.searchers.result import Budget
 
@@ -131,26 +130,14 @@ class BandSearch:
         apart (the third session's CIFAR-10 family jumped 23.2 -> 7.5 ms LUT between neighbours). Cached."""
         if metric not in self._scales:
             r = self.result
-            smap = ScaleMap.of(r.config)
             dense = r.architectures(r.grid(r.config.curve_points))
-            found: list[float] = []
 
-            def position(a: Architecture) -> float:
-                return float(smap.encode(torch.tensor(a.tradeoff.scale, dtype=torch.float64), r.Lambda))
-
-            def split(a: Architecture, b: Architecture, depth: int) -> None:
+            def jump(a: Architecture, b: Architecture) -> bool:
                 ca, cb = a.costs[metric], b.costs[metric]
-                if depth == 0 or abs(ca - cb) <= self.gap * max(ca, cb):
-                    return
-                mid = r.architecture(r.Lambda * smap.fraction(0.5 * (position(a) + position(b))))
-                found.append(mid.tradeoff.scale)
-                split(a, mid, depth - 1)
-                split(mid, b, depth - 1)
+                return abs(ca - cb) > self.gap * max(ca, cb)
 
-            if self.gap > 0:
-                for a, b in zip(dense, dense[1:]):
-                    split(a, b, r.config.bisect_steps)
-            self._scales[metric] = sorted({a.tradeoff.scale for a in dense} | set(found))
+            self._scales[metric] = (r.bisected_scales(dense, jump) if self.gap > 0
+                                    else sorted({a.tradeoff.scale for a in dense}))
         return self._scales[metric]
 
     def architecture(self, pattern: GatePattern, lam: float) -> Architecture:
