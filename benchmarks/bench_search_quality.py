@@ -390,7 +390,7 @@ def main() -> None:
     p.add_argument("--devices", default="raspi4,pixel3", help="simulated profiles (default: raspi4,pixel3)")
     p.add_argument("--methods", default=",".join(METHODS), help=f"default: {','.join(METHODS)}")
     p.add_argument("--budgets", type=int, default=5, help="latency budgets per device (default: 5)")
-    p.add_argument("--budget-rule", choices=BUDGET_RULES, default="interior",
+    p.add_argument("--budget-rule", default="interior", metavar="edge|interior",
                    help="move each budget to the nearest one whose band [0.9, 1.0] x budget (edge: the budgets up to "
                         "2026-12-05's fourth session) or whose band shrunk by 1.5 sd of one fresh measurement on "
                         "each side (interior) holds >= 100 cells (default: interior)")
@@ -424,6 +424,9 @@ def main() -> None:
         check_data_dir(args.data_dir)
         methods = [m.strip() for m in args.methods.split(",") if m.strip()]
         unknown = sorted(set(methods) - set(METHODS))
+        if args.budget_rule not in BUDGET_RULES:
+            raise InputError(f"--budget-rule {args.budget_rule}: use --budget-rule interior (the default) or edge "
+                             "(the budgets up to 2026-12-05's fourth session)")
         if args.only_budgets and not args.only_budgets <= set(range(1, args.budgets + 1)):
             raise InputError(f"--only-budgets {','.join(map(str, sorted(args.only_budgets)))}: the budgets are "
                              f"numbered 1..{args.budgets} (--budgets), e.g. --only-budgets 1")
