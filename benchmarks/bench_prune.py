@@ -131,10 +131,17 @@ def main() -> None:
     p.add_argument("--gap", type=float, default=0.0,
                    help="band search: also bisect between neighbouring lambdas whose members differ by more than this "
                         "share of the cost (0: the dense family alone; the fourth session measured 0.05)")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="also fine-tune both networks of every matched pair alike (the same epochs, data order, "
+                        "optimiser and seed: prune.finetune, as `search prune --finetune-epochs`) and report the "
+                        "accuracy after beside the one before (default 0: the un-tuned comparison alone)")
+    p.add_argument("--finetune-lr", type=float, default=0.01, help="the fine-tune's learning rate (the CLI's, 0.01)")
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _s3; keeps the old ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args()
+    if args.finetune_epochs < 0:
+        p.error(f"--finetune-epochs must be >= 0 (0: no fine-tune), got {args.finetune_epochs}")
     logging.basicConfig(level=logging.WARNING)
 
     import torch
@@ -144,6 +151,7 @@ def main() -> None:
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.searchers.prune.finetune import FinetuneConfig, finetune
     from hilnas.searchers.prune.refine import refine
     from hilnas.server.lut.rounds import window_value
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
@@ -202,10 +210,24 @@ def main() -> None:
     def accuracy(pattern) -> float:
         return float(correct(pattern).float().mean())
 
-    def noise(a, b) -> dict:
+    tune = FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed, eval_split="none")
+    tuned_cache: dict = {}
+
+    def tuned_correct(pattern):
+        """``correct`` after the brief fine-tune every network of a matched pair gets alike (``prune.finetune``:
+        from the re-calibrated pruned network, the same epochs, data order, optimiser and seed)."""
+        if pattern not in tuned_cache:
+            from hilnas.searchers.prune.gates import recalibrate
+            m = recalibrate(net.prune(pattern), calib)
+            finetune(m, loaders, tune)
+            with torch.no_grad():
+                tuned_cache[pattern] = torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+        return tuned_cache[pattern]
+
+    def noise(a, b, of=correct) -> dict:
         """Binomial standard errors (points) on the test images: each accuracy's, and the difference's, unpaired
         (independent samples) and paired (the same images: from the images the two networks disagree on)."""
-        ca, cb = correct(a), correct(b)
+        ca, cb = of(a), of(b)
         n = len(ca)
         se = [100 * (p * (1 - p) / n) ** 0.5 for p in (float(ca.float().mean()), float(cb.float().mean()))]
         only_a, only_b = int((ca & ~cb).sum()), int((cb & ~ca).sum())
@@ -224,6 +246,7 @@ def main() -> None:
             "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
+                      "finetune": dataclasses.asdict(tune),
                       "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
@@ -433,6 +456,20 @@ def main() -> None:
                                                       "test_acc": accuracy(ml.genotype),
                                                       "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
                     pairs.append(pair)
+                # both networks of every matched pair fine-tuned alike (outside the run's time; its CPU reported)
+                t0_tune = time.process_time()
+                if args.finetune_epochs:
+                    for (f, _), mm, pair in zip(fixed, matched, pairs):
+                        if mm is None:
+                            continue
+                        g = mm.member.genotype
+                        ta, tb = (float(tuned_correct(x).float().mean()) for x in (g, f.pattern))
+                        pair["finetuned"] = {"epochs": args.finetune_epochs, "member_test_acc": ta, "fixed_test_acc": tb,
+                                             "acc_diff_points": 100 * (ta - tb),
+                                             "noise": noise(g, f.pattern, of=tuned_correct)}
+                        print(f"[{agent}] fine-tuned pair at lambda {f.lam:.3g}: member {ta:.4f} (was "
+                              f"{accuracy(g):.4f}), fixed {tb:.4f} (was {accuracy(f.pattern):.4f})", flush=True)
+                tune_cpu = time.process_time() - t0_tune
                 print(f"[{agent}] pairs: candidates in the LUT band dense / bisected "
                       f"{[(q['candidates_in_lut_band'] or {}).get('dense') for q in pairs]} / "
                       f"{[(q['candidates_in_lut_band'] or {}).get('bisected') for q in pairs]}; SE of a difference "
@@ -444,6 +481,7 @@ def main() -> None:
                 diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
                 diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
                 diffs_ref = [q["refined"]["acc_diff_points"] for q in pairs if "refined" in q]
+                diffs_tuned = [q["finetuned"]["acc_diff_points"] for q in pairs if "finetuned" in q]
                 lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
                 lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
                 fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
@@ -477,6 +515,9 @@ def main() -> None:
                     "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
                     "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
                     "within_1_point_or_better": sum(d >= -1.0 for d in diffs), "family_jumps": family_jumps,
+                    "finetuned": {"epochs": args.finetune_epochs, "acc_diff_points": diffs_tuned,
+                                  "within_1_point_or_better": sum(d >= -1.0 for d in diffs_tuned),
+                                  "cpu_s": tune_cpu} if args.finetune_epochs else None,
                     "lambda0_member": {"pattern": res.architecture(0.0).genotype.bits(),
                                        "val_loss": band.loss(res.architecture(0.0).genotype),
                                        "test_acc": accuracy(res.architecture(0.0).genotype)},
@@ -498,7 +539,9 @@ def main() -> None:
                       f"{len(ratios)} in [0.9, 1.0]; monotone violations "
                       f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
                       f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
-                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
+                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}" + (
+                          f"; fine-tuned alike ({args.finetune_epochs} epochs, {tune_cpu:.0f} s CPU): "
+                          f"{', '.join(f'{d:+.1f}' for d in diffs_tuned)}" if args.finetune_epochs else ""), flush=True)
                 plot(RESULTS / f"prune_{args.dataset}_{agent}{args.suffix}.png", res, per_agent[agent], full_acc)
             except Exception as err:  # noqa: BLE001
                 import traceback
@@ -523,9 +566,15 @@ def plot(path: Path, res, data: dict, full_acc: float) -> None:
     pts = [q for q in data["matched"]]
     a2.plot([q["fixed_measured_ms"] for q in pts], [q["fixed_test_acc"] for q in pts], "x", ms=8,
             label="fixed-lambda prunings")
+    tuned = [q for q in pts if "finetuned" in q]
+    if tuned:
+        a2.plot([q["member_measured_ms"] for q in tuned], [q["finetuned"]["member_test_acc"] for q in tuned], "s",
+                mfc="none", label=f"matched members, fine-tuned ({tuned[0]['finetuned']['epochs']} epochs)")
+        a2.plot([q["fixed_measured_ms"] for q in tuned], [q["finetuned"]["fixed_test_acc"] for q in tuned], "+", ms=9,
+                label="fixed-lambda prunings, fine-tuned alike")
     a2.axhline(full_acc, color="k", lw=0.5, ls=":", label="unpruned")
     a2.set_xlabel("measured latency (ms)")
-    a2.set_ylabel("test accuracy (no fine-tuning)")
+    a2.set_ylabel("test accuracy (lines and x: no fine-tuning)")
     a2.set_title("accuracy vs measured latency", fontsize=9)
     a2.legend(fontsize=7)
     fig.tight_layout()
