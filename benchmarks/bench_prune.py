@@ -5,7 +5,7 @@
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--anchor pinned|learned] [--gap 0]
-                                               [--pretrain-only]
+                                               [--pretrain-only] [--finetune-epochs 0]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -35,12 +35,18 @@ all in-process on loopback:
 4. every network measured afresh on the device (new interleaved windows, not the loop's; the
    statistic ``min`` on the host, ``median`` on the simulated Pi) and its test accuracy
    (pre-trained weights, BatchNorm statistics re-estimated on 20 training batches, no fine-tuning,
-   for members and fixed prunings alike).
+   for members and fixed prunings alike);
+5. with ``--finetune-epochs E``, both networks of every matched pair (step 3's member and the fixed
+   network) also fine-tuned alike, as a user would deploy them (``prune.finetune``, the CLI's
+   ``--finetune-epochs``: E epochs of SGD on all weights from the re-calibrated network, lr
+   ``--finetune-lr``, the same seed and batch order), and their test accuracies after reported beside
+   the ones before (``matched[].finetuned``, with the paired SE). Outside the run's time; its CPU reported.
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
 phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
-matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
+matched measured latency each member within 1 point of a fixed-lambda pruning or better, judged
+without fine-tuning and, with ``--finetune-epochs``, after the same fine-tune on both sides (each
 fixed network against the family's member for the fixed network's measured latency, confirmed on
 the device within [0.95, 1.0] x it, or measured there in the loop; also, as before, the LUT-only band member at the fixed
 network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
