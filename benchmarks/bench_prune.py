@@ -4,7 +4,7 @@
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
-                                               [--anchor pinned|learned] [--gap 0]
+                                               [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
                                                [--pretrain-only] [--finetune-epochs 0]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
@@ -23,7 +23,8 @@ all in-process on loopback:
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
-   is, up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
+   is (with ``--screen S``: the candidates ranked on S held-out batches first and only the
+   ``--finalists`` best on all of them), up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
@@ -124,6 +125,11 @@ def main() -> None:
     p.add_argument("--near-hi", type=float, default=1.04, help="candidates: corrected prediction <= this x budget")
     p.add_argument("--held-out", type=int, default=8,
                    help="held-out validation batches the member choice scores candidates on (default 8)")
+    p.add_argument("--screen", type=int, default=0,
+                   help="member choice: score the candidates on this many held-out batches first, and only the "
+                        "--finalists best of them on all --held-out (prune.confirm; default 0: all on all)")
+    p.add_argument("--finalists", type=int, default=8, help="candidates per budget scored on every held-out batch "
+                   "after the screen (default 8: --tries + --recentre)")
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--pretrain-only", action="store_true",
                    help="pre-train (or find) the cached network and stop (to prepare a later run)")
@@ -253,7 +259,7 @@ def main() -> None:
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
                       "finetune": dataclasses.asdict(tune),
-                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -328,10 +334,12 @@ def main() -> None:
                     band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
-                                                              recentre=args.recentre),
+                                                              recentre=args.recentre, screen=args.screen,
+                                                              finalists=args.finalists),
                                              lut_floor=args.floor)
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
+                    choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
@@ -368,7 +376,8 @@ def main() -> None:
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
                                               DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
                                                                tries=args.tries, fallback=(0.95, 1.0),
-                                                               recentre=args.recentre),
+                                                               recentre=args.recentre, screen=args.screen,
+                                                               finalists=args.finalists),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
@@ -515,7 +524,7 @@ def main() -> None:
                                 "ratios_to_fixed": [q["refined"]["ratio_to_fixed"] for q in pairs if "refined" in q],
                                 "cpu_s": refine_cpu},
                     "measured_reachable_ms": [meas_lo, meas_hi],
-                    "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
+                    "member_choice_cpu_s": band_cpu, "member_choice_block_passes": choice_passes, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
                     "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
                     "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
                     "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
