@@ -4,8 +4,8 @@
                                                [--k 8] [--fixed 8] [--steps 600] [--pretrain-epochs 15]
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
-                                               [--anchor pinned|learned] [--gap 0]
-                                               [--pretrain-only]
+                                               [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
+                                               [--pretrain-only] [--finetune-epochs 0]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -23,7 +23,8 @@ all in-process on loopback:
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
    whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
-   is, up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
+   is (with ``--screen S``: the candidates ranked on S held-out batches first and only the
+   ``--finalists`` best on all of them), up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
@@ -35,12 +36,18 @@ all in-process on loopback:
 4. every network measured afresh on the device (new interleaved windows, not the loop's; the
    statistic ``min`` on the host, ``median`` on the simulated Pi) and its test accuracy
    (pre-trained weights, BatchNorm statistics re-estimated on 20 training batches, no fine-tuning,
-   for members and fixed prunings alike).
+   for members and fixed prunings alike);
+5. with ``--finetune-epochs E``, both networks of every matched pair (step 3's member and the fixed
+   network) also fine-tuned alike, as a user would deploy them (``prune.finetune``, the CLI's
+   ``--finetune-epochs``: E epochs of SGD on all weights from the re-calibrated network, lr
+   ``--finetune-lr``, the same seed and batch order), and their test accuracies after reported beside
+   the ones before (``matched[].finetuned``, with the paired SE). Outside the run's time; its CPU reported.
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
 phase 2 + deriving the K members) <= 1.5x the median fixed-lambda pruning (wall and CPU time); at
-matched measured latency each member within 1 point of a fixed-lambda pruning or better (each
+matched measured latency each member within 1 point of a fixed-lambda pruning or better, judged
+without fine-tuning and, with ``--finetune-epochs``, after the same fine-tune on both sides (each
 fixed network against the family's member for the fixed network's measured latency, confirmed on
 the device within [0.95, 1.0] x it, or measured there in the loop; also, as before, the LUT-only band member at the fixed
 network's LUT sum, scored on 4 held-out batches; and, outside the run's time, the local search
@@ -118,6 +125,11 @@ def main() -> None:
     p.add_argument("--near-hi", type=float, default=1.04, help="candidates: corrected prediction <= this x budget")
     p.add_argument("--held-out", type=int, default=8,
                    help="held-out validation batches the member choice scores candidates on (default 8)")
+    p.add_argument("--screen", type=int, default=0,
+                   help="member choice: score the candidates on this many held-out batches first, and only the "
+                        "--finalists best of them on all --held-out (prune.confirm; default 0: all on all)")
+    p.add_argument("--finalists", type=int, default=8, help="candidates per budget scored on every held-out batch "
+                   "after the screen (default 8: --tries + --recentre)")
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--pretrain-only", action="store_true",
                    help="pre-train (or find) the cached network and stop (to prepare a later run)")
@@ -131,10 +143,17 @@ def main() -> None:
     p.add_argument("--gap", type=float, default=0.0,
                    help="band search: also bisect between neighbouring lambdas whose members differ by more than this "
                         "share of the cost (0: the dense family alone; the fourth session measured 0.05)")
+    p.add_argument("--finetune-epochs", type=int, default=0,
+                   help="also fine-tune both networks of every matched pair alike (the same epochs, data order, "
+                        "optimiser and seed: prune.finetune, as `search prune --finetune-epochs`) and report the "
+                        "accuracy after beside the one before (default 0: the un-tuned comparison alone)")
+    p.add_argument("--finetune-lr", type=float, default=0.01, help="the fine-tune's learning rate (the CLI's, 0.01)")
     p.add_argument("--suffix", default="", help="appended to the result files' names (e.g. _s3; keeps the old ones)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     args = p.parse_args()
+    if args.finetune_epochs < 0:
+        p.error(f"--finetune-epochs must be >= 0 (0: no fine-tune), got {args.finetune_epochs}")
     logging.basicConfig(level=logging.WARNING)
 
     import torch
@@ -144,6 +163,7 @@ def main() -> None:
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.searchers.prune.finetune import FinetuneConfig, finetune
     from hilnas.searchers.prune.refine import refine
     from hilnas.server.lut.rounds import window_value
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
@@ -202,10 +222,24 @@ def main() -> None:
     def accuracy(pattern) -> float:
         return float(correct(pattern).float().mean())
 
-    def noise(a, b) -> dict:
+    tune = FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed, eval_split="none")
+    tuned_cache: dict = {}
+
+    def tuned_correct(pattern):
+        """``correct`` after the brief fine-tune every network of a matched pair gets alike (``prune.finetune``:
+        from the re-calibrated pruned network, the same epochs, data order, optimiser and seed)."""
+        if pattern not in tuned_cache:
+            from hilnas.searchers.prune.gates import recalibrate
+            m = recalibrate(net.prune(pattern), calib)
+            finetune(m, loaders, tune)
+            with torch.no_grad():
+                tuned_cache[pattern] = torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+        return tuned_cache[pattern]
+
+    def noise(a, b, of=correct) -> dict:
         """Binomial standard errors (points) on the test images: each accuracy's, and the difference's, unpaired
         (independent samples) and paired (the same images: from the images the two networks disagree on)."""
-        ca, cb = correct(a), correct(b)
+        ca, cb = of(a), of(b)
         n = len(ca)
         se = [100 * (p * (1 - p) / n) ** 0.5 for p in (float(ca.float().mean()), float(cb.float().mean()))]
         only_a, only_b = int((ca & ~cb).sum()), int((cb & ~ca).sum())
@@ -224,7 +258,8 @@ def main() -> None:
             "setup": {"dataset": args.dataset, "train_images": len(datasets.train), "gate_images": len(datasets.val),
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
-                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "finetune": dataclasses.asdict(tune),
+                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -299,10 +334,12 @@ def main() -> None:
                     band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
-                                                              recentre=args.recentre),
+                                                              recentre=args.recentre, screen=args.screen,
+                                                              finalists=args.finalists),
                                              lut_floor=args.floor)
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
+                    choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
@@ -339,7 +376,8 @@ def main() -> None:
                     matched = [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
                                               DeviceBandConfig(inner=(0.95, 1.0), near=(args.near_lo, args.near_hi),
                                                                tries=args.tries, fallback=(0.95, 1.0),
-                                                               recentre=args.recentre),
+                                                               recentre=args.recentre, screen=args.screen,
+                                                               finalists=args.finalists),
                                               lut_floor=args.floor)[0]
                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                else None for f, _ in fixed]
@@ -433,6 +471,20 @@ def main() -> None:
                                                       "test_acc": accuracy(ml.genotype),
                                                       "acc_diff_points": 100 * (accuracy(ml.genotype) - accuracy(f.pattern))}
                     pairs.append(pair)
+                # both networks of every matched pair fine-tuned alike (outside the run's time; its CPU reported)
+                t0_tune = time.process_time()
+                if args.finetune_epochs:
+                    for (f, _), mm, pair in zip(fixed, matched, pairs):
+                        if mm is None:
+                            continue
+                        g = mm.member.genotype
+                        ta, tb = (float(tuned_correct(x).float().mean()) for x in (g, f.pattern))
+                        pair["finetuned"] = {"epochs": args.finetune_epochs, "member_test_acc": ta, "fixed_test_acc": tb,
+                                             "acc_diff_points": 100 * (ta - tb),
+                                             "noise": noise(g, f.pattern, of=tuned_correct)}
+                        print(f"[{agent}] fine-tuned pair at lambda {f.lam:.3g}: member {ta:.4f} (was "
+                              f"{accuracy(g):.4f}), fixed {tb:.4f} (was {accuracy(f.pattern):.4f})", flush=True)
+                tune_cpu = time.process_time() - t0_tune
                 print(f"[{agent}] pairs: candidates in the LUT band dense / bisected "
                       f"{[(q['candidates_in_lut_band'] or {}).get('dense') for q in pairs]} / "
                       f"{[(q['candidates_in_lut_band'] or {}).get('bisected') for q in pairs]}; SE of a difference "
@@ -444,6 +496,7 @@ def main() -> None:
                 diffs = [q["acc_diff_points"] for q in pairs if "acc_diff_points" in q]
                 diffs_lut = [q["lut_band_4_batches"]["acc_diff_points"] for q in pairs if "lut_band_4_batches" in q]
                 diffs_ref = [q["refined"]["acc_diff_points"] for q in pairs if "refined" in q]
+                diffs_tuned = [q["finetuned"]["acc_diff_points"] for q in pairs if "finetuned" in q]
                 lut_ratios = [r["lut_band"]["ratio"] for r in rows if r["lut_band"]["ratio"] is not None]
                 lut_ms = [r["lut_band"]["measured_ms"] for r in rows]
                 fixed_wall = statistics.median(f.wall_s for f, _ in fixed)
@@ -471,12 +524,15 @@ def main() -> None:
                                 "ratios_to_fixed": [q["refined"]["ratio_to_fixed"] for q in pairs if "refined" in q],
                                 "cpu_s": refine_cpu},
                     "measured_reachable_ms": [meas_lo, meas_hi],
-                    "member_choice_cpu_s": band_cpu, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
+                    "member_choice_cpu_s": band_cpu, "member_choice_block_passes": choice_passes, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
                     "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
                     "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
                     "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
                     "time_ratio_cpu": hyper_cpu / fixed_cpu, "matched": pairs, "acc_diff_points": diffs,
                     "within_1_point_or_better": sum(d >= -1.0 for d in diffs), "family_jumps": family_jumps,
+                    "finetuned": {"epochs": args.finetune_epochs, "acc_diff_points": diffs_tuned,
+                                  "within_1_point_or_better": sum(d >= -1.0 for d in diffs_tuned),
+                                  "cpu_s": tune_cpu} if args.finetune_epochs else None,
                     "lambda0_member": {"pattern": res.architecture(0.0).genotype.bits(),
                                        "val_loss": band.loss(res.architecture(0.0).genotype),
                                        "test_acc": accuracy(res.architecture(0.0).genotype)},
@@ -498,7 +554,9 @@ def main() -> None:
                       f"{len(ratios)} in [0.9, 1.0]; monotone violations "
                       f"{per_agent[agent]['monotone_violations_measured']}; time ratio wall "
                       f"{per_agent[agent]['time_ratio_wall']:.2f}, CPU {per_agent[agent]['time_ratio_cpu']:.2f}; "
-                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}", flush=True)
+                      f"accuracy diffs {', '.join(f'{d:+.1f}' for d in diffs)}" + (
+                          f"; fine-tuned alike ({args.finetune_epochs} epochs, {tune_cpu:.0f} s CPU): "
+                          f"{', '.join(f'{d:+.1f}' for d in diffs_tuned)}" if args.finetune_epochs else ""), flush=True)
                 plot(RESULTS / f"prune_{args.dataset}_{agent}{args.suffix}.png", res, per_agent[agent], full_acc)
             except Exception as err:  # noqa: BLE001
                 import traceback
@@ -523,9 +581,15 @@ def plot(path: Path, res, data: dict, full_acc: float) -> None:
     pts = [q for q in data["matched"]]
     a2.plot([q["fixed_measured_ms"] for q in pts], [q["fixed_test_acc"] for q in pts], "x", ms=8,
             label="fixed-lambda prunings")
+    tuned = [q for q in pts if "finetuned" in q]
+    if tuned:
+        a2.plot([q["member_measured_ms"] for q in tuned], [q["finetuned"]["member_test_acc"] for q in tuned], "s",
+                mfc="none", label=f"matched members, fine-tuned ({tuned[0]['finetuned']['epochs']} epochs)")
+        a2.plot([q["fixed_measured_ms"] for q in tuned], [q["finetuned"]["fixed_test_acc"] for q in tuned], "+", ms=9,
+                label="fixed-lambda prunings, fine-tuned alike")
     a2.axhline(full_acc, color="k", lw=0.5, ls=":", label="unpruned")
     a2.set_xlabel("measured latency (ms)")
-    a2.set_ylabel("test accuracy (no fine-tuning)")
+    a2.set_ylabel("test accuracy (lines and x: no fine-tuning)")
     a2.set_title("accuracy vs measured latency", fontsize=9)
     a2.legend(fontsize=7)
     fig.tight_layout()

@@ -79,9 +79,10 @@ class BandSearch:
         """Held-out cross-entropy of ``pattern`` (cached; ``score.HeldOutLoss``)."""
         return self.scorer(pattern)
 
-    def losses(self, patterns: Iterable[GatePattern]) -> dict[GatePattern, float]:
-        """The held-out losses of several patterns, scored together (shared blocks computed once)."""
-        return self.scorer.losses(patterns)
+    def losses(self, patterns: Iterable[GatePattern], *, batches: int | None = None) -> dict[GatePattern, float]:
+        """The held-out losses of several patterns, scored together (shared blocks computed once); on the first
+        ``batches`` held-out batches only when given (a screen, ``confirm``)."""
+        return self.scorer.losses(patterns, batches=batches)
 
     def candidates(self, lam_lo: float, lam_hi: float) -> dict[GatePattern, tuple[float, str]]:
         """pattern -> (the lambda it came from, "mode" | "sample"), from ``points`` lambdas in [lam_lo, lam_hi]."""

@@ -39,34 +39,42 @@ class HeldOutLoss:
         self.net, self.batches = net, batches
         self._stem: list[torch.Tensor] | None = None
         self._blocks: dict[tuple[int, tuple[bool, ...]], torch.nn.Module] = {}
-        self._loss: dict[GatePattern, float] = {}
+        self._sums: dict[GatePattern, list[float]] = {}   # pattern -> summed cross-entropy on batches 0, 1, ...
+        self._sizes = [len(y) for _, y in batches]
         self.block_passes = 0          # block forwards run (the work the prefixes save shows here)
 
     def __call__(self, pattern: GatePattern) -> float:
         return self.losses([pattern])[pattern]
 
-    def losses(self, patterns: Iterable[GatePattern]) -> dict[GatePattern, float]:
-        """pattern -> held-out cross-entropy (nats), the new ones computed in one pass over the batches."""
+    def losses(self, patterns: Iterable[GatePattern], *, batches: int | None = None) -> dict[GatePattern, float]:
+        """pattern -> held-out cross-entropy (nats) on the first ``batches`` batches (default: all), what is missing
+        computed batch by batch with the patterns run together. A pattern scored on fewer batches before (a screen,
+        ``confirm``) is extended by the batches it lacks: no batch is run twice for a pattern."""
         patterns = list(patterns)
-        new = sorted({p for p in patterns if p not in self._loss}, key=lambda p: p.masks)
-        if new:
-            totals = dict.fromkeys(new, 0.0)
-            n = 0
+        upto = len(self.batches) if batches is None else batches
+        if not 1 <= upto <= len(self.batches):
+            raise ValueError(f"batches must lie in [1, {len(self.batches)}], got {batches}")
+        todo = sorted({p for p in patterns if len(self._sums.get(p, ())) < upto}, key=lambda p: p.masks)
+        if todo:
+            stems = self._stem_outputs()
             with torch.no_grad():
-                for x0, (_, y) in zip(self._stem_outputs(), self.batches):
-                    acts: list[torch.Tensor] = [x0]     # acts[b]: the input of block b for the previous pattern
+                for i in range(min(len(self._sums.get(p, ())) for p in todo), upto):
+                    y = self.batches[i][1]
+                    acts: list[torch.Tensor] = [stems[i]]   # acts[b]: the input of block b for the previous pattern
                     prev: tuple[tuple[bool, ...], ...] = ()
-                    for p in new:
+                    for p in todo:
+                        sums = self._sums.setdefault(p, [])
+                        if len(sums) != i:      # scored on this batch before
+                            continue
                         shared = next((b for b, (m, q) in enumerate(zip(p.masks, prev)) if m != q), len(prev))
                         del acts[shared + 1:]
                         for b in range(shared, len(p.masks)):
                             acts.append(self._block(b, p.masks[b])(acts[b]))
                             self.block_passes += 1
-                        totals[p] += float(F.cross_entropy(self.net.head(acts[-1]), y, reduction="sum"))
+                        sums.append(float(F.cross_entropy(self.net.head(acts[-1]), y, reduction="sum")))
                         prev = p.masks
-                    n += len(y)
-            self._loss.update({p: t / n for p, t in totals.items()})
-        return {p: self._loss[p] for p in patterns}
+        n = sum(self._sizes[:upto])
+        return {p: sum(self._sums[p][:upto]) / n for p in patterns}
 
     def _stem_outputs(self) -> list[torch.Tensor]:
         if self._stem is None:

@@ -139,7 +139,8 @@ def export_step(ctx: RunContext, device: DeviceState, *, config: PruneMethodConf
 
     from hilnas.searchers.cost import FlopsCost, ParamsCost
     from hilnas.searchers.prune.io import load_trained
-    from hilnas.searchers.train import TrainConfig, evaluate, reporting_to, train
+    from hilnas.searchers.prune.finetune import FinetuneConfig, finetune
+    from hilnas.searchers.train import evaluate, reporting_to
     from hilnas.server.client import sha256_hex
     from hilnas.server.run.network_steps import genotype_of, write_model
     from hilnas.server.search.common import export_with_metadata
@@ -155,9 +156,9 @@ def export_step(ctx: RunContext, device: DeviceState, *, config: PruneMethodConf
     tuned = None
     if config.finetune_epochs:
         with ctx.progress.task(label, unit="step") as task, reporting_to(train_reporter(task)):
-            tuned = train(net, loaders, TrainConfig(epochs=config.finetune_epochs, lr=config.finetune_lr, seed=seed,
-                                                    device="cpu", log_every=0,
-                                                    max_batches_per_epoch=config.max_batches_per_epoch)).final_acc
+            tuned = finetune(net, loaders, FinetuneConfig(epochs=config.finetune_epochs, lr=config.finetune_lr,
+                                                          seed=seed,
+                                                          max_batches_per_epoch=config.max_batches_per_epoch)).final_acc
             task.close(f"test accuracy {100 * tuned:.1f}%")
     data = export_with_metadata(net.eval(), space, pattern)
     path = write_model(ctx, name, data)

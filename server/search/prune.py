@@ -405,6 +405,7 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
              latency: CostModel, lut_id: LutId | None, correction: Any, run_id: int, out_dir: Path,
              say: Callable[[str], None]) -> list[PrunedMember]:
     """Export, measure and record each distinct pattern once, lambda ascending."""
+    from hilnas.searchers.prune.finetune import FinetuneConfig, finetune
     from hilnas.searchers.train import evaluate
     from hilnas.server.client import sha256_hex
     from hilnas.server.search.common import export_with_metadata, measured_ms
@@ -420,8 +421,9 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
         test_acc = evaluate(pruned, loaders.test)[1]
         tuned = None
         if config.finetune_epochs:
-            tuned = _finetune(pruned, config, loaders)
-            pruned = pruned.eval()
+            tuned = finetune(pruned, loaders, FinetuneConfig(
+                epochs=config.finetune_epochs, lr=config.finetune_lr, seed=config.seed,
+                max_batches_per_epoch=config.max_batches_per_epoch)).final_acc
         meta_space, genotype = _exported(space, pattern)
         onnx_bytes = export_with_metadata(pruned, meta_space, genotype)
         path = out_dir / f"{name}.onnx"
@@ -447,14 +449,6 @@ def _measure(store: Store, device_key: str, clients: Sequence[AgentClient], conf
         members.append(PrunedMember(name, arch.tradeoff.scale, pattern, dict(arch.costs), predicted, lat,
                                     bench.status.name.lower(), test_acc, tuned, budgets, within, model_id, str(path)))
     return members
-
-
-def _finetune(pruned: Any, config: PruneRunConfig, loaders: Any) -> float:
-    """Train the pruned network briefly on the training split (all its weights); its test accuracy after."""
-    from hilnas.searchers.train import TrainConfig, train
-    return train(pruned, loaders, TrainConfig(
-        epochs=config.finetune_epochs, lr=config.finetune_lr, seed=config.seed, device="cpu", log_every=0,
-        max_batches_per_epoch=config.max_batches_per_epoch)).final_acc
 
 
 # -- outputs ----------------------------------------------------------------------------------------

@@ -487,6 +487,57 @@ def test_held_out_loss_on_pruned_networks_is_the_gated_networks(run, loaders):
         HeldOutLoss(run.net, [])
 
 
+def _random_patterns(n: int, seed: int) -> list[GatePattern]:
+    B, G = len(SPACE.layers()), SPACE.groups
+    gen = torch.Generator().manual_seed(seed)
+    patterns = {GatePattern.full(B, G), GatePattern.empty(B, G)}
+    while len(patterns) < n:
+        patterns.add(GatePattern(tuple(tuple(bool(v) for v in row) for row in (torch.rand(B, G, generator=gen) > 0.4))))
+    return sorted(patterns, key=lambda p: p.bits())
+
+
+def test_a_screened_loss_extended_to_every_batch_is_the_full_loss_and_runs_no_batch_twice(run, loaders):
+    from hilnas.searchers.prune.score import HeldOutLoss
+
+    held = [b for _, b in zip(range(4), loaders.val)]
+    patterns = _random_patterns(10, 5)
+    whole = HeldOutLoss(run.net, held)
+    full = whole.losses(patterns)
+    staged = HeldOutLoss(run.net, held)
+    first = staged.losses(patterns, batches=1)
+    assert first == pytest.approx({p: pattern_loss_accuracy(run.net, run.layout, p, held[:1])[0] for p in patterns},
+                                  rel=1e-5, abs=1e-6)
+    screen_passes = staged.block_passes
+    assert screen_passes < whole.block_passes
+    assert staged.losses(patterns) == pytest.approx(full, rel=1e-6, abs=1e-7)
+    assert staged.block_passes == whole.block_passes        # batch 0 was not run again for any pattern
+    with pytest.raises(ValueError, match="batches must lie in"):
+        staged.losses(patterns, batches=5)
+
+
+def test_the_screen_scores_only_the_finalists_on_every_batch_and_keeps_their_full_loss_order(run, loaders):
+    from hilnas.searchers.prune.confirm import ranked
+
+    held = [b for _, b in zip(range(4), loaders.val)]
+    near = [(p, 0.0, 1.0) for p in _random_patterns(12, 7)]
+    search = BandSearch(run, held)
+    got = ranked(search, near, DeviceBandConfig(screen=1, finalists=4))
+    screened = search.losses([c[0] for c in near], batches=1)   # cached: no new work
+    by_screen = sorted(near, key=lambda c: screened[c[0]])
+    top = {c[0] for c in by_screen[:4]}
+    assert {c[0] for c in got[:4]} == top                       # the finalists are the four best screened
+    assert [search.loss(c[0]) for c in got[:4]] == sorted(search.loss(c[0]) for c in got[:4])
+    assert [c[0] for c in got[4:]] == [c[0] for c in by_screen[4:]]
+    scored_fully = {p for p, sums in search.scorer._sums.items() if len(sums) == len(held)}
+    assert scored_fully == top                                  # the others stayed on the screen's batch
+    # without a screen every candidate is ranked by its loss on every batch
+    plain = ranked(BandSearch(run, held), near, DeviceBandConfig())
+    fresh = BandSearch(run, held)
+    assert [c[0] for c in plain] == sorted((c[0] for c in near), key=fresh.loss)
+    with pytest.raises(ValueError, match="finalists"):
+        DeviceBandConfig(screen=2, finalists=0)
+
+
 def test_refine_descends_the_held_out_loss_within_the_band(run, loaders):
     from hilnas.searchers.prune.refine import neighbours, refine
 

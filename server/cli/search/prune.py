@@ -104,7 +104,8 @@ def register(ssub) -> None:
     p.add_argument("--Lambda", default="sweep", help="upper end of lambda: sweep (default: from the lambda sweep), "
                                                      "theorem (Theorem 1, when it applies), or a number")
     p.add_argument("--finetune-epochs", type=int, default=0, help="fine-tune each pruned network briefly before "
-                                                                  "export (default 0: pre-trained weights)")
+                   "export, every member alike (SGD on all weights, lr 0.01, the same batch order; default 0: "
+                   "pre-trained weights, BatchNorm statistics re-estimated)")
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="share of the training images the gates are trained on")
     p.add_argument("--from-run", type=int, metavar="N",
