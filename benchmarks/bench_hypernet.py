@@ -92,10 +92,12 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform", "sandwich"],
+    p.add_argument("--weight-lambda", default=None,
+                   choices=["drawn", "zero", "uniform", "sandwich", "sandwich-children"],
                    help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
-                        "valid cell's, or the dearest cell's and a uniform one's in turn, the warm-up included "
-                        "(default: HypernetConfig's, drawn)")
+                        "valid cell's, the dearest cell's and a uniform one's in turn (sandwich), or the dearest "
+                        "cell's, a child's of it (k edges redrawn, k in 1..E) and a uniform one's in turn "
+                        "(sandwich-children), the warm-up included (default: HypernetConfig's, drawn)")
     p.add_argument("--Lambda", default=None, type=lambda_arg,
                    help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
                         "number in nats per full cost span (default: HypernetConfig's, sweep)")
