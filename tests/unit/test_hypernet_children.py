@@ -10,23 +10,12 @@ import pytest
 import torch
 
 from hilnas.searchers.cost import ParamsCost
-from hilnas.searchers.hypernet import (HyperArchitect, HypernetConfig, Hypernetwork, Objective, RelaxedSupernet,
-                                       ValidSupernet, arch_layout)
+from hilnas.searchers.hypernet import HypernetConfig
 from hilnas.searchers.hypernet.bound import _ONE_HOT, cost_span, is_valid, one_hot_arch
 from hilnas.searchers.hypernet.children import child, distance, edge_ops
-from testmodels import tiny_space
+from testmodels import hyper_architect, tiny_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _hook(space, config: HypernetConfig) -> HyperArchitect:
-    torch.manual_seed(0)
-    objective = Objective(space, ParamsCost(), None, None, kappa=0.0, kappa_energy=0.0)
-    supernet = ValidSupernet(space, config.options)
-    layout = arch_layout(supernet)
-    init = {n: p for n, p in supernet.named_parameters() if n in layout}
-    hypernet = Hypernetwork(len(objective.ops), layout, config.hidden, init=init)
-    return HyperArchitect(RelaxedSupernet(supernet, hypernet), objective, config, steps_per_epoch=4, seed=0)
 
 
 @pytest.mark.parametrize("kind", ["nb201", "darts"])
@@ -48,7 +37,7 @@ def test_a_child_at_k_is_a_valid_cell_exactly_k_edges_from_its_parent(kind):
 def test_the_weight_steps_run_the_dearest_a_child_and_a_uniform_cell_in_turn_one_path_each(kind):
     """Over a run the children's distances from the dearest cover 1..E; each step is one one-hot cell, as before."""
     space = tiny_space(kind)
-    hook = _hook(space, HypernetConfig(weight_lambda="sandwich-children", Lambda=1.0))
+    hook = hyper_architect(space, HypernetConfig(weight_lambda="sandwich-children", Lambda=1.0))
     dear = cost_span(space, ParamsCost()).dearest
     E = len(edge_ops(space, dear))
     dear_arch = one_hot_arch(hook.supernet, dear)
