@@ -239,7 +239,8 @@ class HyperArchitect(TrainHooks):
     def weight_path(self, step: int) -> dict[str, torch.Tensor] | None:
         """The one-hot cell the weight step at ``step`` runs, or None for the hypernetwork's architecture.
 
-        "uniform": a uniformly drawn valid cell every step. "sandwich": the dearest valid cell (by the complexity
+        "uniform": a uniformly drawn valid cell every step. "sandwich-children": the dearest cell, a child of it
+        (``child_path``) and a uniform cell, in turn. "sandwich": the dearest valid cell (by the complexity
         Reg) on even steps and a uniform one on odd steps: BigNAS's sandwich rule with its largest child, one path
         per step so a step costs as before. Why: on the full-size NB201 after 8 epochs the shared weights fit the
         cheap cells no worse than the dear ones (every probed cell within 0.1 nats), so lambda = 0 derived a cheap
