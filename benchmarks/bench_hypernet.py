@@ -92,10 +92,12 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None, choices=["drawn", "zero", "uniform", "sandwich"],
+    p.add_argument("--weight-lambda", default=None,
+                   choices=["drawn", "zero", "uniform", "sandwich", "sandwich-children"],
                    help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
-                        "valid cell's, or the dearest cell's and a uniform one's in turn, the warm-up included "
-                        "(default: HypernetConfig's, drawn)")
+                        "valid cell's, the dearest cell's and a uniform one's in turn (sandwich), or the dearest "
+                        "cell's, a child's of it (k edges redrawn, k in 1..E) and a uniform one's in turn "
+                        "(sandwich-children), the warm-up included (default: HypernetConfig's, drawn)")
     p.add_argument("--Lambda", default=None, type=lambda_arg,
                    help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
                         "number in nats per full cost span (default: HypernetConfig's, sweep)")
@@ -412,7 +414,7 @@ def family_benchmark(args) -> None:
                 other_grid = other.curve(other.grid(args.grid), metric="latency_ms")
                 span = cost_span(space, latency)
                 front = shared_weight_front(res, space, latency, span, loaders.val, [*grid.raw, *spread, *changes.points],
-                                            samples=args.front_samples, seed=args.seed)
+                                            samples=args.front_samples, seed=args.seed, members=changes.points)
                 measured = {}
                 for a in [*grid.raw, *spread, *changes.points]:
                     if a.genotype not in measured:
@@ -502,30 +504,72 @@ def family_benchmark(args) -> None:
           f"costs {front['best_ms']:.3f} ms (loss {front['best_loss']:.3f}; the dearest cell {front['dearest_loss']:.3f}, "
           f"the lambda = 0 member {front['lambda0_loss']:.3f}); a family of networks on the accuracy/latency front "
           f"spans at most {front['front_share']:.2f}")
+    print(f"  accuracy gradient: the family's distinct members' loss vs latency, rank correlation "
+          f"{front['members_rank_corr']} (negative: dearer fits better); children of the dearest cell, mean loss by "
+          f"edges redrawn: " + ", ".join(f"{k}: {v:.3f}" for k, v in front["children_mean_loss"].items()))
     print(f"  {other_name} derivation of the same run: {len({a.genotype for a in other_grid.raw})}/{args.grid} distinct, "
           f"span {(max(other_raw) - min(other_raw)) / (reach[1] - reach[0]):.2f}")
 
 
-def shared_weight_front(res, space, latency, span, val, family, *, samples: int, seed: int) -> dict:
+def shared_weight_front(res, space, latency, span, val, family, *, samples: int, seed: int, members=()) -> dict:
     """Where the trained supernet's own accuracy/latency front lies: the loss with the shared weights (as the search
     and Theorem 1 judge networks) of the cheapest and dearest valid cells, ``samples`` random valid ones and the
     family's members. A family of networks that trade accuracy for latency can span at most from the lowest-loss
-    network's latency down to the cheapest: a dearer network with a higher loss is dominated."""
+    network's latency down to the cheapest: a dearer network with a higher loss is dominated.
+
+    The accuracy gradient along the span: the distinct ``members`` (the family at its changes) with their losses and
+    the rank correlation of loss with latency among them (negative: the dearer members fit better), and the mean
+    loss of 3 children of the dearest cell at each distance k = 1..E (``children.child``): whether the loss falls
+    gradually toward the dear end or the dearest cell is an isolated optimum."""
     import itertools
+    import random
 
     from hilnas.searchers.hypernet.bound import genotype_loss, probe_genotypes
+    from hilnas.searchers.hypernet.children import child, edge_ops
 
     batches = list(itertools.islice(val, 8))
-    nets = list(dict.fromkeys([*probe_genotypes(space, span, samples, seed=seed + 100), *(a.genotype for a in family)]))
+    rng = random.Random(seed + 200)
+    E = len(edge_ops(space, span.dearest))
+    kids = {k: [child(space, span.dearest, k, rng) for _ in range(3)] for k in range(1, E + 1)}
+    nets = list(dict.fromkeys([*probe_genotypes(space, span, samples, seed=seed + 100), *(a.genotype for a in family),
+                               *(g for gs in kids.values() for g in gs)]))
     rows = [(latency.genotype_cost(space, g), genotype_loss(res.supernet, g, batches)) for g in nets]
     best_ms, best_loss = min(rows, key=lambda r: r[1])
     lo, hi = span.cheapest_cost, span.dearest_cost
     loss_of = dict(zip(nets, (r[1] for r in rows)))
+    first = {}   # each distinct member at its smallest scale
+    for a in members:
+        first.setdefault(a.genotype, a)
+    member_rows = [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"], "loss": loss_of[a.genotype]}
+                   for a in first.values()]
     return {"networks": len(nets), "images": sum(len(y) for _, y in batches), "best_ms": best_ms, "best_loss": best_loss,
             "cheapest_loss": loss_of[span.cheapest], "dearest_loss": loss_of[span.dearest],
             "lambda0_loss": loss_of[family[0].genotype], "lambda0_ms": family[0].costs["latency_ms"],
             "front_share": (best_ms - lo) / (hi - lo),
-            "rows": [{"lut_ms": ms, "loss": loss} for ms, loss in rows]}
+            "rows": [{"lut_ms": ms, "loss": loss} for ms, loss in rows],
+            "members": member_rows, "members_rank_corr": rank_corr([r["lut_ms"] for r in member_rows],
+                                                                   [r["loss"] for r in member_rows]),
+            "children_mean_loss": {k: statistics.fmean(loss_of[g] for g in gs) for k, gs in kids.items()},
+            "children_mean_ms": {k: statistics.fmean(latency.genotype_cost(space, g) for g in gs)
+                                 for k, gs in kids.items()}}
+
+
+def rank_corr(x: list[float], y: list[float]) -> float | None:
+    """Spearman's rank correlation (ties by their order; None below 3 points or with a constant side)."""
+    if len(x) < 3:
+        return None
+
+    def ranks(v):
+        order = sorted(range(len(v)), key=v.__getitem__)
+        r = [0] * len(v)
+        for i, j in enumerate(order):
+            r[j] = i
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if len(set(x)) < 2 or len(set(y)) < 2:
+        return None
+    return statistics.correlation(rx, ry)
 
 
 if __name__ == "__main__":

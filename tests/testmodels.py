@@ -115,3 +115,21 @@ def tiny_space(name: str):
     from hilnas.searchers.spaces import create_space
 
     return create_space(name, **TINY_LAYOUT[name], **TINY_SHAPE)
+
+
+def hyper_architect(space, config):
+    """The hypernetwork search's training hook on ``space`` (params Reg, no kappa terms), built as ``search`` does,
+    without training: for tests of its parts (phase 1, the weight steps' cells)."""
+    import torch
+
+    from hilnas.searchers.cost import ParamsCost
+    from hilnas.searchers.hypernet import (HyperArchitect, Hypernetwork, Objective, RelaxedSupernet, ValidSupernet,
+                                           arch_layout)
+
+    torch.manual_seed(0)
+    objective = Objective(space, ParamsCost(), None, None, kappa=0.0, kappa_energy=0.0)
+    supernet = ValidSupernet(space, config.options)
+    layout = arch_layout(supernet)
+    init = {n: p for n, p in supernet.named_parameters() if n in layout}
+    hypernet = Hypernetwork(len(objective.ops), layout, config.hidden, init=init)
+    return HyperArchitect(RelaxedSupernet(supernet, hypernet), objective, config, steps_per_epoch=4, seed=0)

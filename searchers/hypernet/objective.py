@@ -20,6 +20,7 @@ from torch import nn
 from hilnas.searchers.cost import CostModel, CostTables, expected_cost
 from hilnas.searchers.hypernet.bound import (BoundEstimate, CostSpan, cost_span, estimate_from_supernet, is_valid,
                                              one_hot_arch)
+from hilnas.searchers.hypernet.children import child, edge_ops
 from hilnas.searchers.hypernet.derive import derive
 from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
@@ -130,6 +131,7 @@ class HyperArchitect(TrainHooks):
         self.path_rng = random.Random(seed + 2)   # "uniform": the weight steps' cells
         self.arch_rng = torch.Generator().manual_seed(seed + 3)   # "straight-through": the arch step's cells
         self.path_counts: dict[str, int] = {}     # "uniform"/"sandwich": op -> edges it was on over the weight steps' cells
+        self.child_distances: dict[int, int] = {}  # "sandwich-children": edges redrawn -> children trained with that many
         self.epoch_val: list[Batch] = []           # config.epoch_val_batches fixed val batches, drawn at the first step
         self.epoch_val_acc: list[float] = []       # accuracy at lambda = 0 on them after each epoch
         self._dearest = None                       # "sandwich", phase 1: the dearest valid genotype (by Reg), found once
@@ -237,7 +239,8 @@ class HyperArchitect(TrainHooks):
     def weight_path(self, step: int) -> dict[str, torch.Tensor] | None:
         """The one-hot cell the weight step at ``step`` runs, or None for the hypernetwork's architecture.
 
-        "uniform": a uniformly drawn valid cell every step. "sandwich": the dearest valid cell (by the complexity
+        "uniform": a uniformly drawn valid cell every step. "sandwich-children": the dearest cell, a child of it
+        (``child_path``) and a uniform cell, in turn. "sandwich": the dearest valid cell (by the complexity
         Reg) on even steps and a uniform one on odd steps: BigNAS's sandwich rule with its largest child, one path
         per step so a step costs as before. Why: on the full-size NB201 after 8 epochs the shared weights fit the
         cheap cells no worse than the dear ones (every probed cell within 0.1 nats), so lambda = 0 derived a cheap
@@ -245,11 +248,28 @@ class HyperArchitect(TrainHooks):
         weights serve first (seed 004's pre-trained network), and the uniform half keeps every other cell usable.
         """
         mode = self.config.weight_lambda
+        if mode == "sandwich-children":   # the dearest cell, a child of it, a uniform cell, in turn
+            phase = step % 3
+            return self._one_hot(self.dearest()) if phase == 0 else self.child_path() if phase == 1 \
+                else self.uniform_path()
         if mode == "uniform" or (mode == "sandwich" and step % 2):
             return self.uniform_path()
         if mode == "sandwich":
             return self._one_hot(self.dearest())
         return None
+
+    def child_path(self) -> dict[str, torch.Tensor]:
+        """The dearest cell with k edges' ops redrawn, k uniform in 1..E (``children.child``), as a one-hot
+        architecture for one weight step; k is counted in ``child_distances``.
+
+        Why ("sandwich-children"): with "sandwich" the dearest cell was an isolated optimum on the full-size NB201
+        (cells one edge from it fit no better than cheap ones), so the family's dear members were not its better
+        ones; children at every distance from the dearest give the cells between the two ends weight steps too.
+        """
+        space = self.supernet.space
+        k = self.path_rng.randint(1, len(edge_ops(space, self.dearest())))
+        self.child_distances[k] = self.child_distances.get(k, 0) + 1
+        return self._one_hot(child(space, self.dearest(), k, self.path_rng))
 
     def _arch_weights(self) -> list[torch.Tensor]:
         """The op weights, and the edge weights when edges are normalised (else they are not the architecture's)."""

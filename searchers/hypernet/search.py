@@ -91,6 +91,10 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces import SearchSpace
 
 
+# the weight step's architecture (``HypernetConfig.weight_lambda``), also the CLI's and the benchmark's choices
+WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
+
+
 @dataclass(frozen=True, kw_only=True)
 class HypernetConfig(BilevelConfig):
     """The hypernetwork search: the shared supernet settings, plus the trade-off and its sampling.
@@ -121,7 +125,11 @@ class HypernetConfig(BilevelConfig):
                                        # single path, so no cell is trained more because the family or the init picks
                                        # it; ``HyperArchitect.uniform_path``) | "sandwich" (the dearest valid cell on even
                                        # steps, a uniform one on odd: the weights serve the dear end first, as seed 004's
-                                       # pre-trained network; ``HyperArchitect.weight_path``)
+                                       # pre-trained network; ``HyperArchitect.weight_path``) | "sandwich-children"
+                                       # (the dearest cell, a child of it with k of its E edges' ops redrawn, k uniform
+                                       # in 1..E, and a uniform cell, in turn: BigNAS's sandwich with intermediate
+                                       # children, so cells at every distance from the dearest are trained and the
+                                       # loss can fall gradually toward the dear end; ``HyperArchitect.child_path``)
     epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
                                        # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
     arch_step: str = "relaxed"         # the architecture step's forward: "relaxed" (the softmax mixture in the searched
@@ -178,8 +186,9 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
-        if self.weight_lambda not in ("drawn", "zero", "uniform", "sandwich"):
-            raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform' or 'sandwich', got {self.weight_lambda!r}")
+        if self.weight_lambda not in WEIGHT_LAMBDAS:
+            raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform', 'sandwich' or 'sandwich-children', got "
+                             f"{self.weight_lambda!r}")
         if self.arch_step not in ("relaxed", "straight-through"):
             raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
         if self.phase1 not in ("none", "dearest"):
@@ -408,4 +417,4 @@ __all__ = ["arch_layout", "arch_weights", "Architecture", "BudgetRangeError", "c
            "count_violations", "derive", "HyperArchitect", "HypernetConfig", "HypernetResult",
            "Hypernetwork", "isotonic", "match_expected_cost", "Objective", "parse_direction",
            "RelaxedSupernet", "ScaleMap", "search", "TradeOff", "TradeOffCurve", "TradeOffError",
-           "valid_genotype", "ValidSupernet"]
+           "valid_genotype", "ValidSupernet", "WEIGHT_LAMBDAS"]

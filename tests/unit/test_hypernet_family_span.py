@@ -196,8 +196,8 @@ def test_sandwich_weight_steps_run_the_dearest_cell_every_other_step(derived_cel
     assert len(set(odd)) > 0.8 * len(odd)
 
 
-def test_an_unknown_weight_lambda_names_the_four_choices():
-    with pytest.raises(ValueError, match="'drawn', 'zero', 'uniform' or 'sandwich'"):
+def test_an_unknown_weight_lambda_names_the_choices():
+    with pytest.raises(ValueError, match="'drawn', 'zero', 'uniform', 'sandwich' or 'sandwich-children'"):
         HypernetConfig(weight_lambda="fair")
 
 

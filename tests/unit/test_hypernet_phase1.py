@@ -13,25 +13,14 @@ import torch
 
 from hilnas.searchers.cost import ParamsCost
 from hilnas.searchers.data import DatasetConfig, loaders_for
-from hilnas.searchers.hypernet import (HyperArchitect, HypernetConfig, Hypernetwork, Objective, RelaxedSupernet,
-                                       ScaleMap, TradeOff, ValidSupernet, arch_layout, center, derive, search)
+from hilnas.searchers.hypernet import HyperArchitect, HypernetConfig, ScaleMap, TradeOff, center, derive, search
 from hilnas.searchers.hypernet.bound import cost_span
-from testmodels import tiny_space
+from testmodels import hyper_architect, tiny_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_classes=4, synthetic_train=192,
                      synthetic_test=32, val_fraction=0.5, batch_size=16)
-
-
-def _hook(space, config: HypernetConfig) -> HyperArchitect:
-    torch.manual_seed(0)
-    objective = Objective(space, ParamsCost(), None, None, kappa=0.0, kappa_energy=0.0)
-    supernet = ValidSupernet(space, config.options)
-    layout = arch_layout(supernet)
-    init = {n: p for n, p in supernet.named_parameters() if n in layout}
-    hypernet = Hypernetwork(len(objective.ops), layout, config.hidden, init=init)
-    return HyperArchitect(RelaxedSupernet(supernet, hypernet), objective, config, steps_per_epoch=4, seed=0)
 
 
 def _derived(hook: HyperArchitect, scale: float = 0.0, Lambda: float = 1.0):
@@ -43,7 +32,7 @@ def _derived(hook: HyperArchitect, scale: float = 0.0, Lambda: float = 1.0):
 def test_after_phase_1_lambda_zero_derives_the_dearest_cell_and_not_before(kind):
     space = tiny_space(kind)
     config = HypernetConfig(phase1="dearest", Lambda=1.0)
-    hook = _hook(space, config)
+    hook = hyper_architect(space, config)
     dear = cost_span(space, ParamsCost()).dearest
     assert _derived(hook) != dear             # the near-uniform init derives some other cell
     hook.fit_phase1()

@@ -101,13 +101,16 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=["drawn", "zero", "uniform", "sandwich"],
+    p.add_argument("--weight-lambda", default="drawn",
+                   choices=["drawn", "zero", "uniform", "sandwich", "sandwich-children"],
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
                         "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
                         "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
                         "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another) "
                         "or sandwich (the dearest valid cell on every other step, a uniform one between: the weights "
-                        "serve the dear end first)")
+                        "serve the dear end first) or sandwich-children (the dearest cell, a child of it with k of "
+                        "its E edges redrawn, k in 1..E, and a uniform cell in turn: the cells between the two ends "
+                        "are trained too)")
     p.add_argument("--arch-step", default="relaxed", choices=["relaxed", "straight-through"],
                    help="the hypernetwork step's forward: relaxed (the softmax mixture of the ops in the searched cell; "
                         "default) or straight-through (a cell drawn from the op weights, one-hot everywhere, the "
