@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import warm_torch, write  # noqa: E402
 
-from hilnas.server.cli.search.hypernet import lambda_arg  # noqa: E402
+from hilnas.server.cli.search.hypernet import WEIGHT_LAMBDAS, lambda_arg  # noqa: E402
 
 
 def main() -> None:
@@ -92,8 +92,7 @@ def main() -> None:
     p.add_argument("--zero-fraction", type=float, default=None,
                    help="--family: share of lambda draws at 0, anchoring the accuracy-first end (default: "
                         "HypernetConfig's, 0)")
-    p.add_argument("--weight-lambda", default=None,
-                   choices=["drawn", "zero", "uniform", "sandwich", "sandwich-children"],
+    p.add_argument("--weight-lambda", default=None, choices=WEIGHT_LAMBDAS,
                    help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
                         "valid cell's, the dearest cell's and a uniform one's in turn (sandwich), or the dearest "
                         "cell's, a child's of it (k edges redrawn, k in 1..E) and a uniform one's in turn "

@@ -208,15 +208,19 @@ def main() -> None:
         return
     config = PruneConfig(steps=args.steps, phase2_pass=args.phase2_pass, anchor=args.anchor)
 
+    from hilnas.searchers.prune.gates import recalibrate
+
+    def right(m) -> torch.Tensor:
+        """Which test images the network ``m`` classifies right (the test loader does not shuffle)."""
+        with torch.no_grad():
+            return torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+
     correct_cache: dict = {}
 
     def correct(pattern):
-        """Which test images the pruned network ``pattern`` classifies right (the test loader does not shuffle)."""
-        from hilnas.searchers.prune.gates import recalibrate
+        """``right`` for the pruned network ``pattern``, its BatchNorm statistics re-estimated."""
         if pattern not in correct_cache:
-            m = recalibrate(net.prune(pattern), calib)
-            with torch.no_grad():
-                correct_cache[pattern] = torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+            correct_cache[pattern] = right(recalibrate(net.prune(pattern), calib))
         return correct_cache[pattern]
 
     def accuracy(pattern) -> float:
@@ -229,11 +233,9 @@ def main() -> None:
         """``correct`` after the brief fine-tune every network of a matched pair gets alike (``prune.finetune``:
         from the re-calibrated pruned network, the same epochs, data order, optimiser and seed)."""
         if pattern not in tuned_cache:
-            from hilnas.searchers.prune.gates import recalibrate
             m = recalibrate(net.prune(pattern), calib)
             finetune(m, loaders, tune)
-            with torch.no_grad():
-                tuned_cache[pattern] = torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
+            tuned_cache[pattern] = right(m)
         return tuned_cache[pattern]
 
     def noise(a, b, of=correct) -> dict:

@@ -91,7 +91,8 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces import SearchSpace
 
 
-# the weight step's architecture (``HypernetConfig.weight_lambda``), also the CLI's and the benchmark's choices
+# the weight step's architecture (``HypernetConfig.weight_lambda``); the CLI and the benchmark offer the same choices
+# (``server.cli.search.hypernet.WEIGHT_LAMBDAS``, held equal by a test)
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
 
 

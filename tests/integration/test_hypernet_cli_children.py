@@ -22,3 +22,10 @@ def test_sandwich_children_reaches_the_config_and_a_bad_value_names_it(tmp_path,
     with pytest.raises(SystemExit) as bad:
         main([*argv, "--weight-lambda", "children"])
     assert bad.value.code == 2 and "'sandwich-children'" in capsys.readouterr().err
+
+
+def test_the_cli_offers_exactly_the_configs_weight_rules():
+    from hilnas.searchers.hypernet.search import WEIGHT_LAMBDAS
+    from hilnas.server.cli.search import hypernet as cli
+
+    assert cli.WEIGHT_LAMBDAS == WEIGHT_LAMBDAS

@@ -75,6 +75,11 @@ def cmd_search_hypernet(args) -> int:
     return 0 if not report.failed_budgets else 1
 
 
+# HypernetConfig.weight_lambda's values (``searchers.hypernet.search.WEIGHT_LAMBDAS``, held equal by a test): written
+# here too so that parsing the flags does not import torch
+WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
+
+
 def register(ssub) -> None:
     p = add(ssub, "hypernet", cmd_search_hypernet,
             "DARTS-CC with hardware control: one training run of a hypernetwork alpha(lambda) yields a whole "
@@ -101,8 +106,7 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn",
-                   choices=["drawn", "zero", "uniform", "sandwich", "sandwich-children"],
+    p.add_argument("--weight-lambda", default="drawn", choices=WEIGHT_LAMBDAS,
                    help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
                         "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
                         "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
