@@ -115,6 +115,9 @@ def main() -> None:
     p.add_argument("--phase1", default=None, choices=["none", "dearest"],
                    help="--family: seed 004's phase 1 before the trade-off: none, or dearest (fit the hypernetwork's "
                         "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, none)")
+    p.add_argument("--anchor", default=None, choices=["none", "pinned"],
+                   help="--family: after phase 1, none, or pinned (lambda = 0's architecture held at phase 1's fit, the "
+                        "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, none)")
     p.add_argument("--epoch-val-batches", type=int, default=8,
                    help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
                         "every epoch (default 8; 0 = not measured)")
@@ -336,7 +339,7 @@ def main() -> None:
 
 
 _CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
-                 "Lambda", "arch_step", "phase1")
+                 "Lambda", "arch_step", "phase1", "anchor")
 
 
 
@@ -446,6 +449,7 @@ def family_benchmark(args) -> None:
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
                   "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step, "phase1": cfg.phase1,
+                  "anchor": cfg.anchor,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},

@@ -66,6 +66,7 @@ from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_
                           read_accuracy)
 
 from hilnas.server.cli.search.dca import DEVICE_OPTIONS, add_device_options  # noqa: E402  (no torch)
+from hilnas.server.cli.search.hypernet import hypernet_options  # noqa: E402  (torch only when called)
 
 METHODS = ("dca", "pcdarts", "penalty", "random", "hypernet")
 BAND = (0.9, 1.0)
@@ -182,8 +183,8 @@ def _hypernet_job(job: dict) -> dict:
 
     args = _W["args"]
     common = _supernet_settings(args)
-    cfg = hypernet.HypernetConfig(epochs=common["epochs"], options=common["options"],
-                                  eval_batches=common["eval_batches"])
+    cfg = hypernet.HypernetConfig(**{"epochs": common["epochs"], "options": common["options"],
+                                     "eval_batches": common["eval_batches"], **args["hypernet_opt"]})
     res = hypernet.search(_W["proxy"], _W["costs"][job["device"]], cfg, seed=job["seed"], data=_W["loaders"])
     members = {}
     for b in job["budgets"]:
@@ -195,7 +196,8 @@ def _hypernet_job(job: dict) -> dict:
     curve = res.curve(res.grid(cfg.curve_points))
     return {"members": members, "family": [a.genotype.arch_str for a in curve.points],
             "family_predicted_ms": [a.costs["latency_ms"] for a in curve.points], "reachable_predicted_ms":
-            list(curve.range), "Lambda": res.Lambda, "val_acc": res.val_acc, "wall_s": res.wall_s}
+            list(curve.range), "Lambda": res.Lambda, "val_acc": res.val_acc, "wall_s": res.wall_s,
+            "hypernet_options": args["hypernet_opt"]}
 
 
 # -- the main side ----------------------------------------------------------------------------------
@@ -418,7 +420,15 @@ def main() -> None:
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
+    p.add_argument("--hypernet-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="hypernet: a HypernetConfig setting, repeatable (e.g. --hypernet-opt phase1=dearest "
+                        "--hypernet-opt anchor=pinned; default: the config's defaults)")
     args = p.parse_args()
+    try:   # checked before anything runs, as the other inputs
+        args.hypernet_opt = hypernet_options(args.hypernet_opt)
+    except ValueError as err:
+        print(f"bench_search_quality: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     try:
         read_accuracy(args.accuracy_table)   # bad inputs first, before any search or agent starts
         check_data_dir(args.data_dir)
@@ -475,7 +485,7 @@ def run(args, methods: list[str]) -> None:
     seeds = list(range(args.seeds))
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
                                                  "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
-                                                 *DEVICE_OPTIONS, "penalty_weight")}
+                                                 *DEVICE_OPTIONS, "penalty_weight", "hypernet_opt")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}
 

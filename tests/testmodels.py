@@ -117,19 +117,21 @@ def tiny_space(name: str):
     return create_space(name, **TINY_LAYOUT[name], **TINY_SHAPE)
 
 
-def hyper_architect(space, config):
-    """The hypernetwork search's training hook on ``space`` (params Reg, no kappa terms), built as ``search`` does,
-    without training: for tests of its parts (phase 1, the weight steps' cells)."""
+def hyper_architect(space, config, latency=None):
+    """The hypernetwork search's training hook on ``space`` (params Reg; no kappa terms unless a ``latency`` cost
+    model is given, then ``config.kappa`` of it), built as ``search`` does, without training: for tests of its parts
+    (phase 1, the weight steps' cells, the anchor)."""
     import torch
 
     from hilnas.searchers.cost import ParamsCost
-    from hilnas.searchers.hypernet import (HyperArchitect, Hypernetwork, Objective, RelaxedSupernet, ValidSupernet,
-                                           arch_layout)
+    from hilnas.searchers.hypernet import (HyperArchitect, Objective, RelaxedSupernet, ValidSupernet, arch_layout,
+                                           new_hypernetwork)
 
     torch.manual_seed(0)
-    objective = Objective(space, ParamsCost(), None, None, kappa=0.0, kappa_energy=0.0)
+    objective = Objective(space, ParamsCost(), latency, None, kappa=config.kappa if latency else 0.0, kappa_energy=0.0,
+                          kappa_scaling=config.kappa_scaling)
     supernet = ValidSupernet(space, config.options)
     layout = arch_layout(supernet)
     init = {n: p for n, p in supernet.named_parameters() if n in layout}
-    hypernet = Hypernetwork(len(objective.ops), layout, config.hidden, init=init)
+    hypernet = new_hypernetwork(len(objective.ops), layout, config, init=init)
     return HyperArchitect(RelaxedSupernet(supernet, hypernet), objective, config, steps_per_epoch=4, seed=0)

@@ -84,7 +84,7 @@ def derive(supernet: ValidSupernet, hypernet: Hypernetwork, tradeoff: TradeOff, 
 
     ``match``: (cost model, band) to derive with ``match_expected_cost``; None = ``valid_genotype``.
     """
-    c = torch.tensor(tradeoff.coefficients(), dtype=torch.float32, device=hypernet.head.bias.device)
+    c = torch.tensor(tradeoff.coefficients(), dtype=torch.float32, device=hypernet.device)
     x = smap.encode(c, Lambda)
     with torch.no_grad():
         op_w, edge_w = arch_weights(supernet, hypernet(x))

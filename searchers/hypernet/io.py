@@ -121,7 +121,7 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
     """Rebuild the ``HypernetResult`` saved in ``folder`` for ``space`` with the given cost models."""
     import torch
 
-    from hilnas.searchers.hypernet import HypernetResult, Hypernetwork, ValidSupernet, arch_layout
+    from hilnas.searchers.hypernet import HypernetResult, ValidSupernet, arch_layout, new_hypernetwork
     from hilnas.searchers.hypernet.objective import checked_cost_models, coefficient_ops
 
     folder = Path(folder)
@@ -135,7 +135,7 @@ def load_trained(folder: Path | str, space: SearchSpace, cost_model: CostModel, 
     if list(ops) != list(meta.get("ops", [])):
         raise TrainedFileError(f"{folder}: saved op types {meta.get('ops')} differ from the space's {list(ops)}")
     supernet = ValidSupernet(space, config.options)
-    hypernet = Hypernetwork(len(ops), arch_layout(supernet), config.hidden)
+    hypernet = new_hypernetwork(len(ops), arch_layout(supernet), config)   # "pinned": the state dict holds the pin
     load_weights(folder / WEIGHTS_NAME, supernet=supernet, hypernet=hypernet)
     supernet.eval()
     hypernet.eval()

@@ -137,7 +137,7 @@ class HyperArchitect(TrainHooks):
         self._dearest = None                       # "sandwich", phase 1: the dearest valid genotype (by Reg), found once
         self.phase1_loss: list[float] = []         # phase 1 ("dearest"): the fit's loss per step; empty = not run
         a = config.arch
-        self.optimizer = torch.optim.Adam(self.hypernet.parameters(), lr=a.lr, betas=a.betas,
+        self.optimizer = torch.optim.Adam(self.hypernet.trained_parameters(), lr=a.lr, betas=a.betas,
                                           weight_decay=a.weight_decay)
         self.Lambda: float | None = None if isinstance(config.Lambda, str) else float(config.Lambda)
         objective.kappa_scale = self.Lambda or 0.0
@@ -201,7 +201,7 @@ class HyperArchitect(TrainHooks):
             return
         x, y = next_val_batch()
         k = min(self.config.lambdas_per_step, len(y))
-        params = list(self.hypernet.parameters())
+        params = list(self.hypernet.trained_parameters())   # with the anchor pinned: the offsets, not lambda = 0's
         total = [torch.zeros_like(p) for p in params]
         # k lambdas per step, each on its share of the batch, their positions stratified over [0, 1]: every step
         # contrasts small and large lambdas, so the hypernetwork learns how the architecture depends on lambda
@@ -303,9 +303,9 @@ class HyperArchitect(TrainHooks):
         target_arch = {k: v * (gap / _ONE_HOT) for k, v in one_hot_arch(self.supernet, self.dearest()).items()}
         with torch.no_grad(), self.supernet.using(target_arch):
             target = self._arch_weights()
-        params = list(self.hypernet.parameters())
+        params = list(self.hypernet.trained_parameters())
         optimizer = torch.optim.Adam(params, lr=self.config.arch.lr, betas=self.config.arch.betas)
-        device = self.hypernet.head.bias.device
+        device = self.hypernet.device
         draws = max(1, self.config.lambdas_per_step)
         for _ in range(self.config.phase1_steps):
             loss = torch.zeros((), device=device)
@@ -321,8 +321,11 @@ class HyperArchitect(TrainHooks):
             loss.backward()
             optimizer.step()
             self.phase1_loss.append(float(loss.detach()))
+        if self.config.anchor == "pinned":   # lambda = 0 keeps this fit through the trade-off phase (``Anchored``)
+            self.hypernet.pin()
         log.info("phase 1 at step %d: the hypernetwork fitted to the dearest cell in %d steps (cross-entropy %.4g -> "
-                 "%.4g)", self.steps_done, len(self.phase1_loss), self.phase1_loss[0], self.phase1_loss[-1])
+                 "%.4g)%s", self.steps_done, len(self.phase1_loss), self.phase1_loss[0], self.phase1_loss[-1],
+                 "; lambda = 0 pinned to it" if self.config.anchor == "pinned" else "")
 
     def uniform_path(self) -> dict[str, torch.Tensor]:
         """A valid cell drawn uniformly (NB201: each edge's op uniform, redrawn until the cell is valid; DARTS: the
@@ -348,7 +351,7 @@ class HyperArchitect(TrainHooks):
         ops = g.ops if isinstance(space, NB201Space) else [op for cell in (g.normal, g.reduce) for op, _ in cell]
         for op in ops:
             self.path_counts[op] = self.path_counts.get(op, 0) + 1
-        device = self.hypernet.head.bias.device
+        device = self.hypernet.device
         return {k: v.to(device) for k, v in one_hot_arch(self.supernet, g).items()}
 
     def set_Lambda(self, Lambda: float) -> None:
@@ -361,7 +364,7 @@ class HyperArchitect(TrainHooks):
         self.estimate_bound(next_val_batch, record_only=True)
         k = len(self.objective.ops)
         with torch.no_grad():
-            start = self.hypernet(torch.zeros(k, device=self.hypernet.head.bias.device))
+            start = self.hypernet(torch.zeros(k, device=self.hypernet.device))
         self.objective.kappa_on = False   # the sweep measures where lambda's own term reaches the cheapest network
         try:
             self.sweep = sweep_scale(self.supernet, self.objective, start, next_val_batch, self.config)

@@ -72,6 +72,7 @@ from torch import nn
 
 from hilnas.searchers.dca.architect import ArchConfig
 from hilnas.searchers.dca.bilevel import BilevelConfig
+from hilnas.searchers.hypernet.anchor import Anchored
 from hilnas.searchers.hypernet.derive import arch_weights, derive, match_expected_cost, valid_genotype
 from hilnas.searchers.hypernet.family import (Architecture, BudgetRangeError, HypernetResult, TradeOffCurve,
                                               count_violations, isotonic)
@@ -142,6 +143,10 @@ class HypernetConfig(BilevelConfig):
                                        # the hypernetwork's output at and near lambda = 0 to the dearest valid cell, so the
                                        # family starts at the unpruned network and larger lambdas walk down from it;
                                        # ``HyperArchitect.fit_phase1``)
+    anchor: str = "none"               # after phase 1: "none" | "pinned" (lambda = 0's architecture logits pinned to phase 1's
+                                       # fit, the other lambdas learning offsets from it, theta(u) = h(u) - h(0) + anchor, as
+                                       # the pruning hypernetwork's; ``anchor.Anchored``; needs phase1="dearest"). It holds the
+                                       # lambda = 0 end at the dearest cell through the trade-off phase by construction
     phase1_steps: int = 300            # "dearest": Adam steps of the fit (each a hypernetwork forward, no supernet)
     phase1_confidence: float = 0.6     # "dearest": the target's softmax weight on the dearest cell's op per edge; < 1 so
                                        # the fitted op weights stay soft and the architecture step still has a gradient
@@ -194,6 +199,10 @@ class HypernetConfig(BilevelConfig):
             raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
         if self.phase1 not in ("none", "dearest"):
             raise ValueError(f"phase1 must be 'none' or 'dearest', got {self.phase1!r}")
+        if self.anchor not in ("none", "pinned"):
+            raise ValueError(f"anchor must be 'none' or 'pinned', got {self.anchor!r}")
+        if self.anchor == "pinned" and self.phase1 != "dearest":
+            raise ValueError("anchor='pinned' pins lambda = 0 to phase 1's fit: set phase1='dearest' (or anchor='none')")
         if not (self.phase1_steps >= 1 and 0.5 < self.phase1_confidence < 1 and 0 <= self.phase1_reach <= 1):
             raise ValueError(f"need phase1_steps >= 1, phase1_confidence in (0.5, 1) and phase1_reach in [0, 1], got "
                              f"{self.phase1_steps!r}, {self.phase1_confidence!r}, {self.phase1_reach!r}")
@@ -254,12 +263,36 @@ class Hypernetwork(nn.Module):
             else:
                 self.head.bias.normal_(0.0, 1e-3)
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # (k,) in [0, 1] -> {name: shape of the layout}
+    @property
+    def device(self) -> torch.device:
+        return self.head.bias.device
+
+    @property
+    def num_coeffs(self) -> int:
+        return self.body[0].in_features
+
+    def trained_parameters(self) -> Iterator[nn.Parameter]:
+        """What the trade-off steps train (all of it; ``Anchored`` keeps its anchor out)."""
+        return self.parameters()
+
+    def flat(self, x: torch.Tensor) -> torch.Tensor:  # (k,) in [0, 1] -> (total,), every output in one vector
         # centred inputs: the output bias is the architecture at mid-range and the weights set the slope, rather
         # than bias and weights both chasing the architecture at lambda = 0 (an ill-conditioned fit for Adam)
         x = 2.0 * x - 1.0
-        flat = self.head(self.body(x)) + self.linear(x)
+        return self.head(self.body(x)) + self.linear(x)
+
+    def unflatten(self, flat: torch.Tensor) -> dict[str, torch.Tensor]:
         return {k: t.reshape(s) for (k, s), t in zip(self.layout.items(), flat.split(self.sizes, dim=-1))}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:  # (k,) in [0, 1] -> {name: shape of the layout}
+        return self.unflatten(self.flat(x))
+
+
+def new_hypernetwork(num_coeffs: int, layout: Mapping[str, tuple[int, ...]], config: HypernetConfig,
+                     init: Mapping[str, torch.Tensor] | None = None) -> Hypernetwork | Anchored:
+    """The search's hypernetwork: ``Hypernetwork``, wrapped in ``Anchored`` when ``config.anchor == "pinned"``."""
+    h = Hypernetwork(num_coeffs, layout, config.hidden, init=init)
+    return Anchored(h) if config.anchor == "pinned" else h
 
 
 class ValidSupernet(Supernet):
@@ -341,16 +374,16 @@ class RelaxedSupernet(nn.Module):
     step by ``weight_lambda="uniform"``) replaces the hypernetwork's architecture with a one-hot cell.
     """
 
-    def __init__(self, supernet: ValidSupernet, hypernet: Hypernetwork):
+    def __init__(self, supernet: ValidSupernet, hypernet: Hypernetwork | Anchored):
         super().__init__()
         self.supernet, self.hypernet = supernet, hypernet
         self.coeffs: torch.Tensor | None = None   # (k,) hypernetwork input (ScaleMap.encode); None = zeros
         self.path: Mapping[str, torch.Tensor] | None = None   # a one-hot architecture in place of the hypernetwork's
 
     def _input(self) -> torch.Tensor:
-        device = self.hypernet.head.bias.device
-        k = self.hypernet.body[0].in_features
-        return self.coeffs.to(device) if self.coeffs is not None else torch.zeros(k, device=device)
+        device = self.hypernet.device
+        return self.coeffs.to(device) if self.coeffs is not None else torch.zeros(self.hypernet.num_coeffs,
+                                                                                  device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, num_classes)
         arch = self.path if self.path is not None else {k: v.detach() for k, v in self.hypernet(self._input()).items()}
@@ -380,7 +413,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     seed_everything(seed)
     supernet = ValidSupernet(space, config.options)
     init = {n: p for n, p in supernet.named_parameters() if n in arch_layout(supernet)}
-    hypernet = Hypernetwork(len(objective.ops), arch_layout(supernet), config.hidden, init=init)
+    hypernet = new_hypernetwork(len(objective.ops), arch_layout(supernet), config, init=init)
     relaxed = RelaxedSupernet(supernet, hypernet)
     per_epoch = len(data.train)
     if config.max_batches_per_epoch is not None:
@@ -414,8 +447,8 @@ def _cycle(loader):
         yield from loader
 
 
-__all__ = ["arch_layout", "arch_weights", "Architecture", "BudgetRangeError", "center", "check_simplex",
+__all__ = ["Anchored", "arch_layout", "arch_weights", "Architecture", "BudgetRangeError", "center", "check_simplex",
            "count_violations", "derive", "HyperArchitect", "HypernetConfig", "HypernetResult",
-           "Hypernetwork", "isotonic", "match_expected_cost", "Objective", "parse_direction",
+           "Hypernetwork", "isotonic", "match_expected_cost", "new_hypernetwork", "Objective", "parse_direction",
            "RelaxedSupernet", "ScaleMap", "search", "TradeOff", "TradeOffCurve", "TradeOffError",
            "valid_genotype", "ValidSupernet", "WEIGHT_LAMBDAS"]

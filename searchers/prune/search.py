@@ -54,6 +54,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from hilnas.searchers.hypernet.anchor import Anchored
 from hilnas.searchers.hypernet.family import Architecture, Family, TradeOffCurve
 from hilnas.searchers.hypernet.search import Hypernetwork
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff
@@ -212,11 +213,12 @@ class PruneResult(Family):
 
 
 # -- Algorithm 1 ----------------------------------------------------------------------------------
-class PruneHypernet(torch.nn.Module):
+class PruneHypernet(Anchored):
     """lambda / Lambda -> gate logits: the DARTS-space hypernetwork's MLP with one input, anchored at lambda = 0.
 
     Once phase 1 has fitted it to the all-on bias, ``pin()`` makes that fit the anchor, lambda = 0's logits,
-    and phase 2 learns how the gates move away from it: ``theta(u) = h(u) - h(0) + anchor``. Unanchored, phase 2
+    and phase 2 learns how the gates move away from it: ``theta(u) = h(u) - h(0) + anchor`` (``Anchored``, shared
+    with the DARTS-space/NB201 hypernetwork's ``anchor="pinned"``). Unanchored, phase 2
     let the gates that hardly change the loss drift off at lambda = 0 too (on the CIFAR-10 subset the
     lambda = 0 member lost 9 points against the pre-trained network), though there the objective is the
     pre-trained network's own loss. The anchor is a parameter that only lambda = 0's own loss moves
@@ -226,22 +228,7 @@ class PruneHypernet(torch.nn.Module):
     """
 
     def __init__(self, layout: GateLayout, hidden: int):
-        super().__init__()
-        self.h = Hypernetwork(1, {"gates": (layout.size,)}, hidden, init={"gates": torch.zeros(layout.size)})
-        self.anchor = torch.nn.Parameter(torch.zeros(layout.size))
-        self.register_buffer("pinned", torch.zeros((), dtype=torch.bool))
-
-    def pin(self) -> None:
-        with torch.no_grad():
-            self.anchor.copy_(self.h(torch.zeros(1))["gates"])
-            self.pinned.fill_(True)
-
-    def forward(self, u: torch.Tensor) -> dict[str, torch.Tensor]:  # (1,) in [0, 1] -> {"gates": (E,)}
-        if not bool(self.pinned):
-            return {"gates": self.h(u)["gates"]}
-        if not bool(u.any()):
-            return {"gates": self.anchor.clone()}
-        return {"gates": self.h(u)["gates"] - self.h(torch.zeros_like(u))["gates"] + self.anchor.detach()}
+        super().__init__(Hypernetwork(1, {"gates": (layout.size,)}, hidden, init={"gates": torch.zeros(layout.size)}))
 
 
 def new_hypernet(layout: GateLayout, hidden: int) -> PruneHypernet:

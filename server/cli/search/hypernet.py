@@ -23,6 +23,53 @@ def lambda_arg(text: str) -> float | str:
     return value
 
 
+def _converted(key: str, kind: str, text: str) -> object:
+    """``text`` as a value of a HypernetConfig field whose annotation is ``kind``."""
+    if kind.endswith(" | None") and text.lower() == "none":
+        return None
+    base = kind.removesuffix(" | None")
+    try:
+        if base == "int":
+            return int(text)
+        if base == "float":
+            return float(text)
+    except ValueError:
+        raise ValueError(f"--hypernet-opt {key}={text}: {key} takes a number ({kind})") from None
+    if base == "float | str":   # Lambda: a number, or one of its words
+        try:
+            return float(text)
+        except ValueError:
+            return text
+    return text
+
+
+def hypernet_options(pairs: list[str]) -> dict[str, object]:
+    """``--hypernet-opt KEY=VALUE`` (repeatable) -> HypernetConfig keyword arguments, each value converted to its
+    field's type, the whole set checked by building the config (e.g. anchor=pinned needs phase1=dearest).
+    ValueError, one line, names the bad key or value and the fix."""
+    import dataclasses
+
+    from hilnas.searchers.hypernet import HypernetConfig
+
+    scalar = {f.name: f.type for f in dataclasses.fields(HypernetConfig)
+              if f.type in ("str", "int", "float", "float | str", "int | None", "float | None")}
+    out: dict[str, object] = {}
+    for item in pairs:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise ValueError(f"--hypernet-opt {item!r} is not KEY=VALUE, e.g. --hypernet-opt anchor=pinned")
+        if key not in scalar:
+            raise ValueError(f"--hypernet-opt {key}: not a HypernetConfig setting this flag takes; use one of "
+                             f"{', '.join(sorted(scalar))}")
+        out[key] = _converted(key, scalar[key], text.strip())
+    try:
+        HypernetConfig(**out)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"--hypernet-opt: {err}") from None
+    return out
+
+
 def cmd_search_hypernet(args) -> int:
     from hilnas.searchers.hypernet import HypernetConfig
     from hilnas.server.search.common import parse_budget
@@ -36,7 +83,7 @@ def cmd_search_hypernet(args) -> int:
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
                             weight_lambda=args.weight_lambda, arch_step=args.arch_step, phase1=args.phase1,
-                            Lambda=args.Lambda)
+                            anchor=args.anchor, Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -124,6 +171,10 @@ def register(ssub) -> None:
                         "dearest (fit the hypernetwork's architecture at and near lambda = 0 to the dearest valid cell, "
                         "so the family starts at the unpruned network and larger lambdas walk down from it; pairs with "
                         "--weight-lambda sandwich, which trains the weights for that cell)")
+    p.add_argument("--anchor", default="none", choices=["none", "pinned"],
+                   help="after phase 1: none (default) or pinned (lambda = 0's architecture stays phase 1's fit, the "
+                        "dearest cell, through the trade-off phase; the other lambdas learn offsets from it, as the "
+                        "pruning hypernetwork's anchor; needs --phase1 dearest)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
