@@ -28,9 +28,14 @@ def test_anchor_reaches_the_config_and_a_bad_value_is_refused(tmp_path, capsys, 
     seen.clear()
     assert main(argv) != 0
     assert seen["anchor"] == "none"   # the default: no anchor
-    with pytest.raises(SystemExit) as bad:
-        main([*argv, "--anchor", "learned"])
-    assert bad.value.code == 2 and "choose from 'none', 'pinned'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag, bad, choices", [("--anchor", "learned", "'none', 'pinned'"),
+                                                ("--phase1", "all-on", "'none', 'dearest'")])
+def test_a_bad_choice_is_refused_by_the_parser_and_the_flag_is_in_help(tmp_path, capsys, flag, bad, choices):
+    with pytest.raises(SystemExit) as refused:
+        main(["--workspace", str(tmp_path / "ws"), "search", "hypernet", "--device", "pi", flag, bad])
+    assert refused.value.code == 2 and f"choose from {choices}" in capsys.readouterr().err
     with pytest.raises(SystemExit) as shown:
         main(["search", "hypernet", "--help"])
-    assert shown.value.code == 0 and "--anchor" in capsys.readouterr().out
+    assert shown.value.code == 0 and flag in capsys.readouterr().out
