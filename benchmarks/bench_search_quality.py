@@ -11,7 +11,9 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
   the device in the loop (its derived networks measured on the agent, the last decisions on
   measured cells, confirmed by repeated measurements near the band, an earlier decision reopened when
   the measured cells have none in the band, the choice among them by one-shot accuracy; the ``--device-*`` and
-  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields).
+  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields). ``--select perturbation``: the decisions on
+  the prediction choose each edge's op by the supernet's validation log-likelihood with the edge fixed to it
+  (DARTS-PT), not by the alphas; the row records the evaluations' wall time (``select_s``, within ``wall_s``).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
 - ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
@@ -146,7 +148,8 @@ def run_job(job: dict) -> dict:
         common = _supernet_settings(args)
         if method == "dca":
             cfg = dca.DcaConfig(budget=budget, band=tuple(args["band"]), multiplier_lr=args["multiplier_lr"],
-                                rho=args["rho"], **{k: args[k] for k in DEVICE_OPTIONS}, **common)
+                                rho=args["rho"], select=args["select"], **{k: args[k] for k in DEVICE_OPTIONS},
+                                **common)
             r = dca.search(proxy, cost, cfg, seed=seed, data=loaders,
                            measure=_measure(device) if args["feedback"] else None)
         elif method == "pcdarts":  # the same supernet and settings, no cost term
@@ -171,7 +174,8 @@ def run_job(job: dict) -> dict:
                    cell_remeasurements=r.extra.get("cell_remeasurements"), reopened=r.extra.get("reopened", []),
                    reopen_measurements=r.extra.get("reopen_measurements"),
                    measurement_spread=r.extra.get("measurement_spread"), device_fits=r.extra.get("device_fits", []),
-                   fit_sampled=r.extra.get("fit_sampled", []))
+                   fit_sampled=r.extra.get("fit_sampled", []), select=r.extra.get("select"),
+                   select_s=r.extra.get("select_s"), select_evals=r.extra.get("select_evals"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -396,7 +400,9 @@ def main() -> None:
                    help="move each budget to the nearest one whose band [0.9, 1.0] x budget (edge: the budgets up to "
                         "2026-12-05's fourth session) or whose band shrunk by 1.5 sd of one fresh measurement on "
                         "each side (interior) holds >= 100 cells (default: interior)")
-    p.add_argument("--seeds", type=int, default=3, help="search seeds 0..N-1 (default: 3)")
+    p.add_argument("--seeds", type=int, default=3, help="search seeds OFFSET..OFFSET+N-1 (default: 3)")
+    p.add_argument("--seed-offset", type=int, default=0, metavar="OFFSET",
+                   help="the first search seed (default: 0; e.g. --seeds 1 --seed-offset 3: seed 3 alone, held out)")
     p.add_argument("--only-budgets", type=lambda v: {int(i) for i in v.split(",")}, default=None, metavar="I,J",
                    help="run only the I-th, J-th, ... of the --budgets budgets (1 = the smallest; default: all)")
     p.add_argument("--workers", type=int, default=2, help="searches run in this many processes (default: 2)")
@@ -417,6 +423,10 @@ def main() -> None:
     p.add_argument("--no-feedback", dest="feedback", action="store_false",
                    help="dca: do not measure its networks on the device during the search (default: measure)")
     add_device_options(p, "dca: ", _dca_defaults())
+    p.add_argument("--select", default="alpha", metavar="alpha|perturbation",
+                   help="dca: how the edges decided on the prediction choose their op: by the alphas (the "
+                        "Lagrangian) or by the supernet's validation log-likelihood with the edge fixed to each "
+                        "feasible op (perturbation, DARTS-PT) (default: alpha)")
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
@@ -437,6 +447,10 @@ def main() -> None:
         if args.budget_rule not in BUDGET_RULES:
             raise InputError(f"--budget-rule {args.budget_rule}: use --budget-rule interior (the default) or edge "
                              "(the budgets up to 2026-12-05's fourth session)")
+        if args.select not in ("alpha", "perturbation"):
+            raise InputError(f"--select {args.select}: use --select alpha (the default) or perturbation")
+        if args.seed_offset < 0:
+            raise InputError(f"--seed-offset {args.seed_offset}: the first seed must be >= 0, e.g. --seed-offset 3")
         if args.only_budgets and not args.only_budgets <= set(range(1, args.budgets + 1)):
             raise InputError(f"--only-budgets {','.join(map(str, sorted(args.only_budgets)))}: the budgets are "
                              f"numbered 1..{args.budgets} (--budgets), e.g. --only-budgets 1")
@@ -482,10 +496,10 @@ def run(args, methods: list[str]) -> None:
         say(f"{d}: cells {oracles[d].range()[0]:.2f}-{oracles[d].range()[1]:.2f} ms; {args.budget_rule} budgets "
             f"{budgets[d]} ms; one fresh measurement's sd {spreads[d]:.2%}; cells in band / interior {counts}; "
             f"achievable ceiling {ceilings}")
-    seeds = list(range(args.seeds))
+    seeds = search_seeds(args.seeds, args.seed_offset)
     worker_args = {k: getattr(args, k) for k in ("C", "N", "K", "train_size", "batch_size", "epochs", "warmup",
                                                  "arch_lr", "eval_batches", "multiplier_lr", "rho", "feedback",
-                                                 *DEVICE_OPTIONS, "penalty_weight", "hypernet_opt")}
+                                                  *DEVICE_OPTIONS, "penalty_weight", "hypernet_opt", "select")}
     worker_args.update(data_dir=str(args.data_dir), band=[float(x) for x in args.band.split(",")])
     servers, rows, families = [], [], {}
 
@@ -524,7 +538,8 @@ def run(args, methods: list[str]) -> None:
                 partial(dca_runs + others)
                 if "penalty" in methods:
                     n = args.penalty_seeds or args.seeds
-                    others += batch([{"method": "penalty", **j} for j in per_budget if j["seed"] < n], "penalty")
+                    others += batch([{"method": "penalty", **j} for j in per_budget if j["seed"] < args.seed_offset + n],
+                                    "penalty")
             raw = dca_runs + others
             rows = expand(raw, devices, budgets, setups)
             fresh = {d: fresh_measure(setups[d]["address"], [r[k] for r in rows if r["device"] == d
@@ -550,6 +565,11 @@ def run(args, methods: list[str]) -> None:
                      "searches": [{k: v for k, v in r.items() if k != "family"} for r in raw],
                      "wall_s": time.perf_counter() - started})
     print_summary(summary, family_stats)
+
+
+def search_seeds(n: int, offset: int = 0) -> list[int]:
+    """The seeds ``--seeds n --seed-offset offset`` runs: offset, ..., offset + n - 1 (a held-out seed: n=1)."""
+    return list(range(offset, offset + n))
 
 
 def expand(raw: list[dict], devices: list[str], budgets: dict, setups: dict) -> list[dict]:

@@ -15,6 +15,11 @@ the benchmark's defaults):
 
     .venv/bin/python benchmarks/nb201_decisions_offline.py --seeds 8 \\
         --setting 'base={"fit_sample": 0}' --setting 'fit30={"fit_sample": 30}'
+
+A setting with ``"select": "oracle"`` replays ``select="perturbation"`` with a perfect supernet: an op is scored by
+the best table accuracy among the completions of the decided edges (and it) whose noise-free latency lies in
+[0.9, 1.0] x B, and the one-shot choice among measured cells by their table accuracy: the regret the decisions'
+feasible sets leave to a selection rule that knew the table (a bound, not a method).
 """
 from __future__ import annotations
 
@@ -132,6 +137,11 @@ def replay(tables, latency: dict, oracle, device: str, budget: float, seed: int,
         calls[0] += 1
         return latency[g.arch_str] * (1 + rng.gauss(0, NOISE.get(device, 0.015)))
     ratio = [1.0]
+    kw = dict(kw)
+    if kw.get("select") == "oracle":   # a perfect supernet (module docstring)
+        kw["select"] = "perturbation"
+        kw["supernet_score"] = lambda fixed: (_oracle_score(p, fixed, latency, oracle, budget), 0.0)
+        kw["accuracy"] = lambda g: oracle.accuracy[g.arch_str]
     p = _progressive(tables, budget, measure, 0.0, seed, alpha_scale, **kw)
     p.scale = lambda: ratio[0]
     ref = NB201Genotype(tuple(proxy.ops[i] for i in p.model.alphas["cell"].argmax(1).tolist()))
@@ -144,6 +154,20 @@ def replay(tables, latency: dict, oracle, device: str, budget: float, seed: int,
     regret = oracle.regret(g.arch_str, budget) if latency[g.arch_str] <= budget else float("inf")
     return {"budget": budget, "seed": seed, "cell": g.arch_str, "fresh_hit": fresh, "regret": regret,
             "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1]}
+
+
+def _oracle_score(p, fixed: dict, latency: dict, oracle, budget: float) -> float:
+    """The best table accuracy among the completions of ``fixed`` within [0.9, 1.0] x B noise-free (-1: none)."""
+    import torch
+
+    if not hasattr(p, "_oracle_rows"):   # per cell row: its table accuracy when in the band, else -1
+        rows = []
+        for r in range(len(p.costs)):
+            a = p._genotype(r).arch_str
+            rows.append(oracle.accuracy[a] if a in latency and 0.9 * budget <= latency[a] <= budget else -1.0)
+        p._oracle_rows = torch.tensor(rows, dtype=torch.float64)
+    left = p._completions(fixed)
+    return float(p._oracle_rows[left].max()) if bool(left.any()) else -1.0
 
 
 def summary(rows: list[dict]) -> dict:

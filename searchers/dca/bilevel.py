@@ -112,24 +112,55 @@ def _band(term: CostTerm, budget: float) -> tuple[float, float] | None:
     return (band[0] * budget, band[1] * budget) if band is not None else None
 
 
-def _oneshot(model: Any, data: Loaders, batches: int) -> Callable[[Any], float] | None:
-    """genotype -> the supernet's one-shot accuracy with the cell's ops fixed, on the first ``batches`` batches of
-    the validation loader: choosing among cells is an architecture step, and the alphas' data is where DARTS
-    takes those; never the test split, on which the found network's accuracy is reported afterwards."""
+def _fixed_eval(model: Any, data: Loaders, batches: int,
+                fixed_batches: bool = False) -> Callable[[dict[int, int]], tuple[float, float]] | None:
+    """{edge: op index} -> (mean cross-entropy, accuracy) of the supernet with those edges fixed (the others mixed
+    as in the search), on ``batches`` batches of the validation loader: choosing among cells or ops is an
+    architecture step, and the alphas' data is where DARTS takes those; never the test split, on which the found
+    network's accuracy is reported afterwards. The decided edges are restored afterwards. The loader reshuffles on
+    every pass, so each call sees other batches; ``fixed_batches``: the first ``batches`` of the validation set in
+    its stored order, every call (ops compared on the same images; the loader's generator untouched)."""
     if batches <= 0 or data.val is None:
         return None
+    if fixed_batches:
+        from torch.utils.data import DataLoader
+        ordered = DataLoader(data.val.dataset, batch_size=data.val.batch_size, shuffle=False)
+        loader: Any = [b for _, b in zip(range(batches), ordered)]
+    else:
+        loader = data.val
 
-    def accuracy(genotype: Any) -> float:
-        ops = model.space.ops
+    def score(edges: dict[int, int]) -> tuple[float, float]:
         saved = dict(model.fixed["cell"])
         model.fixed["cell"].clear()
-        model.fixed["cell"].update({e: ops.index(o) for e, o in enumerate(genotype.ops)})
+        model.fixed["cell"].update(edges)
         try:
-            return evaluate(model, data.val, max_batches=batches)[1]
+            return evaluate(model, loader, max_batches=batches)
         finally:
             model.fixed["cell"].clear()
             model.fixed["cell"].update(saved)
-    return accuracy
+    return score
+
+
+def _oneshot(model: Any, data: Loaders, batches: int) -> Callable[[Any], float] | None:
+    """genotype -> the supernet's one-shot accuracy with the cell's ops fixed (``_fixed_eval``)."""
+    score = _fixed_eval(model, data, batches)
+    if score is None:
+        return None
+    ops = model.space.ops
+    return lambda genotype: score({e: ops.index(o) for e, o in enumerate(genotype.ops)})[1]
+
+
+def _perturbation(model: Any, data: Loaders, batches: int) -> Callable[[dict[int, int]], tuple[float, float]] | None:
+    """{edge: op index} -> (validation log-likelihood = -mean cross-entropy, accuracy) with those edges fixed:
+    ``Progressive``'s perturbation-based selection (DARTS-PT), every op on the same fixed batches."""
+    score = _fixed_eval(model, data, batches, fixed_batches=True)
+    if score is None:
+        return None
+
+    def loglik(edges: dict[int, int]) -> tuple[float, float]:
+        loss, acc = score(edges)
+        return -loss, acc
+    return loglik
 
 
 def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: BilevelConfig,
@@ -179,7 +210,11 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   else 0.0,
                                   inside_band=tuple(b * budget.value for b in
                                                     getattr(config, "device_inside_band", (0.9, 1.0))),
-                                  middle=getattr(config, "lookahead_middle", False))
+                                  middle=getattr(config, "lookahead_middle", False),
+                                  # the edges decided by the supernet's validation score instead of the alphas
+                                  select=getattr(config, "select", "alpha"),
+                                  supernet_score=_perturbation(model, data, getattr(config, "select_batches", 0))
+                                  if getattr(config, "select", "alpha") == "perturbation" else None)
     elif getattr(config, "progressive", False) and isinstance(space, DartsSpace) and budget is not None:
         # the DARTS space: one node (its two inputs and ops) at a time (darts_nodes.py)
         progressive = NodeDecisions.for_search(model, tables, cost_model, config, term, budget.value, feedback,
@@ -242,6 +277,9 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
             extra["device_fits"] = progressive.fits   # the fitted device predictor, each decision's fit
             extra["fit_sampled"] = progressive.fit_sampled   # cells measured for it before the first decision
             extra["measurement_spread"] = progressive.spread()   # pooled relative sd of one measurement (None: < 3)
+            extra["select"] = progressive.select   # alpha | perturbation: how the decisions on the prediction chose
+            extra["select_s"] = progressive.select_s   # the perturbation evaluations' wall time (in wall_s)
+            extra["select_evals"] = progressive.select_evals
     if feedback is not None:
         extra["device"] = {"derived_cost": feedback.device_cost(derived_cost, derived), "log": feedback.log,
                            "networks_measured": len(feedback.measured)}

@@ -51,6 +51,21 @@ middle where no measured cell lies inside it. Among the cells confirmed in the a
 is by the supernet's one-shot accuracy on validation batches when ``accuracy`` is given (a weight-sharing
 NAS step; otherwise by the Lagrangian).
 
+Edges decided by the supernet's accuracy (``select="perturbation"``; default ``"alpha"``: the Lagrangian above). The
+alphas of a supernet at 16-26 % validation accuracy decide the early edges with a softmax certainty ~1 after a few
+architecture steps, and on the benchmark those edges took pooling, skip or none where a conv of the same cost fitted:
+the failure of magnitude-based selection in DARTS on NB201 (Wang et al. 2021, DARTS-PT). So, as DARTS-PT, each
+decision that has no measured cells to choose among by one-shot accuracy scores every feasible op of every undecided
+edge (the ops the look-ahead keeps, as above: the cost is held by feasibility, not by the score) by the supernet's
+validation log-likelihood (minus the mean cross-entropy, nats per image) on fixed batches with that edge fixed to the
+op, the decided edges fixed and the other undecided edges mixed as in the search (``supernet_score(fixed) ->
+(-loss, accuracy)``). The multiplier's term does not enter: the op is chosen by its score among the ops whose
+completions the look-ahead keeps in the band (log w and the penalty are not on the score's scale, and rho = 100
+would swamp differences of ~0.01-0.1 nats). The edge decided is the one whose best op leads its second by the most
+(an edge with one feasible op first, unscored); ties by accuracy, then by the alphas. Each such decision records
+``perturbation`` (edge -> op -> [score, accuracy]) and ``select_gap``; ``select_s`` is the wall time of all those
+evaluations, ``select_evals`` their number.
+
 A device predictor fitted before the decisions narrow the cell (``fit_sample``). The decisions on the prediction see
 the corrected LUT times one network's ratio, and the LUT's error is per op (a pooling cell's ratio can be 0.73 where
 a conv cell's is ~1), so no ratio fits every cell and four decisions can leave no completion the device shows in the
@@ -111,6 +126,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import time
 from typing import TYPE_CHECKING, Callable
 
 import torch
@@ -120,6 +136,9 @@ from hilnas.searchers.genotype import NB201Genotype
 
 if TYPE_CHECKING:
     from hilnas.searchers.supernet import Supernet
+
+
+SELECT = ("alpha", "perturbation")   # how the decisions on the prediction choose an edge's op (module docstring)
 
 
 class Progressive:
@@ -137,7 +156,8 @@ class Progressive:
     ``reopen_measurements``: backtracking on the device; ``margin_sigmas``: the margin from the measured spread;
     ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by;
     ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge; ``middle``,
-    ``inside_sigmas`` and ``inside_band`` (device cost): aiming at the band's middle.
+    ``inside_sigmas`` and ``inside_band`` (device cost): aiming at the band's middle; ``select`` and
+    ``supernet_score(fixed) -> (validation log-likelihood, accuracy)``: the edges decided by the supernet's accuracy.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
@@ -148,7 +168,8 @@ class Progressive:
                  tolerance: float = 0.0, reopen: int = 0, reopen_measurements: int = 0, margin_sigmas: float = 0.0,
                  accuracy: Callable[[NB201Genotype], float] | None = None, fit_sample: int = 0,
                  reopen_sigmas: float = 0.0, inside_sigmas: float = 0.0,
-                 inside_band: tuple[float, float] | None = None, middle: bool = False):
+                 inside_band: tuple[float, float] | None = None, middle: bool = False, select: str = "alpha",
+                 supernet_score: Callable[[dict[int, int]], tuple[float, float]] | None = None):
         if on_device < 0:
             raise ValueError(f"on_device must be >= 0 (0: never decide on measured cells), got {on_device}")
         if margin < 0 or window < 0:
@@ -162,6 +183,11 @@ class Progressive:
         if inside_sigmas < 0 or (inside_band is not None and not 0 <= inside_band[0] < inside_band[1]):
             raise ValueError(f"inside_sigmas must be >= 0 and inside_band (lo, hi) with 0 <= lo < hi, got "
                              f"{inside_sigmas}, {inside_band}")
+        if select not in SELECT:
+            raise ValueError(f"select must be one of {', '.join(SELECT)}, got {select!r}")
+        if select == "perturbation" and supernet_score is None:
+            raise ValueError("select='perturbation' needs supernet_score (the supernet's validation score with "
+                             "edges fixed); pass it or use select='alpha'")
         if reopen < 0 or reopen_measurements < 0 or margin_sigmas < 0:
             raise ValueError(f"reopen, reopen_measurements and margin_sigmas must be >= 0, got {reopen}, "
                              f"{reopen_measurements}, {margin_sigmas}")
@@ -181,6 +207,8 @@ class Progressive:
         self.measured: dict[str, float] = {}   # arch_str -> device cost of every cell measured for a decision (median)
         self.samples: dict[str, list[float]] = {}   # arch_str -> every measurement of it, in order
         self.cells = nb201_cells(model.space.ops)
+        self.select, self.supernet_score = select, supernet_score
+        self.select_s, self.select_evals = 0.0, 0   # wall time and number of the perturbation evaluations
         costs = torch.as_tensor(nb201_cell_costs(self.cells, tables), dtype=torch.float64)
         self.costs = torch.where(torch.as_tensor(self.cells.valid), costs, torch.full_like(costs, float("nan")))
         self.decisions: list[dict] = []
@@ -260,7 +288,9 @@ class Progressive:
                 feasible = greedy
             unrestricted = self._choose(scores, greedy)
             oneshot = self._oneshot(fixed, device_table, aimed) if measured is not None and miss == 0 else None
-            e, o, certainty = self._choose(scores, feasible, oneshot)
+            perturbed = self._perturb(fixed, feasible, w) if oneshot is None and self.select == "perturbation" \
+                else None
+            e, o, certainty = perturbed[:3] if perturbed else self._choose(scores, feasible, oneshot)
         fixed[e] = o
         self.decisions.append({"arch_step": arch_step, "edge": e, "op": self.model.space.ops[o],
                                "certainty": certainty, "expected_cost": float(self.expected_cost().detach()),
@@ -281,6 +311,9 @@ class Progressive:
                                **({"inside_band": list(ib), "inside": bool(aimed and self._aimed_band == ib)}
                                   if measured is not None and (ib := self._inside_band()) is not None else {}),
                                **({"oneshot": self._oneshot_record} if oneshot is not None else {}),
+                               "select": "perturbation" if perturbed else ("oneshot" if oneshot is not None
+                                                                           else "alpha"),
+                               **({"perturbation": perturbed[3], "select_gap": perturbed[4]} if perturbed else {}),
                                **({"device_costs": device_costs} if last else {})})
 
     def _completions(self, fixed: dict[int, int]) -> torch.Tensor:
@@ -629,6 +662,39 @@ class Progressive:
             for e in range(arch.shape[1]):
                 best[e, arch[r, e]] = max(float(best[e, arch[r, e]]), acc)
         return best if self._oneshot_record else None
+
+    def _perturb(self, fixed: dict[int, int], feasible: torch.Tensor, w: torch.Tensor) \
+            -> tuple[int, int, float, dict, float | None] | None:
+        """Perturbation-based selection (module docstring): (edge, op, certainty, scores, gap) where ``scores`` is
+        edge -> op -> [validation log-likelihood, accuracy] with the edge fixed to the op; None when no undecided
+        edge has a feasible op. ``certainty``: the softmax of the scores over the chosen edge's feasible ops."""
+        ops = self.model.space.ops
+        best: tuple | None = None
+        record: dict[int, dict[str, list[float]]] = {}
+        for e in range(feasible.shape[0]):
+            if e in fixed or not feasible[e].any():
+                continue
+            allowed = feasible[e].nonzero().flatten().tolist()
+            if len(allowed) == 1:   # forced: nothing to score
+                gap, scored = math.inf, {allowed[0]: (0.0, 0.0)}
+            else:
+                scored = {}
+                for o in allowed:
+                    started = time.perf_counter()
+                    scored[o] = tuple(float(v) for v in self.supernet_score({**fixed, e: o}))
+                    self.select_s += time.perf_counter() - started
+                    self.select_evals += 1
+                record[e] = {ops[o]: list(v) for o, v in scored.items()}
+                top = sorted(v[0] for v in scored.values())
+                gap = top[-1] - top[-2]
+            if best is None or gap > best[0]:
+                o = max(scored, key=lambda i: (*scored[i], float(w[e, i])))
+                logits = torch.tensor([v[0] for v in scored.values()], dtype=torch.float64)
+                best = (gap, e, o, float(logits.softmax(0).max()))
+        if best is None:
+            return None
+        gap, e, o, certainty = best
+        return e, o, certainty, record, gap if math.isfinite(gap) else None
 
     @staticmethod
     def _choose(scores: torch.Tensor, allowed: torch.Tensor,

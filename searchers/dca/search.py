@@ -40,7 +40,9 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   (``device_reopen_sigmas``); aiming at the band's middle, the decisions on the prediction keep a completion near
   the band's middle reachable (``lookahead_middle``) and a decision on the device counts a cell inside only
   ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
-  earlier decision toward that inner band while none is.
+  earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201; default ``"alpha"``)
+  chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
+  it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas.
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -199,6 +201,11 @@ class DcaConfig(BilevelConfig):
     # NB201: the decisions on the prediction look ahead to the band shrunk by 0.4, then 0.25 of its width on each
     # side, the first some completion reaches (darts_nodes' MIDDLE), not to any completion in the band (False)
     lookahead_middle: bool = True
+    # NB201: how the decisions on the prediction choose an edge's op: "alpha" (the Lagrangian, log w - penalty) or
+    # "perturbation" (the supernet's validation log-likelihood on select_batches fixed batches with the edge fixed to
+    # each op the look-ahead keeps feasible, DARTS-PT; progressive.py)
+    select: str = "alpha"
+    select_batches: int = 6
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -229,6 +236,10 @@ class DcaConfig(BilevelConfig):
                 or not 0 <= self.device_inside_band[0] < self.device_inside_band[1]:
             raise ValueError(f"device_inside_sigmas must be >= 0 and device_inside_band (lo, hi) with 0 <= lo < hi, "
                              f"got {self.device_inside_sigmas}, {self.device_inside_band}")
+        if self.select not in ("alpha", "perturbation"):
+            raise ValueError(f"select must be 'alpha' or 'perturbation', got {self.select!r}")
+        if self.select_batches < 1:
+            raise ValueError(f"select_batches must be >= 1 (validation batches per scored op), got {self.select_batches}")
         if self.darts_device_networks < 5:
             raise ValueError(f"darts_device_networks must be >= 5 (the shortlist), got {self.darts_device_networks}")
         if not 0 <= self.ratio_tolerance < 1:

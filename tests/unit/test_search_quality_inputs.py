@@ -66,3 +66,17 @@ def test_budgets_out_of_the_grid_and_bad_middle_settings_are_refused_with_the_fi
         r = run(flag, value)
         line, = r.stderr.strip().splitlines()
         assert r.returncode == 2 and "--device-inside-sigmas >= 0, --lookahead-middle 0 or 1" in line
+
+
+def test_seed_offset_runs_the_held_out_seeds_and_bad_select_or_offset_are_refused():
+    from bench_search_quality import search_seeds
+
+    assert search_seeds(1, 3) == [3] and search_seeds(3) == [0, 1, 2] and search_seeds(2, 5) == [5, 6]
+    if not ACCURACY_CSV.is_file() or not CIFAR_SUBSET.is_dir():
+        pytest.skip("needs /work/shared/data")
+    r = run("--seed-offset", "-1")
+    assert r.returncode == 2 and r.stdout == ""
+    line, = r.stderr.strip().splitlines()
+    assert "--seed-offset -1" in line and "e.g. --seed-offset 3" in line
+    r = run("--select", "magnitude")
+    assert r.returncode == 2 and "--select magnitude: use --select alpha" in r.stderr
