@@ -273,6 +273,7 @@ def test_search_dca_prints_repair_and_the_fresh_measurement_and_refuses_bad_inpu
         ex = extremes(create_space("nb201", C=4, N=1, in_channels=1, input_size=28, num_classes=10), model)
     budget = ex.cheapest_cost + 0.5 * (ex.dearest_cost - ex.cheapest_cost)
     code, out, err = run(capsys, ws, "search", "dca", "--device", "pi", *shape, "--budget", f"latency_ms={budget}",
-                         *small)
+                         "--select", "perturbation", *small)
     assert code in (0, 1), err
     assert "repaired: " in out and "constrained: plain LUT sum" in out and "of the budget)" in out
+    assert "(--select perturbation): " in out and " op(s) scored" in out   # the choice reached the decisions

@@ -24,7 +24,8 @@ def cmd_search_dca(args) -> int:
         train_epochs=args.train_epochs, seed=args.seed, seeds=args.seeds, workers=args.workers,
         proxy_overrides=_kv(args.proxy_opt, "--proxy-opt"), use_correction=not args.no_correction,
         feedback=not args.no_feedback, with_lug=args.lug,
-        search_options={k: getattr(args, k) for k in DEVICE_OPTIONS} if args.method == "dca" else {},
+        search_options={**{k: getattr(args, k) for k in DEVICE_OPTIONS}, "select": args.select}
+        if args.method == "dca" else {},
         measure=_measure_config(args), runtime=args.runtime,
         max_batches_per_epoch=args.max_batches, threads=args.torch_threads)
     from hilnas.searchers.train import reporting_to
@@ -57,6 +58,9 @@ def summary(report, device: str, budget: str) -> str:
         text += (f"\n  {'nodes' if 'node' in decisions[0] else 'edges'} decided one at a time: {len(decisions)}, "
                  f"{extra['decisions_restricted']} restricted to ops that can still land in the band, "
                  f"{extra['decisions_fallback']} with none that could (the nearest cells instead)")
+        if extra.get("select") == "perturbation":
+            text += (f"\n  ops chosen by the supernet's validation log-likelihood (--select perturbation): "
+                     f"{extra.get('select_evals', 0)} op(s) scored in {extra.get('select_s', 0):.1f} s")
         cells = extra.get("cells_measured_on_device") or {}
         if extra.get("decided_on_device"):
             in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
@@ -190,6 +194,11 @@ def register(ssub) -> None:
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
     add_device_options(p, "dca: ")
+    p.add_argument("--select", default="alpha", choices=["alpha", "perturbation"],
+                   help="dca on nb201: how the edges decided on the prediction choose their op: by the alphas (the "
+                        "Lagrangian; default) or by the supernet's validation log-likelihood with the edge fixed to "
+                        "each op the look-ahead keeps feasible (perturbation, DARTS-PT; lower regret on the NB201 "
+                        "benchmark, docs/performance.md)")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
