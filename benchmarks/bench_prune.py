@@ -5,7 +5,8 @@
                                                [--checkpoint PATH] [--tries 4] [--held-out 8]
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
-                                               [--pretrain-only] [--finetune-epochs 0]
+                                               [--pretrain-only] [--finetune-epochs 0] [--match-floor 0.95]
+    .venv/bin/python benchmarks/bench_prune.py --dataset D --loop-candidates benchmarks/results/prune_<...>.json
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -42,6 +43,13 @@ all in-process on loopback:
    ``--finetune-epochs``: E epochs of SGD on all weights from the re-calibrated network, lr
    ``--finetune-lr``, the same seed and batch order), and their test accuracies after reported beside
    the ones before (``matched[].finetuned``, with the paired SE). Outside the run's time; its CPU reported.
+
+6. with ``--match-floor F`` (< 0.95), each fixed network also matched with the member the device confirms
+   within [F, 1.0] x its measured latency (at 0.9 the target's own window, the fixed network's latency as the
+   budget), its accuracy reported beside the [0.95, 1.0] match's (``matched[].target_band_member``).
+
+``--loop-candidates RESULT`` runs nothing: for every matched pair of an earlier result file it scores each
+candidate the device loop tried on the test split (what the match passed over, and why; sixth session).
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +
