@@ -70,13 +70,19 @@ class ModuleCosts:
         return (cost - self.rest) / self.span
 
     def expected(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
-        """E[cost] of the derived network, (B,) and (B, G) keep-probabilities -> scalar (differentiable)."""
-        dist = kept_distribution(group_p)                               # (B, G + 1): P(K_b = k)
+        """E[cost] of the derived network, (..., B) and (..., B, G) keep-probabilities -> (...) (differentiable):
+        a scalar for one gate vector, one cost per row for a stack of them."""
+        dist = kept_distribution(group_p)                               # (..., B, G + 1): P(K_b = k)
         branch = self.branch.to(dist.dtype)
-        return self.rest + (block_p.to(dist.dtype) * (dist * branch).sum(dim=1)).sum()
+        return self.rest + (block_p.to(dist.dtype) * (dist * branch).sum(dim=-1)).sum(dim=-1)
 
     def expected_fraction(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
         return (self.expected(block_p, group_p) - self.rest) / self.span
+
+    def expected_fractions(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
+        """``expected_fraction`` of k gate vectors at once, (k, B) and (k, B, G) -> (k,): phase 2 prices its k
+        lambdas' draws, and its log their keep-probabilities, in one call rather than k (the same numbers)."""
+        return self.expected_fraction(block_p, group_p)
 
 
 def pattern_extremes(space: ResNetSpace, model: CostModel) -> Extremes:
@@ -90,11 +96,12 @@ def pattern_extremes(space: ResNetSpace, model: CostModel) -> Extremes:
 
 
 def kept_distribution(q: torch.Tensor) -> torch.Tensor:
-    """(B, G) independent keep-probabilities -> (B, G + 1) distribution of the number kept (Poisson binomial)."""
-    B, G = q.shape
-    dist = torch.zeros(B, G + 1, dtype=q.dtype, device=q.device)
-    dist[:, 0] = 1.0
+    """(..., B, G) independent keep-probabilities -> (..., B, G + 1) distribution of the number kept (Poisson
+    binomial)."""
+    G = q.shape[-1]
+    dist = torch.zeros(*q.shape[:-1], G + 1, dtype=q.dtype, device=q.device)
+    dist[..., 0] = 1.0
     for g in range(G):
-        qg = q[:, g:g + 1]
-        dist = torch.cat([dist[:, :1] * (1 - qg), dist[:, 1:] * (1 - qg) + dist[:, :-1] * qg], dim=1)
+        qg = q[..., g:g + 1]
+        dist = torch.cat([dist[..., :1] * (1 - qg), dist[..., 1:] * (1 - qg) + dist[..., :-1] * qg], dim=-1)
     return dist

@@ -55,11 +55,12 @@ class GateLayout:
         return self.blocks * (1 + self.groups) if self.granularity == "groups" else self.blocks
 
     def split(self, values: torch.Tensor, fill: float = 1.0) -> Gates:
-        """(size,) -> block (B,) and group (B, G) values; without group gates the groups are ``fill``."""
-        block = values[: self.blocks]
+        """(..., size) -> block (..., B) and group (..., B, G) values; without group gates the groups are ``fill``."""
+        block = values[..., : self.blocks]
+        lead = values.shape[:-1]
         if self.granularity == "groups":
-            return block, values[self.blocks:].view(self.blocks, self.groups)
-        return block, torch.full((self.blocks, self.groups), fill, dtype=values.dtype, device=values.device)
+            return block, values[..., self.blocks:].reshape(*lead, self.blocks, self.groups)
+        return block, torch.full((*lead, self.blocks, self.groups), fill, dtype=values.dtype, device=values.device)
 
     def pattern(self, logits: torch.Tensor) -> GatePattern:
         """The derived pattern: every gate at its mode (theta > 0); a block without groups is dropped."""
@@ -124,20 +125,24 @@ class GateObjective:
         sizes = [len(part) for part in y.chunk(len(lams))]
         if len(sizes) != len(lams):
             raise ValueError(f"{len(y)} samples do not split into {len(lams)} chunks")
-        draws = [concrete(theta, tau, generator=generator) for theta in logits]   # the draws in ``__call__``'s order
-        gates = [self.layout.split(g) for g in draws]
+        # one draw for the k rows: the same numbers as k draws in ``__call__``'s order (the generator fills a
+        # tensor's elements in order; tested), and k Concrete relaxations and costs in one call each rather than k
+        block, group = self.layout.split(concrete(logits, tau, generator=generator))   # (k, B), (k, B, G)
         per = torch.tensor(sizes)
-        block = torch.stack([g[0] for g in gates]).repeat_interleave(per, dim=0)   # (N, B)
-        group = torch.stack([g[1] for g in gates]).repeat_interleave(per, dim=0)   # (N, B, G)
         with segment_statistics(self.net, sizes):
-            out = self.net(x, (block, group))
+            out = self.net(x, (block.repeat_interleave(per, dim=0), group.repeat_interleave(per, dim=0)))
         ce = torch.stack([F.cross_entropy(o, t) for o, t in zip(out.split(sizes), y.split(sizes))])
-        cost = torch.stack([self.costs.expected_fraction(*g) for g in gates])
+        cost = self.costs.expected_fractions(block, group)
         return ce + lams.to(ce.dtype) * cost, ce
 
     def cost_fraction(self, logits: torch.Tensor) -> torch.Tensor:
         block, group = self.layout.split(torch.sigmoid(logits))
         return self.costs.expected_fraction(block, group)
+
+    def cost_fractions(self, logits: torch.Tensor) -> torch.Tensor:
+        """``cost_fraction`` of each row of (k, size) logits -> (k,), in one call."""
+        block, group = self.layout.split(torch.sigmoid(logits))
+        return self.costs.expected_fractions(block, group)
 
 
 def pattern_gates(layout: GateLayout, pattern: GatePattern) -> Gates:

@@ -314,6 +314,7 @@ def phase2(hypernet: PruneHypernet, objective: GateObjective, batches, Lambda: f
     opt = torch.optim.Adam(groups)
     smap = ScaleMap.of(config)
     history: dict[str, list[float]] = {"lambda": [], "ce": [], "fraction": [], "tau": []}
+    drawn: list[torch.Tensor] = []   # each step's (k, size) logits, for the history's cost fractions
     k = config.lambdas_per_step
     for i in range(config.steps):
         x, y = next(batches)
@@ -339,12 +340,13 @@ def phase2(hypernet: PruneHypernet, objective: GateObjective, batches, Lambda: f
                 loss_j, ce_j = objective(logits[j], lams[j], xs, ys, tau, generator=generator)
                 (loss_j * weight[j]).backward(retain_graph=j < len(lams) - 1)
                 ce[j] = ce_j.detach()
-        for j, lam in enumerate(lams):
-            history["lambda"].append(lam)
-            history["ce"].append(float(ce[j].detach()))
-            history["fraction"].append(float(objective.cost_fraction(logits[j].detach())))
-            history["tau"].append(tau)
+        history["lambda"] += lams
+        history["ce"] += ce.detach().tolist()
+        history["tau"] += [tau] * len(lams)
+        drawn.append(logits.detach())
         opt.step()
+    # each lambda's expected cost fraction at its logits, priced once for the whole phase rather than k times a step
+    history["fraction"] = objective.cost_fractions(torch.cat(drawn)).tolist() if drawn else []
     return history
 
 

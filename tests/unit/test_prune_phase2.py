@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from hilnas.searchers.cost import FlopsCost
 from hilnas.searchers.prune.cost import ModuleCosts
-from hilnas.searchers.prune.gates import GateLayout, GateObjective, freeze
+from hilnas.searchers.prune.gates import GateLayout, GateObjective, concrete, freeze
 from hilnas.searchers.prune.network import GatedResNet
 from hilnas.searchers.prune.search import PruneConfig
 from hilnas.searchers.prune.segments import segment_statistics
@@ -49,6 +50,53 @@ def test_one_pass_gives_each_share_the_loss_and_gradient_of_its_own_pass(n):
     torch.testing.assert_close(loss.detach(), torch.stack(split_losses).detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(one, logits.grad, rtol=1e-4, atol=1e-6)
     assert one.abs().sum() > 0
+
+
+def _several_per_lambda(obj, logits, lams, x, y, tau, generator):
+    """``several`` as it was before the sixth session: a draw, a split and a cost per lambda (the reference)."""
+    sizes = [len(part) for part in y.chunk(len(lams))]
+    gates = [obj.layout.split(concrete(theta, tau, generator=generator)) for theta in logits]
+    per = torch.tensor(sizes)
+    block = torch.stack([g[0] for g in gates]).repeat_interleave(per, dim=0)
+    group = torch.stack([g[1] for g in gates]).repeat_interleave(per, dim=0)
+    with segment_statistics(obj.net, sizes):
+        out = obj.net(x, (block, group))
+    ce = torch.stack([F.cross_entropy(o, t) for o, t in zip(out.split(sizes), y.split(sizes))])
+    cost = torch.stack([obj.costs.expected_fraction(*g) for g in gates])
+    return ce + lams.to(ce.dtype) * cost, ce
+
+
+@pytest.mark.parametrize("granularity", ["groups", "blocks"])
+def test_the_k_lambdas_drawn_and_priced_in_one_call_are_bit_for_bit_the_per_lambda_ones(granularity):
+    # a change for speed only: the same draws and losses exactly, not to rounding
+    obj = _objective()
+    torch.manual_seed(3)
+    obj = GateObjective(obj.net, obj.costs, GateLayout(obj.layout.blocks, obj.layout.groups, granularity))
+    x, y = torch.randn(32, 1, 8, 8) * 3 + 1, torch.randint(0, 4, (32,))
+    logits = torch.randn(4, obj.layout.size, requires_grad=True)
+    lams = torch.tensor([0.0, 0.3, 1.0, 5.0])
+    g = torch.Generator().manual_seed(5)
+    loss, ce = obj.several(logits, lams, x, y, 0.7, generator=g)
+    (loss * torch.arange(1.0, 5.0)).sum().backward()
+    batched, after = logits.grad.clone(), torch.rand(3, generator=g)
+    logits.grad = None
+    g = torch.Generator().manual_seed(5)
+    ref_loss, ref_ce = _several_per_lambda(obj, logits, lams, x, y, 0.7, g)
+    (ref_loss * torch.arange(1.0, 5.0)).sum().backward()
+    # the draws, the losses and the generator's state exactly; the gradients to float rounding (a float64 cost's
+    # gradient summed in another order: at most an ulp in a few entries)
+    assert torch.equal(loss, ref_loss) and torch.equal(ce, ref_ce)
+    assert torch.equal(after, torch.rand(3, generator=g))   # the generator moved on alike
+    torch.testing.assert_close(batched, logits.grad, rtol=1e-6, atol=1e-9)
+    assert batched.abs().sum() > 0 and len(set(loss.tolist())) == 4
+
+
+def test_the_phase_histories_cost_fractions_priced_at_once_are_each_lambdas_own():
+    obj = _objective()
+    logits = torch.randn(12, obj.layout.size)
+    together = obj.cost_fractions(logits)
+    assert together.shape == (12,)
+    assert all(torch.equal(together[i], obj.cost_fraction(logits[i])) for i in range(12))
 
 
 def test_statistics_of_the_whole_batch_would_mix_the_shares_patterns():

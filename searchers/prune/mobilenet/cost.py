@@ -123,6 +123,11 @@ class ChannelCosts:
     def expected_fraction(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
         return (self.expected(block_p, group_p) - self.rest) / self.span
 
+    def expected_fractions(self, block_p: torch.Tensor, group_p: torch.Tensor) -> torch.Tensor:
+        """``expected_fraction`` of each of k gate vectors, (k, L) and (k, L, G) -> (k,) (``ModuleCosts``' interface;
+        the interpolated price grids take one vector at a time)."""
+        return torch.stack([self.expected_fraction(b, g) for b, g in zip(block_p, group_p)])
+
     @property
     def span(self) -> float:
         """T^T 1: what all gated groups add to the fully pruned network."""
