@@ -67,7 +67,7 @@ from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, agen
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
-from hilnas.server.cli.search.dca import DEVICE_OPTIONS, add_device_options  # noqa: E402  (no torch)
+from hilnas.server.cli.search.dca import DEVICE_OPTIONS, SELECT, add_device_options  # noqa: E402  (no torch)
 from hilnas.server.cli.search.hypernet import hypernet_options  # noqa: E402  (torch only when called)
 
 METHODS = ("dca", "pcdarts", "penalty", "random", "hypernet")
@@ -447,7 +447,7 @@ def main() -> None:
         if args.budget_rule not in BUDGET_RULES:
             raise InputError(f"--budget-rule {args.budget_rule}: use --budget-rule interior (the default) or edge "
                              "(the budgets up to 2026-12-05's fourth session)")
-        if args.select not in ("alpha", "perturbation"):
+        if args.select not in SELECT:
             raise InputError(f"--select {args.select}: use --select alpha (the default) or perturbation")
         if args.seed_offset < 0:
             raise InputError(f"--seed-offset {args.seed_offset}: the first seed must be >= 0, e.g. --seed-offset 3")

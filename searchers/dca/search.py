@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from hilnas.searchers.dca.bilevel import BilevelConfig, run_bilevel
+from hilnas.searchers.dca.progressive import SELECT
 from hilnas.searchers.cost import CostModel
 from hilnas.searchers.result import Budget, SearchResult
 
@@ -236,7 +237,7 @@ class DcaConfig(BilevelConfig):
                 or not 0 <= self.device_inside_band[0] < self.device_inside_band[1]:
             raise ValueError(f"device_inside_sigmas must be >= 0 and device_inside_band (lo, hi) with 0 <= lo < hi, "
                              f"got {self.device_inside_sigmas}, {self.device_inside_band}")
-        if self.select not in ("alpha", "perturbation"):
+        if self.select not in SELECT:
             raise ValueError(f"select must be 'alpha' or 'perturbation', got {self.select!r}")
         if self.select_batches < 1:
             raise ValueError(f"select_batches must be >= 1 (validation batches per scored op), got {self.select_batches}")

@@ -143,3 +143,9 @@ def test_a_search_with_perturbation_records_its_scores_and_is_reproducible():
     assert [d["perturbation"] for d in scored] == [d["perturbation"] for d in b.extra["decisions"]
                                                    if d["select"] == "perturbation"]
     assert NB201Genotype.from_arch_str(a.genotype.arch_str) == a.genotype
+
+
+def test_the_parsers_select_values_are_the_searchs():
+    from hilnas.searchers.dca.progressive import SELECT
+    from hilnas.server.cli.search import dca as cli
+    assert cli.SELECT == SELECT

@@ -87,6 +87,8 @@ DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeat
                    "device_reopen_sigmas": 0.0, "darts_device_networks": 10, "device_inside_sigmas": 1.5,
                    "lookahead_middle": 1}   # DcaConfig: True
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
+# DcaConfig.select's values (``searchers.dca.progressive.SELECT``, held equal by a test), torch-free for the parsers
+SELECT = ("alpha", "perturbation")
 
 
 # flag -> (lowest value allowed, first value refused above it, what to use); the error's example is the default
@@ -194,7 +196,7 @@ def register(ssub) -> None:
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
     add_device_options(p, "dca: ")
-    p.add_argument("--select", default="alpha", choices=["alpha", "perturbation"],
+    p.add_argument("--select", default="alpha", choices=SELECT,
                    help="dca on nb201: how the edges decided on the prediction choose their op: by the alphas (the "
                         "Lagrangian; default) or by the supernet's validation log-likelihood with the edge fixed to "
                         "each op the look-ahead keeps feasible (perturbation, DARTS-PT; lower regret on the NB201 "
