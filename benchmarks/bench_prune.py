@@ -138,6 +138,21 @@ def main() -> None:
                         "--finalists best of them on all --held-out (prune.confirm; default 0: all on all)")
     p.add_argument("--finalists", type=int, default=8, help="candidates per budget scored on every held-out batch "
                    "after the screen (default 8: --tries + --recentre)")
+    p.add_argument("--confirm-k", type=float, default=2.0,
+                   help="member choice: confirmed only if the loop windows' mean lies this many predictive spreads of a "
+                        "fresh window inside [0.9, 1.0] x budget (prune.confirm; 0: the inner band alone, as before the "
+                        "seventh session; the fixed networks' matches always use 0, as before)")
+    p.add_argument("--spread", type=float, default=0.01,
+                   help="prior relative spread of one window, until the run has measured 3 pairs (default 0.01)")
+    p.add_argument("--sweep-only", action="store_true",
+                   help="no run: the simulated Pi's LUT, then phase 1 and the lambda sweep alone (PruneConfig's "
+                        "defaults, and with --sweep-min M --sweep-points N), their Lambda and patterns side by side")
+    p.add_argument("--screen-agreement", action="store_true",
+                   help="no run: one hypernetwork run on the simulated Pi's LUT, then the member choice under --screen / "
+                        "--finalists and cheaper screens, with a device measuring each network at its LUT sum: which "
+                        "members each picks and what it costs")
+    p.add_argument("--sweep-min", type=float, help="the sweep's smallest lambda (default: PruneConfig's)")
+    p.add_argument("--sweep-points", type=int, help="the sweep's lambdas (default: PruneConfig's)")
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--match-floor", type=float, default=0.95,
                    help="also match each fixed network with the member confirmed within [this, 1.0] x its measured "
@@ -227,6 +242,12 @@ def main() -> None:
         loop_candidates(Path(args.loop_candidates), net, loaders, calib)
         return
     config = PruneConfig(steps=args.steps, phase2_pass=args.phase2_pass, anchor=args.anchor)
+    if args.sweep_only:
+        sweep_only(args, space, net, config)
+        return
+    if args.screen_agreement:
+        screen_agreement(args, space, net, config)
+        return
 
     from hilnas.searchers.prune.gates import recalibrate
 
@@ -281,7 +302,7 @@ def main() -> None:
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
                       "finetune": dataclasses.asdict(tune),
-                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "confirm_k": args.confirm_k, "spread": args.spread, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -357,7 +378,8 @@ def main() -> None:
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                               recentre=args.recentre, screen=args.screen,
-                                                              finalists=args.finalists),
+                                                              finalists=args.finalists, k=args.confirm_k,
+                                                              spread=args.spread),
                                              lut_floor=args.floor)
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
@@ -401,7 +423,7 @@ def main() -> None:
                                                DeviceBandConfig(inner=(floor, 1.0), near=(args.near_lo, args.near_hi),
                                                                 tries=args.tries, fallback=(floor, 1.0),
                                                                 recentre=args.recentre, screen=args.screen,
-                                                                finalists=args.finalists),
+                                                                finalists=args.finalists, k=0.0),
                                                lut_floor=args.floor)[0]
                                 if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
                                 else None for f, _ in fixed]
@@ -464,6 +486,7 @@ def main() -> None:
                     rows.append({"budget_ms": b, "lambda": m.tradeoff.scale, "pattern": m.genotype.bits(),
                                  "source": ch.source, "candidates_near": ch.candidates, "val_loss": ch.val_loss,
                                  "loop": [w.to_dict() for w in ch.loop], "loop_ms": ch.loop_ms,
+                                 "spread": ch.spread, "accepted": list(ch.accepted) if ch.accepted else None,
                                  "lut_ms": m.costs["latency_ms"], "predicted_ms": corr.apply(m.costs["latency_ms"]),
                                  "measured_ms": ms, "ratio": ms / b if ms else None, "test_acc": accuracy(m.genotype),
                                  "params_m": m.costs["params_m"],
@@ -611,6 +634,108 @@ def main() -> None:
                                     "choices": [c.to_dict() for c in choices]}
             save()
 
+
+
+def sim_lut(space, seed: int):
+    """The simulated Pi's LUT of ``space``'s module keys, as the run builds it (one window each, the median)."""
+    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.server import create_server
+    from hilnas.searchers.cost import LutLatencyCost
+    from hilnas.server.client import AgentClient, ClientConfig
+    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.micromodels import MicroModels
+    from hilnas.server.store import Store
+    from hilnas.server.validation import lut_values
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        running = create_server(ServeConfig(port=0, cache_dir=str(tmp / "cache"), simulate="raspi4", seed=seed))
+        try:
+            with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
+                LutBuilder(store, "sim", [client], LutBuildConfig(
+                    measure=MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05, threads=1), repeats=1,
+                    statistic="median")).build(MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
+                return LutLatencyCost(lut_values(store, store.find_lut("sim"), statistic="median"))
+        finally:
+            running.stop(0)
+
+
+def sweep_only(args, space, net, config) -> None:
+    """Phase 1, the lambda sweep and Theorem 1 on the simulated Pi's LUT (phase 2 cut to one step), with the
+    defaults and with --sweep-min / --sweep-points: Lambda, the sweep's patterns and CPU side by side (seventh
+    session: which sweep settings keep Lambda)."""
+    from hilnas.searchers.prune.search import search
+
+    latency = sim_lut(space, args.seed)
+    variants = {"default": dataclasses.replace(config, steps=1)}
+    changed = {k: v for k, v in (("sweep_min", args.sweep_min), ("sweep_points", args.sweep_points)) if v is not None}
+    if changed:
+        variants["changed"] = dataclasses.replace(config, steps=1, **changed)
+    out = {}
+    for name, cfg in variants.items():   # fresh loaders each: the same held-out and training batches in the same order
+        res = search(space, latency, cfg, net=net, data=dataset(args.dataset, args.seed)[1], seed=args.seed)
+        est = res.estimate
+        out[name] = {"sweep_min": cfg.sweep_min, "sweep_points": cfg.sweep_points, "Lambda": est.Lambda,
+                     "theorem_Lambda": est.theorem.Lambda, "timings": res.timings,
+                     "points": [{"lambda": q.lam, "pattern": q.pattern.bits(), "fraction": q.fraction,
+                                 "accuracy": q.accuracy} for q in est.points]}
+        print(f"{name}: Lambda {est.Lambda:.4g}; sweep CPU {res.timings['sweep_cpu']:.1f} s, Theorem 1 "
+              f"{res.timings['theorem_cpu']:.1f} s; points "
+              f"{[(round(q.lam, 3), round(q.accuracy, 3), round(q.fraction, 3)) for q in est.points]}", flush=True)
+    write(f"prune_{args.dataset}_sweep{args.suffix}", {"setup": {"dataset": args.dataset, "seed": args.seed,
+                                                                  "load_avg": os.getloadavg()}, "variants": out})
+
+
+def screen_agreement(args, space, net, config) -> None:
+    """One hypernetwork run on the simulated Pi's LUT, then the member choice (``prune.confirm``) for --k budgets over
+    the family's LUT range with a device that measures every network at its LUT sum (so only the ranking decides),
+    under each screen: (--screen, --finalists) and the cheaper settings beside it. Which members each picks, the
+    candidates it tried in order, its block passes and CPU (seventh session: what precision the choice needs)."""
+    from hilnas.searchers.prune.band import BandSearch
+    from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    from hilnas.searchers.prune.search import search
+    from hilnas.searchers.result import Budget
+
+    class Same:   # the device's latency is the LUT sum
+        def apply(self, x: float) -> float:
+            return x
+
+        def invert(self, x: float) -> float:
+            return x
+
+    latency = sim_lut(space, args.seed)
+    data = dataset(args.dataset, args.seed)[1]
+    held_out = [b for _, b in zip(range(args.held_out), data.val)]
+    res = search(space, latency, config, net=net, data=data, seed=args.seed)
+    lo, hi = res.reachable()
+    budgets = [Budget("latency_ms", (lo + (hi - lo) * i / (args.k - 1)) / args.aim) for i in range(args.k)]
+    model = res.models["latency_ms"]
+    out = {}
+    for screen, finalists in dict.fromkeys([(args.screen, args.finalists), (1, args.finalists),
+                                            (args.screen, args.finalists - 1), (1, args.finalists - 1), (0, 8)]):
+        band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
+        c0 = time.process_time()
+        chosen = device_members(band, budgets, Same(), lambda p: model.genotype_cost(space, p),
+                                DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
+                                                 recentre=args.recentre, screen=screen, finalists=finalists,
+                                                 k=0.0), lut_floor=args.floor)
+        out[f"screen{screen}_finalists{finalists}"] = {
+            "cpu_s": time.process_time() - c0, "block_passes": band.scorer.block_passes,
+            "members": [c.member.genotype.bits() for c in chosen], "sources": [c.source for c in chosen],
+            "tried": [[w.pattern.bits() for w in c.loop] for c in chosen],
+            "val_loss": [c.val_loss for c in chosen]}
+        print(f"screen {screen}, finalists {finalists}: CPU {out[f'screen{screen}_finalists{finalists}']['cpu_s']:.1f}"
+              f" s, {band.scorer.block_passes} block passes, sources {[c.source for c in chosen]}", flush=True)
+    base = out[f"screen{args.screen}_finalists{args.finalists}"]
+    for name, v in out.items():
+        v["same_members"] = sum(a == b for a, b in zip(v["members"], base["members"]))
+        v["same_tried"] = sum(a == b for a, b in zip(v["tried"], base["tried"]))
+        print(f"{name}: {v['same_members']} of {args.k} members and {v['same_tried']} tried orders as "
+              f"screen {args.screen} / finalists {args.finalists}", flush=True)
+    write(f"prune_{args.dataset}_screen_agreement{args.suffix}", {
+        "setup": {"dataset": args.dataset, "seed": args.seed, "k": args.k, "steps": config.steps,
+                  "held_out_batches": args.held_out, "tries": args.tries, "recentre": args.recentre,
+                  "load_avg": os.getloadavg(), "Lambda": res.Lambda, "timings": res.timings}, "variants": out})
 
 
 def loop_candidates(path: Path, net, loaders, calib) -> None:

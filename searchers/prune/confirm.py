@@ -14,18 +14,32 @@ by prediction can measure outside. Here the device decides. For each device budg
 2. the ``tries`` (4) with the least held-out loss are measured on the device, best loss first; one
    whose window lies within the ``inner`` band (default [0.92, 0.98] x b) and at or above the
    previous member's measurement is measured again in a new window (a single lucky window is not
-   evidence), and the first whose both windows lie inside is the member ("device");
+   evidence), and the first whose both windows lie inside, and whose mean passes the spread's test (below), is the
+   member ("device");
 2b. when none is confirmed, the median of those first windows over their predictions says how far
    off the prediction is near this budget; up to ``recentre`` (4) further candidates whose
    prediction times that ratio lies in the inner band are tried the same way, least loss first
    ("recentred"; on the simulated Pi the loop measured candidates 1.5-5 % above their prediction
    near the cheap end, all just outside, and a worse LUT fallback was taken);
 3. when none is confirmed, the candidate with the least held-out loss whose every loop window lay
-   within the ``fallback`` band (default [0.90, 0.99] x b: the target band less a 1 % margin for the
+   within the ``fallback`` band (and whose windows pass the spread's test below; when none does, the one whose
+   windows' mean lies nearest the target band's middle) (default [0.90, 0.99] x b: the target band less a 1 % margin for the
    next window's noise) and at or above the previous member's measurement is the member ("loop");
    a candidate the device has measured inside beats one only predicted inside (on the host, a LUT
    fallback measured 1.0005 x its budget where the loop had measured a candidate at 0.91);
 4. when the loop measured none inside either, the LUT-only band member is kept ("lut"), said so.
+
+**The spread of a fresh window** (issue 12, seventh session). A member confirmed by two windows inside the inner
+band is reported by a *new* window, which is one more draw of the device's window-to-window spread: on the simulated Pi
+a member confirmed at 0.974 and 0.963 x its budget measured 1.012 afresh. So a candidate is confirmed only when its
+windows' mean m also lies ``k`` predictive spreads inside the target band: ``target[0] + margin <= m / b <= target[1]
+- margin`` with ``margin = k * s * sqrt(1 + 1 / n)`` (n windows; a fresh window and the mean's own error). ``s`` is the
+relative spread of one window: the larger of ``spread`` (the prior, until the run has measured ``min_pairs`` pairs)
+and the run's robust estimate from every pair of windows it measured of one network, ``median |w1 - w2| / mean``
+divided by ``sqrt(2) x 0.6745`` (a normal window's median absolute difference), so one wild pair does not set it.
+When the margin leaves nothing of the inner band, nothing is confirmed and the loop falls back as below. Recentring
+(2b) aims at the accepted band, and the fallback (3) prefers a candidate whose windows pass the same test. ``k = 0``
+is the rule before (the inner band alone).
 
 Every window measured in the loop is recorded with the member (``DeviceChoice.loop``). They chose
 the member, so they are not its score: whoever reports the member's latency measures it afresh.
@@ -34,6 +48,8 @@ device could not measure it; the searcher never talks to an agent itself.
 """
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
@@ -63,8 +79,18 @@ class DeviceBandConfig:
     fallback: tuple[float, float] = (0.90, 0.99)  # none confirmed: a candidate whose loop windows all lie here
     screen: int = 0                             # > 0: rank the candidates on this many held-out batches first ...
     finalists: int = 8                          # ... and only this many, least screened loss, on all of them
+    target: tuple[float, float] = (0.90, 1.0)   # where a fresh measurement of the member must land (x budget)
+    k: float = 2.0                              # confirmed: the windows' mean k predictive spreads inside target
+                                                # (0: the inner band alone, the rule before the seventh session)
+    spread: float = 0.01                        # prior relative spread of one window (the simulated Pi's run-to-run
+                                                # CV), until the run has measured min_pairs pairs of windows
+    min_pairs: int = 3
 
     def __post_init__(self) -> None:
+        g, h = self.target
+        if not (0 < g < h) or self.k < 0 or self.spread < 0 or self.min_pairs < 1:
+            raise ValueError(f"need 0 < target[0] < target[1], k >= 0, spread >= 0 and min_pairs >= 1; got "
+                             f"target={self.target}, k={self.k}, spread={self.spread}, min_pairs={self.min_pairs}")
         if self.screen < 0 or self.finalists < 1:
             raise ValueError(f"need screen >= 0 (0: every candidate on every held-out batch) and finalists >= 1; "
                              f"got screen={self.screen}, finalists={self.finalists}")
@@ -102,6 +128,8 @@ class DeviceChoice:
     loop: tuple[Window, ...]       # the candidates measured, in the order tried
     val_loss: float | None
     lut_choice: BandChoice | None  # the LUT-only band member (when none was confirmed)
+    spread: float = 0.0            # the relative spread of one window the acceptance used (``Spread``)
+    accepted: tuple[float, float] | None = None  # the band two windows' mean had to lie in (x budget)
 
     @property
     def loop_ms(self) -> float | None:
@@ -114,7 +142,34 @@ class DeviceChoice:
     def to_dict(self) -> dict:
         return {"budget_ms": self.budget.value, "source": self.source, "pattern": self.member.genotype.bits(),
                 "lambda": self.member.tradeoff.scale, "candidates": self.candidates, "val_loss": self.val_loss,
+                "spread": self.spread, "accepted": list(self.accepted) if self.accepted else None,
                 "loop": [w.to_dict() for w in self.loop]}
+
+
+class Spread:
+    """The relative spread of one window on the device: the prior, or the run's robust estimate from its pairs of
+    windows of one network when that is larger and rests on ``min_pairs`` pairs (module doc)."""
+
+    def __init__(self, prior: float, min_pairs: int):
+        self.prior, self.min_pairs = prior, min_pairs
+        self.diffs: list[float] = []     # |w1 - w2| / mean of each pair measured
+
+    def add(self, windows: Sequence[float | None]) -> None:
+        if len(windows) >= 2 and all(v is not None and v > 0 for v in windows[:2]):
+            a, b = windows[0], windows[1]
+            self.diffs.append(abs(a - b) / ((a + b) / 2))  # type: ignore[operator]
+
+    @property
+    def value(self) -> float:
+        if len(self.diffs) < self.min_pairs:
+            return self.prior
+        return max(self.prior, statistics.median(self.diffs) / (math.sqrt(2) * 0.6745))
+
+    def band(self, config: DeviceBandConfig, n: int) -> tuple[float, float]:
+        """The shares of the budget n windows' mean must lie within: the inner band, narrowed to ``k`` predictive
+        spreads inside the target band (empty, lo > hi, when the spread leaves nothing)."""
+        margin = config.k * self.value * math.sqrt(1 + 1 / n)
+        return max(config.inner[0], config.target[0] + margin), min(config.inner[1], config.target[1] - margin)
 
 
 def ranked(search: BandSearch, near: list, config: DeviceBandConfig) -> list:
@@ -143,6 +198,7 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
     model = r.models[metric]
     out: list[DeviceChoice] = []
     prev_lut, prev_ms = 0.0, 0.0
+    spread = Spread(config.spread, config.min_pairs)   # across budgets: every pair the run measured
     lo_lut, hi_lut = r.reachable(metric)
 
     def to_lut(ms: float) -> float:
@@ -164,12 +220,20 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
 
         def inside(v: float | None, band: tuple[float, float]) -> bool:
             return v is not None and band[0] * b.value <= v <= band[1] * b.value and v >= prev_ms
+
+        def settled(windows: tuple[float | None, ...]) -> bool:
+            """The windows' mean lies within the band a fresh window would stay inside the target from (``Spread``)."""
+            if not windows or any(v is None for v in windows):
+                return False
+            return inside(sum(windows) / len(windows), spread.band(config, len(windows)))  # type: ignore[arg-type]
+
         def attempt(p: GatePattern, lam: float, lut: float) -> bool:
             first = measure(p)
             windows: tuple[float | None, ...] = (first,)
             if inside(first, config.inner):
                 windows += (measure(p),)   # a new window: one lucky window is not evidence
-            ok = len(windows) == 2 and all(inside(v, config.inner) for v in windows)
+                spread.add(windows)
+            ok = len(windows) == 2 and all(inside(v, config.inner) for v in windows) and settled(windows)
             loop.append(Window(p, lut, correction.apply(lut), search.loss(p), windows, ok))
             lams[p] = lam
             return ok
@@ -186,18 +250,28 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
             ratios = sorted(w.windows[0] / w.predicted_ms for w in loop if w.windows[0] is not None)
             if ratios:
                 local = ratios[len(ratios) // 2]
+                aim = spread.band(config, 2)
+                if aim[0] > aim[1]:
+                    aim = config.inner
                 rest = [c for c in near if c[0] not in tried and
-                        config.inner[0] * b.value <= local * correction.apply(c[2]) <= config.inner[1] * b.value]
+                        aim[0] * b.value <= local * correction.apply(c[2]) <= aim[1] * b.value]
                 for p, lam, lut in rest[: config.recentre]:
                     if attempt(p, lam, lut):
                         chosen = (p, lam, "recentred")
                         break
-        if chosen is None:   # the loop is in loss order: the first measured inside the fallback band
-            chosen = next(((w.pattern, lams[w.pattern], "loop") for w in loop
-                           if all(inside(v, config.fallback) for v in w.windows)), None)
+        if chosen is None:   # the loop is in loss order: the first measured inside the fallback band whose windows
+            # pass the spread's test (``settled``); when none does, the one whose mean lies nearest the target's middle
+            fallback = [w for w in loop if all(inside(v, config.fallback) for v in w.windows)]
+            middle = (config.target[0] + config.target[1]) / 2 * b.value
+            w = next((w for w in fallback if settled(w.windows)), None) if config.k else (fallback or [None])[0]
+            if w is None and fallback:
+                w = min(fallback, key=lambda w: abs(sum(w.windows) / len(w.windows) - middle))  # type: ignore[arg-type]
+            chosen = (w.pattern, lams[w.pattern], "loop") if w is not None else None
+        accepted = spread.band(config, 2)
         if chosen is not None:
             member = search.architecture(chosen[0], chosen[1])
-            choice = DeviceChoice(member, b, chosen[2], len(near), tuple(loop), search.loss(chosen[0]), None)
+            choice = DeviceChoice(member, b, chosen[2], len(near), tuple(loop), search.loss(chosen[0]), None,
+                                  spread.value, accepted)
             prev_ms = choice.loop_ms or prev_ms
         else:
             band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)),
@@ -205,7 +279,7 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
             member = band.member
             if out and member.costs[metric] < prev_lut:
                 member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)
-            choice = DeviceChoice(member, b, "lut", len(near), tuple(loop), band.val_loss, band)
+            choice = DeviceChoice(member, b, "lut", len(near), tuple(loop), band.val_loss, band, spread.value, accepted)
         prev_lut = max(prev_lut, choice.member.costs[metric])
         out.append(choice)
     return out

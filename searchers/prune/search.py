@@ -89,8 +89,8 @@ class PruneConfig:
     accuracy_tolerance: float = 0.005  # hypernet(0) must keep the pre-trained accuracy within this
     # Lambda
     Lambda: float | str = "sweep"      # "sweep" | "theorem" (falls back to the sweep when it does not apply) | > 0
-    sweep_points: int = 8              # lambdas of the sweep, log-spaced from sweep_min to sweep_max
-    sweep_min: float = 0.01
+    sweep_points: int = 6              # lambdas of the sweep, log-spaced from sweep_min to sweep_max (seventh session:
+    sweep_min: float = 0.1             # 8 from 0.01 before; their first three were all on the plateau on both datasets)
     sweep_max: float = 30.0
     sweep_steps: int = 20              # gate steps per swept lambda (each continues from the previous one)
     sweep_eval_batches: int = 4        # held-out batches the sweep scores each lambda's pattern on (of eval_batches)

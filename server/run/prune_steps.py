@@ -41,7 +41,7 @@ class PruneMethodConfig:
     pretrain_lr: float = 0.05
     granularity: str = "groups"          # gates on "blocks", or on blocks and their channel "groups"
     steps: int = 600                     # phase-2 steps of the hypernetwork
-    sweep_points: int = 8                # lambdas of the sweep that measures Lambda ...
+    sweep_points: int = 6                # lambdas of the sweep that measures Lambda (PruneConfig's) ...
     sweep_steps: int = 20                # ... each with this many gate steps
     Lambda: str = "sweep"                # "sweep" | "theorem" | a positive number (as text)
     finetune_epochs: int = 0             # brief fine-tuning of each member before export; 0 = none

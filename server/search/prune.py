@@ -362,8 +362,9 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
                          config: PruneRunConfig, loaders: Any, clients: Sequence[AgentClient], notes: list[str],
                          say: Callable[[str], None]) -> list[tuple[Architecture, Budget]]:
     """Each latency budget's member confirmed on the device (``prune.confirm``): the inner band is the middle
-    60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9); the loop's windows are noted, the member is measured
-    afresh afterwards (``_measure``)."""
+    60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9), narrowed by the spread of a fresh window (two of the
+    run's spreads inside [band x b, b]); the loop's windows are noted, the member is measured afresh afterwards
+    (``_measure``)."""
     from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
     from hilnas.server.search.common import export_with_metadata, measured_ms
@@ -377,7 +378,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
                               recentre=config.confirm_tries,
-                              fallback=(config.band, 1 - margin / 2))
+                              fallback=(config.band, 1 - margin / 2), target=(config.band, 1.0))
     search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,
@@ -386,7 +387,8 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
         if c.source in ("device", "recentred"):
             again = (" after the prediction was corrected by the first windows" if c.source == "recentred" else "")
             notes.append(f"{c.budget}: member confirmed on the device within [{device.inner[0]:.3g}, {device.inner[1]:.3g}]"
-                         f" x budget at lambda {c.member.tradeoff.scale:.4g}{again} (loop windows: {tried}; "
+                         f" x budget, its windows' mean within [{c.accepted[0]:.3g}, {c.accepted[1]:.3g}] (a window's "
+                         f"spread {100 * c.spread:.2g} %) at lambda {c.member.tradeoff.scale:.4g}{again} (loop windows: {tried}; "
                          f"{c.candidates} candidates near the band, the least held-out loss first)")
         elif c.source == "loop":
             notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried}); the least held-out "

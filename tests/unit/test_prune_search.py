@@ -150,6 +150,9 @@ def test_the_sweep_stops_at_the_drop_with_the_same_Lambda_and_theorem_1_reuses_i
     assert {p.pattern for p in stopped.points} <= probes and GatePattern.empty(3, 2) in probes
     worst = max(pattern_loss_accuracy(net, layout, p, held)[0] for p in probes)
     assert stopped.theorem.worst_valid_loss == pytest.approx(worst)
+    # the random probes run as the pruned networks (``score.HeldOutLoss``): each the gated run's loss, to rounding
+    for probe in stopped.theorem.probes:
+        assert probe.loss == pytest.approx(pattern_loss_accuracy(net, layout, probe.genotype, held)[0], rel=1e-5)
 
 
 # -- Algorithm 1 --------------------------------------------------------------------------------------
@@ -439,7 +442,7 @@ def test_a_match_floor_at_the_targets_window_keeps_the_least_loss_candidate_meas
             first.clear()
             return device_members(BandSearch(run, held), [fixed], _Scaled(), device,
                                   DeviceBandConfig(inner=(floor, 1.0), fallback=(floor, 1.0), near=(0.5, 1.5),
-                                                   tries=4))[0]
+                                                   tries=4, k=0.0))[0]   # as the benchmark's matches
 
         narrow = match(0.95)
         if len(narrow.loop) < 2:
@@ -473,7 +476,7 @@ def test_windows_off_the_prediction_recentre_the_next_tries_onto_a_confirmed_mem
         factor: dict = {}
         return lambda p: factor.setdefault("f", b.value / exact(p)) * exact(p)
 
-    config = DeviceBandConfig(tries=1, near=(0.6, 1.05), fallback=(0.95, 0.96))
+    config = DeviceBandConfig(tries=1, near=(0.6, 1.05), fallback=(0.95, 0.96), k=0.0)   # the inner band alone
     for c in sorted({exact(p) for p in pool})[1:]:
         b = Budget("mflops", c / 0.99)
         (plain,) = device_members(Everywhere(run, held), [b], _Scaled(), device(b), config)
@@ -497,6 +500,108 @@ def test_windows_off_the_prediction_recentre_the_next_tries_onto_a_confirmed_mem
     assert found
     with pytest.raises(ValueError, match="recentre"):
         DeviceBandConfig(recentre=-1)
+
+
+class _Everywhere(BandSearch):
+    """A band search whose candidates near any budget are a fixed pool of patterns (whatever the tiny family makes)."""
+
+    def __init__(self, run, held, pool):
+        super().__init__(run, held)
+        self.pool = pool
+
+    def around(self, metric, lo, hi):
+        return {p: (0.0, "sample") for p in self.pool}
+
+
+def _pool(n: int = 40) -> list:
+    import random
+    rng = random.Random(0)
+    return list(dict.fromkeys(SPACE.sample(rng) for _ in range(n)))
+
+
+def test_a_member_confirmed_on_a_lucky_pair_of_windows_is_refused_once_the_spread_is_counted(run, loaders):
+    """The sixth session's miss as a mechanism: the least-loss candidate's true latency is 1.01 x the budget, but its
+    two loop windows drew 0.974 and 0.963 x (inside the inner band [0.92, 0.98]); a fresh window measures 1.012 x.
+    The rule before (k = 0) confirms it; counting a window's spread (1.5 %, k = 2: the mean must lie at or under
+    1 - 2 x 1.5 % x sqrt(1.5) = 0.963) refuses it and confirms the next candidate, whose windows say 0.95 x."""
+    held = [b for _, b in zip(range(3), loaders.val)]
+    search = _Everywhere(run, held, _pool())
+    b = Budget("mflops", 100.0)
+    calls: dict = {}
+    first: list = []
+
+    def device(p):   # the first pattern measured is the lucky one; every other measures 0.95 x steadily
+        if not first:
+            first.append(p)
+        calls[p] = calls.get(p, 0) + 1
+        if p == first[0]:
+            return (0.974, 0.963, 1.012)[min(calls[p], 3) - 1] * b.value
+        return 0.95 * b.value
+
+    def choose(k):
+        first.clear()
+        calls.clear()
+        return device_members(search, [b], _Scaled(), device,
+                              DeviceBandConfig(near=(1e-6, 1e9), tries=4, recentre=0, k=k, spread=0.015))[0]
+
+    old = choose(0.0)
+    assert old.source == "device" and old.member.genotype == first[0] and len(old.loop) == 1
+    assert old.loop[0].windows == (pytest.approx(97.4), pytest.approx(96.3))
+    assert device(old.member.genotype) / b.value > 1.0          # the fresh window: over the budget
+    new = choose(2.0)
+    assert new.loop[0].pattern == first[0] and new.loop[0].windows == old.loop[0].windows
+    assert not new.loop[0].confirmed                            # the same two windows, refused
+    assert new.source == "device" and new.member.genotype != first[0] and new.loop[-1].confirmed
+    margin = 2 * 0.015 * math.sqrt(1.5)                        # k spreads of a fresh window less the mean of two
+    assert new.accepted == (pytest.approx(0.9 + margin), pytest.approx(1 - margin))
+    assert 0.9 <= device(new.member.genotype) / b.value <= 1.0  # the fresh window: inside
+
+
+def test_the_spread_of_a_window_is_estimated_robustly_from_the_runs_pairs():
+    from hilnas.searchers.prune.confirm import Spread
+    g = torch.Generator().manual_seed(0)
+    s = Spread(prior=0.001, min_pairs=3)
+    s.add((10.0, 10.3))
+    s.add((10.0, None))                                   # a pair with a missing window is not evidence
+    assert s.value == 0.001 and len(s.diffs) == 1         # the prior until min_pairs pairs
+    for _ in range(400):
+        w = 20.0 * (1 + 0.015 * torch.randn(2, generator=g))
+        s.add(tuple(float(v) for v in w))
+    assert s.value == pytest.approx(0.015, rel=0.15)      # the windows' known noise
+    s.add((10.0, 30.0))                                   # one wild pair barely moves it (a median, not a mean)
+    assert s.value == pytest.approx(0.015, rel=0.15)
+    assert Spread(prior=0.05, min_pairs=3).value == 0.05
+    with pytest.raises(ValueError, match="target"):
+        DeviceBandConfig(target=(1.0, 0.9))
+    with pytest.raises(ValueError, match="k >= 0"):
+        DeviceBandConfig(k=-1)
+
+
+def test_on_a_noisy_device_the_spread_rule_keeps_fresh_windows_inside_more_often(run, loaders):
+    """A scripted device with known noise: each candidate's true latency is drawn in [0.90, 1.03] x the budget and
+    every window is it times (1 + 1.5 % noise). Over 150 budgets, the members confirmed by the rule before (k = 0)
+    measure outside [0.9, 1.0] on a fresh window more often than those of the rule counting the spread (k = 2, the
+    device's spread given; its estimate from the run's pairs is the test above)."""
+    import random
+    held = [b for _, b in zip(range(3), loaders.val)]
+    search = _Everywhere(run, held, _pool())
+    b = Budget("mflops", 100.0)
+
+    def trial(k, seed):
+        rng = random.Random(seed)
+        true = {p: rng.uniform(0.90, 1.03) for p in search.pool}
+        device = lambda p: true[p] * (1 + rng.gauss(0.0, 0.015)) * b.value   # noqa: E731
+        (c,) = device_members(search, [b], _Scaled(), device, DeviceBandConfig(near=(1e-6, 1e9), tries=4, recentre=0,
+                                                                              k=k, spread=0.015))
+        if c.source != "device":
+            return None
+        return not 0.9 <= device(c.member.genotype) / b.value <= 1.0
+
+    outcomes = {k: [trial(k, seed) for seed in range(150)] for k in (0.0, 2.0)}
+    rate = {k: sum(1 for o in v if o) / max(1, sum(1 for o in v if o is not None)) for k, v in outcomes.items()}
+    confirmed = {k: sum(1 for o in v if o is not None) for k, v in outcomes.items()}
+    assert confirmed[2.0] >= 30, confirmed        # the stricter rule still confirms members
+    assert rate[2.0] < rate[0.0] and rate[2.0] <= 0.06, rate
 
 
 def test_held_out_loss_on_pruned_networks_is_the_gated_networks(run, loaders):

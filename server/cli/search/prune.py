@@ -92,9 +92,11 @@ def register(ssub) -> None:
                         "MobileNet's members are bisection's)")
     p.add_argument("--confirm-tries", type=int, default=4,
                    help="latency budgets: measure up to this many candidates per budget on the device (least "
-                        "held-out loss first) and take the first confirmed by two windows inside the middle of the band; "
-                        "when none is, up to as many more whose prediction, corrected by those windows, lies there "
-                        "(default 4; 0: members chosen by the LUT's prediction only)")
+                        "held-out loss first) and take the first confirmed by two windows inside the middle of the band "
+                        "whose mean lies two spreads of a fresh window (the run's robust estimate from its pairs of "
+                        "windows, at least 1 %%) inside [band x b, b]; when none is, up to as many more whose "
+                        "prediction, corrected by those windows, lies there (default 4; 0: members chosen by the LUT's "
+                        "prediction only)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
