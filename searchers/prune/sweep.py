@@ -31,8 +31,7 @@ datasets) for 2.2 s less CPU on Fashion-MNIST and 3.5 s on the CIFAR-10 subset
 Theorem 1's Lambda = (H - sup_valid L) / T^T 1 (H: the best constant predictor's loss, the label
 entropy) is estimated too, on the same batches, with ``hypernet.bound``'s estimator; its probes are
 the cheapest and dearest patterns and every pattern the sweep scored (already scored: no extra
-forward pass), plus ``bound_samples`` random ones (4), run as the pruned networks (``score.HeldOutLoss``). The
-random ones stay: without them the worst
+forward pass), plus ``bound_samples`` random ones (4). The random ones stay: without them the worst
 probe is a sweep pattern or the empty network, whose losses on the CIFAR-10 subset were below the
 label entropy, so the theorem seemed to apply (Lambda 0.02-0.08), while random patterns lose more
 than the constant predictor (2.86 and 2.69 nats against H = 2.30; the empty network 2.24): with them
@@ -52,8 +51,6 @@ import torch
 
 from hilnas.searchers.hypernet.bound import BoundEstimate, Probe, constant_predictor_loss, estimate_bound
 from hilnas.searchers.prune.gates import GateObjective, annealed, pattern_loss_accuracy
-from hilnas.searchers.prune.network import GatedResNet
-from hilnas.searchers.prune.score import HeldOutLoss
 from hilnas.searchers.spaces.resnet import GatePattern
 
 if TYPE_CHECKING:
@@ -210,13 +207,10 @@ def theorem_estimate(objective: GateObjective, held_out: list[Batch], samples: i
     found = {p.genotype: p for p in scored}
     probes = [GatePattern.empty(B, space.groups), GatePattern.full(B, space.groups)]
     probes += [space.sample(rng) for _ in range(samples)]
-    missing = [p for p in dict.fromkeys(probes) if p not in found]
-    if isinstance(objective.net, GatedResNet):   # run as the pruned networks (``score``: the gated run's losses to
-        losses = HeldOutLoss(objective.net, held_out).losses(missing)   # float rounding, at about half the CPU)
-    else:                                       # a MobileNet's channel groups: gated
-        losses = {p: pattern_loss_accuracy(objective.net, layout, p, held_out)[0] for p in missing}
-    for p in missing:
-        found[p] = Probe(p, losses[p], costs.fraction(costs.pattern_cost(p)))
+    for p in dict.fromkeys(probes):
+        if p not in found:
+            found[p] = Probe(p, pattern_loss_accuracy(objective.net, layout, p, held_out)[0],
+                             costs.fraction(costs.pattern_cost(p)))
     labels = torch.cat([y for _, y in held_out])
     est = estimate_bound(constant_predictor_loss(labels, num_classes), list(found.values()))
     return BoundEstimate(**{**est.__dict__, "samples": int(labels.numel())})

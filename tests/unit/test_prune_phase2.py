@@ -139,3 +139,36 @@ def test_only_lambda_zero_moves_the_anchor_and_it_gives_lambda_zero_its_logits()
     hyper(torch.zeros(1))["gates"].sum().backward()
     assert hyper.anchor.grad is not None
     assert all(p.grad is None or p.grad.abs().max() == 0 for p in hyper.h.parameters())
+
+
+@pytest.mark.parametrize("pinned", [True, False])
+def test_the_k_lambdas_logits_in_one_call_of_the_hypernetwork_are_the_per_lambda_ones(pinned):
+    """``PruneHypernet.several`` (phase 2: one call of h for the step's lambdas): the logits and gradients those of a
+    call per lambda to float rounding (a (k, 1) matmul rounds as k (1,) ones may not); lambda = 0's row is the anchor
+    and only it reaches the anchor's gradient."""
+    from hilnas.searchers.prune.search import new_hypernet
+    torch.manual_seed(0)
+    obj = _objective()
+    u = torch.tensor([[0.0], [0.15], [0.5], [0.9]])
+    grads = []
+    for one_call in (True, False):
+        hyper = new_hypernet(obj.layout, 8)
+        with torch.no_grad():    # a hypernetwork that has moved off its zero-initialised output layers
+            for p in hyper.h.parameters():
+                p.copy_(torch.linspace(-0.5, 0.5, p.numel()).reshape(p.shape))
+        if pinned:
+            hyper.pin()
+        logits = hyper.several(u) if one_call else torch.stack([hyper(row)["gates"] for row in u])
+        weight = torch.linspace(1.0, 2.0, logits.numel()).reshape(logits.shape)
+        (logits * weight).sum().backward()
+        grads.append((logits.detach(), [p.grad.clone() for p in hyper.h.parameters()],
+                      None if hyper.anchor.grad is None else hyper.anchor.grad.clone()))
+    (a, ga, anchor_a), (b, gb, anchor_b) = grads
+    torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    for x, y in zip(ga, gb):
+        torch.testing.assert_close(x, y, rtol=1e-5, atol=1e-5)
+    if pinned:
+        assert torch.equal(a[0], b[0]) and torch.equal(a[0], hyper.anchor.detach())   # lambda = 0: the anchor itself
+        assert torch.equal(anchor_a, anchor_b)   # lambda = 0's row alone reaches it: its weights
+    else:
+        assert anchor_a is None and anchor_b is None
