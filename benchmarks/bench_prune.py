@@ -6,7 +6,10 @@
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
                                                [--pretrain-only] [--finetune-epochs 0] [--match-floor 0.95]
+                                               [--confirm-k 2] [--spread S]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --loop-candidates benchmarks/results/prune_<...>.json
+    .venv/bin/python benchmarks/bench_prune.py --dataset D --sweep-only [--sweep-min 0.1 --sweep-points 6]
+    .venv/bin/python benchmarks/bench_prune.py --dataset D --screen-agreement [--screen 2 --finalists 4]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -23,7 +26,9 @@ all in-process on loopback:
    one member each, chosen with the device in the loop (``prune.confirm``): of the hypernetwork's
    patterns whose corrected prediction lies within [0.88, 1.04] x budget, the ``--tries`` with
    the least held-out loss (``--held-out`` validation batches) are measured in turn, and the first
-   whose window and a second, new window both lie in [0.92, 0.98] x budget is the member; when none
+   whose window and a second, new window both lie in [0.92, 0.98] x budget, their mean ``--confirm-k`` (2)
+   predictive spreads of a fresh window inside [0.9, 1.0] x budget (the spread: the larger of ``--spread``,
+   default the simulated Pi's 1.31 % from its profile, and the run's robust estimate from its pairs), is the member; when none
    is (with ``--screen S``: the candidates ranked on S held-out batches first and only the
    ``--finalists`` best on all of them), up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
@@ -50,6 +55,10 @@ all in-process on loopback:
 
 ``--loop-candidates RESULT`` runs nothing: for every matched pair of an earlier result file it scores each
 candidate the device loop tried on the test split (what the match passed over, and why; sixth session).
+``--sweep-only`` runs phase 1, the sweep and Theorem 1 alone (phase 2 one step) with PruneConfig's sweep and with
+``--sweep-min`` / ``--sweep-points``, on the same batches: Lambda and the sweep's CPU side by side.
+``--screen-agreement`` runs one hypernetwork and the member choice under the given screen and cheaper ones, with a
+device that measures each network at its LUT sum: which members each picks and its CPU (seventh session).
 
 Targets (issue 12): the members' measured latencies monotone in the budget (0 violations); each
 member's measured / budget in [0.9, 1.0]; the hypernetwork run (phase 1 + sweep + Theorem 1 +

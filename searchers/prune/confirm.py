@@ -18,7 +18,8 @@ by prediction can measure outside. Here the device decides. For each device budg
    member ("device");
 2b. when none is confirmed, the median of those first windows over their predictions says how far
    off the prediction is near this budget; up to ``recentre`` (4) further candidates whose
-   prediction times that ratio lies in the inner band are tried the same way, least loss first
+   prediction times that ratio lies in the accepted band (the inner band narrowed by the spread, below; the inner
+   band when the spread leaves nothing) are tried the same way, least loss first
    ("recentred"; on the simulated Pi the loop measured candidates 1.5-5 % above their prediction
    near the cheap end, all just outside, and a worse LUT fallback was taken);
 3. when none is confirmed, the candidate with the least held-out loss whose every loop window lay
@@ -34,9 +35,11 @@ band is reported by a *new* window, which is one more draw of the device's windo
 a member confirmed at 0.974 and 0.963 x its budget measured 1.012 afresh. So a candidate is confirmed only when its
 windows' mean m also lies ``k`` predictive spreads inside the target band: ``target[0] + margin <= m / b <= target[1]
 - margin`` with ``margin = k * s * sqrt(1 + 1 / n)`` (n windows; a fresh window and the mean's own error). ``s`` is the
-relative spread of one window: the larger of ``spread`` (the prior, until the run has measured ``min_pairs`` pairs)
-and the run's robust estimate from every pair of windows it measured of one network, ``median |w1 - w2| / mean``
+relative spread of one window: the prior ``spread`` until the run has measured ``min_pairs`` pairs of windows of one
+network, then the larger of the prior and the run's robust estimate from all its pairs, ``median |w1 - w2| / mean``
 divided by ``sqrt(2) x 0.6745`` (a normal window's median absolute difference), so one wild pair does not set it.
+A floor, because a few pairs can say far less than the device's spread (the sixth session's CIFAR-10 run: 8 pairs,
+under 1 %, where the simulated Pi's profile implies 1.31 %).
 When the margin leaves nothing of the inner band, nothing is confirmed and the loop falls back as below. Recentring
 (2b) aims at the accepted band, and the fallback (3) prefers a candidate whose windows pass the same test. ``k = 0``
 is the rule before (the inner band alone).
