@@ -152,8 +152,10 @@ def replay(tables, latency: dict, oracle, device: str, budget: float, seed: int,
     g = NB201Genotype(tuple(proxy.ops[p.model.fixed["cell"][e]] for e in range(6)))
     fresh = latency[g.arch_str] * (1 + rng.gauss(0, NOISE.get(device, 0.015))) / budget
     regret = oracle.regret(g.arch_str, budget) if latency[g.arch_str] <= budget else float("inf")
+    ahead = [d for d in p.decisions if not d["on_device"]]   # the decisions on the prediction
     return {"budget": budget, "seed": seed, "cell": g.arch_str, "fresh_hit": fresh, "regret": regret,
-            "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1]}
+            "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1],
+            "feasible": [[len(d["feasible_ops"]), d["feasible_pairs"], d["widened"]] for d in ahead]}
 
 
 def _oracle_score(p, fixed: dict, latency: dict, oracle, budget: float) -> float:
@@ -174,7 +176,12 @@ def summary(rows: list[dict]) -> dict:
     return {"in_band": f"{sum(0.9 <= r['fresh_hit'] <= 1.0 for r in rows)}/{len(rows)}",
             "median_regret": statistics.median(r["regret"] for r in rows),
             "median_calls": statistics.median(r["calls"] for r in rows),
-            "reopenings": sum(r["reopened"] for r in rows)}
+            "reopenings": sum(r["reopened"] for r in rows),
+            # the decisions on the prediction: how many chose among > 1 op (the chosen edge's feasible ops), the mean
+            # feasible (edge, op) pairs over the undecided edges, the mean feasible ops of the chosen edge
+            "choice": f"{sum(f[0] > 1 for r in rows for f in r['feasible'])}/{sum(len(r['feasible']) for r in rows)}",
+            "mean_pairs": round(statistics.fmean(f[1] for r in rows for f in r["feasible"]), 2),
+            "mean_ops": round(statistics.fmean(f[0] for r in rows for f in r["feasible"]), 2)}
 
 
 if __name__ == "__main__":
