@@ -89,6 +89,18 @@ decision is reopened toward that inner band (``_reopen``, with its bounds), and 
 cell deepest inside the band taken (the margin x 0.75, 0.5, 0.25, then the band). Each decision on the device records
 ``inside_band`` and ``inside`` (chosen among cells there).
 
+Room for the choice (``widen``, ``widen_middle``, ``widen_slack``). Aimed at the band's middle and kept to the ops
+whose completions land there at the most of the ratios (``tolerance``), the decisions on the prediction leave one
+feasible op on most edges (81 of 120 on the benchmark), so the selection rule (``select``) rarely chooses. A decision
+taken while at least ``widen`` edges are undecided (an early one: the later decisions and the measurements can still
+correct it) keeps instead every op some completion of which lands where the look-ahead aims at the current ratio:
+the ratio-robust rule keeps the ops within ``widen_slack`` (default 4: all) of the most ratios covered, and the look-ahead
+aims at the ``MIDDLE`` shares <= ``widen_middle`` (default 0.4: as ``middle`` does; 0: the whole band). The later
+decisions are taken as before. Each decision records ``widened`` and ``feasible_pairs`` (the feasible (edge, op)
+pairs of the undecided edges). ``widen=4`` (the first three decisions) was chosen in the offline replay
+(``benchmarks/nb201_decisions_offline.py``) as the rule that kept its band hits and lowered the regret a perfect
+score could reach (docs/performance.md, "Room for the score").
+
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
 1-2 %; the fresh measurement then regresses): so every cell measured in the band or within
@@ -157,7 +169,8 @@ class Progressive:
     ``accuracy(genotype)``: the one-shot accuracy the choice among confirmed in-band cells is made by;
     ``fit_sample``: the fitted device predictor; ``reopen_sigmas``: reopening near the band's edge; ``middle``,
     ``inside_sigmas`` and ``inside_band`` (device cost): aiming at the band's middle; ``select`` and
-    ``supernet_score(fixed) -> (validation log-likelihood, accuracy)``: the edges decided by the supernet's accuracy.
+    ``supernet_score(fixed) -> (validation log-likelihood, accuracy)``: the edges decided by the supernet's accuracy;
+    ``widen``, ``widen_middle``, ``widen_slack``: room for the choice in the early decisions.
     """
 
     def __init__(self, model: Supernet, tables: CostTables, steps: list[int], penalty: Callable[[float], float],
