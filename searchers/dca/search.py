@@ -42,7 +42,8 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
   earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201; default ``"alpha"``)
   chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
-  it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas.
+  it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas;
+  ``lookahead_widen`` (NB201, default 0 = off) gives that choice room in the early decisions (the ratio filter off).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
