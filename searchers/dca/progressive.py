@@ -99,7 +99,8 @@ aims at the ``MIDDLE`` shares <= ``widen_middle`` (default 0.4: as ``middle`` do
 decisions are taken as before. Each decision records ``widened`` and ``feasible_pairs`` (the feasible (edge, op)
 pairs of the undecided edges). ``widen=4`` (the first three decisions) was chosen in the offline replay
 (``benchmarks/nb201_decisions_offline.py``) as the rule that kept its band hits and lowered the regret a perfect
-score could reach (docs/performance.md, "Room for the score").
+score could reach; with the supernet's score it raised the regret on the held-out seed (off by default: the score
+chooses about as well as a uniform pick; docs/performance.md, "Room for the score").
 
 A measurement is trusted only once confirmed. A decision that keeps a cell because its measurement
 lies in the band keeps the lucky measurements too (the simulated devices draw an offset per call,
