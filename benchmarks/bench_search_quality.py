@@ -458,12 +458,13 @@ def main() -> None:
                 or args.device_repeats < 1 or not 0 <= args.ratio_tolerance < 1 or args.device_reopen < 0
                 or args.device_reopen_measurements < 0 or args.device_margin_sigmas < 0
                 or args.device_oneshot_batches < 0 or args.device_fit_sample < 0 or args.device_reopen_sigmas < 0
-                or args.device_inside_sigmas < 0 or args.lookahead_middle not in (0, 1)):
+                or args.device_inside_sigmas < 0 or args.lookahead_middle not in (0, 1)
+                or not 0 <= args.lookahead_widen <= 6):
             raise InputError(f"--methods takes {', '.join(METHODS)} (got {unknown or methods}); --seeds, --budgets, "
                              "--workers and --device-repeats must be >= 1, --device-decisions >= 0, "
                              "--ratio-tolerance in [0, 1), --device-reopen*, --device-margin-sigmas and "
                              "--device-oneshot-batches, --device-fit-sample, --device-reopen-sigmas, "
-                             "--device-inside-sigmas >= 0, --lookahead-middle 0 or 1")
+                             "--device-inside-sigmas >= 0, --lookahead-middle 0 or 1, --lookahead-widen 0-6")
     except InputError as err:
         print(f"bench_search_quality: {err}", file=sys.stderr)
         raise SystemExit(2) from None

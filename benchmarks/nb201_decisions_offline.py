@@ -20,6 +20,15 @@ A setting with ``"select": "oracle"`` replays ``select="perturbation"`` with a p
 the best table accuracy among the completions of the decided edges (and it) whose noise-free latency lies in
 [0.9, 1.0] x B, and the one-shot choice among measured cells by their table accuracy: the regret the decisions'
 feasible sets leave to a selection rule that knew the table (a bound, not a method).
+
+``--choices RESULT.json ...`` scores the choices a benchmark run's supernet made instead (no replay): for every decision
+whose ops were scored (``perturbation`` records), the best table accuracy among the in-band completions ([0.9, 1.0] x B
+noise-free, the decided edges as they were) of the (edge, op) the score took, against the best over every scored
+(edge, op) and against a uniform pick among them: how often the score chose what a perfect score would have, and the
+points it lost per decision (one decision at a time; what the later decisions then did is not counted).
+
+    .venv/bin/python benchmarks/nb201_decisions_offline.py --choices \
+        benchmarks/results/search_quality_w_heldout_today_pixel3.json --out nb201_score_choices
 """
 from __future__ import annotations
 
@@ -49,8 +58,17 @@ def main() -> None:
     p.add_argument("--fit-sample", type=int, default=30, help="cells the predictor-error table fits on (default: 30)")
     p.add_argument("--setting", action="append", default=[], metavar="NAME=JSON",
                    help="a Progressive setting to replay, e.g. 'fit30={\"fit_sample\": 30}' (repeatable)")
+    p.add_argument("--choices", nargs="+", type=Path, metavar="RESULT", help="score the choices of these "
+                   "bench_search_quality results' supernets against the table instead of replaying (module docstring)")
     p.add_argument("--out", default="nb201_decisions_offline")
     args = p.parse_args()
+    if args.choices:
+        missing = [str(f) for f in args.choices if not f.is_file()]
+        if missing:
+            raise SystemExit(f"nb201_decisions_offline: --choices: no such result {', '.join(missing)}; pass "
+                             "bench_search_quality's JSON, e.g. benchmarks/results/search_quality_pt_pixel3.json")
+        write(args.out, {"setup": {"choices": [str(f) for f in args.choices]}, "choices": score_choices(args.choices)})
+        return
     settings = {}
     for s in args.setting or ['base={"fit_sample": 0}']:
         name, _, text = s.partition("=")
@@ -152,8 +170,10 @@ def replay(tables, latency: dict, oracle, device: str, budget: float, seed: int,
     g = NB201Genotype(tuple(proxy.ops[p.model.fixed["cell"][e]] for e in range(6)))
     fresh = latency[g.arch_str] * (1 + rng.gauss(0, NOISE.get(device, 0.015))) / budget
     regret = oracle.regret(g.arch_str, budget) if latency[g.arch_str] <= budget else float("inf")
+    ahead = [d for d in p.decisions if not d["on_device"]]   # the decisions on the prediction
     return {"budget": budget, "seed": seed, "cell": g.arch_str, "fresh_hit": fresh, "regret": regret,
-            "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1]}
+            "calls": calls[0], "reopened": len(p.reopened), "fits": p.fits[:1],
+            "feasible": [[len(d["feasible_ops"]), d["feasible_pairs"], d["widened"]] for d in ahead]}
 
 
 def _oracle_score(p, fixed: dict, latency: dict, oracle, budget: float) -> float:
@@ -170,11 +190,58 @@ def _oracle_score(p, fixed: dict, latency: dict, oracle, budget: float) -> float
     return float(p._oracle_rows[left].max()) if bool(left.any()) else -1.0
 
 
+def score_choices(results: list[Path]) -> dict:
+    """Per result file: the supernet's scored choices against a perfect score and a uniform pick (module docstring)."""
+    from hilnas.searchers.genotype import NB201Genotype
+
+    accuracy = read_accuracy(ACCURACY_CSV)
+    out = {}
+    for path in results:
+        rows = [r for r in json.loads(path.read_text())["rows"] if r["method"] == "dca"]
+        devices = sorted({r["device"] for r in rows})
+        latency = simulated_latencies(tuple(devices), workers=1, progress=lambda *a: None)
+        ops = {a: NB201Genotype.from_arch_str(a).ops for a in latency[devices[0]]}
+        matched, loss, uniform_matches, uniform_loss, empty = 0, [], 0.0, [], 0
+        for r in rows:
+            band = {a: accuracy[a] for a in ops if 0.9 * r["budget"] <= latency[r["device"]][a] <= r["budget"]}
+            fixed: dict[int, str] = {}
+
+            def perfect(edge: int, op: str) -> float:   # the best in-band accuracy with edge -> op (-1: none)
+                return max((v for a, v in band.items() if ops[a][edge] == op
+                            and all(ops[a][e] == o for e, o in fixed.items())), default=-1.0)
+            for d in r["decisions"]:
+                if d.get("perturbation"):
+                    scored = [perfect(int(e), o) for e, by_op in d["perturbation"].items() for o in by_op]
+                    best, chosen = max(scored), perfect(d["edge"], d["op"])
+                    empty += sum(v < 0 for v in scored)   # no noise-free in-band completion: left out of the losses
+                    reachable = [v for v in scored if v >= 0]
+                    matched += chosen >= best
+                    if chosen >= 0:
+                        loss.append(best - chosen)
+                    uniform_matches += sum(v >= best for v in scored) / len(scored)
+                    uniform_loss.append(statistics.fmean(best - v for v in reachable))
+                fixed[d["edge"]] = d.get("reopened_to", d["op"])
+        out[path.name] = {"scored_decisions": len(uniform_loss), "chose_the_perfect_op": matched,
+                          "scored_ops_without_in_band_completion": empty,
+                          "uniform_expected": round(uniform_matches, 1),
+                          "loss_points": {"median": round(statistics.median(loss), 2) if loss else None,
+                                          "mean": round(statistics.fmean(loss), 2) if loss else None,
+                                          "max": round(max(loss), 2) if loss else None},
+                          "uniform_mean_loss": round(statistics.fmean(uniform_loss), 2) if uniform_loss else None}
+        print(path.name, out[path.name])
+    return out
+
+
 def summary(rows: list[dict]) -> dict:
     return {"in_band": f"{sum(0.9 <= r['fresh_hit'] <= 1.0 for r in rows)}/{len(rows)}",
             "median_regret": statistics.median(r["regret"] for r in rows),
             "median_calls": statistics.median(r["calls"] for r in rows),
-            "reopenings": sum(r["reopened"] for r in rows)}
+            "reopenings": sum(r["reopened"] for r in rows),
+            # the decisions on the prediction: how many chose among > 1 op (the chosen edge's feasible ops), the mean
+            # feasible (edge, op) pairs over the undecided edges, the mean feasible ops of the chosen edge
+            "choice": f"{sum(f[0] > 1 for r in rows for f in r['feasible'])}/{sum(len(r['feasible']) for r in rows)}",
+            "mean_pairs": round(statistics.fmean(f[1] for r in rows for f in r["feasible"]), 2),
+            "mean_ops": round(statistics.fmean(f[0] for r in rows for f in r["feasible"]), 2)}
 
 
 if __name__ == "__main__":

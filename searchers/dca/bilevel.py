@@ -211,6 +211,7 @@ def run_bilevel(method: str, space: SearchSpace, cost_model: CostModel, config: 
                                   inside_band=tuple(b * budget.value for b in
                                                     getattr(config, "device_inside_band", (0.9, 1.0))),
                                   middle=getattr(config, "lookahead_middle", False),
+                                  widen=getattr(config, "lookahead_widen", 0),
                                   # the edges decided by the supernet's validation score instead of the alphas
                                   select=getattr(config, "select", "alpha"),
                                   supernet_score=_perturbation(model, data, getattr(config, "select_batches", 0))

@@ -42,7 +42,8 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
   earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201; default ``"alpha"``)
   chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
-  it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas.
+  it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas;
+  ``lookahead_widen`` (NB201, default 0 = off) gives that choice room in the early decisions (the ratio filter off).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
   ops, ``darts_nodes.py``), with the same look-ahead to the band and the last decision on
   confirmed device measurements.
@@ -202,6 +203,10 @@ class DcaConfig(BilevelConfig):
     # NB201: the decisions on the prediction look ahead to the band shrunk by 0.4, then 0.25 of its width on each
     # side, the first some completion reaches (darts_nodes' MIDDLE), not to any completion in the band (False)
     lookahead_middle: bool = True
+    # NB201, room for the choice: the decisions on the prediction taken while at least this many edges are undecided
+    # keep every op some completion of which lands where the look-ahead aims at the measured ratio, not only those
+    # landing there at the most ratios within +-ratio_tolerance (progressive.py's ``widen``; 0: off)
+    lookahead_widen: int = 0
     # NB201: how the decisions on the prediction choose an edge's op: "alpha" (the Lagrangian, log w - penalty) or
     # "perturbation" (the supernet's validation log-likelihood on select_batches fixed batches with the edge fixed to
     # each op the look-ahead keeps feasible, DARTS-PT; progressive.py)
@@ -237,6 +242,8 @@ class DcaConfig(BilevelConfig):
                 or not 0 <= self.device_inside_band[0] < self.device_inside_band[1]:
             raise ValueError(f"device_inside_sigmas must be >= 0 and device_inside_band (lo, hi) with 0 <= lo < hi, "
                              f"got {self.device_inside_sigmas}, {self.device_inside_band}")
+        if self.lookahead_widen < 0:
+            raise ValueError(f"lookahead_widen must be >= 0 (undecided edges; 0: off), got {self.lookahead_widen}")
         if self.select not in SELECT:
             raise ValueError(f"select must be 'alpha' or 'perturbation', got {self.select!r}")
         if self.select_batches < 1:

@@ -85,7 +85,7 @@ DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeat
                    "ratio_tolerance": 0.1, "device_reopen": 3, "device_reopen_measurements": 75,
                    "device_margin_sigmas": 1.5, "device_oneshot_batches": 6, "device_fit_sample": 30,
                    "device_reopen_sigmas": 0.0, "darts_device_networks": 10, "device_inside_sigmas": 1.5,
-                   "lookahead_middle": 1}   # DcaConfig: True
+                   "lookahead_middle": 1, "lookahead_widen": 0}   # lookahead_middle: DcaConfig's True
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
 # DcaConfig.select's values (``searchers.dca.progressive.SELECT``, held equal by a test), torch-free for the parsers
 SELECT = ("alpha", "perturbation")
@@ -105,7 +105,8 @@ _DEVICE_LIMITS = {"device_decisions": (0, math.inf, "0 (decide on the prediction
                   "device_reopen_sigmas": (0, math.inf, "0 (reopen only when no measured cell is in the band) or more"),
                   "darts_device_networks": (5, math.inf, "5 (the shortlist alone) or more networks"),
                   "device_inside_sigmas": (0, math.inf, "0 (--device-margin-sigmas' margin on the band) or more"),
-                  "lookahead_middle": (0, 2, "1 (aim at the band's middle) or 0 (anywhere in the band)")}
+                  "lookahead_middle": (0, 2, "1 (aim at the band's middle) or 0 (anywhere in the band)"),
+                  "lookahead_widen": (0, 7, "0 (off) or 1-6 undecided edges")}
 
 
 def check_device_options(args) -> None:
@@ -162,6 +163,10 @@ _DEVICE_HELP = {
     "lookahead_middle": (int, "0|1", "on nb201: the decisions on the prediction keep a completion near the band's "
                          "middle reachable (the band shrunk by 0.4, then 0.25 of its width on each side), not just "
                          "any completion in the band (default: {d})"),
+    "lookahead_widen": (int, "N", "on nb201: the decisions on the prediction taken while at least N edges are "
+                        "undecided keep every op some completion of which lands where the look-ahead aims at the "
+                        "measured ratio, not only those landing there at the most ratios within --ratio-tolerance, "
+                        "so the choice (--select) has room early; the later ones as before (default: {d}; 0: off)"),
 }
 
 
