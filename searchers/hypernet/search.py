@@ -169,6 +169,11 @@ class HypernetConfig(BilevelConfig):
     sweep_rule: str = "descent"        # Lambda from the walk: "descent" (where it has made most of its descent,
                                        # ``descent_scale``) | "reach" (the scale it reached the cheapest at; before)
     sweep_descent: float = 0.5         # "descent": left to go, as a share of the walk's whole descent
+    knee: str = "none"                 # after each trade-off epoch but the last: "none" | "family" (Lambda <- knee_margin x
+                                       # the smallest scale whose derived member is within sweep_reach of the valid cells'
+                                       # range above the cheapest, at most the estimate; x Lambda when none is below it;
+                                       # ``knee``): the draws go where the family changes, not past its cheap end
+    knee_margin: float = 1.5           # "family": Lambda's multiple of the knee (> 1: the cheap end stays inside)
     warmup_fraction: float = 0.25      # share of the weight steps before the first hypernetwork step ...
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
@@ -219,6 +224,9 @@ class HypernetConfig(BilevelConfig):
                 and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1 and 0 <= self.sweep_descent < 1):
             raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0, "
                              "sweep_reach and sweep_descent in [0, 1)")
+        if self.knee not in ("none", "family") or not self.knee_margin > 1:
+            raise ValueError(f"knee must be 'none' or 'family' and knee_margin > 1, got {self.knee!r}, "
+                             f"{self.knee_margin!r}")
         if self.sweep_rule not in ("descent", "reach"):
             raise ValueError(f"sweep_rule must be 'descent' or 'reach', got {self.sweep_rule!r}")
         for name in ("kappa", "kappa_energy"):
@@ -435,7 +443,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
         supernet=supernet, hypernet=hypernet,
         Lambda=hook.Lambda, bound=hook.bound, Lambda_history=hook.Lambda_history, ops=objective.ops,
         history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan, sweep=hook.sweep,
-        epoch_val_acc=hook.epoch_val_acc,
+        epoch_val_acc=hook.epoch_val_acc, knees=hook.knees,
         steps=sum(h.batches for h in history.history), epochs=config.epochs, wall_s=clock.seconds,
         peak_mem_mb=mem.peak_mb, seed=seed)
     result.val_acc = result.accuracy(0.0, data.val, max_batches=config.eval_batches)
