@@ -119,6 +119,8 @@ class HyperArchitect(TrainHooks):
 
     def __init__(self, relaxed: RelaxedSupernet, objective: Objective, config: HypernetConfig, *,
                  steps_per_epoch: int, seed: int):
+        if not config.is_resolved:
+            raise ValueError("HyperArchitect: resolve the config for the space first (HypernetConfig.resolved)")
         self.relaxed, self.objective, self.config = relaxed, objective, config
         self.smap = ScaleMap.of(config)
         self.supernet, self.hypernet = relaxed.supernet, relaxed.hypernet
