@@ -96,7 +96,8 @@ def main() -> None:
                    help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
                         "valid cell's, the dearest cell's and a uniform one's in turn (sandwich), or the dearest "
                         "cell's, a child's of it (k edges redrawn, k in 1..E) and a uniform one's in turn "
-                        "(sandwich-children), the warm-up included (default: HypernetConfig's, drawn)")
+                        "(sandwich-children), the warm-up included (default: HypernetConfig's, auto: per space, "
+                        "DARTS sandwich, NB201 sandwich-children)")
     p.add_argument("--Lambda", default=None, type=lambda_arg,
                    help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
                         "number in nats per full cost span (default: HypernetConfig's, sweep)")
@@ -111,17 +112,20 @@ def main() -> None:
                         "the same space, data and seed; the search settings are the saved run's)")
     p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
                    help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
-                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, relaxed)")
+                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, auto: "
+                        "DARTS relaxed, NB201 straight-through)")
     p.add_argument("--phase1", default=None, choices=["none", "dearest"],
                    help="--family: seed 004's phase 1 before the trade-off: none, or dearest (fit the hypernetwork's "
-                        "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, none)")
+                        "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, auto: "
+                        "dearest on DARTS and NB201)")
     p.add_argument("--anchor", default=None, choices=["none", "pinned"],
                    help="--family: after phase 1, none, or pinned (lambda = 0's architecture held at phase 1's fit, the "
-                        "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, none)")
+                        "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, "
+                        "auto: DARTS pinned, NB201 none)")
     p.add_argument("--knee", default=None, choices=["none", "family"],
-                   help="--family: after each trade-off epoch but the last, none, or family (Lambda shrunk to 1.5 x the "
-                        "scale where the family reached its cheap end, so the draws go where it changes) (default: "
-                        "HypernetConfig's, none)")
+                   help="--family: after each trade-off epoch but the last, none, or family (Lambda set to 1.5 x the "
+                        "scale where the family reached the cheap end, at most the estimate, so the draws go where it "
+                        "changes) (default: HypernetConfig's, none)")
     p.add_argument("--scale-sampling", default=None, choices=["log", "uniform"],
                    help="--family: the scale's draws and the hypernetwork's input: log (fine near 0) or uniform on "
                         "[0, Lambda] (seed 004) (default: HypernetConfig's, log)")
