@@ -12,34 +12,28 @@ from loopback import start_agent
 from hilnas.server.cli import main
 
 
-@pytest.fixture
-def sim(tmp_path):
-    running = start_agent(tmp_path / "agent", simulate="raspi4")
-    yield running
-    running.stop(0)
-
-
-def _run(capsys, ws, *argv):
-    code = main(["--workspace", str(ws), "--retries", "1", *argv])
-    out, err = capsys.readouterr()
-    return code, out, err
+def _cli(capsys, tmp_path, *argv) -> tuple[int, str, str]:
+    code = main(["--workspace", str(tmp_path / "ws"), "--retries", "1", *argv])
+    return (code, *capsys.readouterr())
 
 
 @pytest.mark.slow
-def test_the_summary_shows_the_resolved_settings_and_an_explicit_flag_wins(tmp_path, capsys, sim):
-    ws = tmp_path / "ws"
+def test_the_summary_shows_the_resolved_settings_and_an_explicit_flag_wins(tmp_path, capsys):
     quick = ("--min-runs", "5", "--min-seconds", "0.01", "--warmup", "1")
     shape = ("--space", "nb201", "--dataset", "demo", "--space-opt", "C=4", "--space-opt", "N=1")
     search = ("search", "hypernet", "--device", "pi", *shape, "--search-epochs", "1", "--max-batches", "6", "--grid",
               "2", "--train-size", "200", "--Lambda", "0.5", *quick)
-    assert _run(capsys, ws, "devices", "add", "pi", "--address", f"127.0.0.1:{sim.port}")[0] == 0
-    code, _, err = _run(capsys, ws, "lut", "build", "--device", "pi", "--quiet", *shape, *quick)
-    assert code == 0, err
-    code, out, err = _run(capsys, ws, *search)
-    assert code == 0, err
+    agent = start_agent(tmp_path / "agent", simulate="raspi4")
+    try:
+        results = [_cli(capsys, tmp_path, *argv) for argv in (
+            ("devices", "add", "pi", "--address", f"127.0.0.1:{agent.port}"),
+            ("lut", "build", "--device", "pi", "--quiet", *shape, *quick),
+            search, (*search, "--arch-step", "relaxed", "--json"))]
+    finally:
+        agent.stop(0)
+    assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     assert ("settings: weight_lambda sandwich-children, arch_step straight-through, phase1 dearest, anchor none "
-            "(auto: the space's measured setting where not given)") in out
-    code, out, err = _run(capsys, ws, *search, "--arch-step", "relaxed", "--json")
-    assert code == 0, err
+            "(auto: the space's measured setting where not given)") in results[2][1]
+    out = results[3][1]
     trained = json.loads((Path(json.loads(out)["trained_dir"]) / "trained.json").read_text())
     assert trained["config"]["arch_step"] == "relaxed" and trained["config"]["weight_lambda"] == "sandwich-children"
