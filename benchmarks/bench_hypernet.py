@@ -96,7 +96,8 @@ def main() -> None:
                    help="--family: the weight step's architecture: a drawn lambda's, lambda = 0's, a uniformly drawn "
                         "valid cell's, the dearest cell's and a uniform one's in turn (sandwich), or the dearest "
                         "cell's, a child's of it (k edges redrawn, k in 1..E) and a uniform one's in turn "
-                        "(sandwich-children), the warm-up included (default: HypernetConfig's, drawn)")
+                        "(sandwich-children), the warm-up included (default: HypernetConfig's, auto: per space, "
+                        "DARTS sandwich, NB201 sandwich-children)")
     p.add_argument("--Lambda", default=None, type=lambda_arg,
                    help="--family: the scale's upper end: sweep (measured by the sweep's walk), auto (Theorem 1) or a "
                         "number in nats per full cost span (default: HypernetConfig's, sweep)")
@@ -111,13 +112,23 @@ def main() -> None:
                         "the same space, data and seed; the search settings are the saved run's)")
     p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
                    help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
-                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, relaxed)")
+                        "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, auto: "
+                        "DARTS relaxed, NB201 straight-through)")
     p.add_argument("--phase1", default=None, choices=["none", "dearest"],
                    help="--family: seed 004's phase 1 before the trade-off: none, or dearest (fit the hypernetwork's "
-                        "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, none)")
+                        "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, auto: "
+                        "dearest on DARTS and NB201)")
     p.add_argument("--anchor", default=None, choices=["none", "pinned"],
                    help="--family: after phase 1, none, or pinned (lambda = 0's architecture held at phase 1's fit, the "
-                        "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, none)")
+                        "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, "
+                        "auto: DARTS pinned, NB201 none)")
+    p.add_argument("--knee", default=None, choices=["none", "family"],
+                   help="--family: after each trade-off epoch but the last, none, or family (Lambda set to 1.5 x the "
+                        "scale where the family reached the cheap end, at most the estimate, so the draws go where it "
+                        "changes) (default: HypernetConfig's, none)")
+    p.add_argument("--scale-sampling", default=None, choices=["log", "uniform"],
+                   help="--family: the scale's draws and the hypernetwork's input: log (fine near 0) or uniform on "
+                        "[0, Lambda] (seed 004) (default: HypernetConfig's, log)")
     p.add_argument("--epoch-val-batches", type=int, default=8,
                    help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
                         "every epoch (default 8; 0 = not measured)")
@@ -339,7 +350,7 @@ def main() -> None:
 
 
 _CONFIG_FLAGS = ("derivation", "sweep_rule", "sweep_descent", "warmup_fraction", "zero_fraction", "weight_lambda",
-                 "Lambda", "arch_step", "phase1", "anchor")
+                 "Lambda", "arch_step", "phase1", "anchor", "knee", "scale_sampling")
 
 
 
@@ -449,7 +460,8 @@ def family_benchmark(args) -> None:
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
                   "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step, "phase1": cfg.phase1,
-                  "anchor": cfg.anchor,
+                  "anchor": cfg.anchor, "knee": cfg.knee, "knee_margin": cfg.knee_margin,
+                  "scale_sampling": cfg.scale_sampling,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},
@@ -479,7 +491,7 @@ def family_benchmark(args) -> None:
                     "members": [{"scale": a.tradeoff.scale, "lut_ms": a.costs["latency_ms"],
                                  "measured_ms": measured[a.genotype], "genotype": a.genotype.to_dict()}
                                 for a in changes.points]},
-        "epoch_costs": res.epoch_costs, "epoch_val_acc": res.epoch_val_acc, "eval_bn": cfg.eval_bn,
+        "epoch_costs": res.epoch_costs, "knees": res.knees, "Lambda_history": [list(x) for x in res.Lambda_history], "epoch_val_acc": res.epoch_val_acc, "eval_bn": cfg.eval_bn,
         "shared_weight_front": front,
         "other_derivation": {"derivation": other_name, "distinct_members": len({a.genotype for a in other_grid.raw}),
                              "family_ms": [min(other_raw), max(other_raw)],

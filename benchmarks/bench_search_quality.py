@@ -201,7 +201,9 @@ def _hypernet_job(job: dict) -> dict:
     return {"members": members, "family": [a.genotype.arch_str for a in curve.points],
             "family_predicted_ms": [a.costs["latency_ms"] for a in curve.points], "reachable_predicted_ms":
             list(curve.range), "Lambda": res.Lambda, "val_acc": res.val_acc, "wall_s": res.wall_s,
-            "hypernet_options": args["hypernet_opt"]}
+            "hypernet_options": args["hypernet_opt"],
+            # what ran: the "auto" settings resolved for the space (``hypernet.defaults``), the options' included
+            "hypernet_settings": {f: getattr(res.config, f) for f in ("weight_lambda", "arch_step", "phase1", "anchor")}}
 
 
 # -- the main side ----------------------------------------------------------------------------------
@@ -432,7 +434,8 @@ def main() -> None:
                                                             "search_quality)")
     p.add_argument("--hypernet-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="hypernet: a HypernetConfig setting, repeatable (e.g. --hypernet-opt phase1=dearest "
-                        "--hypernet-opt anchor=pinned; default: the config's defaults)")
+                        "--hypernet-opt anchor=pinned; default: the config's defaults, whose 'auto' settings "
+                        "resolve per space: NB201 sandwich-children, straight-through, phase 1 dearest)")
     args = p.parse_args()
     try:   # checked before anything runs, as the other inputs
         args.hypernet_opt = hypernet_options(args.hypernet_opt)

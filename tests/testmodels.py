@@ -128,6 +128,7 @@ def hyper_architect(space, config, latency=None):
                                            new_hypernetwork)
 
     torch.manual_seed(0)
+    config = config.resolved(space)   # "auto" settings -> the space's (``hypernet.defaults``)
     objective = Objective(space, ParamsCost(), latency, None, kappa=config.kappa if latency else 0.0, kappa_energy=0.0,
                           kappa_scaling=config.kappa_scaling)
     supernet = ValidSupernet(space, config.options)

@@ -323,6 +323,7 @@ class HypernetResult(Family):
     sweep: ScaleSweep | None = None     # Lambda's sweep (``Lambda="sweep"``); None otherwise or when loaded
     epoch_val_acc: list[float] = field(default_factory=list)   # after each epoch, accuracy at lambda = 0 on
                                         # ``config.epoch_val_batches`` fixed val batches (empty when 0)
+    knees: list[dict[str, Any]] = field(default_factory=list)   # knee="family": each epoch's knee and Lambda then
     _curves: dict[Any, TradeOffCurve] = field(default_factory=dict, repr=False)
 
     def architecture(self, t: TradeOff | float) -> Architecture:
@@ -353,7 +354,7 @@ class HypernetResult(Family):
                 "metrics": {m: model.unit for m, model in self.models.items()}, "primary": self.primary,
                 "val_acc": self.val_acc, "steps": self.steps,
                 "epochs": self.epochs, "wall_s": self.wall_s, "peak_mem_mb": self.peak_mem_mb, "seed": self.seed,
-                "epoch_costs": self.epoch_costs, "epoch_val_acc": self.epoch_val_acc, "curve": self.curve().to_dict(),
+                "epoch_costs": self.epoch_costs, "epoch_val_acc": self.epoch_val_acc, "knees": self.knees, "curve": self.curve().to_dict(),
                 "config": _plain(dataclasses.asdict(self.config))}
 
 

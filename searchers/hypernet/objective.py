@@ -22,6 +22,7 @@ from hilnas.searchers.hypernet.bound import (BoundEstimate, CostSpan, cost_span,
                                              one_hot_arch)
 from hilnas.searchers.hypernet.children import child, edge_ops
 from hilnas.searchers.hypernet.derive import derive
+from hilnas.searchers.hypernet.knee import family_knee, next_Lambda
 from hilnas.searchers.hypernet.sweep import ScaleSweep, path_bound, sweep_scale
 from hilnas.searchers.hypernet.tradeoff import ScaleMap, TradeOff, center
 from hilnas.searchers.spaces import NB201Space
@@ -118,6 +119,8 @@ class HyperArchitect(TrainHooks):
 
     def __init__(self, relaxed: RelaxedSupernet, objective: Objective, config: HypernetConfig, *,
                  steps_per_epoch: int, seed: int):
+        if not config.is_resolved:
+            raise ValueError("HyperArchitect: resolve the config for the space first (HypernetConfig.resolved)")
         self.relaxed, self.objective, self.config = relaxed, objective, config
         self.smap = ScaleMap.of(config)
         self.supernet, self.hypernet = relaxed.supernet, relaxed.hypernet
@@ -141,10 +144,12 @@ class HyperArchitect(TrainHooks):
                                           weight_decay=a.weight_decay)
         self.Lambda: float | None = None if isinstance(config.Lambda, str) else float(config.Lambda)
         objective.kappa_scale = self.Lambda or 0.0
+        self.Lambda_cap: float | None = self.Lambda   # knee="family": the estimate, the most the knee's Lambda may be
         self.bound: BoundEstimate | None = None
         self.sweep: ScaleSweep | None = None
         self.bound_batches: list[Batch] = []
         self.Lambda_history: list[tuple[int, float]] = []   # (weight steps taken, Lambda) per estimate
+        self.knees: list[dict] = []   # knee="family": each epoch's knee (``Knee.to_dict``) and the Lambda it was read at
         self.history: dict[str, list[float]] = {"scale": [], "ce": [], "penalty": [], "complexity": []}
         self.epoch_costs: list[dict[str, float]] = []
         self.steps_done = 0
@@ -354,8 +359,11 @@ class HyperArchitect(TrainHooks):
         device = self.hypernet.device
         return {k: v.to(device) for k, v in one_hot_arch(self.supernet, g).items()}
 
-    def set_Lambda(self, Lambda: float) -> None:
+    def set_Lambda(self, Lambda: float, *, estimate: bool = True) -> None:
+        """``estimate``: Lambda from the sweep or Theorem 1, also the cap of the knee's Lambda (``fit_knee``)."""
         self.Lambda = Lambda
+        if estimate:
+            self.Lambda_cap = Lambda
         self.objective.kappa_scale = Lambda
         self.Lambda_history.append((self.steps_done, Lambda))
 
@@ -430,4 +438,27 @@ class HyperArchitect(TrainHooks):
         # the networks improve as the weights train, and Lambda with them: the next epoch samples the new range
         if self.config.Lambda == "auto" and epoch < self.config.epochs - 1:
             self.estimate_bound()
+        if self.config.knee == "family" and epoch < self.config.epochs - 1:
+            self.fit_knee(out)
         return out
+
+    def fit_knee(self, out: dict[str, float] | None = None) -> None:
+        """``knee="family"``: Lambda <- knee_margin x the family's knee, at most the estimate (``knee.next_Lambda``),
+        so the next epoch draws its scales where the family changes rather than past its cheap end. Not after the
+        last epoch: the hypernetwork reads a scale relative to Lambda, so it would derive at scales it was not
+        trained for."""
+        assert self.Lambda is not None and self.Lambda_cap is not None
+        c = self.config
+        model = self.objective.complexity
+        knee = family_knee(self.supernet, self.hypernet, model, self.objective.spans[model.metric],
+                           len(self.objective.ops), self.Lambda, self.smap, points=c.curve_points, floor=c.log_floor,
+                           reach=c.sweep_reach, bisect_steps=c.bisect_steps)
+        new = next_Lambda(knee, self.Lambda, self.Lambda_cap, c.knee_margin)
+        self.knees.append({"step": self.steps_done, "Lambda": self.Lambda, "next_Lambda": new, **knee.to_dict()})
+        if out is not None:
+            out["knee"] = math.nan if knee.scale is None else knee.scale
+        if new != self.Lambda:
+            log.info("Lambda %.4g -> %.4g at step %d (the family's knee %s, x %g, at most %.4g)", self.Lambda, new,
+                     self.steps_done, "none below Lambda" if knee.scale is None else f"{knee.scale:.4g}",
+                     c.knee_margin, self.Lambda_cap)
+            self.set_Lambda(new, estimate=False)

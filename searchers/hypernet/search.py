@@ -63,6 +63,7 @@ hook), ``derive`` (derivation), ``family`` (the family and the result),
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Mapping
@@ -73,6 +74,7 @@ from torch import nn
 from hilnas.searchers.dca.architect import ArchConfig
 from hilnas.searchers.dca.bilevel import BilevelConfig
 from hilnas.searchers.hypernet.anchor import Anchored
+from hilnas.searchers.hypernet.defaults import AUTO, FALLBACK, resolve
 from hilnas.searchers.hypernet.derive import arch_weights, derive, match_expected_cost, valid_genotype
 from hilnas.searchers.hypernet.family import (Architecture, BudgetRangeError, HypernetResult, TradeOffCurve,
                                               count_violations, isotonic)
@@ -120,7 +122,8 @@ class HypernetConfig(BilevelConfig):
     center_fraction: float = 0.5       # share of draws at the centre (the scalar penalty of grids and budgets)
     lambdas_per_step: int = 4          # lambdas per architecture step, each on its share of the validation batch
     zero_fraction: float = 0.0         # share of draws at lambda = 0 (accuracy only), anchoring that end
-    weight_lambda: str = "drawn"       # the weight step's architecture: "drawn" (a drawn lambda's) | "zero" (lambda = 0's,
+    weight_lambda: str = "auto"        # the weight step's architecture ("auto": the space's measured setting, ``defaults``;
+                                       # DARTS "sandwich", NB201 "sandwich-children", other spaces "drawn"): "drawn" (a drawn lambda's) | "zero" (lambda = 0's,
                                        # as in the warm-up: the weights serve the accuracy-first end, seed 004's fixed
                                        # pre-trained network, and do not follow the family to its cheap members) |
                                        # "uniform" (a uniformly drawn valid cell, the warm-up included: SPOS's fair
@@ -134,16 +137,19 @@ class HypernetConfig(BilevelConfig):
                                        # loss can fall gradually toward the dear end; ``HyperArchitect.child_path``)
     epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
                                        # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
-    arch_step: str = "relaxed"         # the architecture step's forward: "relaxed" (the softmax mixture in the searched
+    arch_step: str = "auto"            # the architecture step's forward ("auto": DARTS "relaxed", NB201 "straight-through",
+                                       # others "relaxed"): "relaxed" (the softmax mixture in the searched
                                        # cell, the argmax cell in the derived ones) | "straight-through" (a cell drawn
                                        # from the op weights runs everywhere, one-hot, the gradient straight through:
                                        # the networks the arch step judges are those single-path weight steps train;
                                        # ``ValidSupernet.sampled``)
-    phase1: str = "none"               # before the trade-off phase (seed 004's Algorithm 1, phase 1): "none" | "dearest" (fit
+    phase1: str = "auto"               # before the trade-off phase (seed 004's Algorithm 1, phase 1; "auto": DARTS and NB201
+                                       # "dearest", others "none"): "none" | "dearest" (fit
                                        # the hypernetwork's output at and near lambda = 0 to the dearest valid cell, so the
                                        # family starts at the unpruned network and larger lambdas walk down from it;
                                        # ``HyperArchitect.fit_phase1``)
-    anchor: str = "none"               # after phase 1: "none" | "pinned" (lambda = 0's architecture logits pinned to phase 1's
+    anchor: str = "auto"               # after phase 1 ("auto": DARTS "pinned", NB201 and others "none", and "none" whenever
+                                       # phase 1 is off): "none" | "pinned" (lambda = 0's architecture logits pinned to phase 1's
                                        # fit, the other lambdas learning offsets from it, theta(u) = h(u) - h(0) + anchor, as
                                        # the pruning hypernetwork's; ``anchor.Anchored``; needs phase1="dearest"). It holds the
                                        # lambda = 0 end at the dearest cell through the trade-off phase by construction
@@ -169,6 +175,11 @@ class HypernetConfig(BilevelConfig):
     sweep_rule: str = "descent"        # Lambda from the walk: "descent" (where it has made most of its descent,
                                        # ``descent_scale``) | "reach" (the scale it reached the cheapest at; before)
     sweep_descent: float = 0.5         # "descent": left to go, as a share of the walk's whole descent
+    knee: str = "none"                 # after each trade-off epoch but the last: "none" | "family" (Lambda <- knee_margin x
+                                       # the smallest scale whose derived member is within sweep_reach of the valid cells'
+                                       # range above the cheapest, at most the estimate; x Lambda when none is below it;
+                                       # ``knee``): the draws go where the family changes, not past its cheap end
+    knee_margin: float = 1.5           # "family": Lambda's multiple of the knee (> 1: the cheap end stays inside)
     warmup_fraction: float = 0.25      # share of the weight steps before the first hypernetwork step ...
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
@@ -192,16 +203,16 @@ class HypernetConfig(BilevelConfig):
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
-        if self.weight_lambda not in WEIGHT_LAMBDAS:
-            raise ValueError(f"weight_lambda must be 'drawn', 'zero', 'uniform', 'sandwich' or 'sandwich-children', got "
-                             f"{self.weight_lambda!r}")
-        if self.arch_step not in ("relaxed", "straight-through"):
-            raise ValueError(f"arch_step must be 'relaxed' or 'straight-through', got {self.arch_step!r}")
-        if self.phase1 not in ("none", "dearest"):
-            raise ValueError(f"phase1 must be 'none' or 'dearest', got {self.phase1!r}")
-        if self.anchor not in ("none", "pinned"):
-            raise ValueError(f"anchor must be 'none' or 'pinned', got {self.anchor!r}")
-        if self.anchor == "pinned" and self.phase1 != "dearest":
+        if self.weight_lambda not in (AUTO, *WEIGHT_LAMBDAS):
+            raise ValueError(f"weight_lambda must be 'auto', 'drawn', 'zero', 'uniform', 'sandwich' or "
+                             f"'sandwich-children', got {self.weight_lambda!r}")
+        if self.arch_step not in (AUTO, "relaxed", "straight-through"):
+            raise ValueError(f"arch_step must be 'auto', 'relaxed' or 'straight-through', got {self.arch_step!r}")
+        if self.phase1 not in (AUTO, "none", "dearest"):
+            raise ValueError(f"phase1 must be 'auto', 'none' or 'dearest', got {self.phase1!r}")
+        if self.anchor not in (AUTO, "none", "pinned"):
+            raise ValueError(f"anchor must be 'auto', 'none' or 'pinned', got {self.anchor!r}")
+        if self.anchor == "pinned" and self.phase1 == "none":
             raise ValueError("anchor='pinned' pins lambda = 0 to phase 1's fit: set phase1='dearest' (or anchor='none')")
         if not (self.phase1_steps >= 1 and 0.5 < self.phase1_confidence < 1 and 0 <= self.phase1_reach <= 1):
             raise ValueError(f"need phase1_steps >= 1, phase1_confidence in (0.5, 1) and phase1_reach in [0, 1], got "
@@ -219,6 +230,9 @@ class HypernetConfig(BilevelConfig):
                 and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1 and 0 <= self.sweep_descent < 1):
             raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0, "
                              "sweep_reach and sweep_descent in [0, 1)")
+        if self.knee not in ("none", "family") or not self.knee_margin > 1:
+            raise ValueError(f"knee must be 'none' or 'family' and knee_margin > 1, got {self.knee!r}, "
+                             f"{self.knee_margin!r}")
         if self.sweep_rule not in ("descent", "reach"):
             raise ValueError(f"sweep_rule must be 'descent' or 'reach', got {self.sweep_rule!r}")
         for name in ("kappa", "kappa_energy"):
@@ -236,6 +250,18 @@ class HypernetConfig(BilevelConfig):
             raise ValueError(f"lambdas_per_step must be >= 1, got {self.lambdas_per_step}")
         if self.bound_batches < 1 or self.bound_samples < 0:
             raise ValueError("bound_batches must be >= 1 and bound_samples >= 0")
+
+
+    def resolved(self, space: SearchSpace) -> HypernetConfig:
+        """This config with every ``"auto"`` setting replaced by ``space``'s measured one (``defaults.resolve``);
+        explicit settings are kept. What ``search`` runs and records."""
+        given = {f: getattr(self, f) for f in FALLBACK}
+        out = resolve(space.name, given)
+        return self if out == given else dataclasses.replace(self, **out)
+
+    @property
+    def is_resolved(self) -> bool:
+        return all(getattr(self, f) != AUTO for f in FALLBACK)
 
 
 # -- the hypernetwork ------------------------------------------------------------------------------
@@ -290,7 +316,10 @@ class Hypernetwork(nn.Module):
 
 def new_hypernetwork(num_coeffs: int, layout: Mapping[str, tuple[int, ...]], config: HypernetConfig,
                      init: Mapping[str, torch.Tensor] | None = None) -> Hypernetwork | Anchored:
-    """The search's hypernetwork: ``Hypernetwork``, wrapped in ``Anchored`` when ``config.anchor == "pinned"``."""
+    """The search's hypernetwork: ``Hypernetwork``, wrapped in ``Anchored`` when ``config.anchor == "pinned"``
+    (``config`` resolved for the space: ``HypernetConfig.resolved``)."""
+    if config.anchor == AUTO:
+        raise ValueError("new_hypernetwork: resolve the config for the space first (HypernetConfig.resolved)")
     h = Hypernetwork(num_coeffs, layout, config.hidden, init=init)
     return Anchored(h) if config.anchor == "pinned" else h
 
@@ -406,6 +435,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
     ``ParamsCost()`` or a LUT cost); ``energy`` the optional energy term (kappa_energy).
     """
     check_data(space, data)
+    config = config.resolved(space)   # "auto" settings -> the space's measured ones, recorded in the result
     complexity = complexity or cost_model
     models = checked_cost_models(space, cost_model, complexity, energy)
     objective = Objective(space, complexity, cost_model if complexity is not cost_model else None, energy,
@@ -435,7 +465,7 @@ def search(space: SearchSpace, cost_model: CostModel, config: HypernetConfig, *,
         supernet=supernet, hypernet=hypernet,
         Lambda=hook.Lambda, bound=hook.bound, Lambda_history=hook.Lambda_history, ops=objective.ops,
         history=hook.history, epoch_costs=hook.epoch_costs, val_acc=math.nan, sweep=hook.sweep,
-        epoch_val_acc=hook.epoch_val_acc,
+        epoch_val_acc=hook.epoch_val_acc, knees=hook.knees,
         steps=sum(h.batches for h in history.history), epochs=config.epochs, wall_s=clock.seconds,
         peak_mem_mb=mem.peak_mb, seed=seed)
     result.val_acc = result.accuracy(0.0, data.val, max_batches=config.eval_batches)

@@ -180,6 +180,8 @@ def run_hypernet(store: Store, device_key: str, clients: Sequence[AgentClient], 
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
     loaders, space = prepared(store, device_key, clients, config.dataset, 0.5, config.space, config.space_overrides)
+    # "auto" settings -> the space's measured ones (``hypernet.defaults``), so the run's record holds what ran
+    config = dataclasses.replace(config, search=config.search.resolved(space))
     with lut_needed(device_key, space, config.dataset.name, energy=config.complexity == "energy"):
         latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
         latency.check(space)  # MissingOpsError naming the keys the LUT lacks, and the command

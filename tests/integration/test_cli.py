@@ -220,7 +220,7 @@ def test_search_hypernet_trains_once_and_from_run_derives_again(tmp_path, capsys
     assert code == 2 and "unknown run id 999" in err and len(err.strip().splitlines()) == 1
     with pytest.raises(SystemExit) as bad:   # a bad --weight-lambda is refused before anything runs
         run(capsys, ws, "search", "hypernet", "--device", "pi", "--weight-lambda", "half")
-    assert bad.value.code == 2 and "choose from 'drawn', 'zero', 'uniform'" in capsys.readouterr().err
+    assert bad.value.code == 2 and "choose from 'auto', 'drawn', 'zero', 'uniform'" in capsys.readouterr().err
     for value in ("0", "-1", "nan", "theorem"):   # a bad --Lambda too, with the three accepted forms named
         with pytest.raises(SystemExit) as bad:
             run(capsys, ws, "search", "hypernet", "--device", "pi", "--Lambda", value)

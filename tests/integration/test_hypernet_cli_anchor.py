@@ -1,4 +1,4 @@
-"""``hilnas search hypernet --anchor``: the flag reaches the search config; a bad value, or "pinned" without phase 1,
+"""``hilnas search hypernet --anchor``: the flag reaches the search config; a bad value, or "pinned" with phase 1 off,
 is refused before anything runs."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from hilnas.server.cli import main
 
 def test_anchor_reaches_the_config_and_a_bad_value_is_refused(tmp_path, capsys, monkeypatch):
     argv = ["--workspace", str(tmp_path / "ws"), "search", "hypernet", "--device", "pi"]
-    # "pinned" without phase 1 (the real config): one line that names the fix, nothing run
-    assert main([*argv, "--anchor", "pinned"]) != 0
+    # "pinned" with phase 1 off (the real config): one line that names the fix, nothing run
+    assert main([*argv, "--anchor", "pinned", "--phase1", "none"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "set phase1='dearest'" in err[0]
     assert not (tmp_path / "ws").exists() or not any((tmp_path / "ws").rglob("*.db"))
@@ -27,11 +27,11 @@ def test_anchor_reaches_the_config_and_a_bad_value_is_refused(tmp_path, capsys, 
     assert seen["anchor"] == "pinned" and seen["phase1"] == "dearest"
     seen.clear()
     assert main(argv) != 0
-    assert seen["anchor"] == "none"   # the default: no anchor
+    assert seen["anchor"] == "auto"   # the default: the space's setting (``hypernet.defaults``)
 
 
-@pytest.mark.parametrize("flag, bad, choices", [("--anchor", "learned", "'none', 'pinned'"),
-                                                ("--phase1", "all-on", "'none', 'dearest'")])
+@pytest.mark.parametrize("flag, bad, choices", [("--anchor", "learned", "'auto', 'none', 'pinned'"),
+                                                ("--phase1", "all-on", "'auto', 'none', 'dearest'")])
 def test_a_bad_choice_is_refused_by_the_parser_and_the_flag_is_in_help(tmp_path, capsys, flag, bad, choices):
     with pytest.raises(SystemExit) as refused:
         main(["--workspace", str(tmp_path / "ws"), "search", "hypernet", "--device", "pi", flag, bad])

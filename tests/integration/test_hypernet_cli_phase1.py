@@ -19,5 +19,5 @@ def test_phase1_reaches_the_config_and_a_bad_value_is_refused(tmp_path, capsys, 
     assert seen["phase1"] == "dearest" and seen["weight_lambda"] == "sandwich"
     seen.clear()
     assert main(argv) != 0
-    assert seen["phase1"] == "none"   # the default: no phase 1
+    assert seen["phase1"] == "auto"   # the default: the space's setting (``hypernet.defaults``)
     # a bad --phase1 and the flag in --help: test_hypernet_cli_anchor.py, with --anchor

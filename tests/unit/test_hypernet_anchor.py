@@ -118,14 +118,14 @@ def test_a_saved_pinned_run_loads_with_its_pin(tmp_path):
 
 def test_anchor_none_builds_the_plain_hypernetwork_and_prune_shares_the_anchor():
     layout = {"alphas.cell": (6, 5)}
-    assert not isinstance(new_hypernetwork(4, layout, HypernetConfig()), Anchored)
+    assert not isinstance(new_hypernetwork(4, layout, HypernetConfig(anchor="none")), Anchored)
     assert isinstance(new_hypernetwork(4, layout, HypernetConfig(phase1="dearest", anchor="pinned")), Anchored)
     assert issubclass(PruneHypernet, Anchored)
 
 
 @pytest.mark.parametrize("bad, match", [
-    (dict(anchor="learned"), "anchor must be 'none' or 'pinned'"),
-    (dict(anchor="pinned"), r"set phase1='dearest' \(or anchor='none'\)"),
+    (dict(anchor="learned"), "anchor must be 'auto', 'none' or 'pinned'"),
+    (dict(anchor="pinned", phase1="none"), r"set phase1='dearest' \(or anchor='none'\)"),
 ])
 def test_bad_anchor_settings_are_refused(bad, match):
     with pytest.raises(ValueError, match=match):

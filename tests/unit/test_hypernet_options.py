@@ -31,7 +31,7 @@ def test_options_become_typed_config_fields():
     (["arch=1"], r"arch: not a HypernetConfig setting"),     # a nested config, not a scalar
     (["anchor"], r"'anchor' is not KEY=VALUE"),
     (["phase1_steps=many"], r"phase1_steps takes a number"),
-    (["anchor=pinned"], r"set phase1='dearest'"),          # the set is checked together
+    (["anchor=pinned", "phase1=none"], r"set phase1='dearest'"),          # the set is checked together
     (["weight_lambda=all"], r"weight_lambda must be"),
 ])
 def test_bad_options_are_refused_with_the_fix(pairs, match):

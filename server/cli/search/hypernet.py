@@ -103,6 +103,9 @@ def cmd_search_hypernet(args) -> int:
     asked = "budgets" if budgets else "lambda scales"
     lines = [f"hypernetwork on {args.device}: one run, {len(distinct)} distinct architectures from "
              f"{len(report.members)} {asked} (Lambda {report.Lambda:.3g}; run {report.run_id}, {report.wall_s:.0f} s)",
+             "  settings: " + ", ".join(f"{k} {report.search['config'][k]}" for k in SHOWN_SETTINGS)
+             + (" (auto: the space's measured setting where not given)" if any(
+                 getattr(args, k) == "auto" for k in SHOWN_SETTINGS) else ""),
              f"  {'member':<18} {'scales':>15} {'predicted ms':>13} {'measured ms':>12} {'budget':>14}"]
     fmt = (lambda v: "n/a" if v is None else f"{v:.3f}")  # noqa: E731
     for name, ms in distinct.items():
@@ -122,9 +125,25 @@ def cmd_search_hypernet(args) -> int:
     return 0 if not report.failed_budgets else 1
 
 
+# what "auto" resolves to per space (``searchers.hypernet.defaults.PER_SPACE`` and ``FALLBACK``, held equal by a
+# test): written here too so that the flags' help can say it without importing torch
+AUTO_SETTINGS = {
+    "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned"},
+    "nb201": {"weight_lambda": "sandwich-children", "arch_step": "straight-through", "phase1": "dearest",
+              "anchor": "none"},
+    "other spaces": {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none"},
+}
+
+
+def _auto(field: str) -> str:
+    return ", ".join(f"{space} {values[field]}" for space, values in AUTO_SETTINGS.items())
+
+
 # HypernetConfig.weight_lambda's values (``searchers.hypernet.search.WEIGHT_LAMBDAS``, held equal by a test): written
 # here too so that parsing the flags does not import torch
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
+# the settings "auto" resolves per space, shown in the summary as the run resolved them
+SHOWN_SETTINGS = ("weight_lambda", "arch_step", "phase1", "anchor")
 
 
 def register(ssub) -> None:
@@ -153,26 +172,26 @@ def register(ssub) -> None:
     p.add_argument("--sampling", default="gumbel", choices=["gumbel", "dirichlet"],
                    help="how lambda's direction on the simplex is drawn: gumbel (Gumbel-Softmax, seed 002; "
                         "default) or dirichlet")
-    p.add_argument("--weight-lambda", default="drawn", choices=WEIGHT_LAMBDAS,
-                   help="which architecture each weight step trains: drawn (the member at a freshly drawn lambda; "
-                        "default), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
+    p.add_argument("--weight-lambda", default="auto", choices=("auto", *WEIGHT_LAMBDAS),
+                   help="which architecture each weight step trains: auto (default: the space's measured setting, "
+                        f"{_auto('weight_lambda')}), drawn (the member at a freshly drawn lambda), zero (lambda = 0's, the accuracy-first end: the shared weights serve the dear "
                         "members instead of following the family to its cheap ones) or uniform (a uniformly drawn "
                         "valid cell, the warm-up included: SPOS's fair single path, no cell trained more than another) "
                         "or sandwich (the dearest valid cell on every other step, a uniform one between: the weights "
                         "serve the dear end first) or sandwich-children (the dearest cell, a child of it with k of "
                         "its E edges redrawn, k in 1..E, and a uniform cell in turn: the cells between the two ends "
                         "are trained too)")
-    p.add_argument("--arch-step", default="relaxed", choices=["relaxed", "straight-through"],
-                   help="the hypernetwork step's forward: relaxed (the softmax mixture of the ops in the searched cell; "
-                        "default) or straight-through (a cell drawn from the op weights, one-hot everywhere, the "
+    p.add_argument("--arch-step", default="auto", choices=["auto", "relaxed", "straight-through"],
+                   help=f"the hypernetwork step's forward: auto (default: {_auto('arch_step')}), relaxed (the softmax "
+                        "mixture of the ops in the searched cell) or straight-through (a cell drawn from the op weights, one-hot everywhere, the "
                         "gradient straight through: the networks single-path weight steps train)")
-    p.add_argument("--phase1", default="none", choices=["none", "dearest"],
-                   help="seed 004's phase 1, after the weight warm-up and before the trade-off: none (default) or "
-                        "dearest (fit the hypernetwork's architecture at and near lambda = 0 to the dearest valid cell, "
+    p.add_argument("--phase1", default="auto", choices=["auto", "none", "dearest"],
+                   help="seed 004's phase 1, after the weight warm-up and before the trade-off: auto (default: "
+                        f"{_auto('phase1')}), none or dearest (fit the hypernetwork's architecture at and near lambda = 0 to the dearest valid cell, "
                         "so the family starts at the unpruned network and larger lambdas walk down from it; pairs with "
                         "--weight-lambda sandwich, which trains the weights for that cell)")
-    p.add_argument("--anchor", default="none", choices=["none", "pinned"],
-                   help="after phase 1: none (default) or pinned (lambda = 0's architecture stays phase 1's fit, the "
+    p.add_argument("--anchor", default="auto", choices=["auto", "none", "pinned"],
+                   help=f"after phase 1: auto (default: {_auto('anchor')}; none when --phase1 none), none or pinned (lambda = 0's architecture stays phase 1's fit, the "
                         "dearest cell, through the trade-off phase; the other lambdas learn offsets from it, as the "
                         "pruning hypernetwork's anchor; needs --phase1 dearest)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,

@@ -1,0 +1,38 @@
+"""The hypernetwork search's per-space defaults: what ``"auto"`` resolves to (``HypernetConfig.resolved``).
+
+The family settings that gave the targets differ by space (docs/performance.md, issue 12 item 5): on the DARTS space
+``sandwich`` weights + phase 1 + the pinned anchor (12 distinct members, span 0.96, median of seeds 0-2, sixth
+session); on the full-size NB201 ``sandwich-children`` weights + phase 1 + the straight-through step (7 / 0.54, the
+best scored there; seventh session, "Defaults per space"). A user who gives none of these flags gets the measured
+setting of the space; a flag given explicitly wins, field by field. Spaces without a measured setting keep the
+earlier defaults (``FALLBACK``).
+"""
+from __future__ import annotations
+
+AUTO = "auto"
+
+# field -> the value before per-space defaults (the hypernetwork's behaviour on any other space)
+FALLBACK = {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none"}
+
+# space name -> field -> value; every field of FALLBACK is given
+PER_SPACE = {
+    "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned"},
+    "nb201": {"weight_lambda": "sandwich-children", "arch_step": "straight-through", "phase1": "dearest",
+              "anchor": "none"},
+}
+
+
+def resolve(space_name: str, given: dict[str, str]) -> dict[str, str]:
+    """``given`` (field -> value, ``AUTO`` where not chosen) with each ``AUTO`` replaced by the space's value.
+
+    The pinned anchor needs phase 1: an ``AUTO`` anchor resolves to ``"none"`` when phase 1 was turned off
+    explicitly, so an explicit ``phase1="none"`` stays valid on the DARTS space.
+    """
+    table = PER_SPACE.get(space_name, FALLBACK)
+    out = {k: table[k] if v == AUTO else v for k, v in given.items()}
+    if given.get("anchor") == AUTO and out.get("phase1") == "none":
+        out["anchor"] = "none"
+    return out
+
+
+__all__ = ["AUTO", "FALLBACK", "PER_SPACE", "resolve"]
