@@ -137,8 +137,8 @@ class HypernetConfig(BilevelConfig):
                                        # loss can fall gradually toward the dear end; ``HyperArchitect.child_path``)
     epoch_val_batches: int = 0         # > 0: after every epoch, the accuracy at lambda = 0 on this many val batches (drawn
                                        # once, at the first step; ``HypernetResult.epoch_val_acc``); 0 = not measured
-    arch_step: str = "auto"            # the architecture step's forward ("auto": DARTS "relaxed", NB201 "straight-through",
-                                       # others "relaxed"): "relaxed" (the softmax mixture in the searched
+    arch_step: str = "auto"            # the architecture step's forward ("auto": "relaxed" on every space; NB201's before
+                                       # the seventh session's knee: "straight-through"): "relaxed" (the softmax mixture in the searched
                                        # cell, the argmax cell in the derived ones) | "straight-through" (a cell drawn
                                        # from the op weights runs everywhere, one-hot, the gradient straight through:
                                        # the networks the arch step judges are those single-path weight steps train;
@@ -148,7 +148,7 @@ class HypernetConfig(BilevelConfig):
                                        # the hypernetwork's output at and near lambda = 0 to the dearest valid cell, so the
                                        # family starts at the unpruned network and larger lambdas walk down from it;
                                        # ``HyperArchitect.fit_phase1``)
-    anchor: str = "auto"               # after phase 1 ("auto": DARTS "pinned", NB201 and others "none", and "none" whenever
+    anchor: str = "auto"               # after phase 1 ("auto": DARTS and NB201 "pinned", others "none", and "none" whenever
                                        # phase 1 is off): "none" | "pinned" (lambda = 0's architecture logits pinned to phase 1's
                                        # fit, the other lambdas learning offsets from it, theta(u) = h(u) - h(0) + anchor, as
                                        # the pruning hypernetwork's; ``anchor.Anchored``; needs phase1="dearest"). It holds the
@@ -161,7 +161,8 @@ class HypernetConfig(BilevelConfig):
                                        # search's losses) | "running" (eval mode; its running statistics mix every path the
                                        # weight steps ran, so with "uniform" it read 8-11 % where the losses were far below
                                        # a constant's; ``train.eval.batch_statistics``)
-    scale_sampling: str = "log"        # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap)
+    scale_sampling: str = "auto"       # scale draws: "uniform" on [0, Lambda] (seed 004) | "log" (see ScaleMap); "auto":
+                                       # NB201 "uniform" (with the knee), DARTS and others "log"
     log_floor: float = 0.01            # "log": scales below log_floor * Lambda are spread linearly
     Lambda: float | str = "sweep"      # upper end of the scale: "sweep" (measured, ``sweep``; Theorem 1 recorded
                                        # beside it) | "auto" (Theorem 1, re-estimated every epoch) | a number
@@ -175,7 +176,8 @@ class HypernetConfig(BilevelConfig):
     sweep_rule: str = "descent"        # Lambda from the walk: "descent" (where it has made most of its descent,
                                        # ``descent_scale``) | "reach" (the scale it reached the cheapest at; before)
     sweep_descent: float = 0.5         # "descent": left to go, as a share of the walk's whole descent
-    knee: str = "none"                 # after each trade-off epoch but the last: "none" | "family" (Lambda <- knee_margin x
+    knee: str = "auto"                 # after each trade-off epoch but the last ("auto": NB201 "family", DARTS and others
+                                       # "none"): "none" | "family" (Lambda <- knee_margin x
                                        # the smallest scale whose derived member is within sweep_reach of the valid cells'
                                        # range above the cheapest, at most the estimate; x Lambda when none is below it;
                                        # ``knee``): the draws go where the family changes, not past its cheap end
@@ -195,8 +197,8 @@ class HypernetConfig(BilevelConfig):
         super().__post_init__()
         if self.arch.warmup_epochs:
             raise ValueError("HypernetConfig: set warmup_fraction, not arch.warmup_epochs")
-        if self.scale_sampling not in ("uniform", "log") or not 0 < self.log_floor < 1:
-            raise ValueError(f"scale_sampling must be 'uniform' or 'log' and log_floor in (0, 1), got "
+        if self.scale_sampling not in (AUTO, "uniform", "log") or not 0 < self.log_floor < 1:
+            raise ValueError(f"scale_sampling must be 'auto', 'uniform' or 'log' and log_floor in (0, 1), got "
                              f"{self.scale_sampling!r}, {self.log_floor!r}")
         if self.derivation not in ("expected-cost", "argmax") or not self.cost_band >= 0:
             raise ValueError(f"derivation must be 'expected-cost' or 'argmax' and cost_band >= 0, got "
@@ -230,8 +232,8 @@ class HypernetConfig(BilevelConfig):
                 and self.sweep_lr > 0 and 0 <= self.sweep_reach < 1 and 0 <= self.sweep_descent < 1):
             raise ValueError("need 0 < sweep_min < sweep_max, sweep_points >= 2, sweep_steps >= 1, sweep_lr > 0, "
                              "sweep_reach and sweep_descent in [0, 1)")
-        if self.knee not in ("none", "family") or not self.knee_margin > 1:
-            raise ValueError(f"knee must be 'none' or 'family' and knee_margin > 1, got {self.knee!r}, "
+        if self.knee not in (AUTO, "none", "family") or not self.knee_margin > 1:
+            raise ValueError(f"knee must be 'auto', 'none' or 'family' and knee_margin > 1, got {self.knee!r}, "
                              f"{self.knee_margin!r}")
         if self.sweep_rule not in ("descent", "reach"):
             raise ValueError(f"sweep_rule must be 'descent' or 'reach', got {self.sweep_rule!r}")

@@ -89,6 +89,9 @@ class ScaleMap:
 
     @classmethod
     def of(cls, config: HypernetConfig) -> ScaleMap:
+        if config.scale_sampling not in ("log", "uniform"):   # "auto": HypernetConfig.resolved(space) first
+            raise ValueError(f"ScaleMap: scale_sampling {config.scale_sampling!r}; resolve the config for the space "
+                             f"first (HypernetConfig.resolved)")
         return cls(config.log_floor if config.scale_sampling == "log" else None)
 
     def fraction(self, v: float) -> float:

@@ -47,9 +47,10 @@ def test_grid_run_exports_measures_records_and_plots(lut_store, tmp_path):
     run = store.get_run(report.run_id)
     assert run.kind == "hypernet" and run.status == "done" and run.result["Lambda"] == pytest.approx(report.Lambda)
     # SEARCH leaves the per-space settings at "auto": the record holds what ran on NB201 (``hypernet.defaults``)
-    ran = {k: run.config["search"][k] for k in ("weight_lambda", "arch_step", "phase1", "anchor")}
-    assert ran == {"weight_lambda": "sandwich-children", "arch_step": "straight-through", "phase1": "dearest",
-                   "anchor": "none"} and report.search["config"]["arch_step"] == "straight-through"
+    ran = {k: run.config["search"][k] for k in ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee")}
+    assert ran == {"weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest",
+                   "anchor": "pinned", "scale_sampling": "uniform", "knee": "family"}
+    assert report.search["config"]["knee"] == "family"
     models = store.models_df(report.run_id)
     assert len(models) == len({m.genotype for m in report.members})
     vals = store.validations_df()

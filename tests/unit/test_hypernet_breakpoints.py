@@ -29,7 +29,7 @@ class ClusterFamily(Family):
     Lambda: float = 2.0
     models: dict[str, Any] = field(default_factory=lambda: {"latency_ms": SimpleNamespace(unit="ms")})
     primary: str = "latency_ms"
-    config: Any = field(default_factory=lambda: HypernetConfig(grid_points=12, curve_points=33))
+    config: Any = field(default_factory=lambda: HypernetConfig(scale_sampling="log", grid_points=12, curve_points=33))
     _curves: dict[Any, Any] = field(default_factory=dict)
 
     def architecture(self, t):

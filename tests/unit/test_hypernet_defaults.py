@@ -13,7 +13,7 @@ from testmodels import hyper_architect, tiny_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FIELDS = ("weight_lambda", "arch_step", "phase1", "anchor")
+FIELDS = ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee")
 
 
 def _settings(config: HypernetConfig) -> dict[str, str]:
@@ -24,9 +24,11 @@ def test_auto_resolves_to_each_spaces_measured_setting():
     config = HypernetConfig()
     assert _settings(config) == dict.fromkeys(FIELDS, "auto") and not config.is_resolved
     assert _settings(config.resolved(tiny_space("darts"))) == {
-        "weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned"}
+        "weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
+        "scale_sampling": "log", "knee": "none"}
     assert _settings(config.resolved(tiny_space("nb201"))) == {
-        "weight_lambda": "sandwich-children", "arch_step": "straight-through", "phase1": "dearest", "anchor": "none"}
+        "weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
+        "scale_sampling": "uniform", "knee": "family"}
     assert config.resolved(tiny_space("nb201")).is_resolved
 
 
@@ -35,7 +37,8 @@ def test_a_space_without_a_measured_setting_keeps_the_earlier_defaults():
         name = "mobilenet"
 
     assert _settings(HypernetConfig().resolved(Other())) == FALLBACK == {
-        "weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none"}
+        "weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none", "scale_sampling": "log",
+        "knee": "none"}
 
 
 @pytest.mark.parametrize("kind", ["darts", "nb201"])
@@ -44,7 +47,8 @@ def test_an_explicit_setting_wins_field_by_field(kind):
     got = _settings(given.resolved(tiny_space(kind)))
     assert got["weight_lambda"] == "uniform" and got["arch_step"] == given.arch_step
     assert got["phase1"] == PER_SPACE[kind]["phase1"] and got["anchor"] == PER_SPACE[kind]["anchor"]
-    explicit = HypernetConfig(weight_lambda="drawn", arch_step="relaxed", phase1="none", anchor="none")
+    explicit = HypernetConfig(weight_lambda="drawn", arch_step="relaxed", phase1="none", anchor="none",
+                              scale_sampling="log", knee="none")
     assert explicit.resolved(tiny_space(kind)) is explicit
 
 
@@ -63,6 +67,11 @@ def test_nothing_runs_an_unresolved_config():
     assert hook.config.weight_lambda == "sandwich-children"
     with pytest.raises(ValueError, match="resolve the config for the space first"):
         HyperArchitect(hook.relaxed, hook.objective, HypernetConfig(), steps_per_epoch=4, seed=0)
+    from hilnas.searchers.hypernet.tradeoff import ScaleMap
+    with pytest.raises(ValueError, match="resolve the config for the space first"):   # "auto" is not a scale map
+        ScaleMap.of(HypernetConfig())
+    assert ScaleMap.of(HypernetConfig().resolved(tiny_space("nb201"))).floor is None            # uniform
+    assert ScaleMap.of(HypernetConfig().resolved(tiny_space("darts"))).floor == HypernetConfig().log_floor
 
 
 def test_the_search_runs_and_records_the_resolved_setting():

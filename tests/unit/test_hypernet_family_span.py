@@ -27,7 +27,8 @@ DATA = DatasetConfig(name="synthetic", synthetic_shape=(1, 8, 8), synthetic_clas
                      synthetic_test=64, val_fraction=0.5, batch_size=16)
 # a strong latency term (kappa = 1, i.e. a whole Lambda) and a given Lambda, so only kappa's scaling differs
 BASE = HypernetConfig(epochs=3, grid_points=12, curve_points=9, bisect_steps=2, bound_samples=1, bound_batches=1,
-                      Lambda=1.0, kappa=1.0)
+                      Lambda=1.0, kappa=1.0, arch_step="straight-through", anchor="none", scale_sampling="log",
+                      knee="none")   # lambda = 0 free (not pinned): kappa's scaling is what moves it
 
 
 def test_kappa_rides_with_the_scale_so_lambda_zero_is_accuracy_alone():

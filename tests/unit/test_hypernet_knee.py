@@ -87,7 +87,7 @@ def test_fit_knee_moves_the_hooks_Lambda_and_the_draws_with_it_and_records_it():
 
 
 def test_config_refuses_an_unknown_knee_rule_and_a_margin_that_cuts_the_cheap_end_off():
-    with pytest.raises(ValueError, match="knee must be 'none' or 'family'"):
+    with pytest.raises(ValueError, match="knee must be 'auto', 'none' or 'family'"):
         HypernetConfig(knee="elbow")
     with pytest.raises(ValueError, match="knee_margin > 1"):
         HypernetConfig(knee="family", knee_margin=1.0)

@@ -40,7 +40,7 @@ def test_after_phase_1_lambda_zero_derives_the_dearest_cell_and_not_before(kind)
     assert _derived(hook) == dear
     # near lambda = 0 too (scale positions up to phase1_reach), and the op weights stay soft, so the
     # architecture step still has a gradient: the dear op's weight near the target's confidence, not one-hot
-    near = ScaleMap.of(config).fraction(config.phase1_reach)
+    near = hook.smap.fraction(config.phase1_reach)
     assert _derived(hook, scale=near) == dear
     k = len(hook.objective.ops)
     x = hook.smap.encode(torch.zeros(k), 1.0)

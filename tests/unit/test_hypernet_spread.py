@@ -27,7 +27,7 @@ class StepFamily(Family):
     Lambda: float = 1.0
     models: dict[str, Any] = field(default_factory=lambda: {"latency_ms": SimpleNamespace(unit="ms")})
     primary: str = "latency_ms"
-    config: Any = field(default_factory=lambda: HypernetConfig(grid_points=12, curve_points=33, bisect_steps=8))
+    config: Any = field(default_factory=lambda: HypernetConfig(scale_sampling="log", grid_points=12, curve_points=33, bisect_steps=8))
     _curves: dict[Any, Any] = field(default_factory=dict)
     calls: int = 0
 

@@ -83,7 +83,8 @@ def cmd_search_hypernet(args) -> int:
     search = HypernetConfig(epochs=args.search_epochs, max_batches_per_epoch=args.max_batches,
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
                             weight_lambda=args.weight_lambda, arch_step=args.arch_step, phase1=args.phase1,
-                            anchor=args.anchor, Lambda=args.Lambda)
+                            anchor=args.anchor, scale_sampling=args.scale_sampling, knee=args.knee,
+                            Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -128,10 +129,12 @@ def cmd_search_hypernet(args) -> int:
 # what "auto" resolves to per space (``searchers.hypernet.defaults.PER_SPACE`` and ``FALLBACK``, held equal by a
 # test): written here too so that the flags' help can say it without importing torch
 AUTO_SETTINGS = {
-    "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned"},
-    "nb201": {"weight_lambda": "sandwich-children", "arch_step": "straight-through", "phase1": "dearest",
-              "anchor": "none"},
-    "other spaces": {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none"},
+    "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
+              "scale_sampling": "log", "knee": "none"},
+    "nb201": {"weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
+              "scale_sampling": "uniform", "knee": "family"},
+    "other spaces": {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none",
+                     "scale_sampling": "log", "knee": "none"},
 }
 
 
@@ -143,7 +146,7 @@ def _auto(field: str) -> str:
 # here too so that parsing the flags does not import torch
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
 # the settings "auto" resolves per space, shown in the summary as the run resolved them
-SHOWN_SETTINGS = ("weight_lambda", "arch_step", "phase1", "anchor")
+SHOWN_SETTINGS = ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee")
 
 
 def register(ssub) -> None:
@@ -194,6 +197,13 @@ def register(ssub) -> None:
                    help=f"after phase 1: auto (default: {_auto('anchor')}; none when --phase1 none), none or pinned (lambda = 0's architecture stays phase 1's fit, the "
                         "dearest cell, through the trade-off phase; the other lambdas learn offsets from it, as the "
                         "pruning hypernetwork's anchor; needs --phase1 dearest)")
+    p.add_argument("--scale-sampling", default="auto", choices=["auto", "log", "uniform"],
+                   help=f"how the trade-off scale is drawn on [0, Lambda]: auto (default: {_auto('scale_sampling')}), "
+                        "log (fine near 0) or uniform (seed 004)")
+    p.add_argument("--knee", default="auto", choices=["auto", "none", "family"],
+                   help=f"after each trade-off epoch but the last: auto (default: {_auto('knee')}), none, or family "
+                        "(Lambda moved to 1.5 x the scale where the family reaches the cheap end, at most the "
+                        "estimate, so the draws go where the family changes)")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
