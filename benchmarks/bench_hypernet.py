@@ -113,7 +113,7 @@ def main() -> None:
     p.add_argument("--arch-step", default=None, choices=["relaxed", "straight-through"],
                    help="--family: the architecture step's forward: the relaxed mixture, or a cell drawn from the op "
                         "weights, one-hot everywhere, the gradient straight through (default: HypernetConfig's, auto: "
-                        "DARTS relaxed, NB201 straight-through)")
+                        "relaxed on DARTS and NB201)")
     p.add_argument("--phase1", default=None, choices=["none", "dearest"],
                    help="--family: seed 004's phase 1 before the trade-off: none, or dearest (fit the hypernetwork's "
                         "output at and near lambda = 0 to the dearest valid cell) (default: HypernetConfig's, auto: "
@@ -121,14 +121,14 @@ def main() -> None:
     p.add_argument("--anchor", default=None, choices=["none", "pinned"],
                    help="--family: after phase 1, none, or pinned (lambda = 0's architecture held at phase 1's fit, the "
                         "other lambdas learning offsets from it; needs --phase1 dearest) (default: HypernetConfig's, "
-                        "auto: DARTS pinned, NB201 none)")
+                        "auto: pinned on DARTS and NB201)")
     p.add_argument("--knee", default=None, choices=["none", "family"],
                    help="--family: after each trade-off epoch but the last, none, or family (Lambda set to 1.5 x the "
                         "scale where the family reached the cheap end, at most the estimate, so the draws go where it "
-                        "changes) (default: HypernetConfig's, none)")
+                        "changes) (default: HypernetConfig's, auto: DARTS none, NB201 family)")
     p.add_argument("--scale-sampling", default=None, choices=["log", "uniform"],
                    help="--family: the scale's draws and the hypernetwork's input: log (fine near 0) or uniform on "
-                        "[0, Lambda] (seed 004) (default: HypernetConfig's, log)")
+                        "[0, Lambda] (seed 004) (default: HypernetConfig's, auto: DARTS log, NB201 uniform)")
     p.add_argument("--epoch-val-batches", type=int, default=8,
                    help="--family: val batches (drawn once) the supernet's accuracy at lambda = 0 is measured on after "
                         "every epoch (default 8; 0 = not measured)")
@@ -300,7 +300,7 @@ def main() -> None:
         "hypernet": {"search_s": hyper_s, "search_cpu_s": hyper_cpu, "train_s": hres.wall_s, "Lambda": hres.Lambda,
                      "Lambda_history": hres.Lambda_history, "bound": hres.bound.to_dict() if hres.bound else None,
                      "reachable_ms": [lo, hi], "distinct_members": len({m.genotype for m in members}),
-                     "config": {"scale_sampling": hcfg.scale_sampling, "log_floor": hcfg.log_floor,
+                     "config": {"scale_sampling": hres.config.scale_sampling, "log_floor": hcfg.log_floor,
                                 "center_fraction": hcfg.center_fraction, "warmup_fraction": hcfg.warmup_fraction}},
         "dca": {"search_s": dca_times, "mean_s": statistics.mean(dca_times), "search_cpu_s": dca_cpu,
                 "mean_cpu_s": statistics.mean(dca_cpu), "valid_graph_runs_s": valid_times},
@@ -414,6 +414,7 @@ def family_benchmark(args) -> None:
                     res = hypernet.search(space, latency, cfg, seed=args.seed, data=loaders,
                                           complexity=ParamsCost() if args.complexity == "params" else None)
                 wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                cfg = res.config   # what ran: "auto" resolved for the space (``HypernetConfig.resolved``)
                 if args.save:
                     from hilnas.searchers.hypernet.io import save_trained
                     save_trained(res, args.save)
@@ -459,9 +460,10 @@ def family_benchmark(args) -> None:
         "setup": {"dataset": args.dataset, "train_size": args.train_size, "search_epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                   "grid": args.grid, "sampling": args.sampling, "complexity": args.complexity, "kappa": cfg.kappa,
                   "warmup_fraction": cfg.warmup_fraction, "zero_fraction": cfg.zero_fraction,
-                  "weight_lambda": cfg.weight_lambda, "arch_step": cfg.arch_step, "phase1": cfg.phase1,
-                  "anchor": cfg.anchor, "knee": cfg.knee, "knee_margin": cfg.knee_margin,
-                  "scale_sampling": cfg.scale_sampling,
+                  # the settings that ran: "auto" resolved for the space (``HypernetConfig.resolved``)
+                  "weight_lambda": res.config.weight_lambda, "arch_step": res.config.arch_step,
+                  "phase1": res.config.phase1, "anchor": res.config.anchor, "knee": res.config.knee,
+                  "knee_margin": cfg.knee_margin, "scale_sampling": res.config.scale_sampling,
                   "kappa_scaling": cfg.kappa_scaling, "hypernet_lr": cfg.arch.lr, "derivation": cfg.derivation,
                   "sweep_rule": cfg.sweep_rule,
                   "sweep_descent": cfg.sweep_descent, "device": "simulated raspi4 (in-process agent)"},

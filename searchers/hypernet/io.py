@@ -51,6 +51,11 @@ def config_from_dict(d: Mapping[str, Any]) -> HypernetConfig:
     kw = dict(d)
     # files written before these settings existed were trained without them: keep what they were trained with
     kw.setdefault("kappa_scaling", "Lambda")
+    # ... and a search records its settings resolved for the space, so a per-space setting missing from a file was not
+    # yet a setting when it was written: the value every search ran then (``defaults.FALLBACK``), never "auto"
+    from hilnas.searchers.hypernet.defaults import FALLBACK
+    for name, value in FALLBACK.items():
+        kw.setdefault(name, value)
     if isinstance(kw.get("arch"), Mapping):
         arch = dict(kw["arch"])
         if "betas" in arch:

@@ -49,6 +49,23 @@ def test_search_settings_survive_json_and_unknown_ones_are_refused():
         config_from_dict({**config_to_dict(FAST), "warp_drive": 1})
 
 
+def test_a_file_from_before_the_per_space_settings_loads_with_what_it_was_trained_with(saved, tmp_path):
+    """A search records its settings resolved; a file written before a per-space setting existed lacks it, and it
+    loads with the value every search ran then, never "auto" (which would leave it unloadable)."""
+    from hilnas.searchers.hypernet.defaults import FALLBACK
+    result, folder = saved
+    assert result.config.is_resolved and result.config.knee == "family"   # NB201's auto, recorded resolved
+    old = {k: v for k, v in config_to_dict(result.config).items() if k not in FALLBACK}
+    config = config_from_dict(old)
+    assert config.is_resolved and {k: getattr(config, k) for k in FALLBACK} == FALLBACK
+    meta = json.loads((folder / "trained.json").read_text())
+    meta["config"] = {k: v for k, v in meta["config"].items() if k not in ("anchor", "knee", "scale_sampling")}
+    (tmp_path / "trained.json").write_text(json.dumps(meta))
+    (tmp_path / "trained.pt").write_bytes((folder / "trained.pt").read_bytes())
+    with pytest.raises(TrainedFileError):   # the pinned run's weights hold the anchor an unpinned network lacks
+        load_trained(tmp_path, NB201, ParamsCost())
+
+
 def test_missing_foreign_or_damaged_files_are_refused_with_the_reason(saved, tmp_path):
     _, folder = saved
     with pytest.raises(TrainedFileError, match="saved no trained hypernetwork"):
