@@ -183,6 +183,7 @@ def run_job(job: dict) -> dict:
 def _hypernet_job(job: dict) -> dict:
     from hilnas.searchers import hypernet
     from hilnas.searchers.hypernet import BudgetRangeError
+    from hilnas.searchers.hypernet.defaults import FALLBACK   # the per-space settings ("auto")
     from hilnas.searchers.result import Budget
 
     args = _W["args"]
@@ -203,7 +204,7 @@ def _hypernet_job(job: dict) -> dict:
             list(curve.range), "Lambda": res.Lambda, "val_acc": res.val_acc, "wall_s": res.wall_s,
             "hypernet_options": args["hypernet_opt"],
             # what ran: the "auto" settings resolved for the space (``hypernet.defaults``), the options' included
-            "hypernet_settings": {f: getattr(res.config, f) for f in ("weight_lambda", "arch_step", "phase1", "anchor")}}
+            "hypernet_settings": {f: getattr(res.config, f) for f in FALLBACK}}
 
 
 # -- the main side ----------------------------------------------------------------------------------
@@ -435,7 +436,8 @@ def main() -> None:
     p.add_argument("--hypernet-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="hypernet: a HypernetConfig setting, repeatable (e.g. --hypernet-opt phase1=dearest "
                         "--hypernet-opt anchor=pinned; default: the config's defaults, whose 'auto' settings "
-                        "resolve per space: NB201 sandwich-children, straight-through, phase 1 dearest)")
+                        "resolve per space: NB201 sandwich-children, relaxed, phase 1 dearest, anchor pinned, "
+                        "uniform scale draws, knee family)")
     args = p.parse_args()
     try:   # checked before anything runs, as the other inputs
         args.hypernet_opt = hypernet_options(args.hypernet_opt)
