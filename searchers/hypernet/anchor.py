@@ -45,12 +45,19 @@ class Anchored(nn.Module):
             self.anchor.copy_(self.h.flat(torch.zeros(self.num_coeffs, device=self.device)))
             self.pinned.fill_(True)
 
-    def forward(self, u: torch.Tensor) -> dict[str, torch.Tensor]:  # (k,) in [0, 1] -> {name: shape of the layout}
+    def flat(self, u: torch.Tensor) -> torch.Tensor:  # (..., k) in [0, 1] -> (..., total): a row per input row
+        """Every output in one vector per row of ``u``, one call of ``h`` for all rows (pruning's phase 2 passes its
+        step's lambdas at once). A row at lambda = 0 is the anchor itself, so its gradient reaches the anchor alone."""
         if not bool(self.pinned):
-            return self.h(u)
-        if not bool(u.any()):
-            return self.h.unflatten(self.anchor.clone())
-        return self.h.unflatten(self.h.flat(u) - self.h.flat(torch.zeros_like(u)) + self.anchor.detach())
+            return self.h.flat(u)
+        at_zero = ~u.bool().any(dim=-1, keepdim=True)
+        if bool(at_zero.all()):
+            return self.anchor.expand(*u.shape[:-1], -1).clone()
+        out = self.h.flat(u) - self.h.flat(torch.zeros(self.num_coeffs, device=self.device)) + self.anchor.detach()
+        return torch.where(at_zero, self.anchor.expand_as(out), out) if bool(at_zero.any()) else out
+
+    def forward(self, u: torch.Tensor) -> dict[str, torch.Tensor]:  # (k,) in [0, 1] -> {name: shape of the layout}
+        return self.h.unflatten(self.flat(u))
 
 
 __all__ = ["Anchored"]

@@ -143,7 +143,7 @@ def test_only_lambda_zero_moves_the_anchor_and_it_gives_lambda_zero_its_logits()
 
 @pytest.mark.parametrize("pinned", [True, False])
 def test_the_k_lambdas_logits_in_one_call_of_the_hypernetwork_are_the_per_lambda_ones(pinned):
-    """``PruneHypernet.several`` (phase 2: one call of h for the step's lambdas): the logits and gradients those of a
+    """``Anchored.flat`` on (k, 1) rows (phase 2: one call of h for the step's lambdas): the logits and gradients those of a
     call per lambda to float rounding (a (k, 1) matmul rounds as k (1,) ones may not); lambda = 0's row is the anchor
     and only it reaches the anchor's gradient."""
     from hilnas.searchers.prune.search import new_hypernet
@@ -158,7 +158,7 @@ def test_the_k_lambdas_logits_in_one_call_of_the_hypernetwork_are_the_per_lambda
                 p.copy_(torch.linspace(-0.5, 0.5, p.numel()).reshape(p.shape))
         if pinned:
             hyper.pin()
-        logits = hyper.several(u) if one_call else torch.stack([hyper(row)["gates"] for row in u])
+        logits = hyper.flat(u) if one_call else torch.stack([hyper(row)["gates"] for row in u])
         weight = torch.linspace(1.0, 2.0, logits.numel()).reshape(logits.shape)
         (logits * weight).sum().backward()
         grads.append((logits.detach(), [p.grad.clone() for p in hyper.h.parameters()],
