@@ -214,7 +214,7 @@ def main() -> None:
     from hilnas.searchers.spaces import create_space
     from hilnas.searchers.train import TrainConfig, evaluate
     from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.builder import LutBuilder
     from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
     from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.model_meta import attach
@@ -324,9 +324,8 @@ def main() -> None:
         tmp = Path(tmp)
         for agent in args.agents.split(","):
             sim = agent == "sim"
-            statistic = "median" if sim else "min"
-            rounds = 1 if sim else 3
-            lut_measure = MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05 if sim else 0.2, threads=1)
+            lut_build = lut_settings(sim)
+            statistic, rounds = lut_build.statistic, lut_build.repeats
             net_measure = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1 if sim else 0.3, threads=1)
             serve = ServeConfig(port=0, cache_dir=str(tmp / f"cache-{agent}"), simulate="raspi4" if sim else None,
                                 seed=args.seed)
@@ -336,9 +335,7 @@ def main() -> None:
                         AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
                     t = time.perf_counter()
                     micro = MicroModels(tmp / "micro")
-                    LutBuilder(store, agent, [client], LutBuildConfig(measure=lut_measure, repeats=rounds,
-                                                                      statistic=statistic)).build(
-                        MicroModels.keys_for_space(space), micro.onnx)
+                    LutBuilder(store, agent, [client], lut_build).build(MicroModels.keys_for_space(space), micro.onnx)
                     lut_id = store.find_lut(agent)
                     fid = run_fidelity(store, agent, [client], FidelityConfig(
                         space="resnet18-narrow", space_overrides={"in_channels": c, "input_size": h,
@@ -659,26 +656,36 @@ def window_spread(profile: str, runs: int) -> float:
     return math.hypot(noise.run_cv, math.sqrt(math.pi / 2) * noise.cv / math.sqrt(runs))
 
 
+def lut_settings(sim: bool):
+    """How the benchmark builds an agent's LUT: the simulated Pi one window of each key (the median), the host 3
+    interleaved passes (the fastest run)."""
+    from hilnas.agent.config import MeasureConfig
+    from hilnas.server.lut.builder import LutBuildConfig
+
+    return LutBuildConfig(measure=MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05 if sim else 0.2, threads=1),
+                          repeats=1 if sim else 3, statistic="median" if sim else "min")
+
+
 def sim_lut(space, seed: int):
-    """The simulated Pi's LUT of ``space``'s module keys, as the run builds it (one window each, the median)."""
-    from hilnas.agent.config import MeasureConfig, ServeConfig
+    """The simulated Pi's LUT of ``space``'s module keys, as the run builds it (``lut_settings``)."""
+    from hilnas.agent.config import ServeConfig
     from hilnas.agent.server import create_server
     from hilnas.searchers.cost import LutLatencyCost
     from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuildConfig, LutBuilder
+    from hilnas.server.lut.builder import LutBuilder
     from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.store import Store
     from hilnas.server.validation import lut_values
 
+    settings = lut_settings(sim=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         running = create_server(ServeConfig(port=0, cache_dir=str(tmp / "cache"), simulate="raspi4", seed=seed))
         try:
             with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
-                LutBuilder(store, "sim", [client], LutBuildConfig(
-                    measure=MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05, threads=1), repeats=1,
-                    statistic="median")).build(MicroModels.keys_for_space(space), MicroModels(tmp / "micro").onnx)
-                return LutLatencyCost(lut_values(store, store.find_lut("sim"), statistic="median"))
+                LutBuilder(store, "sim", [client], settings).build(MicroModels.keys_for_space(space),
+                                                                   MicroModels(tmp / "micro").onnx)
+                return LutLatencyCost(lut_values(store, store.find_lut("sim"), statistic=settings.statistic))
         finally:
             running.stop(0)
 
@@ -718,13 +725,7 @@ def screen_agreement(args, space, net, config) -> None:
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
     from hilnas.searchers.prune.search import search
     from hilnas.searchers.result import Budget
-
-    class Same:   # the device's latency is the LUT sum
-        def apply(self, x: float) -> float:
-            return x
-
-        def invert(self, x: float) -> float:
-            return x
+    from hilnas.server.lut.predict import Correction
 
     latency = sim_lut(space, args.seed)
     data = dataset(args.dataset, args.seed)[1]
@@ -738,7 +739,7 @@ def screen_agreement(args, space, net, config) -> None:
                                             (args.screen, args.finalists - 1), (1, args.finalists - 1), (0, 8)]):
         band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
         c0 = time.process_time()
-        chosen = device_members(band, budgets, Same(), lambda p: model.genotype_cost(space, p),
+        chosen = device_members(band, budgets, Correction(), lambda p: model.genotype_cost(space, p),
                                 DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                  recentre=args.recentre, screen=screen, finalists=finalists,
                                                  k=0.0), lut_floor=args.floor)
