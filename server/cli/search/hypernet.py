@@ -146,7 +146,7 @@ def _auto(field: str) -> str:
 # here too so that parsing the flags does not import torch
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
 # the settings "auto" resolves per space, shown in the summary as the run resolved them
-SHOWN_SETTINGS = ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee")
+SHOWN_SETTINGS = tuple(AUTO_SETTINGS["other spaces"])
 
 
 def register(ssub) -> None:
