@@ -24,9 +24,12 @@ def fresh_data():   # new loaders per search: their shuffling generators advance
                                      synthetic_train=192, synthetic_test=32, val_fraction=0.5, batch_size=16))[1]
 
 
-def mid_budget(space, model):
+def searched(space, seed, **select):
+    """A small search of ``space`` at the middle of its cost range, with ``select`` if given (else the default)."""
+    model = lut_model(space)
     ex = extremes(space, model)
-    return Budget("latency_ms", ex.cheapest_cost + 0.5 * (ex.dearest_cost - ex.cheapest_cost))
+    budget = Budget("latency_ms", ex.cheapest_cost + 0.5 * (ex.dearest_cost - ex.cheapest_cost))
+    return search(space, model, DcaConfig(budget=budget, **FAST, **select), seed=seed, data=fresh_data())
 
 
 def test_auto_resolves_per_space_and_an_explicit_rule_wins():
@@ -43,11 +46,8 @@ def test_auto_resolves_per_space_and_an_explicit_rule_wins():
 
 @pytest.mark.slow
 def test_the_default_on_nb201_runs_the_perturbation_rule_and_records_it():
-    model = lut_model(NB201)
-    budget = mid_budget(NB201, model)
-    auto = search(NB201, model, DcaConfig(budget=budget, **FAST), seed=1, data=fresh_data())
-    explicit = search(NB201, model, DcaConfig(budget=budget, select="perturbation", **FAST), seed=1, data=fresh_data())
-    alpha = search(NB201, model, DcaConfig(budget=budget, select="alpha", **FAST), seed=1, data=fresh_data())
+    auto, explicit, alpha = searched(NB201, 1), searched(NB201, 1, select="perturbation"), \
+        searched(NB201, 1, select="alpha")
     assert (auto.extra["select"], auto.extra["select_requested"]) == ("perturbation", "auto")
     assert (explicit.extra["select"], explicit.extra["select_requested"]) == ("perturbation", "perturbation")
     assert (alpha.extra["select"], alpha.extra["select_requested"]) == ("alpha", "alpha")
@@ -63,9 +63,6 @@ def test_the_default_on_nb201_runs_the_perturbation_rule_and_records_it():
 
 @pytest.mark.slow
 def test_the_default_elsewhere_is_the_alphas():
-    model = lut_model(DARTS)
-    budget = mid_budget(DARTS, model)
-    auto = search(DARTS, model, DcaConfig(budget=budget, **FAST), seed=0, data=fresh_data())
-    alpha = search(DARTS, model, DcaConfig(budget=budget, select="alpha", **FAST), seed=0, data=fresh_data())
+    auto, alpha = searched(DARTS, 0), searched(DARTS, 0, select="alpha")
     assert (auto.extra["select"], auto.extra["select_requested"]) == ("alpha", "auto")
     assert auto.genotype == alpha.genotype and auto.multiplier_history == alpha.multiplier_history
