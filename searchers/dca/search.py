@@ -40,8 +40,8 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   (``device_reopen_sigmas``); aiming at the band's middle, the decisions on the prediction keep a completion near
   the band's middle reachable (``lookahead_middle``) and a decision on the device counts a cell inside only
   ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
-  earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201; default ``"alpha"``)
-  chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
+  earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201's choice under the default
+  ``"auto"``, ``select.py``; ``"alpha"`` elsewhere) chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
   it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas;
   ``lookahead_widen`` (NB201, default 0 = off) gives that choice room in the early decisions (the ratio filter off).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
