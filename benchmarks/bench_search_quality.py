@@ -11,9 +11,11 @@ every seed (the same data, epochs and proxy supernet for every supernet method):
   the device in the loop (its derived networks measured on the agent, the last decisions on
   measured cells, confirmed by repeated measurements near the band, an earlier decision reopened when
   the measured cells have none in the band, the choice among them by one-shot accuracy; the ``--device-*`` and
-  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields). ``--select perturbation``: the decisions on
-  the prediction choose each edge's op by the supernet's validation log-likelihood with the edge fixed to it
-  (DARTS-PT), not by the alphas; the row records the evaluations' wall time (``select_s``, within ``wall_s``).
+  ``--ratio-tolerance`` flags default to ``DcaConfig``'s fields). ``--select`` (default ``auto``, as
+  ``DcaConfig``: ``perturbation`` on NB201): the decisions on the prediction choose each edge's op by the
+  supernet's validation log-likelihood with the edge fixed to it (DARTS-PT), or by the alphas (``alpha``); the
+  row records the rule that ran (``select``, ``select_requested``) and the evaluations' wall time (``select_s``,
+  within ``wall_s``).
 - ``pcdarts``: the same supernet (PC-DARTS-style partial channels) without any constraint: one
   search per seed serves every budget; over budget, it is repaired to the budget afterwards.
 - ``penalty``: a fixed-weight latency penalty (ProxylessNAS style, weight 1 per budget).
@@ -67,7 +69,7 @@ from _common import (FRESH_MEASURE, RESULTS, SEARCH_MEASURE, agent_measure, agen
 from nb201_oracle import (ACCURACY_CSV, CIFAR_SUBSET, InputError, Oracle, check_data_dir,  # noqa: E402
                           read_accuracy)
 
-from hilnas.server.cli.search.dca import DEVICE_OPTIONS, SELECT, add_device_options  # noqa: E402  (no torch)
+from hilnas.server.cli.search.dca import DEVICE_OPTIONS, SELECT_CHOICES, add_device_options  # noqa: E402  (no torch)
 from hilnas.server.cli.search.hypernet import hypernet_options  # noqa: E402  (torch only when called)
 
 METHODS = ("dca", "pcdarts", "penalty", "random", "hypernet")
@@ -175,7 +177,7 @@ def run_job(job: dict) -> dict:
                    reopen_measurements=r.extra.get("reopen_measurements"),
                    measurement_spread=r.extra.get("measurement_spread"), device_fits=r.extra.get("device_fits", []),
                    fit_sampled=r.extra.get("fit_sampled", []), select=r.extra.get("select"),
-                   select_s=r.extra.get("select_s"), select_evals=r.extra.get("select_evals"))
+                   select_requested=r.extra.get("select_requested"), select_s=r.extra.get("select_s"), select_evals=r.extra.get("select_evals"))
     out["job_s"] = time.perf_counter() - started
     return out
 
@@ -426,10 +428,11 @@ def main() -> None:
     p.add_argument("--no-feedback", dest="feedback", action="store_false",
                    help="dca: do not measure its networks on the device during the search (default: measure)")
     add_device_options(p, "dca: ", _dca_defaults())
-    p.add_argument("--select", default="alpha", metavar="alpha|perturbation",
+    p.add_argument("--select", default="auto", metavar="auto|alpha|perturbation",
                    help="dca: how the edges decided on the prediction choose their op: by the alphas (the "
                         "Lagrangian) or by the supernet's validation log-likelihood with the edge fixed to each "
-                        "feasible op (perturbation, DARTS-PT) (default: alpha)")
+                        "feasible op (perturbation, DARTS-PT); auto (default, as DcaConfig): perturbation on NB201. "
+                        "Each row records the rule that ran")
     p.add_argument("--penalty-weight", type=float, default=1.0, help="penalty: the fixed weight (default: 1)")
     p.add_argument("--out", default="search_quality", help="results name under benchmarks/results (default: "
                                                             "search_quality)")
@@ -452,8 +455,8 @@ def main() -> None:
         if args.budget_rule not in BUDGET_RULES:
             raise InputError(f"--budget-rule {args.budget_rule}: use --budget-rule interior (the default) or edge "
                              "(the budgets up to 2026-12-05's fourth session)")
-        if args.select not in SELECT:
-            raise InputError(f"--select {args.select}: use --select alpha (the default) or perturbation")
+        if args.select not in SELECT_CHOICES:
+            raise InputError(f"--select {args.select}: use --select auto (the default), alpha or perturbation")
         if args.seed_offset < 0:
             raise InputError(f"--seed-offset {args.seed_offset}: the first seed must be >= 0, e.g. --seed-offset 3")
         if args.only_budgets and not args.only_budgets <= set(range(1, args.budgets + 1)):

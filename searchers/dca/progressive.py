@@ -51,7 +51,8 @@ middle where no measured cell lies inside it. Among the cells confirmed in the a
 is by the supernet's one-shot accuracy on validation batches when ``accuracy`` is given (a weight-sharing
 NAS step; otherwise by the Lagrangian).
 
-Edges decided by the supernet's accuracy (``select="perturbation"``; default ``"alpha"``: the Lagrangian above). The
+Edges decided by the supernet's accuracy (``select="perturbation"``, what ``DcaConfig``'s default ``"auto"`` takes on
+NB201, ``select.py``; this class's default ``"alpha"``: the Lagrangian above). The
 alphas of a supernet at 16-26 % validation accuracy decide the early edges with a softmax certainty ~1 after a few
 architecture steps, and on the benchmark those edges took pooling, skip or none where a conv of the same cost fitted:
 the failure of magnitude-based selection in DARTS on NB201 (Wang et al. 2021, DARTS-PT). So, as DARTS-PT, each

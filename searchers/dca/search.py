@@ -40,8 +40,8 @@ Deviations from the paper, each a setting (docs/search.md measures which of them
   (``device_reopen_sigmas``); aiming at the band's middle, the decisions on the prediction keep a completion near
   the band's middle reachable (``lookahead_middle``) and a decision on the device counts a cell inside only
   ``device_inside_sigmas`` standard deviations of a fresh measurement inside ``device_inside_band``, reopening an
-  earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201; default ``"alpha"``)
-  chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
+  earlier decision toward that inner band while none is. ``select = "perturbation"`` (NB201's choice under the default
+  ``"auto"``, ``select.py``; ``"alpha"`` elsewhere) chooses each decision on the prediction's op by the supernet's validation log-likelihood with the edge fixed to
   it, among the ops the look-ahead keeps (DARTS-PT's perturbation-based selection), not by the alphas;
   ``lookahead_widen`` (NB201, default 0 = off) gives that choice room in the early decisions (the ratio filter off).
   On the DARTS space ``progressive`` decides the nodes one at a time (each node's two inputs and
@@ -68,11 +68,12 @@ budget into B lives in ``lug.py``; ``seeds.py`` runs several seeds and keeps the
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from hilnas.searchers.dca.bilevel import BilevelConfig, run_bilevel
-from hilnas.searchers.dca.progressive import SELECT
+from hilnas.searchers.dca.select import SELECT_CHOICES, resolve_select
 from hilnas.searchers.cost import CostModel
 from hilnas.searchers.result import Budget, SearchResult
 
@@ -209,8 +210,9 @@ class DcaConfig(BilevelConfig):
     lookahead_widen: int = 0
     # NB201: how the decisions on the prediction choose an edge's op: "alpha" (the Lagrangian, log w - penalty) or
     # "perturbation" (the supernet's validation log-likelihood on select_batches fixed batches with the edge fixed to
-    # each op the look-ahead keeps feasible, DARTS-PT; progressive.py)
-    select: str = "alpha"
+    # each op the look-ahead keeps feasible, DARTS-PT; progressive.py); "auto": per space, NB201 perturbation, every
+    # other space alpha (select.py; the search records the resolved value as extra["select"])
+    select: str = "auto"
     select_batches: int = 6
 
     def __post_init__(self) -> None:
@@ -244,8 +246,8 @@ class DcaConfig(BilevelConfig):
                              f"got {self.device_inside_sigmas}, {self.device_inside_band}")
         if self.lookahead_widen < 0:
             raise ValueError(f"lookahead_widen must be >= 0 (undecided edges; 0: off), got {self.lookahead_widen}")
-        if self.select not in SELECT:
-            raise ValueError(f"select must be 'alpha' or 'perturbation', got {self.select!r}")
+        if self.select not in SELECT_CHOICES:
+            raise ValueError(f"select must be 'auto', 'alpha' or 'perturbation', got {self.select!r}")
         if self.select_batches < 1:
             raise ValueError(f"select_batches must be >= 1 (validation batches per scored op), got {self.select_batches}")
         if self.darts_device_networks < 5:
@@ -269,5 +271,9 @@ def search(space: SearchSpace, cost_model: CostModel, config: DcaConfig, *, seed
     """
     term = LagrangeMultiplier(config.budget.value, config.multiplier_lr, config.multiplier_init, config.band,
                               rho=config.rho)
-    return run_bilevel("dca", space, cost_model, config, term, budget=config.budget, enforce_budget=True,
-                       seed=seed, data=data, measure=measure)
+    resolved = dataclasses.replace(config, select=resolve_select(config.select, space))
+    result = run_bilevel("dca", space, cost_model, resolved, term, budget=config.budget, enforce_budget=True,
+                         seed=seed, data=data, measure=measure)
+    result.extra["select"] = resolved.select          # the rule the search ran with ("auto" resolved per space)
+    result.extra["select_requested"] = config.select  # as asked: "auto" unless given explicitly
+    return result

@@ -54,6 +54,10 @@ def test_run_dca_searches_trains_exports_measures_and_stores(lut_store, tmp_path
     run = store.get_run(report.run_id)
     assert run.status == "done" and run.kind == "search-dca"
     assert run.result["search"]["cost"] == pytest.approx(report.predicted)
+    # no select given: NB201's "auto" ran the supernet's score, the stored run and the CLI's summary say so
+    assert (run.result["search"]["extra"]["select"], run.result["search"]["extra"]["select_requested"]) == \
+        ("perturbation", "auto")
+    assert "(--select perturbation, by auto): " in summary(report, "pi", f"latency_ms={budget}")
     model = store.get_model(report.model_id)
     assert model.predicted_latency_ms == pytest.approx(report.predicted)
     val = store.validations_df(model_id=report.model_id)

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SPACE = tiny_space("nb201")
 BAND = (0.9, 1.0)
+# select="alpha": the Lagrangian chooses the ops (the mechanism under test; NB201's "auto" would score them instead)
 SETTINGS = dict(epochs=10, options=SupernetOptions(bottleneck=2), arch=ArchConfig(lr=6e-3, warmup_epochs=1), band=BAND,
-                multiplier_lr=0.05, rho=100.0)
+                multiplier_lr=0.05, rho=100.0, select="alpha")
 DUAL = {**SETTINGS, "lookahead": False}   # the dual ascent alone: the decisions do not look ahead to the band
 FROZEN = {**DUAL, "multiplier_lr": 0.0, "rho": 0.0}
 

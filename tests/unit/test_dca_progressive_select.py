@@ -85,7 +85,7 @@ def test_perturbation_without_a_scorer_or_an_unknown_rule_is_refused_with_the_fi
         Progressive(build_supernet(SPACE), tables(), [0], penalty=lambda c: 0.0, select="magnitude")
     from hilnas.searchers.dca.search import DcaConfig
     from hilnas.searchers.result import Budget
-    with pytest.raises(ValueError, match="select must be 'alpha' or 'perturbation'"):
+    with pytest.raises(ValueError, match="select must be 'auto', 'alpha' or 'perturbation'"):
         DcaConfig(budget=Budget("latency_ms", 1.0), select="pt")
     with pytest.raises(ValueError, match="select_batches must be >= 1"):
         DcaConfig(budget=Budget("latency_ms", 1.0), select_batches=0)
@@ -147,5 +147,6 @@ def test_a_search_with_perturbation_records_its_scores_and_is_reproducible():
 
 def test_the_parsers_select_values_are_the_searchs():
     from hilnas.searchers.dca.progressive import SELECT
+    from hilnas.searchers.dca.select import SELECT_CHOICES
     from hilnas.server.cli.search import dca as cli
-    assert cli.SELECT == SELECT
+    assert cli.SELECT == SELECT and cli.SELECT_CHOICES == SELECT_CHOICES

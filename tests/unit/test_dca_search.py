@@ -22,7 +22,8 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 NB201 = tiny_space("nb201")
 DARTS = tiny_space("darts")
-FAST = dict(epochs=2, options=SupernetOptions(bottleneck=2), arch=ArchConfig(lr=0.05))
+FAST = dict(epochs=2, options=SupernetOptions(bottleneck=2), arch=ArchConfig(lr=0.05), select="alpha")   # the multiplier's
+#   mechanism: the alphas choose (NB201's "auto" would choose by the supernet's score)
 
 
 @pytest.fixture(scope="module")

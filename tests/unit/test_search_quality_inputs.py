@@ -79,4 +79,4 @@ def test_seed_offset_runs_the_held_out_seeds_and_bad_select_or_offset_are_refuse
     line, = r.stderr.strip().splitlines()
     assert "--seed-offset -1" in line and "e.g. --seed-offset 3" in line
     r = run("--select", "magnitude")
-    assert r.returncode == 2 and "--select magnitude: use --select alpha" in r.stderr
+    assert r.returncode == 2 and "--select magnitude: use --select auto (the default), alpha" in r.stderr

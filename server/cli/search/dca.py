@@ -59,8 +59,12 @@ def summary(report, device: str, budget: str) -> str:
                  f"{extra['decisions_restricted']} restricted to ops that can still land in the band, "
                  f"{extra['decisions_fallback']} with none that could (the nearest cells instead)")
         if extra.get("select") == "perturbation":
-            text += (f"\n  ops chosen by the supernet's validation log-likelihood (--select perturbation): "
+            text += (f"\n  ops chosen by the supernet's validation log-likelihood (--select perturbation"
+                     f"{', by auto' if extra.get('select_requested') == 'auto' else ''}): "
                      f"{extra.get('select_evals', 0)} op(s) scored in {extra.get('select_s', 0):.1f} s")
+        elif extra.get("select") == "alpha":
+            text += (f"\n  ops chosen by the alphas (--select alpha"
+                     f"{', by auto' if extra.get('select_requested') == 'auto' else ''})")
         cells = extra.get("cells_measured_on_device") or {}
         if extra.get("decided_on_device"):
             in_band = [c for c in cells.values() if 0.9 * report.device_budget.value <= c <= report.device_budget.value]
@@ -87,8 +91,9 @@ DEVICE_DEFAULTS = {"device_decisions": 25, "device_margin": 0.02, "device_repeat
                    "device_reopen_sigmas": 0.0, "darts_device_networks": 10, "device_inside_sigmas": 1.5,
                    "lookahead_middle": 1, "lookahead_widen": 0}   # lookahead_middle: DcaConfig's True
 DEVICE_OPTIONS = tuple(DEVICE_DEFAULTS)
-# DcaConfig.select's values (``searchers.dca.progressive.SELECT``, held equal by a test), torch-free for the parsers
+# DcaConfig.select's values (``searchers.dca.select.SELECT_CHOICES``, held equal by a test), torch-free for the parsers
 SELECT = ("alpha", "perturbation")
+SELECT_CHOICES = ("auto", *SELECT)
 
 
 # flag -> (lowest value allowed, first value refused above it, what to use); the error's example is the default
@@ -201,11 +206,12 @@ def register(ssub) -> None:
                    help="dca: do not measure the derived networks on the device during the search (default: "
                         "measure each new one after every epoch and hold the measured cost in the budget band)")
     add_device_options(p, "dca: ")
-    p.add_argument("--select", default="alpha", choices=SELECT,
+    p.add_argument("--select", default="auto", choices=SELECT_CHOICES,
                    help="dca on nb201: how the edges decided on the prediction choose their op: by the alphas (the "
-                        "Lagrangian; default) or by the supernet's validation log-likelihood with the edge fixed to "
-                        "each op the look-ahead keeps feasible (perturbation, DARTS-PT; lower regret on the NB201 "
-                        "benchmark, docs/performance.md)")
+                        "Lagrangian) or by the supernet's validation log-likelihood with the edge fixed to each op "
+                        "the look-ahead keeps feasible (perturbation, DARTS-PT; lower regret on the NB201 benchmark, "
+                        "docs/performance.md); auto (default): perturbation on nb201, alpha on every other space. "
+                        "The summary and the run's record say which ran")
     p.add_argument("--lug", action="store_true",
                    help="map the device budget to a search-time budget with a lookup graph (several searches; "
                         "default: off)")
