@@ -6,10 +6,12 @@
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
                                                [--pretrain-only] [--finetune-epochs 0] [--match-floor 0.95]
-                                               [--confirm-k 2] [--spread S]
+                                               [--confirm-k 2] [--spread S] [--tune 12] [--tune-at ends]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --loop-candidates benchmarks/results/prune_<...>.json
     .venv/bin/python benchmarks/bench_prune.py --dataset D --sweep-only [--sweep-min 0.1 --sweep-points 6]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --screen-agreement [--screen 2 --finalists 4]
+    .venv/bin/python benchmarks/bench_prune.py --tune-probe benchmarks/results/prune_cifar10_sim_s7.json
+                                               [--tune-variants 12:ends:all,24:ends:all]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -33,7 +35,11 @@ all in-process on loopback:
    ``--finalists`` best on all of them), up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
-   the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
+   the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). With ``--tune N`` (default
+   12, eighth session) the candidates also include the modes of gate logits tuned N steps at the lambdas that
+   bracket each budget, from the hypernetwork's output, on the gates' split less the held-out batches (every
+   budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch: ``prune.refine.tuned_together``;
+   their CPU is part of the member choice's and reported, ``member_choice_tune``). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
    budget) are derived and measured too;
@@ -57,6 +63,8 @@ all in-process on loopback:
 candidate the device loop tried on the test split (what the match passed over, and why; sixth session).
 ``--sweep-only`` runs phase 1, the sweep and Theorem 1 alone (phase 2 one step) with PruneConfig's sweep and with
 ``--sweep-min`` / ``--sweep-points``, on the same batches: Lambda and the sweep's CPU side by side.
+``--tune-probe RESULT`` runs one hypernetwork on the simulated Pi's LUT and, for RESULT's matched pairs, the least
+held-out loss within [0.95, 1.0] x each fixed network's LUT sum with and without tuning (no test data; eighth session).
 ``--screen-agreement`` runs one hypernetwork and the member choice under the given screen and cheaper ones, with a
 device that measures each network at its LUT sum: which members each picks and its CPU (seventh session).
 
