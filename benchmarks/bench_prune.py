@@ -6,10 +6,12 @@
                                                [--recentre 4] [--phase2-pass one|split] [--suffix _s3]
                                                [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
                                                [--pretrain-only] [--finetune-epochs 0] [--match-floor 0.95]
-                                               [--confirm-k 2] [--spread S]
+                                               [--confirm-k 2] [--spread S] [--tune 12] [--tune-at ends]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --loop-candidates benchmarks/results/prune_<...>.json
     .venv/bin/python benchmarks/bench_prune.py --dataset D --sweep-only [--sweep-min 0.1 --sweep-points 6]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --screen-agreement [--screen 2 --finalists 4]
+    .venv/bin/python benchmarks/bench_prune.py --tune-probe benchmarks/results/prune_cifar10_sim_s7.json
+                                               [--tune-variants 12:ends:all,24:ends:all]
 
 The model is the narrow ResNet-18 (``resnet18-narrow``, C=16 unless ``--C``), pre-trained once
 (``--pretrain-epochs``, cached under ``~/.cache/hilnas/bench`` so a second run reuses it) on the
@@ -33,7 +35,11 @@ all in-process on loopback:
    ``--finalists`` best on all of them), up to ``--recentre`` more whose prediction, corrected by those first windows, lies in
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
-   the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). The held-out
+   the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). With ``--tune N`` (default
+   12, eighth session) the candidates also include the modes of gate logits tuned N steps at the lambdas that
+   bracket each budget, from the hypernetwork's output, on the gates' split less the held-out batches (every
+   budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch: ``prune.refine.tuned_together``;
+   their CPU is part of the member choice's and reported, ``member_choice_tune``). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
    budget) are derived and measured too;
@@ -57,6 +63,8 @@ all in-process on loopback:
 candidate the device loop tried on the test split (what the match passed over, and why; sixth session).
 ``--sweep-only`` runs phase 1, the sweep and Theorem 1 alone (phase 2 one step) with PruneConfig's sweep and with
 ``--sweep-min`` / ``--sweep-points``, on the same batches: Lambda and the sweep's CPU side by side.
+``--tune-probe RESULT`` runs one hypernetwork on the simulated Pi's LUT and, for RESULT's matched pairs, the least
+held-out loss within [0.95, 1.0] x each fixed network's LUT sum with and without tuning (no test data; eighth session).
 ``--screen-agreement`` runs one hypernetwork and the member choice under the given screen and cheaper ones, with a
 device that measures each network at its LUT sum: which members each picks and its CPU (seventh session).
 
@@ -78,6 +86,7 @@ Writes benchmarks/results/prune_<dataset>_<agents><suffix>.json and the sweep / 
 from __future__ import annotations
 
 import argparse
+import itertools
 import dataclasses
 import logging
 import os
@@ -91,6 +100,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, warm_torch, write  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+# the member choice's tuned candidates (eighth session), chosen on the gates' split by --tune-probe, before scoring
+TUNE, TUNE_AT, TUNE_BATCH = 12, "ends", None
 
 
 def dataset(name: str, seed: int):
@@ -163,6 +174,20 @@ def main() -> None:
                         "members each picks and what it costs")
     p.add_argument("--sweep-min", type=float, help="the sweep's smallest lambda (default: PruneConfig's)")
     p.add_argument("--sweep-points", type=int, help="the sweep's lambdas (default: PruneConfig's)")
+    p.add_argument("--tune-probe", metavar="RESULT",
+                   help="no device run: one hypernetwork on the simulated Pi's LUT, and for RESULT's matched pairs the "
+                        "least held-out loss within [0.95, 1.0] x the fixed network's LUT sum without and with "
+                        "--tune-variants' tuned logits (eighth session)")
+    p.add_argument("--tune-variants", type=lambda v: v.split(","), default=["8:ends:all", "16:ends:all", "32:ends:all"],
+                   help="--tune-probe's settings, STEPS:ends|dearer|cheaper|aimed:IMAGES|all each")
+    p.add_argument("--tune", type=int, default=TUNE, help="the member choice's candidates also include the modes of gate "
+                   "logits tuned for this many steps at the bracket's lambdas from the hypernetwork's output, every "
+                   "budget's lambdas up front, 4 a pass each on a quarter of the batch (prune.refine.tuned_together; 0: "
+                   f"off, as before the eighth session; default {TUNE})")
+    p.add_argument("--tune-at", default=TUNE_AT, choices=["ends", "dearer", "cheaper", "aimed"],
+                   help=f"which ends of a budget's lambda bracket are tuned (default {TUNE_AT})")
+    p.add_argument("--tune-batch", type=int, default=TUNE_BATCH,
+                   help=f"images of each batch a tuning step uses (default {TUNE_BATCH or 'the whole batch'})")
     p.add_argument("--fidelity-networks", type=int, default=20)
     p.add_argument("--match-floor", type=float, default=0.95,
                    help="also match each fixed network with the member confirmed within [this, 1.0] x its measured "
@@ -230,6 +255,7 @@ def main() -> None:
     space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes, **overrides)
     calib = [b for _, b in zip(range(20), loaders.train)]
     held_out = [b for _, b in zip(range(args.held_out), loaders.val)]   # the band search's scores (the gates' split, not the test)
+    tune_batches = list(itertools.islice(loaders.val, args.held_out, None))   # --tune's: the gates' split less those
 
     # the pre-trained network (shared by every agent and method; its time is not part of any comparison)
     ck = Path(args.checkpoint) if args.checkpoint else \
@@ -257,6 +283,9 @@ def main() -> None:
         return
     if args.screen_agreement:
         screen_agreement(args, space, net, config)
+        return
+    if args.tune_probe:
+        tune_probe(args, space, net, config)
         return
 
     from hilnas.searchers.prune.gates import recalibrate
@@ -383,7 +412,8 @@ def main() -> None:
                     def to_lut(ms: float) -> float:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
                     d0 = time.process_time()
-                    band = BandSearch(res, held_out, seed=args.seed, gap=args.gap)
+                    band = BandSearch(res, held_out, seed=args.seed, gap=args.gap, tune=args.tune, tune_at=args.tune_at,
+                                      tune_batch=args.tune_batch, tune_batches=tune_batches)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                               recentre=args.recentre, screen=args.screen,
@@ -393,6 +423,7 @@ def main() -> None:
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
                     choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
+                    run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas)}
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
@@ -402,7 +433,8 @@ def main() -> None:
                                                 for b in budgets])
                     est = res.estimate
                     print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
-                          f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall; "
+                          f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall, tuning "
+                          f"{run_tune['cpu_s']:.1f} s ({run_tune['steps']} steps at {run_tune['lambdas']} lambdas); "
                           f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
                           f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
                           f"reachable LUT [{lo:.3f}, {hi:.3f}] ms, measured [{meas_lo:.3f}, {meas_hi:.3f}] ms; sources "
@@ -512,7 +544,7 @@ def main() -> None:
                             "fixed_val_loss": band.loss(f.pattern), "candidates_in_lut_band": gc}
                     if mm is not None:
                         g = mm.member.genotype
-                        pair.update({"member_pattern": g.bits(), "member_source": mm.source,
+                        pair.update({"member_pattern": g.bits(), "member_source": mm.source, "member_tuned": band.was_tuned(g),
                                      "member_loop": [w.to_dict() for w in mm.loop],
                                      "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
                                      "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
@@ -577,6 +609,7 @@ def main() -> None:
                                  "correction": corr.to_dict(), "networks": args.fidelity_networks},
                     "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
                     "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
+                    "members_tuned": [band.was_tuned(m.genotype) for m in members],
                     "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
                     "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
                     "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
@@ -596,7 +629,7 @@ def main() -> None:
                                 "ratios_to_fixed": [q["refined"]["ratio_to_fixed"] for q in pairs if "refined" in q],
                                 "cpu_s": refine_cpu},
                     "measured_reachable_ms": [meas_lo, meas_hi],
-                    "member_choice_cpu_s": band_cpu, "member_choice_block_passes": choice_passes, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
+                    "member_choice_cpu_s": band_cpu, "member_choice_tune": run_tune, "member_choice_block_passes": choice_passes, "device_loop_wall_s": run_loop_wall, "device_loop_cpu_s": run_loop_cpu,
                     "time_ratio_cpu_without_device_loop": (hyper_cpu - run_loop_cpu) / fixed_cpu,
                     "hypernet_wall_s": hyper_s, "hypernet_cpu_s": hyper_cpu, "fixed_median_wall_s": fixed_wall,
                     "fixed_median_cpu_s": fixed_cpu, "time_ratio_wall": hyper_s / fixed_wall,
@@ -760,6 +793,60 @@ def screen_agreement(args, space, net, config) -> None:
         "setup": {"dataset": args.dataset, "seed": args.seed, "k": args.k, "steps": config.steps,
                   "held_out_batches": args.held_out, "tries": args.tries, "recentre": args.recentre,
                   "load_avg": os.getloadavg(), "Lambda": res.Lambda, "timings": res.timings}, "variants": out})
+
+
+def tune_probe(args, space, net, config) -> None:
+    """Cause (ii) measured on the gates' split alone (eighth session): one hypernetwork run on the simulated Pi's LUT,
+    then for each matched pair of ``--tune-probe RESULT`` the candidates within the LUT band [0.95, 1.0] x the fixed
+    network's LUT sum, without and with ``--tune`` steps of ``refine.tuned`` at the bracket's ends (on the gates' split
+    less the held-out batches): how many lie in the band and the least held-out loss among them, against the fixed
+    network's held-out loss (the same batches). No test data; the setting is chosen on this."""
+    import itertools
+    import json
+
+    from hilnas.searchers.prune.band import BandSearch
+    from hilnas.searchers.prune.search import search
+    from hilnas.searchers.spaces.resnet import GatePattern
+
+    stored = json.loads(Path(args.tune_probe).read_text())["agents"]["sim"]["matched"]
+    latency = sim_lut(space, args.seed)
+    data = dataset(args.dataset, args.seed)[1]
+    held_out = [b for _, b in zip(range(args.held_out), data.val)]
+    rest = list(itertools.islice(data.val, args.held_out, None))
+    c0 = time.process_time()
+    res = search(space, latency, config, net=net, data=data, seed=args.seed)
+    run_cpu = time.process_time() - c0
+    out = {"run_cpu_s": run_cpu, "timings": res.timings, "Lambda": res.Lambda, "variants": {}}
+    variants = [(0, "ends", None)] + [(int(t), at, None if b == "all" else int(b))
+                                      for t, at, b in (v.split(":") for v in args.tune_variants)]
+    for t, at, tb in variants:
+        band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb)
+        c0 = time.process_time()
+        pairs = []
+        band.prepare("latency_ms", [(0.95 * c, c) for c in (latency.genotype_cost(
+            space, GatePattern.from_dict({"masks": q["fixed_pattern"].split()})) for q in stored)])
+        for q in stored:
+            fp = GatePattern.from_dict({"masks": q["fixed_pattern"].split()})
+            c = latency.genotype_cost(space, fp)
+            found = band.around("latency_ms", 0.95 * c, c)
+            inside = [p for p in found if 0.95 * c <= latency.genotype_cost(space, p) <= c]
+            losses = band.losses(inside) if inside else {}
+            best = min(inside, key=losses.__getitem__) if inside else None
+            pairs.append({"lambda": q["lambda"], "fixed_lut_ms": c, "fixed_val_loss": band.loss(fp),
+                          "candidates": len(found), "in_band": len(inside),
+                          "tuned_in_band": sum(found[p][1] == "tuned" for p in inside),
+                          "best_val_loss": losses[best] if best else None, "best_source": found[best][1] if best else None,
+                          "best_pattern": best.bits() if best else None, "best_lambda": found[best][0] if best else None,
+                          "tuned_lambdas": sorted({lam for p, (lam, how) in found.items() if how == "tuned" and p in inside})})
+        cpu = time.process_time() - c0
+        out["variants"][f"tune{t}_{at}_{tb or 'all'}"] = {"cpu_s": cpu, "tune_steps_taken": band.tune_steps, "pairs": pairs}
+        print(f"tune {t} at {at}, batch {tb or 'all'}: {band.tune_steps} steps, {cpu:.1f} s CPU; " + "; ".join(
+            f"lam {q['lambda']:.3g}: fixed {q['fixed_val_loss']:.3f} best "
+            f"{q['best_val_loss'] if q['best_val_loss'] is None else round(q['best_val_loss'], 3)} "
+            f"({q['in_band']} in band, {q['tuned_in_band']} tuned, {q['best_source']})" for q in pairs), flush=True)
+    write(f"prune_{args.dataset}_tune_probe{args.suffix}", {
+        "setup": {"dataset": args.dataset, "seed": args.seed, "from": args.tune_probe, "held_out_batches": args.held_out,
+                  "load_avg": os.getloadavg()}, **out})
 
 
 def loop_candidates(path: Path, net, loaders, calib) -> None:

@@ -19,6 +19,11 @@ neighbours' members differ in cost by more than that share, the lambdas bisectio
 (``BandSearch.scales``), so a budget inside a jump is bracketed where the gates change. Off by default: on the
 CIFAR-10 subset it did not put a candidate into the band where the family had none (fourth session).
 
+With ``tune`` > 0 (eighth session) the candidates also include, at each end of the bracket, the modes of the gate
+logits tuned at that lambda for ``tune`` steps from the hypernetwork's output (``refine.tuned``) on ``tune_batches``
+(batches of the gates' split other than the held-out ones that rank the candidates; cached per lambda, so budgets
+that share a bracket's end pay once).
+
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
 cost, so the members' costs never fall as the budget grows. A device budget is a band of measured
 latency, [band x b, b]; the caller maps both ends to LUT sums through the device's correction.
@@ -26,6 +31,7 @@ latency, [band x b, b]; the caller maps both ends to LUT sums through the device
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Sequence
 
@@ -47,7 +53,7 @@ class BandChoice:
     member: Architecture
     budget: Budget
     floor: float            # the band's lower end, in the budget's metric
-    source: str             # "curve" (bisection was within the band) | "mode" | "sample" | "below" (none in band:
+    source: str             # "curve" (bisection was within the band) | "mode" | "sample" | "tuned" | "below" (none in band:
                             # the bisection member) | "previous" (none in band: the previous budget's member)
     candidates: int         # distinct patterns produced between the bracketing members
     in_band: int            # of them within [floor, budget]
@@ -55,25 +61,44 @@ class BandChoice:
 
     @property
     def in_band_found(self) -> bool:
-        return self.source in ("curve", "mode", "sample")
+        return self.source in ("curve", "mode", "sample", "tuned")
+
+
+TOGETHER = 4   # lambdas ``prepare`` tunes in one pass (phase 2's lambdas per step)
 
 
 class BandSearch:
     """Candidates and their held-out losses for one trained family (losses cached across budgets)."""
 
     def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
-                 seed: int = 0, gap: float = 0.0):
-        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1:
-            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1) and held-out batches")
+                 seed: int = 0, gap: float = 0.0, tune: int = 0, tune_batches: Sequence[Batch] = (),
+                 tune_at: str = "ends", tune_batch: int | None = None):
+        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0:
+            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0 and held-out batches")
+        if tune_at not in ("ends", "dearer", "cheaper", "aimed") or (tune_batch is not None and tune_batch < 1):
+            raise ValueError(f"tune_at must be 'ends', 'dearer', 'cheaper' or 'aimed' and tune_batch >= 1, got {tune_at!r}, "
+                             f"{tune_batch}")
+        if tune and not tune_batches:
+            raise ValueError("tune > 0 needs tune_batches (batches of the gates' split other than the held-out ones)")
         self.result, self.batches, self.points, self.samples, self.gap = result, batches, points, samples, gap
+        self.tune, self.tune_at = tune, tune_at
+        self._tune_batches = itertools.cycle([(x[:tune_batch], y[:tune_batch]) for x, y in tune_batches]) if tune else None
+        self._tuned: dict[tuple[float, float | None], list[GatePattern]] = {}
+        self.tune_steps, self.tune_cpu = 0, 0.0    # tuning steps taken and their CPU seconds (the work ``tune`` adds)
+        self._tune_generator = torch.Generator().manual_seed(seed + 1)   # its own: the other candidates' draws stay
         self._scales: dict[str, list[float]] = {}
         self.generator = torch.Generator().manual_seed(seed)
         self.scorer = HeldOutLoss(result.net, batches)
 
     @classmethod
-    def on_held_out(cls, result: PruneResult, val: Iterable[Batch], batches: int, *, seed: int = 0) -> BandSearch:
-        """A band search scoring its candidates on the first ``batches`` batches of the held-out ``val``."""
-        return cls(result, list(itertools.islice(val, batches)), seed=seed)
+    def on_held_out(cls, result: PruneResult, val: Iterable[Batch], batches: int, *, seed: int = 0,
+                    tune: int = 0) -> BandSearch:
+        """A band search scoring its candidates on the first ``batches`` batches of the held-out ``val``; with ``tune``
+        > 0 its tuned candidates are tuned on the rest of ``val``."""
+        if not tune:
+            return cls(result, list(itertools.islice(val, batches)), seed=seed)
+        val = list(val)
+        return cls(result, val[:batches], seed=seed, tune=tune, tune_batches=val[batches:])
 
     def loss(self, pattern: GatePattern) -> float:
         """Held-out cross-entropy of ``pattern`` (cached; ``score.HeldOutLoss``)."""
@@ -116,13 +141,74 @@ class BandSearch:
     def around(self, metric: str, lo: float, hi: float) -> dict[GatePattern, tuple[float, str]]:
         """``candidates`` between the family's lambdas that bracket the costs [lo, hi] in ``metric`` (``scales``): the
         smallest lambda whose member costs more than hi, the largest whose member costs at most lo."""
+        lam_lo, lam_hi = self.bracket(metric, lo, hi)
+        found = self.candidates(min(lam_lo, lam_hi), max(lam_lo, lam_hi))
+        if self.tune and self.tune_at == "aimed":   # from the bracket's middle, lambda following the band's middle
+            lam = (lam_lo + lam_hi) / 2
+            for p in self.tuned(lam, target=(lo + hi) / 2):
+                found.setdefault(p, (lam, "tuned"))
+        elif self.tune:
+            ends = self._ends(lam_lo, lam_hi)
+            self._tune_together(ends)
+            for lam in ends:
+                for p in self._tuned[(lam, None)]:
+                    found.setdefault(p, (lam, "tuned"))
+        return found
+
+    def _ends(self, a: float, b: float) -> list[float]:
+        return sorted({"ends": {a, b}, "dearer": {min(a, b)}, "cheaper": {max(a, b)}}[self.tune_at])
+
+    def bracket(self, metric: str, lo: float, hi: float) -> tuple[float, float]:
+        """The family's lambdas that bracket the costs [lo, hi] (``around``)."""
         r = self.result
         pts = r.curve(self.scales(metric), metric=metric).points
         dearer = [p.tradeoff.scale for p in pts if p.costs[metric] > hi]
         cheaper = [p.tradeoff.scale for p in pts if p.costs[metric] <= lo]
-        lam_lo = max(dearer) if dearer else 0.0
-        lam_hi = min(cheaper) if cheaper else r.Lambda
-        return self.candidates(min(lam_lo, lam_hi), max(lam_lo, lam_hi))
+        return (max(dearer) if dearer else 0.0), (min(cheaper) if cheaper else r.Lambda)
+
+    def prepare(self, metric: str, bands: Sequence[tuple[float, float]]) -> None:
+        """Tune, ahead of the budgets, every lambda the bands' brackets will ask for (``tune_at`` "ends", "dearer",
+        "cheaper"), up to ``TOGETHER`` at a time on shares of each batch (``refine.tuned_together``): the same
+        candidates ``around`` then finds cached, for about a quarter of the steps."""
+        if not self.tune or self.tune_at == "aimed":
+            return
+        want: list[float] = []
+        for lo, hi in bands:
+            want += [lam for lam in self._ends(*self.bracket(metric, lo, hi)) if lam not in want]
+        self._tune_together(want)
+
+    def _tune_together(self, lams: Sequence[float]) -> None:
+        from hilnas.searchers.prune.refine import tuned_together
+        want = [lam for lam in lams if (lam, None) not in self._tuned]
+        for i in range(0, len(want), TOGETHER):
+            group = want[i:i + TOGETHER]
+            c0 = time.process_time()
+            for lam, patterns in zip(group, tuned_together(self.result, group, self._tune_batches, self.tune,
+                                                           generator=self._tune_generator)):
+                self._tuned[(lam, None)] = patterns
+            self.tune_steps += self.tune
+            self.tune_cpu += time.process_time() - c0
+
+    @property
+    def tuned_lambdas(self) -> list[float]:
+        """The lambdas tuned so far (each once)."""
+        return sorted(lam for lam, _ in self._tuned)
+
+    def was_tuned(self, pattern: GatePattern) -> bool:
+        """Whether ``pattern`` is one of the tuned logits' modes (the hypernetwork may produce it too)."""
+        return any(pattern in ps for ps in self._tuned.values())
+
+    def tuned(self, lam: float, target: float | None = None) -> list[GatePattern]:
+        """``refine.tuned`` at ``lam`` (aimed at the cost ``target`` when given) for ``tune`` steps (cached)."""
+        from hilnas.searchers.prune.refine import tuned
+        key = (lam, target)
+        if key not in self._tuned:
+            c0 = time.process_time()
+            self._tuned[key] = tuned(self.result, lam, self._tune_batches, self.tune, generator=self._tune_generator,
+                                     target=target)
+            self.tune_steps += self.tune
+            self.tune_cpu += time.process_time() - c0
+        return self._tuned[key]
 
     def scales(self, metric: str) -> list[float]:
         """The dense family's lambdas (``curve_points``) and, where two neighbours' members differ in cost by more

@@ -207,6 +207,9 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
     def to_lut(ms: float) -> float:
         return min(max(correction.invert(ms), lo_lut), hi_lut)
 
+    # the band search's tuned candidates (``BandSearch.tune``) for every budget's bracket at once, a few lambdas a pass
+    search.prepare(metric, [(to_lut(config.near[0] * b.value), to_lut(config.near[1] * b.value)) for b in budgets
+                            if b.metric == metric])
     for b in sorted(budgets, key=lambda x: x.value):
         if b.metric != metric:
             raise ValueError(f"device-confirmed members need budgets in {metric} (the cost the family was searched "

@@ -82,6 +82,8 @@ class PruneRunConfig:
     band: float = 0.9                                # a budget b's member is sought within [band x b, b] (0: bisection only)
     confirm_tries: int = 4                           # latency budgets: candidates measured on the device per budget to
                                                      # confirm a member inside the band (prune.confirm); 0: the LUT only
+    tune_steps: int = 0                              # candidates also from gate logits tuned this many steps at a
+                                                     # budget's lambdas (prune.refine.tuned); 0: the hypernetwork's own
     finetune_epochs: int = 0                         # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
     seed: int = 0
@@ -101,6 +103,8 @@ class PruneRunConfig:
             raise ValueError(f"band must lie in [0, 1) (the member's share of its budget to aim above), got {self.band}")
         if self.confirm_tries < 0:
             raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
+        if self.tune_steps < 0:
+            raise ValueError(f"tune_steps must be >= 0 (0: the hypernetwork's own patterns only), got {self.tune_steps}")
         if self.pretrain_epochs < 1 or self.finetune_epochs < 0:
             raise ValueError("pretrain_epochs must be >= 1 and finetune_epochs >= 0")
         for b in self.budgets:
@@ -342,7 +346,8 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
              for _, b in chosen]
     device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
     out = []
-    for c in band_members(BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed),
+    for c in band_members(BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
+                                                  tune=config.tune_steps),
                           bands):
         b = device[id(c.budget)]
         if c.source in ("mode", "sample"):
@@ -379,7 +384,8 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
                               recentre=config.confirm_tries,
                               fallback=(config.band, 1 - margin / 2), target=(config.band, 1.0))
-    search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed)
+    search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
+                                                  tune=config.tune_steps)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):

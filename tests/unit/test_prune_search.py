@@ -777,3 +777,105 @@ def test_bisection_puts_members_into_the_jumps_of_the_family_and_candidates_into
 def test_a_bad_gap_is_refused(run, loaders):
     with pytest.raises(ValueError, match="gap"):
         BandSearch(run, [next(iter(loaders.val))], gap=1.5)
+
+
+@pytest.fixture(scope="module")
+def noisy_run(checkpoint):
+    """A family on a network one of whose channel groups feeds noise (dropping it lowers the held-out loss and the
+    cost), with the pinned anchor, which keeps every group at lambda = 0."""
+    loaders = loaders_for(DATA)[1]
+    net, _ = load_pretrained(checkpoint, SPACE)
+    b, g = 2, 0
+    gw = SPACE.layers()[b].group_width
+    w = net.blocks[b].branch.conv2.weight
+    with torch.no_grad():
+        w[:, g * gw:(g + 1) * gw] = torch.randn(w[:, g * gw:(g + 1) * gw].shape,
+                                                generator=torch.Generator().manual_seed(1)) * 20 * w.std()
+    return search(SPACE, FlopsCost(), FAST, net=net, data=loaders, seed=0), loaders
+
+
+def test_logits_tuned_at_a_lambda_reach_the_best_patterns_there_where_the_familys_own_modes_do_not(noisy_run):
+    """Cause (ii) of the sixth/seventh sessions on a toy small enough to enumerate (6 groups, 64 patterns): at a lambda
+    the pattern of least held-out L + lambda T is known; the pinned family's modes up to that lambda are far from it,
+    gate logits tuned at that lambda from the hypernetwork's output reach one of the best few."""
+    res, loaders = noisy_run
+    held = [bt for _, bt in zip(range(3), loaders.val)]
+    rest = list(itertools.islice(loaders.val, 3, None))
+    costs = res.costs["mflops"]
+    band = BandSearch(res, held, samples=0, tune=30, tune_batches=rest)
+    lam = 0.02 * res.Lambda
+
+    def objective(p: GatePattern) -> float:
+        return band.loss(p) + lam * float(costs.expected_fraction(*pattern_gates(res.layout, p)))
+    every = [GatePattern(tuple(tuple(bits[2 * i:2 * i + 2]) for i in range(3)))
+             for bits in itertools.product((False, True), repeat=6)]
+    band.losses(every)
+    best = min(every, key=objective)
+    assert best != GatePattern.full(3, 2) and not best.masks[2][0]          # the premise: the noisy group is dropped
+    plain = band.candidates(0.0, lam)                                        # the family's modes on [0, lam]
+    assert best not in plain and min(map(objective, plain)) > objective(best) + 0.1
+    reached = band.tuned(lam)
+    # the tuned trajectory passes through the best patterns: one of the 4 best of 64, within 0.05 nats of the best
+    # (here 0.512 against 0.486; the family's modes 1.03 and more)
+    near_best = sorted(every, key=objective)[:4]
+    assert any(p in near_best for p in reached), [p.bits() for p in reached]
+    assert min(map(objective, reached)) <= objective(best) + 0.05
+    assert band.tuned(lam) is reached and band.tune_steps == 30              # cached per lambda: paid once
+    # within the band search: the tuned patterns join the candidates around a cost, marked "tuned"; tune 0 as before
+    top = min(reached, key=objective)
+    c = res.models["mflops"].genotype_cost(SPACE, top)
+    assert any(how == "tuned" for _, how in band.around("mflops", c, c).values())
+    assert not any(how == "tuned" for _, how in BandSearch(res, held, samples=0).around("mflops", c, c).values())
+
+
+def test_tuning_needs_its_own_batches_and_a_count_of_steps(run, loaders):
+    held = [next(iter(loaders.val))]
+    with pytest.raises(ValueError, match="tune_batches"):
+        BandSearch(run, held, tune=5)
+    with pytest.raises(ValueError, match="tune >= 0"):
+        BandSearch(run, held, tune=-1, tune_batches=held)
+
+
+def test_tuning_aimed_at_a_cost_brings_the_modes_to_it_from_a_lambda_that_settles_elsewhere(checkpoint):
+    """``tuned(target=...)``: lambda follows the logits' expected cost, so the modes reach the budget's cost (here 0.6
+    of the prunable cost) from a lambda where the free logits settle far under it (0.15-0.3: the toy family's members
+    jump from 0.65 at lambda 1.1 to nothing at 1.75)."""
+    from hilnas.searchers.prune.refine import tuned
+    net, _ = load_pretrained(checkpoint, SPACE)   # a family of its own: the module's run as first trained
+    run = search(SPACE, FlopsCost(), FAST, net=net, data=loaders_for(DATA)[1], seed=0)
+    costs = run.costs["mflops"]
+    rest = list(itertools.islice(loaders_for(DATA)[1].val, 3, None))   # its own: the same batches in any test order
+    lam = 1.3
+    plain = tuned(run, lam, itertools.cycle(rest), 40, generator=torch.Generator().manual_seed(0))
+    aimed = tuned(run, lam, itertools.cycle(rest), 40, generator=torch.Generator().manual_seed(0),
+                  target=costs.rest + 0.6 * costs.span)
+
+    def miss(p: GatePattern) -> float:
+        return abs(costs.fraction(costs.pattern_cost(p)) - 0.6)
+    assert min(map(miss, plain)) >= 0.25, [p.bits() for p in plain]
+    assert min(map(miss, aimed)) <= 0.1, [p.bits() for p in aimed]
+
+
+def test_lambdas_tuned_together_are_each_tuned_as_alone_on_its_share_and_prepared_once(run, loaders):
+    """``tuned_together`` runs several lambdas' tuning in one pass, each on its share of the batch (BatchNorm per
+    share): one lambda alone is ``tuned`` exactly; ``BandSearch.prepare`` tunes every bracket's ends up front, and
+    ``around`` then takes them from the cache without another step."""
+    from hilnas.searchers.prune.refine import tuned, tuned_together
+    rest = list(itertools.islice(loaders.val, 3, None))
+    lam = 1.3
+    alone = tuned(run, lam, itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0))
+    assert tuned_together(run, [lam], itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0)) == [alone]
+    both = tuned_together(run, [lam, 0.0], itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0))
+    assert len(both) == 2 and all(both)
+    held = [bt for _, bt in zip(range(3), loaders.val)]
+    band = BandSearch(run, held, tune=10, tune_batches=rest)
+    costs = run.costs["mflops"]
+    bands = [(costs.rest + f * costs.span, costs.rest + (f + 0.1) * costs.span) for f in (0.2, 0.5)]
+    band.prepare("mflops", bands)
+    steps, lams = band.tune_steps, band.tuned_lambdas
+    assert steps == 10 and len(lams) >= 2          # every end in one pass (up to 4 together)
+    for lo, hi in bands:
+        found = band.around("mflops", lo, hi)
+        ends = band.bracket("mflops", lo, hi)
+        assert all(p in found for lam in ends for p in band.tuned(lam) if lam in lams) and set(ends) <= set(lams)
+    assert band.tune_steps == steps                # nothing tuned twice

@@ -30,7 +30,7 @@ def cmd_search_prune(args) -> int:
         checkpoint=args.checkpoint, pretrain_epochs=args.pretrain_epochs, search=search, lambdas=lambdas,
         budgets=budgets, finetune_epochs=args.finetune_epochs, seed=args.seed, measure=_measure_config(args),
         runtime=args.runtime, max_batches_per_epoch=args.max_batches, from_run=args.from_run, band=args.band,
-        confirm_tries=args.confirm_tries)
+        confirm_tries=args.confirm_tries, tune_steps=args.tune_steps)
     if args.torch_threads:
         import torch
         torch.set_num_threads(args.torch_threads)
@@ -97,6 +97,11 @@ def register(ssub) -> None:
                         "windows, at least 1 %%) inside [band x b, b]; when none is, up to as many more whose "
                         "prediction, corrected by those windows, lies there (default 4; 0: members chosen by the LUT's "
                         "prediction only)")
+    p.add_argument("--tune-steps", type=int, default=0,
+                   help="the ResNets' band search also takes the modes of gate logits tuned this many steps at the "
+                        "lambdas that bracket a budget, started from the hypernetwork's output, on the gates' split "
+                        "less the held-out batches (default 0: the hypernetwork's own patterns only; see "
+                        "docs/performance.md, the pruning section's eighth session)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
