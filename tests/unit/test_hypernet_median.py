@@ -123,3 +123,11 @@ def test_a_search_derives_its_family_with_the_median_rule_and_the_config_refuses
         assert a.genotype == median_genotype(res.space, res.complexity, op_w)[0]
     with pytest.raises(ValueError, match="'argmax', 'expected-cost' or 'median'"):
         HypernetConfig(derivation="mode")
+
+
+def test_auto_derives_nb201_by_the_median_and_darts_by_the_argmax_and_median_on_darts_is_refused_before_training():
+    assert HypernetConfig().resolved(tiny_space("nb201")).derivation == "median"
+    assert HypernetConfig().resolved(tiny_space("darts")).derivation == "argmax"
+    assert HypernetConfig(derivation="argmax").resolved(tiny_space("nb201")).derivation == "argmax"   # explicit wins
+    with pytest.raises(ValueError, match="NB201 cells only.*'argmax' or 'expected-cost'"):
+        HypernetConfig(derivation="median").resolved(tiny_space("darts"))
