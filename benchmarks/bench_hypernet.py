@@ -73,7 +73,7 @@ def main() -> None:
                    help="--family: the hypernetwork's Adam learning rate (default: HypernetConfig's, 0.001; 0.01 "
                         "before issue 12's fix)")
     p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost", "median"],
-                   help="--family: the headline derivation (default: HypernetConfig's auto: NB201 median, DARTS argmax; "
+                   help="--family: the headline derivation (default: HypernetConfig's auto: argmax on every space; "
                         "median: NB201 only, per edge the op at the median of the op weights ordered by cost); argmax's (or, when it is "
                         "the headline, expected-cost's) grid is reported too, from the same trained run; with "
                         "--from-saved it replaces the saved run's derivation (a derivation needs no training)")

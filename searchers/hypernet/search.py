@@ -186,7 +186,7 @@ class HypernetConfig(BilevelConfig):
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
     bound_samples: int = 3             # random valid networks probed besides the cheapest and the dearest
-    derivation: str = "auto"           # the family's rule ("auto": NB201 "median", DARTS and others "argmax"; read when
+    derivation: str = "auto"           # the family's rule ("auto": "argmax" on every space; read when
                                        # members are derived, never in training): "argmax" (as the supernet) |
                                        # "expected-cost" (see match_expected_cost; on the demo spaces it pulled the
                                        # lambda = 0 end towards the soft mixture's mean) | "median" (NB201: per edge the

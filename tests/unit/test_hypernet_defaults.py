@@ -28,7 +28,7 @@ def test_auto_resolves_to_each_spaces_measured_setting():
         "scale_sampling": "log", "knee": "none", "derivation": "argmax"}
     assert _settings(config.resolved(tiny_space("nb201"))) == {
         "weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-        "scale_sampling": "uniform", "knee": "family", "derivation": "median"}
+        "scale_sampling": "uniform", "knee": "family", "derivation": "argmax"}
     assert config.resolved(tiny_space("nb201")).is_resolved
 
 

@@ -125,9 +125,9 @@ def test_a_search_derives_its_family_with_the_median_rule_and_the_config_refuses
         HypernetConfig(derivation="mode")
 
 
-def test_auto_derives_nb201_by_the_median_and_darts_by_the_argmax_and_median_on_darts_is_refused_before_training():
-    assert HypernetConfig().resolved(tiny_space("nb201")).derivation == "median"
+def test_auto_derives_by_the_argmax_an_explicit_median_is_kept_on_nb201_and_refused_on_darts_before_training():
+    assert HypernetConfig().resolved(tiny_space("nb201")).derivation == "argmax"
     assert HypernetConfig().resolved(tiny_space("darts")).derivation == "argmax"
-    assert HypernetConfig(derivation="argmax").resolved(tiny_space("nb201")).derivation == "argmax"   # explicit wins
+    assert HypernetConfig(derivation="median").resolved(tiny_space("nb201")).derivation == "median"   # explicit wins
     with pytest.raises(ValueError, match="NB201 cells only.*'argmax' or 'expected-cost'"):
         HypernetConfig(derivation="median").resolved(tiny_space("darts"))
