@@ -72,9 +72,11 @@ def main() -> None:
     p.add_argument("--hypernet-lr", type=float, default=None,
                    help="--family: the hypernetwork's Adam learning rate (default: HypernetConfig's, 0.001; 0.01 "
                         "before issue 12's fix)")
-    p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost"],
-                   help="--family: the headline derivation (default: HypernetConfig's, argmax); the other one is "
-                        "reported too, from the same trained run")
+    p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost", "median"],
+                   help="--family: the headline derivation (default: HypernetConfig's auto: argmax on every space; "
+                        "median: NB201 only, per edge the op at the median of the op weights ordered by cost); argmax's (or, when it is "
+                        "the headline, expected-cost's) grid is reported too, from the same trained run; with "
+                        "--from-saved it replaces the saved run's derivation (a derivation needs no training)")
     p.add_argument("--sweep-rule", default=None, choices=["descent", "reach"],
                    help="--family: which scale of the sweep's walk is Lambda (default: HypernetConfig's, descent = "
                         "where the walk has made half its descent; reach = the walk's end, before issue 12's "
@@ -408,6 +410,8 @@ def family_benchmark(args) -> None:
                     from hilnas.searchers.hypernet.io import load_trained
                     res = load_trained(args.from_saved, space, latency,
                                        complexity=ParamsCost() if args.complexity == "params" else None)
+                    if args.derivation is not None:   # derivation is read at derive time: no retraining
+                        res.config = dataclasses.replace(res.config, derivation=args.derivation)
                     cfg = res.config
                     res.val_acc = res.accuracy(0.0, loaders.val, max_batches=cfg.eval_batches)
                 else:

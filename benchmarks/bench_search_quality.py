@@ -440,7 +440,7 @@ def main() -> None:
                    help="hypernet: a HypernetConfig setting, repeatable (e.g. --hypernet-opt phase1=dearest "
                         "--hypernet-opt anchor=pinned; default: the config's defaults, whose 'auto' settings "
                         "resolve per space: NB201 sandwich-children, relaxed, phase 1 dearest, anchor pinned, "
-                        "uniform scale draws, knee family)")
+                        "uniform scale draws, knee family, derivation argmax)")
     args = p.parse_args()
     try:   # checked before anything runs, as the other inputs
         args.hypernet_opt = hypernet_options(args.hypernet_opt)

@@ -1,8 +1,9 @@
 """Derivation for the hypernetwork search: the valid genotype at a trade-off point.
 
 ``valid_genotype`` (the supernet's rule, NB201 cells kept connected), ``match_expected_cost``
-(the genotype whose exact cost is the relaxation's expected cost) and ``derive`` (the hypernetwork's
-architecture at one lambda, then either rule).
+(the genotype whose exact cost is the relaxation's expected cost), ``median_genotype`` (NB201: per edge, the op at
+the median of the op weights ordered by cost) and ``derive`` (the hypernetwork's architecture at one lambda, then
+one of the rules).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 import torch
 
-from hilnas.searchers.hypernet.bound import nb201_table
+from hilnas.searchers.hypernet.bound import is_valid, nb201_table
+from hilnas.searchers.genotype import NB201Genotype
 from hilnas.searchers.spaces import NB201Space
 from hilnas.searchers.supernet import derive_genotype
 
@@ -77,18 +79,56 @@ def match_expected_cost(space: SearchSpace, model: CostModel, op_w: Mapping[str,
     return g, g != derive_genotype(space, op_w, edge_w)
 
 
-def derive(supernet: ValidSupernet, hypernet: Hypernetwork, tradeoff: TradeOff, Lambda: float, smap: ScaleMap,
-           *, match: tuple[CostModel, float] | None = None
-           ) -> tuple[Any, bool, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
-    """(valid genotype, not the plain argmax?, op weights, edge weights) at ``tradeoff``.
+def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, torch.Tensor]) -> tuple[Any, bool]:
+    """NB201: per edge, the op at the weighted median of the edge's op weights ordered by ``model``'s cost; True when
+    that cell is disconnected and the argmax rule (``valid_genotype``) replaced it.
 
-    ``match``: (cost model, band) to derive with ``match_expected_cost``; None = ``valid_genotype``.
+    Walking the ops from the dearest down, the median is the first whose cumulative weight reaches 1/2 (ops of equal
+    cost form one step, the most probable of them taken). Why: the argmax jumps from ``nor_conv_3x3`` straight to a
+    free op, since the cost term raises every cheaper op's logit and the free ones most; on the full-size NB201 the
+    family then pruned the dearest cell one edge at a time, 7 members for 6 edges (docs/performance.md, seventh
+    session). As weight moves down the cost order the median passes every op in between (3x3 -> 1x1 -> a free op),
+    and it keeps the argmax's ends: an op of weight > 1/2 is the median.
+    """
+    if not isinstance(space, NB201Space):
+        raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
+                         "derivation='argmax' or 'expected-cost'")
+    cost = model.tables(space).edge.sum(dim=0)                     # (edges, ops): the op's cost summed over cells
+    w = op_w["cell"].detach().double().cpu()
+    ops = []
+    for c, p in zip(cost.tolist(), w.tolist()):
+        tol = 1e-9 * max(map(abs, c))
+        cum, level, group = 0.0, None, []
+        for o in sorted(range(len(c)), key=lambda o: -c[o]):       # dearest first
+            if level is not None and abs(c[o] - level) > tol:       # a cheaper level: is the median in the one before?
+                if cum >= 0.5 * sum(p):
+                    break
+                group = []
+            level = c[o]
+            group.append(o)
+            cum += p[o]
+        ops.append(space.ops[max(group, key=lambda o: p[o])])
+    g = NB201Genotype(tuple(ops))
+    if is_valid(space, g):
+        return g, False
+    return valid_genotype(space, op_w, None)[0], True
+
+
+def derive(supernet: ValidSupernet, hypernet: Hypernetwork, tradeoff: TradeOff, Lambda: float, smap: ScaleMap,
+           *, match: tuple[CostModel, float] | None = None, median: CostModel | None = None
+           ) -> tuple[Any, bool, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+    """(valid genotype, not the plain rule's?, op weights, edge weights) at ``tradeoff``.
+
+    ``match``: (cost model, band) to derive with ``match_expected_cost``; ``median``: the cost model whose order
+    ``median_genotype`` walks; neither = ``valid_genotype``.
     """
     c = torch.tensor(tradeoff.coefficients(), dtype=torch.float32, device=hypernet.device)
     x = smap.encode(c, Lambda)
     with torch.no_grad():
         op_w, edge_w = arch_weights(supernet, hypernet(x))
-    if match is not None:
+    if median is not None:
+        g, repaired = median_genotype(supernet.space, median, op_w)
+    elif match is not None:
         g, repaired = match_expected_cost(supernet.space, match[0], op_w, edge_w, match[1])
     else:
         g, repaired = valid_genotype(supernet.space, op_w, edge_w)

@@ -186,8 +186,12 @@ class HypernetConfig(BilevelConfig):
     max_warmup_fraction: float = 0.5   # ... extended (re-checked every quarter epoch) until Theorem 1 applies
     bound_batches: int = 3             # validation batches the bound is estimated on (drawn once)
     bound_samples: int = 3             # random valid networks probed besides the cheapest and the dearest
-    derivation: str = "argmax"         # "argmax" (as the supernet) | "expected-cost" (see match_expected_cost; on the
-                                       # demo spaces it pulled the lambda = 0 end towards the soft mixture's mean)
+    derivation: str = "auto"           # the family's rule ("auto": "argmax" on every space; read when
+                                       # members are derived, never in training): "argmax" (as the supernet) |
+                                       # "expected-cost" (see match_expected_cost; on the demo spaces it pulled the
+                                       # lambda = 0 end towards the soft mixture's mean) | "median" (NB201: per edge the
+                                       # op at the median of the op weights ordered by the complexity's cost, so
+                                       # 3x3 -> 1x1 -> a free op; ``median_genotype``)
     cost_band: float = 0.1             # "expected-cost": relative band around the expected complexity
     grid_points: int = 9               # scales of the default grid, 0..Lambda
     curve_points: int = 33             # scales of the dense family ``for_budget`` searches
@@ -200,8 +204,8 @@ class HypernetConfig(BilevelConfig):
         if self.scale_sampling not in (AUTO, "uniform", "log") or not 0 < self.log_floor < 1:
             raise ValueError(f"scale_sampling must be 'auto', 'uniform' or 'log' and log_floor in (0, 1), got "
                              f"{self.scale_sampling!r}, {self.log_floor!r}")
-        if self.derivation not in ("expected-cost", "argmax") or not self.cost_band >= 0:
-            raise ValueError(f"derivation must be 'expected-cost' or 'argmax' and cost_band >= 0, got "
+        if self.derivation not in (AUTO, "expected-cost", "argmax", "median") or not self.cost_band >= 0:
+            raise ValueError(f"derivation must be 'auto', 'argmax', 'expected-cost' or 'median' and cost_band >= 0, got "
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
@@ -259,6 +263,9 @@ class HypernetConfig(BilevelConfig):
         explicit settings are kept. What ``search`` runs and records."""
         given = {f: getattr(self, f) for f in FALLBACK}
         out = resolve(space.name, given)
+        if out["derivation"] == "median" and not isinstance(space, NB201Space):   # refused before any training
+            raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
+                             "derivation='argmax' or 'expected-cost' (or 'auto')")
         return self if out == given else dataclasses.replace(self, **out)
 
     @property

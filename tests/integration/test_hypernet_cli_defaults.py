@@ -1,6 +1,6 @@
 """``hilnas search hypernet`` with the per-space defaults (``"auto"``, ``hypernet.defaults``): a real run on a
 simulated agent over loopback prints the settings the space resolved to, and the run's saved config holds them; a
-flag given explicitly wins."""
+flag given explicitly wins (a training flag and the derivation alike)."""
 from __future__ import annotations
 
 import json
@@ -28,13 +28,14 @@ def test_the_summary_shows_the_resolved_settings_and_an_explicit_flag_wins(tmp_p
         results = [_cli(capsys, tmp_path, *argv) for argv in (
             ("devices", "add", "pi", "--address", f"127.0.0.1:{agent.port}"),
             ("lut", "build", "--device", "pi", "--quiet", *shape, *quick),
-            search, (*search, "--arch-step", "straight-through", "--json"))]
+            search, (*search, "--arch-step", "straight-through", "--derivation", "median", "--json"))]
     finally:
         agent.stop(0)
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
     assert ("settings: weight_lambda sandwich-children, arch_step relaxed, phase1 dearest, anchor pinned, "
-            "scale_sampling uniform, knee family (auto: the space's measured setting where not given)") in results[2][1]
+            "scale_sampling uniform, knee family, derivation argmax (auto: the space's measured setting where not "
+            "given)") in results[2][1]
     out = results[3][1]
     trained = json.loads((Path(json.loads(out)["trained_dir"]) / "trained.json").read_text())
     assert trained["config"]["arch_step"] == "straight-through" and trained["config"]["knee"] == "family"
-    assert trained["config"]["weight_lambda"] == "sandwich-children"
+    assert trained["config"]["weight_lambda"] == "sandwich-children" and trained["config"]["derivation"] == "median"

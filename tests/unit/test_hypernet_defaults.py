@@ -13,7 +13,7 @@ from testmodels import hyper_architect, tiny_space
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
-FIELDS = ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee")
+FIELDS = ("weight_lambda", "arch_step", "phase1", "anchor", "scale_sampling", "knee", "derivation")
 
 
 def _settings(config: HypernetConfig) -> dict[str, str]:
@@ -25,10 +25,10 @@ def test_auto_resolves_to_each_spaces_measured_setting():
     assert _settings(config) == dict.fromkeys(FIELDS, "auto") and not config.is_resolved
     assert _settings(config.resolved(tiny_space("darts"))) == {
         "weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-        "scale_sampling": "log", "knee": "none"}
+        "scale_sampling": "log", "knee": "none", "derivation": "argmax"}
     assert _settings(config.resolved(tiny_space("nb201"))) == {
         "weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-        "scale_sampling": "uniform", "knee": "family"}
+        "scale_sampling": "uniform", "knee": "family", "derivation": "argmax"}
     assert config.resolved(tiny_space("nb201")).is_resolved
 
 
@@ -38,7 +38,7 @@ def test_a_space_without_a_measured_setting_keeps_the_earlier_defaults():
 
     assert _settings(HypernetConfig().resolved(Other())) == FALLBACK == {
         "weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none", "scale_sampling": "log",
-        "knee": "none"}
+        "knee": "none", "derivation": "argmax"}
 
 
 @pytest.mark.parametrize("kind", ["darts", "nb201"])
@@ -48,7 +48,7 @@ def test_an_explicit_setting_wins_field_by_field(kind):
     assert got["weight_lambda"] == "uniform" and got["arch_step"] == given.arch_step
     assert got["phase1"] == PER_SPACE[kind]["phase1"] and got["anchor"] == PER_SPACE[kind]["anchor"]
     explicit = HypernetConfig(weight_lambda="drawn", arch_step="relaxed", phase1="none", anchor="none",
-                              scale_sampling="log", knee="none")
+                              scale_sampling="log", knee="none", derivation="argmax")
     assert explicit.resolved(tiny_space(kind)) is explicit
 
 

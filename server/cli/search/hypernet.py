@@ -84,7 +84,7 @@ def cmd_search_hypernet(args) -> int:
                             grid_points=args.grid, kappa=args.kappa, sampling=args.sampling,
                             weight_lambda=args.weight_lambda, arch_step=args.arch_step, phase1=args.phase1,
                             anchor=args.anchor, scale_sampling=args.scale_sampling, knee=args.knee,
-                            Lambda=args.Lambda)
+                            derivation=args.derivation, Lambda=args.Lambda)
     config = HypernetRunConfig(
         space=args.space, space_overrides=_kv(args.space_opt, "--space-opt"), dataset=_dataset_config(args),
         search=search, complexity=args.complexity, lambdas=lambdas, grid_at=args.grid_at, direction=direction,
@@ -130,11 +130,11 @@ def cmd_search_hypernet(args) -> int:
 # test): written here too so that the flags' help can say it without importing torch
 AUTO_SETTINGS = {
     "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-              "scale_sampling": "log", "knee": "none"},
+              "scale_sampling": "log", "knee": "none", "derivation": "argmax"},
     "nb201": {"weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-              "scale_sampling": "uniform", "knee": "family"},
+              "scale_sampling": "uniform", "knee": "family", "derivation": "argmax"},
     "other spaces": {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none",
-                     "scale_sampling": "log", "knee": "none"},
+                     "scale_sampling": "log", "knee": "none", "derivation": "argmax"},
 }
 
 
@@ -204,6 +204,12 @@ def register(ssub) -> None:
                    help=f"after each trade-off epoch but the last: auto (default: {_auto('knee')}), none, or family "
                         "(Lambda moved to 1.5 x the scale where the family reaches the cheap end, at most the "
                         "estimate, so the draws go where the family changes)")
+    p.add_argument("--derivation", default="auto", choices=["auto", "argmax", "median", "expected-cost"],
+                   help=f"how each member's cell is read from the hypernetwork's op weights: auto (default: "
+                        f"{_auto('derivation')}), argmax (each edge's most probable op), median (NB201: each edge's op "
+                        "at the median of its op weights ordered by cost, so an edge passes nor_conv_1x1 between "
+                        "nor_conv_3x3 and a free op) or expected-cost (the most probable cell near the relaxation's "
+                        "expected cost); with --from-run, run N's")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
