@@ -28,8 +28,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import math
-
 import torch
 
 from hilnas.searchers.prune.gates import GateObjective, annealed
@@ -52,30 +50,10 @@ def tuned(result: PruneResult, lam: float, batches: Iterator[Batch], steps: int,
 
     With ``target`` (a cost in the primary metric) lambda follows the logits' expected cost after each step,
     ``lambda *= exp(rate (f - f*) / f*)`` in cost fractions (f* the target's), so the modes stay near that cost
-    instead of drifting to where a fixed pruning at ``lam`` would settle (aimed at a budget, not at a lambda)."""
-    if steps < 0 or not 0 <= lam:
-        raise ValueError(f"need steps >= 0 and lambda >= 0, got steps={steps}, lambda={lam}")
-    cfg = result.config
-    costs = result.costs[result.primary]
-    objective = GateObjective(result.net, costs, result.layout)
-    aim = None if target is None else max(costs.fraction(target), 1e-3)
-    if aim is not None:
-        lam = max(lam, 0.01 * result.Lambda)   # a multiplicative update needs lambda > 0
-    theta = result.logits(lam).detach().clone().requires_grad_(True)
-    opt = torch.optim.Adam([theta], lr=cfg.gate_lr)
-    out: dict[GatePattern, None] = {}
-    for i in range(steps):
-        x, y = next(batches)
-        loss, _ = objective(theta, lam, x, y, annealed(i, steps, cfg.tau_start, cfg.tau_end), generator=generator)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        out.setdefault(result.layout.pattern(theta.detach()))
-        if aim is not None:
-            with torch.no_grad():
-                f = float(objective.cost_fraction(theta))
-            lam *= math.exp(max(min(rate * (f - aim) / aim, 1.0), -1.0))
-    return list(out)
+    instead of drifting to where a fixed pruning at ``lam`` would settle (aimed at a budget, not at a lambda).
+    ``tuned_together`` with this one lambda."""
+    return tuned_together(result, [lam], batches, steps, generator=generator,
+                          targets=None if target is None else [target], rate=rate)[0]
 
 
 @dataclass(frozen=True)
@@ -89,17 +67,26 @@ class Refined:
 
 
 def tuned_together(result: PruneResult, lams: list[float], batches: Iterator[Batch], steps: int, *,
-                   generator: torch.Generator | None = None) -> list[list[GatePattern]]:
+                   generator: torch.Generator | None = None, targets: list[float] | None = None,
+                   rate: float = 1.0) -> list[list[GatePattern]]:
     """``tuned`` at several lambdas at once, each on its share of every batch, in one forward pass (``segments``, as
-    phase 2 runs its lambdas): a step costs about one whole-batch step for all of them. Per lambda, its modes."""
+    phase 2 runs its lambdas): a step costs about one whole-batch step for all of them. Per lambda, its modes;
+    ``targets``, one per lambda, aim each as ``tuned``'s ``target``."""
     if steps < 0 or not lams or min(lams) < 0:
         raise ValueError(f"need steps >= 0 and lambdas >= 0, got steps={steps}, lambdas={lams}")
+    if targets is not None and len(targets) != len(lams):
+        raise ValueError(f"need one target per lambda, got {len(targets)} for {len(lams)}")
     cfg = result.config
-    objective = GateObjective(result.net, result.costs[result.primary], result.layout)
+    costs = result.costs[result.primary]
+    objective = GateObjective(result.net, costs, result.layout)
+    aims = None
+    if targets is not None:
+        aims = torch.tensor([max(costs.fraction(t), 1e-3) for t in targets], dtype=torch.float64)
+        lams = [max(lam, 0.01 * result.Lambda) for lam in lams]   # a multiplicative update needs lambda > 0
     theta = torch.stack([result.logits(lam) for lam in lams]).detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([theta], lr=cfg.gate_lr)
     out: list[dict[GatePattern, None]] = [{} for _ in lams]
-    lam_t = torch.tensor(lams)
+    lam_t = torch.tensor(lams, dtype=torch.float64)
     for i in range(steps):
         x, y = next(batches)
         loss, _ = objective.several(theta, lam_t, x, y, annealed(i, steps, cfg.tau_start, cfg.tau_end),
@@ -109,6 +96,10 @@ def tuned_together(result: PruneResult, lams: list[float], batches: Iterator[Bat
         opt.step()
         for j, row in enumerate(theta.detach()):
             out[j].setdefault(result.layout.pattern(row))
+        if aims is not None:
+            with torch.no_grad():
+                f = objective.cost_fractions(theta).double()
+            lam_t = lam_t * torch.exp(torch.clamp(rate * (f - aims) / aims, -1.0, 1.0))
     return [list(o) for o in out]
 
 

@@ -856,6 +856,24 @@ def test_tuning_aimed_at_a_cost_brings_the_modes_to_it_from_a_lambda_that_settle
     assert min(map(miss, aimed)) <= 0.1, [p.bits() for p in aimed]
 
 
+def _tuned_alone(run, lam, batches, steps, *, generator):
+    """The reference: free logits at one lambda on whole batches, ``GateObjective.__call__`` (not ``several``)."""
+    from hilnas.searchers.prune.gates import GateObjective, annealed
+    cfg = run.config
+    objective = GateObjective(run.net, run.costs[run.primary], run.layout)
+    theta = run.logits(lam).detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([theta], lr=cfg.gate_lr)
+    out: dict[GatePattern, None] = {}
+    for i in range(steps):
+        x, y = next(batches)
+        loss, _ = objective(theta, lam, x, y, annealed(i, steps, cfg.tau_start, cfg.tau_end), generator=generator)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        out.setdefault(run.layout.pattern(theta.detach()))
+    return list(out)
+
+
 def test_lambdas_tuned_together_are_each_tuned_as_alone_on_its_share_and_prepared_once(run, loaders):
     """``tuned_together`` runs several lambdas' tuning in one pass, each on its share of the batch (BatchNorm per
     share): one lambda alone is ``tuned`` exactly; ``BandSearch.prepare`` tunes every bracket's ends up front, and
@@ -863,8 +881,9 @@ def test_lambdas_tuned_together_are_each_tuned_as_alone_on_its_share_and_prepare
     from hilnas.searchers.prune.refine import tuned, tuned_together
     rest = list(itertools.islice(loaders.val, 3, None))
     lam = 1.3
-    alone = tuned(run, lam, itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0))
+    alone = _tuned_alone(run, lam, itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0))
     assert tuned_together(run, [lam], itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0)) == [alone]
+    assert tuned(run, lam, itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0)) == alone
     both = tuned_together(run, [lam, 0.0], itertools.cycle(rest), 20, generator=torch.Generator().manual_seed(0))
     assert len(both) == 2 and all(both)
     held = [bt for _, bt in zip(range(3), loaders.val)]
