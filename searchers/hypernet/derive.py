@@ -79,6 +79,13 @@ def match_expected_cost(space: SearchSpace, model: CostModel, op_w: Mapping[str,
     return g, g != derive_genotype(space, op_w, edge_w)
 
 
+def check_median(space: SearchSpace, other: str = "") -> None:
+    """Refuse the median derivation on a space other than NB201 (``other``: further values the caller takes)."""
+    if not isinstance(space, NB201Space):
+        raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
+                         f"derivation='argmax' or 'expected-cost'{other}")
+
+
 def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, torch.Tensor]) -> tuple[Any, bool]:
     """NB201: per edge, the op at the weighted median of the edge's op weights ordered by ``model``'s cost; True when
     that cell is disconnected and the argmax rule (``valid_genotype``) replaced it.
@@ -90,9 +97,7 @@ def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, tor
     session). As weight moves down the cost order the median passes every op in between (3x3 -> 1x1 -> a free op),
     and it keeps the argmax's ends: an op of weight > 1/2 is the median.
     """
-    if not isinstance(space, NB201Space):
-        raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
-                         "derivation='argmax' or 'expected-cost'")
+    check_median(space)
     cost = model.tables(space).edge.sum(dim=0)                     # (edges, ops): the op's cost summed over cells
     w = op_w["cell"].detach().double().cpu()
     ops = []

@@ -75,7 +75,8 @@ from hilnas.searchers.dca.architect import ArchConfig
 from hilnas.searchers.dca.bilevel import BilevelConfig
 from hilnas.searchers.hypernet.anchor import Anchored
 from hilnas.searchers.hypernet.defaults import AUTO, FALLBACK, resolve
-from hilnas.searchers.hypernet.derive import arch_weights, derive, match_expected_cost, valid_genotype
+from hilnas.searchers.hypernet.derive import (arch_weights, check_median, derive, match_expected_cost,
+                                              valid_genotype)
 from hilnas.searchers.hypernet.family import (Architecture, BudgetRangeError, HypernetResult, TradeOffCurve,
                                               count_violations, isotonic)
 from hilnas.searchers.hypernet.tradeoff import (ScaleMap, TradeOff, TradeOffError, center, check_simplex,
@@ -263,9 +264,8 @@ class HypernetConfig(BilevelConfig):
         explicit settings are kept. What ``search`` runs and records."""
         given = {f: getattr(self, f) for f in FALLBACK}
         out = resolve(space.name, given)
-        if out["derivation"] == "median" and not isinstance(space, NB201Space):   # refused before any training
-            raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
-                             "derivation='argmax' or 'expected-cost' (or 'auto')")
+        if out["derivation"] == "median":   # refused before any training
+            check_median(space, " (or 'auto')")
         return self if out == given else dataclasses.replace(self, **out)
 
     @property
