@@ -801,7 +801,6 @@ def tune_probe(args, space, net, config) -> None:
     network's LUT sum, without and with ``--tune`` steps of ``refine.tuned`` at the bracket's ends (on the gates' split
     less the held-out batches): how many lie in the band and the least held-out loss among them, against the fixed
     network's held-out loss (the same batches). No test data; the setting is chosen on this."""
-    import itertools
     import json
 
     from hilnas.searchers.prune.band import BandSearch
@@ -817,17 +816,16 @@ def tune_probe(args, space, net, config) -> None:
     res = search(space, latency, config, net=net, data=data, seed=args.seed)
     run_cpu = time.process_time() - c0
     out = {"run_cpu_s": run_cpu, "timings": res.timings, "Lambda": res.Lambda, "variants": {}}
+    fixed = [(q, fp, latency.genotype_cost(space, fp))   # each pair's fixed pattern and its LUT sum, read once
+             for q, fp in ((q, GatePattern.from_dict({"masks": q["fixed_pattern"].split()})) for q in stored)]
     variants = [(0, "ends", None)] + [(int(t), at, None if b == "all" else int(b))
                                       for t, at, b in (v.split(":") for v in args.tune_variants)]
     for t, at, tb in variants:
         band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb)
         c0 = time.process_time()
         pairs = []
-        band.prepare("latency_ms", [(0.95 * c, c) for c in (latency.genotype_cost(
-            space, GatePattern.from_dict({"masks": q["fixed_pattern"].split()})) for q in stored)])
-        for q in stored:
-            fp = GatePattern.from_dict({"masks": q["fixed_pattern"].split()})
-            c = latency.genotype_cost(space, fp)
+        band.prepare("latency_ms", [(0.95 * c, c) for _, _, c in fixed])
+        for q, fp, c in fixed:
             found = band.around("latency_ms", 0.95 * c, c)
             inside = [p for p in found if 0.95 * c <= latency.genotype_cost(space, p) <= c]
             losses = band.losses(inside) if inside else {}
