@@ -132,7 +132,7 @@ AUTO_SETTINGS = {
     "darts": {"weight_lambda": "sandwich", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
               "scale_sampling": "log", "knee": "none", "derivation": "argmax"},
     "nb201": {"weight_lambda": "sandwich-children", "arch_step": "relaxed", "phase1": "dearest", "anchor": "pinned",
-              "scale_sampling": "uniform", "knee": "family", "derivation": "conv-median"},
+              "scale_sampling": "uniform", "knee": "family", "derivation": "argmax"},
     "other spaces": {"weight_lambda": "drawn", "arch_step": "relaxed", "phase1": "none", "anchor": "none",
                      "scale_sampling": "log", "knee": "none", "derivation": "argmax"},
 }
