@@ -133,6 +133,9 @@ def test_auto_derives_by_the_argmax_an_explicit_median_is_kept_on_nb201_and_refu
     assert HypernetConfig(derivation="median").resolved(tiny_space("nb201")).derivation == "median"   # explicit wins
     with pytest.raises(ValueError, match="NB201 cells only.*'argmax' or 'expected-cost'"):
         HypernetConfig(derivation="median").resolved(tiny_space("darts"))
+    assert HypernetConfig(derivation="conv-median").resolved(tiny_space("nb201")).derivation == "conv-median"
+    with pytest.raises(ValueError, match="'conv-median' is defined for NB201 cells only"):
+        HypernetConfig(derivation="conv-median").resolved(tiny_space("darts"))
 
 
 def test_conv_median_keeps_a_convolution_on_each_edge_whose_argmax_is_one_and_takes_the_argmax_free_op_elsewhere():
