@@ -36,7 +36,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import warm_torch, write  # noqa: E402
 
-from hilnas.server.cli.search.hypernet import WEIGHT_LAMBDAS, lambda_arg  # noqa: E402
+from hilnas.server.cli.search.hypernet import DERIVATIONS, WEIGHT_LAMBDAS, lambda_arg  # noqa: E402
 
 
 def main() -> None:
@@ -72,9 +72,11 @@ def main() -> None:
     p.add_argument("--hypernet-lr", type=float, default=None,
                    help="--family: the hypernetwork's Adam learning rate (default: HypernetConfig's, 0.001; 0.01 "
                         "before issue 12's fix)")
-    p.add_argument("--derivation", default=None, choices=["argmax", "expected-cost", "median"],
+    p.add_argument("--derivation", default=None, choices=DERIVATIONS,
                    help="--family: the headline derivation (default: HypernetConfig's auto: argmax on every space; "
-                        "median: NB201 only, per edge the op at the median of the op weights ordered by cost); argmax's (or, when it is "
+                        "median: NB201 only, per edge the op at the median of the op weights ordered by cost; "
+                        "conv-median: NB201 only, the median kept to convolutions while the argmax is one); argmax's "
+                        "(or, when it is "
                         "the headline, expected-cost's) grid is reported too, from the same trained run; with "
                         "--from-saved it replaces the saved run's derivation (a derivation needs no training)")
     p.add_argument("--sweep-rule", default=None, choices=["descent", "reach"],

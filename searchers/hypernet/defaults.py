@@ -7,7 +7,10 @@ moved to the family's knee after each epoch and the scale drawn uniformly (span 
 seeds 0-2; the setting before it, the straight-through step without the anchor or the knee, gave 7 / 0.54; seventh
 session, "Λ at the family's knee"). The ``"median"`` derivation met both family targets at full size (eighth session:
 12 distinct, span 0.99) but its members at small budgets were far worse cells on the search-quality proxy (median
-regret at the budgets 37.6 points against 4.8), so ``derivation`` stays ``"argmax"`` on every space. On the issue-11 search-quality proxy (NB201 C=8 N=1) both NB201 settings span
+regret at the budgets 37.6 points against 4.8), so ``derivation`` stays ``"argmax"`` on every space. The
+``"conv-median"`` derivation (ninth session: convolutions kept until the argmax frees an edge) fixed those members
+(regret at the budgets 4.4) but one seed's member-regret median was 0.59 point above the argmax's, over the 0.5 its
+decision rule allowed, so it too is an option only. On the issue-11 search-quality proxy (NB201 C=8 N=1) both NB201 settings span
 100 % of the reachable range on seeds 0-2. A user who gives none of these flags gets the measured setting of the
 space; a flag given explicitly wins, field by field. Spaces without a measured setting keep the earlier defaults
 (``FALLBACK``).

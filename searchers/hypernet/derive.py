@@ -2,8 +2,8 @@
 
 ``valid_genotype`` (the supernet's rule, NB201 cells kept connected), ``match_expected_cost``
 (the genotype whose exact cost is the relaxation's expected cost), ``median_genotype`` (NB201: per edge, the op at
-the median of the op weights ordered by cost) and ``derive`` (the hypernetwork's architecture at one lambda, then
-one of the rules).
+the median of the op weights ordered by cost; its ``"conv-median"`` form leaves free ops to the argmax) and
+``derive`` (the hypernetwork's architecture at one lambda, then one of the rules).
 """
 from __future__ import annotations
 
@@ -79,29 +79,17 @@ def match_expected_cost(space: SearchSpace, model: CostModel, op_w: Mapping[str,
     return g, g != derive_genotype(space, op_w, edge_w)
 
 
-def check_median(space: SearchSpace, other: str = "") -> None:
-    """Refuse the median derivation on a space other than NB201 (``other``: further values the caller takes)."""
+def check_median(space: SearchSpace, other: str = "", name: str = "median") -> None:
+    """Refuse a median derivation (``name``) on a space other than NB201 (``other``: further values the caller takes)."""
     if not isinstance(space, NB201Space):
-        raise ValueError(f"derivation 'median' is defined for NB201 cells only; the {space.name} space takes "
+        raise ValueError(f"derivation '{name}' is defined for NB201 cells only; the {space.name} space takes "
                          f"derivation='argmax' or 'expected-cost'{other}")
 
 
-def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, torch.Tensor]) -> tuple[Any, bool]:
-    """NB201: per edge, the op at the weighted median of the edge's op weights ordered by ``model``'s cost; True when
-    that cell is disconnected and the argmax rule (``valid_genotype``) replaced it.
-
-    Walking the ops from the dearest down, the median is the first whose cumulative weight reaches 1/2 (ops of equal
-    cost form one step, the most probable of them taken). Why: the argmax jumps from ``nor_conv_3x3`` straight to a
-    free op, since the cost term raises every cheaper op's logit and the free ones most; on the full-size NB201 the
-    family then pruned the dearest cell one edge at a time, 7 members for 6 edges (docs/performance.md, seventh
-    session). As weight moves down the cost order the median passes every op in between (3x3 -> 1x1 -> a free op),
-    and it keeps the argmax's ends: an op of weight > 1/2 is the median.
-    """
-    check_median(space)
-    cost = model.tables(space).edge.sum(dim=0)                     # (edges, ops): the op's cost summed over cells
-    w = op_w["cell"].detach().double().cpu()
-    ops = []
-    for c, p in zip(cost.tolist(), w.tolist()):
+def _median_ops(cost: list[list[float]], weights: list[list[float]]) -> list[int]:
+    """Per edge, the index of the op at the weighted median of its weights with the ops ordered by ``cost``."""
+    out = []
+    for c, p in zip(cost, weights):
         tol = 1e-9 * max(map(abs, c))
         cum, level, group = 0.0, None, []
         for o in sorted(range(len(c)), key=lambda o: -c[o]):       # dearest first
@@ -112,27 +100,59 @@ def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, tor
             level = c[o]
             group.append(o)
             cum += p[o]
-        ops.append(space.ops[max(group, key=lambda o: p[o])])
-    g = NB201Genotype(tuple(ops))
+        out.append(max(group, key=lambda o: p[o]))
+    return out
+
+
+def median_genotype(space: SearchSpace, model: CostModel, op_w: Mapping[str, torch.Tensor], *,
+                    free_by_argmax: bool = False) -> tuple[Any, bool]:
+    """NB201: per edge, the op at the weighted median of the edge's op weights ordered by ``model``'s cost; True when
+    that cell is disconnected and the argmax rule (``valid_genotype``) replaced it.
+
+    Walking the ops from the dearest down, the median is the first whose cumulative weight reaches 1/2 (ops of equal
+    cost form one step, the most probable of them taken). Why: the argmax jumps from ``nor_conv_3x3`` straight to a
+    free op, since the cost term raises every cheaper op's logit and the free ones most; on the full-size NB201 the
+    family then pruned the dearest cell one edge at a time, 7 members for 6 edges (docs/performance.md, seventh
+    session). As weight moves down the cost order the median passes every op in between (3x3 -> 1x1 -> a free op),
+    and it keeps the argmax's ends: an op of weight > 1/2 is the median.
+
+    ``free_by_argmax`` (derivation ``"conv-median"``): an edge whose argmax op is a convolution keeps a convolution
+    (the median, or the edge's cheapest convolution when the median is a free op), and an edge whose argmax op is free
+    takes that op. Why: on the search-quality proxy the median's walk below 1x1 emptied cells of convolutions (50-54 %
+    networks at the small budgets, ninth session); this keeps the median's 3x3 -> 1x1 steps and leaves the step to a
+    free op, and the choice among them, to the argmax, whose cheap end was good there.
+    """
+    check_median(space, name="conv-median" if free_by_argmax else "median")
+    cost = model.tables(space).edge.sum(dim=0).tolist()            # (edges, ops): the op's cost summed over cells
+    w = op_w["cell"].detach().double().cpu()
+    picks = _median_ops(cost, w.tolist())
+    if free_by_argmax:
+        conv = [i for i, op in enumerate(space.ops) if "conv" in op]
+        for e, a in enumerate(w.argmax(dim=1).tolist()):
+            if a not in conv:
+                picks[e] = a
+            elif picks[e] not in conv:
+                picks[e] = min(conv, key=lambda o: cost[e][o])
+    g = NB201Genotype(tuple(space.ops[o] for o in picks))
     if is_valid(space, g):
         return g, False
     return valid_genotype(space, op_w, None)[0], True
 
 
 def derive(supernet: ValidSupernet, hypernet: Hypernetwork, tradeoff: TradeOff, Lambda: float, smap: ScaleMap,
-           *, match: tuple[CostModel, float] | None = None, median: CostModel | None = None
-           ) -> tuple[Any, bool, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+           *, match: tuple[CostModel, float] | None = None, median: CostModel | None = None,
+           free_by_argmax: bool = False) -> tuple[Any, bool, dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
     """(valid genotype, not the plain rule's?, op weights, edge weights) at ``tradeoff``.
 
     ``match``: (cost model, band) to derive with ``match_expected_cost``; ``median``: the cost model whose order
-    ``median_genotype`` walks; neither = ``valid_genotype``.
+    ``median_genotype`` walks (``free_by_argmax``: its ``"conv-median"`` form); neither = ``valid_genotype``.
     """
     c = torch.tensor(tradeoff.coefficients(), dtype=torch.float32, device=hypernet.device)
     x = smap.encode(c, Lambda)
     with torch.no_grad():
         op_w, edge_w = arch_weights(supernet, hypernet(x))
     if median is not None:
-        g, repaired = median_genotype(supernet.space, median, op_w)
+        g, repaired = median_genotype(supernet.space, median, op_w, free_by_argmax=free_by_argmax)
     elif match is not None:
         g, repaired = match_expected_cost(supernet.space, match[0], op_w, edge_w, match[1])
     else:

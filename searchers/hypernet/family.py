@@ -330,9 +330,10 @@ class HypernetResult(Family):
         """The valid genotype at one trade-off point (a bare number is a scale at the centre)."""
         t = self._check(t)
         match = (self.complexity, self.config.cost_band) if self.config.derivation == "expected-cost" else None
-        median = self.complexity if self.config.derivation == "median" else None
+        median = self.complexity if self.config.derivation in ("median", "conv-median") else None
         g, repaired, op_w, edge_w = derive(self.supernet, self.hypernet, t, self.Lambda, ScaleMap.of(self.config),
-                                           match=match, median=median)
+                                           match=match, median=median,
+                                           free_by_argmax=self.config.derivation == "conv-median")
         costs = {m: model.genotype_cost(self.space, g) for m, model in self.models.items()}
         with torch.no_grad():
             expected = {m: float(model.expected_cost(self.space, op_w, edge_w)) for m, model in self.models.items()}

@@ -98,6 +98,7 @@ if TYPE_CHECKING:
 # the weight step's architecture (``HypernetConfig.weight_lambda``); the CLI and the benchmark offer the same choices
 # (``server.cli.search.hypernet.WEIGHT_LAMBDAS``, held equal by a test)
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
+DERIVATIONS = ("argmax", "expected-cost", "median", "conv-median")   # the family's rules (``derive``)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -192,7 +193,9 @@ class HypernetConfig(BilevelConfig):
                                        # "expected-cost" (see match_expected_cost; on the demo spaces it pulled the
                                        # lambda = 0 end towards the soft mixture's mean) | "median" (NB201: per edge the
                                        # op at the median of the op weights ordered by the complexity's cost, so
-                                       # 3x3 -> 1x1 -> a free op; ``median_genotype``)
+                                       # 3x3 -> 1x1 -> a free op; ``median_genotype``) | "conv-median" (NB201: the
+                                       # median while the edge's argmax is a convolution, never below the
+                                       # cheapest one; the argmax's op once that is free)
     cost_band: float = 0.1             # "expected-cost": relative band around the expected complexity
     grid_points: int = 9               # scales of the default grid, 0..Lambda
     curve_points: int = 33             # scales of the dense family ``for_budget`` searches
@@ -205,8 +208,9 @@ class HypernetConfig(BilevelConfig):
         if self.scale_sampling not in (AUTO, "uniform", "log") or not 0 < self.log_floor < 1:
             raise ValueError(f"scale_sampling must be 'auto', 'uniform' or 'log' and log_floor in (0, 1), got "
                              f"{self.scale_sampling!r}, {self.log_floor!r}")
-        if self.derivation not in (AUTO, "expected-cost", "argmax", "median") or not self.cost_band >= 0:
-            raise ValueError(f"derivation must be 'auto', 'argmax', 'expected-cost' or 'median' and cost_band >= 0, got "
+        if self.derivation not in (AUTO, *DERIVATIONS) or not self.cost_band >= 0:
+            raise ValueError(f"derivation must be 'auto', 'argmax', 'expected-cost', 'median' or 'conv-median' and "
+                             f"cost_band >= 0, got "
                              f"{self.derivation!r}, {self.cost_band!r}")
         if self.kappa_scaling not in ("scale", "Lambda"):
             raise ValueError(f"kappa_scaling must be 'scale' or 'Lambda', got {self.kappa_scaling!r}")
@@ -264,8 +268,8 @@ class HypernetConfig(BilevelConfig):
         explicit settings are kept. What ``search`` runs and records."""
         given = {f: getattr(self, f) for f in FALLBACK}
         out = resolve(space.name, given)
-        if out["derivation"] == "median":   # refused before any training
-            check_median(space, " (or 'auto')")
+        if out["derivation"] in ("median", "conv-median"):   # refused before any training
+            check_median(space, " (or 'auto')", out["derivation"])
         return self if out == given else dataclasses.replace(self, **out)
 
     @property

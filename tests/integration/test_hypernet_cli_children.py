@@ -25,7 +25,7 @@ def test_sandwich_children_reaches_the_config_and_a_bad_value_names_it(tmp_path,
 
 
 def test_the_cli_offers_exactly_the_configs_weight_rules():
-    from hilnas.searchers.hypernet.search import WEIGHT_LAMBDAS
+    from hilnas.searchers.hypernet.search import DERIVATIONS, WEIGHT_LAMBDAS
     from hilnas.server.cli.search import hypernet as cli
 
-    assert cli.WEIGHT_LAMBDAS == WEIGHT_LAMBDAS
+    assert cli.WEIGHT_LAMBDAS == WEIGHT_LAMBDAS and cli.DERIVATIONS == DERIVATIONS

@@ -28,7 +28,7 @@ def test_the_summary_shows_the_resolved_settings_and_an_explicit_flag_wins(tmp_p
         results = [_cli(capsys, tmp_path, *argv) for argv in (
             ("devices", "add", "pi", "--address", f"127.0.0.1:{agent.port}"),
             ("lut", "build", "--device", "pi", "--quiet", *shape, *quick),
-            search, (*search, "--arch-step", "straight-through", "--derivation", "median", "--json"))]
+            search, (*search, "--arch-step", "straight-through", "--derivation", "conv-median", "--json"))]
     finally:
         agent.stop(0)
     assert all(code == 0 for code, _, _ in results), [err for _, _, err in results]
@@ -38,4 +38,4 @@ def test_the_summary_shows_the_resolved_settings_and_an_explicit_flag_wins(tmp_p
     out = results[3][1]
     trained = json.loads((Path(json.loads(out)["trained_dir"]) / "trained.json").read_text())
     assert trained["config"]["arch_step"] == "straight-through" and trained["config"]["knee"] == "family"
-    assert trained["config"]["weight_lambda"] == "sandwich-children" and trained["config"]["derivation"] == "median"
+    assert trained["config"]["weight_lambda"] == "sandwich-children" and trained["config"]["derivation"] == "conv-median"

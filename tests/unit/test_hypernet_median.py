@@ -1,9 +1,11 @@
-"""The median derivation (``HypernetConfig.derivation="median"``, ``derive.median_genotype``; issue 12 item 5).
+"""The median derivations (``HypernetConfig.derivation="median"`` and ``"conv-median"``, ``derive.median_genotype``;
+issue 12 item 5).
 
 The toy: a stand-in hypernetwork whose op weights move, edge after edge, from ``nor_conv_3x3`` (0.6, phase 1's fit)
 to ``skip_connect``, with ``nor_conv_1x1`` gaining less than the free op (as the cost term's gradient does): the
 argmax never picks 1x1, so the family prunes one edge at a time (7 members for NB201's 6 edges); the median passes
-1x1 on every edge (13 members), with the same two ends.
+1x1 on every edge (13 members), with the same two ends. On it the median leaves 1x1 for skip (at progress 0.4) before
+the argmax leaves 3x3 (at 0.53), so "conv-median" walks 3x3 -> 1x1 -> skip with its free edges exactly the argmax's.
 """
 from __future__ import annotations
 
@@ -121,7 +123,7 @@ def test_a_search_derives_its_family_with_the_median_rule_and_the_config_refuses
         c = torch.tensor(a.tradeoff.coefficients())
         op_w, _ = arch_weights(res.supernet, res.hypernet(smap.encode(c, res.Lambda)))
         assert a.genotype == median_genotype(res.space, res.complexity, op_w)[0]
-    with pytest.raises(ValueError, match="'argmax', 'expected-cost' or 'median'"):
+    with pytest.raises(ValueError, match="'argmax', 'expected-cost', 'median' or 'conv-median'"):
         HypernetConfig(derivation="mode")
 
 
@@ -131,3 +133,38 @@ def test_auto_derives_by_the_argmax_an_explicit_median_is_kept_on_nb201_and_refu
     assert HypernetConfig(derivation="median").resolved(tiny_space("nb201")).derivation == "median"   # explicit wins
     with pytest.raises(ValueError, match="NB201 cells only.*'argmax' or 'expected-cost'"):
         HypernetConfig(derivation="median").resolved(tiny_space("darts"))
+    assert HypernetConfig(derivation="conv-median").resolved(tiny_space("nb201")).derivation == "conv-median"
+    with pytest.raises(ValueError, match="'conv-median' is defined for NB201 cells only"):
+        HypernetConfig(derivation="conv-median").resolved(tiny_space("darts"))
+
+
+def test_conv_median_keeps_a_convolution_on_each_edge_whose_argmax_is_one_and_takes_the_argmax_free_op_elsewhere():
+    space, model = tiny_space("nb201"), ParamsCost()
+    between = {"nor_conv_3x3": 0.4, "nor_conv_1x1": 0.15, "none": 0.15, "skip_connect": 0.15, "avg_pool_3x3": 0.15}
+    free = {"nor_conv_3x3": 0.3, "nor_conv_1x1": 0.15, "none": 0.1, "skip_connect": 0.25, "avg_pool_3x3": 0.2}
+    left = {"nor_conv_3x3": 0.3, "nor_conv_1x1": 0.25, "skip_connect": 0.35, "avg_pool_3x3": 0.1}   # median 1x1
+    # edge by edge: the median's 1x1 kept; its free op refused while the argmax is 3x3 (-> the cheapest conv, 1x1);
+    # an argmax free op taken even where the median is still a convolution
+    rows = [between, free, left, between, free, left]
+    median = median_genotype(space, model, _weights(space, rows))[0]
+    assert median.ops == ("nor_conv_1x1", "skip_connect", "nor_conv_1x1") * 2
+    g, repaired = median_genotype(space, model, _weights(space, rows), free_by_argmax=True)
+    assert g.ops == ("nor_conv_1x1", "nor_conv_1x1", "skip_connect") * 2 and not repaired
+
+
+def test_on_the_staggered_family_conv_median_frees_an_edge_only_where_the_argmax_does():
+    argmax, median, conv = (_family(d) for d in ("argmax", "median", "conv-median"))
+    scales = [p.tradeoff for p in argmax.fine_curve().points]
+    free = {"none", "skip_connect", "avg_pool_3x3"}
+    more_free = 0
+    for t in scales:
+        a, m, c = (r.architecture(t).genotype.ops for r in (argmax, median, conv))
+        assert [op in free for op in c] == [op in free for op in a]          # free edges: the argmax's, op and all
+        assert all(ci == ai for ci, ai in zip(c, a) if ai in free)
+        assert all(ci in ("nor_conv_1x1", mi) for ci, mi in zip(c, m) if ci not in free)   # else the median, >= 1x1
+        more_free += sum(op in free for op in m) > sum(op in free for op in a)
+    assert more_free > 0          # the median frees edges the argmax keeps: where the two rules differ
+    members = list(dict.fromkeys(p.genotype for p in conv.fine_curve().points))
+    assert len(members) == 13 and sum("nor_conv_1x1" in g.ops for g in members) == 6    # each edge's 1x1 step
+    assert members[0].ops == ("nor_conv_3x3",) * 6 and members[-1].ops == ("skip_connect",) * 6
+    assert conv.fine_curve().raw_violations == 0

@@ -145,6 +145,7 @@ def _auto(field: str) -> str:
 # HypernetConfig.weight_lambda's values (``searchers.hypernet.search.WEIGHT_LAMBDAS``, held equal by a test): written
 # here too so that parsing the flags does not import torch
 WEIGHT_LAMBDAS = ("drawn", "zero", "uniform", "sandwich", "sandwich-children")
+DERIVATIONS = ("argmax", "expected-cost", "median", "conv-median")   # likewise ``search.DERIVATIONS``
 # the settings "auto" resolves per space, shown in the summary as the run resolved them
 SHOWN_SETTINGS = tuple(AUTO_SETTINGS["other spaces"])
 
@@ -204,12 +205,14 @@ def register(ssub) -> None:
                    help=f"after each trade-off epoch but the last: auto (default: {_auto('knee')}), none, or family "
                         "(Lambda moved to 1.5 x the scale where the family reaches the cheap end, at most the "
                         "estimate, so the draws go where the family changes)")
-    p.add_argument("--derivation", default="auto", choices=["auto", "argmax", "median", "expected-cost"],
+    p.add_argument("--derivation", default="auto", choices=("auto", *DERIVATIONS),
                    help=f"how each member's cell is read from the hypernetwork's op weights: auto (default: "
                         f"{_auto('derivation')}), argmax (each edge's most probable op), median (NB201: each edge's op "
                         "at the median of its op weights ordered by cost, so an edge passes nor_conv_1x1 between "
-                        "nor_conv_3x3 and a free op) or expected-cost (the most probable cell near the relaxation's "
-                        "expected cost); with --from-run, run N's")
+                        "nor_conv_3x3 and a free op), conv-median (NB201: the median while the edge's argmax is a "
+                        "convolution, never below nor_conv_1x1 there; the argmax's free op once it is one) or "
+                        "expected-cost (the most probable cell near the relaxation's expected cost); with --from-run, "
+                        "run N's")
     p.add_argument("--Lambda", default="sweep", type=lambda_arg,
                    help="the upper end of lambda's scale the hypernetwork is trained on: sweep (measured by the "
                         "sweep's walk; default), auto (Theorem 1) or a positive number, in nats per full cost span")
