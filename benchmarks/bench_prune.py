@@ -103,7 +103,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # the member choice's tuned candidates (eighth session), chosen on the gates' split by --tune-probe, before scoring
 TUNE, TUNE_AT, TUNE_BATCH = 12, "ends", None
 # the chain (ninth session; decided by --tune-probe on the gates' split before scoring, docs/performance.md)
-CHAIN = 0
+CHAIN, CHAIN_REFRESH = 0, 1
 
 
 def dataset(name: str, seed: int):
@@ -182,12 +182,14 @@ def main() -> None:
                         "--tune-variants' tuned logits (eighth session)")
     p.add_argument("--tune-variants", type=lambda v: v.split(","), default=["8:ends:all", "16:ends:all", "32:ends:all"],
                    help="--tune-probe's settings, STEPS:ends|dearer|cheaper|aimed:IMAGES|all each")
-    p.add_argument("--chain-variants", type=lambda v: [int(x) for x in v.split(",") if x], default=[2, 4],
-                   help="--tune-probe: also the chain (prune.chain) with its drops estimated on each of these many "
-                        "batches of the gates' split (ninth session)")
+    p.add_argument("--chain-variants", type=lambda v: [tuple(map(int, x.split(":"))) for x in v.split(",") if x],
+                   default=[(2, 1), (2, 99)], help="--tune-probe: also the chain (prune.chain), BATCHES:REFRESH each: its "
+                   "drops measured on this many batches of the gates' split, again every REFRESH drops (ninth session)")
     p.add_argument("--chain", type=int, default=CHAIN, help="the member choice's candidates also include a chain from "
                    "the dearer bracketing member dropping one channel group at a time, its drops estimated on this many "
                    f"batches of the gates' split less the held-out ones (prune.chain; 0: off; default {CHAIN})")
+    p.add_argument("--chain-refresh", type=int, default=CHAIN_REFRESH, help="the chain's drops measured again every "
+                   f"this many drops (default {CHAIN_REFRESH})")
     p.add_argument("--tune", type=int, default=TUNE, help="the member choice's candidates also include the modes of gate "
                    "logits tuned for this many steps at the bracket's lambdas from the hypernetwork's output, every "
                    "budget's lambdas up front, 4 a pass each on a quarter of the batch (prune.refine.tuned_together; 0: "
@@ -421,7 +423,8 @@ def main() -> None:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed, gap=args.gap, tune=args.tune, tune_at=args.tune_at,
-                                      tune_batch=args.tune_batch, tune_batches=tune_batches, chain=args.chain)
+                                      tune_batch=args.tune_batch, tune_batches=tune_batches, chain=args.chain,
+                                      chain_refresh=args.chain_refresh)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                               recentre=args.recentre, screen=args.screen,
@@ -432,7 +435,8 @@ def main() -> None:
                     band_cpu = time.process_time() - d0
                     choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
                     run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas),
-                                "chain_batches": args.chain, "chain_cpu_s": band.chain_cpu}
+                                "chain_batches": args.chain, "chain_refresh": args.chain_refresh,
+                                "chain_cpu_s": band.chain_cpu}
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
@@ -833,9 +837,11 @@ def tune_probe(args, space, net, config) -> None:
     variants = [(0, "ends", None, 0)] + [(int(t), at, None if b == "all" else int(b), 0)
                                          for t, at, b in (v.split(":") for v in args.tune_variants)]
     # ninth session: the chain on n batches, alone and beside the eighth session's default tuning
-    variants += [v for n in args.chain_variants for v in ((0, "ends", None, n), (TUNE, TUNE_AT, TUNE_BATCH, n))]
-    for t, at, tb, n in variants:
-        band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb, chain=n)
+    variants = [(*v, 1) for v in variants]
+    variants += [v for n, rf in args.chain_variants for v in ((0, "ends", None, n, rf), (TUNE, TUNE_AT, TUNE_BATCH, n, rf))]
+    for t, at, tb, n, rf in variants:
+        band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb, chain=n,
+                          chain_refresh=rf)
         c0 = time.process_time()
         pairs = []
         band.prepare("latency_ms", [(0.95 * c, c) for _, _, c in fixed])
@@ -852,7 +858,7 @@ def tune_probe(args, space, net, config) -> None:
                           "best_pattern": best.bits() if best else None, "best_lambda": found[best][0] if best else None,
                           "tuned_lambdas": sorted({lam for p, (lam, how) in found.items() if how == "tuned" and p in inside})})
         cpu = time.process_time() - c0
-        name = "_".join(([f"tune{t}_{at}_{tb or 'all'}"] if t or not n else []) + ([f"chain{n}"] if n else []))
+        name = "_".join(([f"tune{t}_{at}_{tb or 'all'}"] if t or not n else []) + ([f"chain{n}r{rf}"] if n else []))
         out["variants"][name] = {"cpu_s": cpu, "tune_steps_taken": band.tune_steps, "chain_cpu_s": band.chain_cpu,
                                  "pairs": pairs}
         print(f"{name}: {band.tune_steps} steps, {cpu:.1f} s CPU (chain {band.chain_cpu:.1f} s); " + "; ".join(

@@ -25,9 +25,9 @@ logits tuned at that lambda for ``tune`` steps from the hypernetwork's output (`
 that share a bracket's end pay once).
 
 With ``chain`` > 0 (ninth session) they also include a dense chain from the dearer end's mode (``chain.chain``): one
-channel group dropped at a time, the least estimated rise in cross-entropy per cost saved first (estimated on
-``chain`` batches of the gates' split other than the held-out ones), down to below the band; cached per start, so
-budgets that share a bracket's dearer end extend one chain.
+channel group dropped at a time, the least rise in cross-entropy per cost saved first (measured on ``chain`` batches
+of the gates' split other than the held-out ones, again every ``chain_refresh`` drops), down to below the band; cached
+per start, so budgets that share a bracket's dearer end extend one chain.
 
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
 cost, so the members' costs never fall as the budget grows. A device budget is a band of measured
@@ -77,10 +77,11 @@ class BandSearch:
 
     def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
                  seed: int = 0, gap: float = 0.0, tune: int = 0, tune_batches: Sequence[Batch] = (),
-                 tune_at: str = "ends", tune_batch: int | None = None, chain: int = 0):
-        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0 or chain < 0:
-            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0, chain >= 0 and "
-                             "held-out batches")
+                 tune_at: str = "ends", tune_batch: int | None = None, chain: int = 0,
+                 chain_refresh: int = 1):
+        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0 or chain < 0 or chain_refresh < 1:
+            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0, chain >= 0, "
+                             "chain_refresh >= 1 and held-out batches")
         if tune_at not in ("ends", "dearer", "cheaper", "aimed") or (tune_batch is not None and tune_batch < 1):
             raise ValueError(f"tune_at must be 'ends', 'dearer', 'cheaper' or 'aimed' and tune_batch >= 1, got {tune_at!r}, "
                              f"{tune_batch}")
@@ -92,6 +93,8 @@ class BandSearch:
         self._tune_batches = itertools.cycle([(x[:tune_batch], y[:tune_batch]) for x, y in tune_batches]) if tune else None
         self._tuned: dict[tuple[float, float | None], list[GatePattern]] = {}
         self.chain_batches = list(tune_batches[:chain])
+        self.chain_refresh = chain_refresh
+        self._chain_scorer = HeldOutLoss(result.net, self.chain_batches) if chain else None
         self._chains: dict[GatePattern, list[GatePattern]] = {}   # start -> the chain from it so far
         self.chain_cpu = 0.0
         self.tune_steps, self.tune_cpu = 0, 0.0    # tuning steps taken and their CPU seconds (the work ``tune`` adds)
@@ -179,7 +182,7 @@ class BandSearch:
         last = got[-1] if got else start
         if costs.pattern_cost(last) >= lo and any(any(m) for m in last.masks):
             c0 = time.process_time()
-            got += chain(r, last, self.chain_batches, lo)
+            got += chain(r, last, self._chain_scorer, lo, refresh=self.chain_refresh)
             self.chain_cpu += time.process_time() - c0
         return [p for p in got if costs.pattern_cost(p) >= lo] + [p for p in got if costs.pattern_cost(p) < lo][:1]
 

@@ -19,58 +19,51 @@ patterns; the LUT prices each exactly.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Sequence
+import math
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
-
-from hilnas.searchers.prune.gates import pattern_gates
 from hilnas.searchers.spaces.resnet import GatePattern
 
 if TYPE_CHECKING:
+    from hilnas.searchers.prune.score import HeldOutLoss
     from hilnas.searchers.prune.search import PruneResult
-    from hilnas.searchers.train import Batch
 
 
-def saliency(result: PruneResult, pattern: GatePattern, batches: Sequence[Batch]) -> torch.Tensor:
-    """(B, G): the first-order change of the mean cross-entropy on ``batches`` when each group of ``pattern`` is
-    dropped, ``-dCE/dgate`` at the pattern's 0/1 gates (its kept groups' entries are the ones that mean anything)."""
-    block, group = pattern_gates(result.layout, pattern)
-    group = group.clone().requires_grad_(True)
-    total = torch.zeros(())
-    n = 0
-    for x, y in batches:
-        total = total + F.cross_entropy(result.net(x, (block, group)), y, reduction="sum")
-        n += len(y)
-    (grad,) = torch.autograd.grad(total / n, group)
-    return -grad.detach()
+def drops(pattern: GatePattern) -> list[tuple[tuple[int, int], GatePattern]]:
+    """Every pattern one kept channel group fewer than ``pattern``, with the (block, group) it drops."""
+    out = []
+    for b, m in enumerate(pattern.masks):
+        for g, on in enumerate(m):
+            if on:
+                masks = [list(x) for x in pattern.masks]
+                masks[b][g] = False
+                out.append(((b, g), GatePattern(tuple(map(tuple, masks)))))
+    return out
 
 
-def chain(result: PruneResult, start: GatePattern, batches: Sequence[Batch], lo: float) -> list[GatePattern]:
-    """The patterns from ``start`` (excluded) dropping one channel group at a time, each the least estimated rise in
-    cross-entropy per cost saved (``saliency``, estimated again after every drop), down to the first whose cost in
-    the family's primary metric is below ``lo`` (included), or to the empty pattern."""
-    if not batches:
-        raise ValueError("a chain needs batches to estimate the drops on")
+def chain(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: float, *, refresh: int = 1
+          ) -> list[GatePattern]:
+    """The patterns from ``start`` (excluded) dropping one channel group at a time, each the least rise in ``scorer``'s
+    cross-entropy per cost saved (a drop that lowers it first), the rises measured again every ``refresh`` drops (in
+    between, the order of the last measurement), down to the first pattern whose cost in the family's primary metric
+    is below ``lo`` (included), or to the empty pattern."""
+    if refresh < 1:
+        raise ValueError(f"refresh must be >= 1, got {refresh}")
     costs = result.costs[result.primary]
-    masks = [list(m) for m in start.masks]
     out: list[GatePattern] = []
-    pattern = start
-    while any(any(m) for m in masks) and costs.pattern_cost(pattern) >= lo:
-        rise = saliency(result, pattern, batches)
-        best, key = None, None
-        for b, m in enumerate(masks):
-            k = sum(m)
-            saved = float(costs.branch[b, k] - costs.branch[b, k - 1]) if k else 0.0
-            for g, on in enumerate(m):
-                if not on:
-                    continue
-                r = float(rise[b, g])
-                # a drop that lowers the loss first (most first); else the least rise per cost saved
-                here = (0, r) if r < 0 else (1, r / saved if saved > 0 else float("inf"))
-                if key is None or here < key:
-                    best, key = (b, g), here
-        b, g = best  # type: ignore[misc]
+    pattern, order = start, []
+    while any(any(m) for m in pattern.masks) and costs.pattern_cost(pattern) >= lo:
+        if len(out) % refresh == 0:
+            base = scorer(pattern)
+            near = drops(pattern)
+            losses = scorer.losses(p for _, p in near)
+            keyed = []
+            for (b, g), p in near:
+                rise, saved = losses[p] - base, costs.pattern_cost(pattern) - costs.pattern_cost(p)
+                keyed.append(((0, rise) if rise < 0 else (1, rise / saved if saved > 0 else math.inf), (b, g)))
+            order = [bg for _, bg in sorted(keyed)]
+        b, g = next(bg for bg in order if pattern.masks[bg[0]][bg[1]])
+        masks = [list(x) for x in pattern.masks]
         masks[b][g] = False
         pattern = GatePattern(tuple(map(tuple, masks)))
         out.append(pattern)

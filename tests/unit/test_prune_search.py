@@ -902,24 +902,23 @@ def test_lambdas_tuned_together_are_each_tuned_as_alone_on_its_share_and_prepare
 
 def test_the_chain_drops_first_the_group_whose_removal_lowers_the_loss_which_the_familys_modes_keep(noisy_run):
     """Ninth session, ``chain``: from the all-on pattern (the pinned family's lambda = 0 member) the group that feeds
-    noise is dropped first (its estimated rise is negative: dropping it lowers the cross-entropy), the exact best
-    pattern one group cheaper, which no mode of the pinned family near that cost is; each later pattern drops one
-    more group, down to the first below the floor."""
-    from hilnas.searchers.prune.chain import chain, saliency
+    noise is dropped first (dropping it lowers the cross-entropy on the chain's batches), the exact best pattern one
+    group cheaper on the held-out batches too, which no mode of the pinned family near that cost is; each later
+    pattern drops one more group, down to the first below the floor."""
+    from hilnas.searchers.prune.chain import chain
+    from hilnas.searchers.prune.score import HeldOutLoss
     res, loaders = noisy_run
     held = [bt for _, bt in zip(range(3), loaders.val)]
     rest = list(itertools.islice(loaders.val, 3, None))
     full = GatePattern.full(3, 2)
     costs = res.costs["mflops"]
-    rise = saliency(res, full, rest)
-    assert rise[2, 0] < 0 and rise[2, 0] == rise.min()             # the premise, as the estimate sees it
     band = BandSearch(res, held)
     one_off = [GatePattern(tuple(tuple(not (i == b and j == g) for j in range(2)) for i in range(3)))
                for b in range(3) for g in range(2)]
     best = min(one_off, key=band.loss)
     assert not best.masks[2][0] and band.loss(best) < band.loss(full) - 0.1
     lo = costs.rest + 0.3 * costs.span
-    got = chain(res, full, rest, lo)
+    got = chain(res, full, HeldOutLoss(res.net, rest), lo)
     assert got[0] == best
     kept = [sum(p.kept_groups) for p in got]
     assert kept == list(range(5, 5 - len(got), -1))                 # one group at a time
@@ -933,6 +932,7 @@ def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it
     """``BandSearch(chain=n)``: the chain's patterns join the candidates around a cost, marked "chain", from the mode
     at the dearer bracketing lambda, and a lower band extends the cached chain rather than starting it again."""
     from hilnas.searchers.prune.chain import chain
+    from hilnas.searchers.prune.score import HeldOutLoss
     res, loaders = noisy_run
     held = [bt for _, bt in zip(range(3), loaders.val)]
     rest = list(itertools.islice(loaders.val, 3, None))
@@ -943,7 +943,7 @@ def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it
     found = band.around("mflops", lo, hi)
     dearer = band.bracket("mflops", lo, hi)[0]
     start = res.architecture(dearer).genotype
-    expected = chain(res, start, rest[:1], lo)
+    expected = chain(res, start, HeldOutLoss(res.net, rest[:1]), lo)
     assert [p for p, (lam, how) in found.items() if how == "chain"] == [p for p in expected if p != start and
                                                                           p not in BandSearch(res, held, samples=0)
                                                                           .around("mflops", lo, hi)]
