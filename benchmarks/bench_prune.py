@@ -36,10 +36,14 @@ all in-process on loopback:
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). With ``--tune N`` (default
-   12, eighth session) the candidates also include the modes of gate logits tuned N steps at the lambdas that
-   bracket each budget, from the hypernetwork's output, on the gates' split less the held-out batches (every
-   budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch: ``prune.refine.tuned_together``;
-   their CPU is part of the member choice's and reported, ``member_choice_tune``). The held-out
+   0 since the ninth session; 12 in the eighth) the candidates also include the modes of gate logits tuned N steps at
+   the lambdas that bracket each budget, from the hypernetwork's output, on the gates' split less the held-out
+   batches (every budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch:
+   ``prune.refine.tuned_together``; their CPU is part of the member choice's and reported, ``member_choice_tune``).
+   With ``--chain N`` (default 2, ninth session) they also include a chain from the mode at the dearer bracketing
+   lambda, one channel group dropped at a time, the least rise in cross-entropy per cost saved first, measured on N
+   batches of the gates' split less the held-out ones once per start (``--chain-refresh``; ``prune.chain``; its
+   CPU reported in ``member_choice_tune.chain_cpu_s``). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
    budget) are derived and measured too;
@@ -100,10 +104,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, warm_torch, write  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-# the member choice's tuned candidates (eighth session), chosen on the gates' split by --tune-probe, before scoring
-TUNE, TUNE_AT, TUNE_BATCH = 12, "ends", None
-# the chain (ninth session; decided by --tune-probe on the gates' split before scoring, docs/performance.md)
-CHAIN, CHAIN_REFRESH = 0, 1
+# the member choice's tuned candidates (eighth session, default 12 then; 0 since the ninth, when the chain replaced
+# them: both chosen on the gates' split by --tune-probe, before scoring)
+TUNE, TUNE_AT, TUNE_BATCH = 0, "ends", None
+# the chain (ninth session; decided by --tune-probe on the gates' split before scoring, docs/performance.md): its drops
+# measured on 2 batches once per start (99 >= any chain's drops); the tuning off (the chain gave the same or better
+# least held-out loss in every band with and without it)
+CHAIN, CHAIN_REFRESH = 2, 99
 
 
 def dataset(name: str, seed: int):
@@ -838,7 +845,7 @@ def tune_probe(args, space, net, config) -> None:
                                          for t, at, b in (v.split(":") for v in args.tune_variants)]
     # ninth session: the chain on n batches, alone and beside the eighth session's default tuning
     variants = [(*v, 1) for v in variants]
-    variants += [v for n, rf in args.chain_variants for v in ((0, "ends", None, n, rf), (TUNE, TUNE_AT, TUNE_BATCH, n, rf))]
+    variants += [v for n, rf in args.chain_variants for v in ((0, "ends", None, n, rf), (12, "ends", None, n, rf))]
     for t, at, tb, n, rf in variants:
         band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb, chain=n,
                           chain_refresh=rf)

@@ -26,8 +26,9 @@ that share a bracket's end pay once).
 
 With ``chain`` > 0 (ninth session) they also include a dense chain from the dearer end's mode (``chain.chain``): one
 channel group dropped at a time, the least rise in cross-entropy per cost saved first (measured on ``chain`` batches
-of the gates' split other than the held-out ones, again every ``chain_refresh`` drops), down to below the band; cached
-per start, so budgets that share a bracket's dearer end extend one chain.
+of the gates' split other than the held-out ones, again every ``chain_refresh`` drops: by default 99, i.e. once per
+start, as chosen on held-out loss in the ninth session), down to below the band; cached per start, so budgets that
+share a bracket's dearer end extend one chain.
 
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
 cost, so the members' costs never fall as the budget grows. A device budget is a band of measured
@@ -78,7 +79,7 @@ class BandSearch:
     def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
                  seed: int = 0, gap: float = 0.0, tune: int = 0, tune_batches: Sequence[Batch] = (),
                  tune_at: str = "ends", tune_batch: int | None = None, chain: int = 0,
-                 chain_refresh: int = 1):
+                 chain_refresh: int = 99):
         if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0 or chain < 0 or chain_refresh < 1:
             raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0, chain >= 0, "
                              "chain_refresh >= 1 and held-out batches")
