@@ -943,7 +943,7 @@ def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it
     found = band.around("mflops", lo, hi)
     dearer = band.bracket("mflops", lo, hi)[0]
     start = res.architecture(dearer).genotype
-    expected = chain(res, start, HeldOutLoss(res.net, rest[:1]), lo)
+    expected = chain(res, start, HeldOutLoss(res.net, rest[:1]), lo, refresh=band.chain_refresh)
     assert [p for p, (lam, how) in found.items() if how == "chain"] == [p for p in expected if p != start and
                                                                           p not in BandSearch(res, held, samples=0)
                                                                           .around("mflops", lo, hi)]
@@ -957,3 +957,28 @@ def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it
     assert first > 0
     with pytest.raises(ValueError, match="chain"):
         BandSearch(res, held, chain=len(rest) + 1, tune_batches=rest)
+
+
+def test_a_chain_measured_once_drops_in_the_order_of_its_first_measurement(noisy_run):
+    """``refresh`` larger than the chain: every drop follows the order the single drops from ``start`` were measured in
+    (least rise per cost saved, a lowering drop first); ``refresh=1`` measures again after each drop."""
+    from hilnas.searchers.prune.chain import chain, drops
+    from hilnas.searchers.prune.score import HeldOutLoss
+    res, loaders = noisy_run
+    rest = list(itertools.islice(loaders.val, 3, None))
+    costs = res.costs["mflops"]
+    full = GatePattern.full(3, 2)
+    scorer = HeldOutLoss(res.net, rest)
+    base = scorer(full)
+
+    def key(item):
+        (b, g), p = item
+        rise, saved = scorer(p) - base, costs.pattern_cost(full) - costs.pattern_cost(p)
+        return (0, rise) if rise < 0 else (1, rise / saved)
+    order = [bg for bg, _ in sorted(drops(full), key=key)]
+    got = chain(res, full, scorer, costs.rest, refresh=99)
+    dropped = [next((b, g) for b in range(3) for g in range(2) if p.masks[b][g] != q.masks[b][g])
+               for p, q in zip([full] + got, got)]
+    assert dropped == order[: len(got)] and len(got) == 6      # down to the empty pattern (cost rest, never below)
+    with pytest.raises(ValueError, match="refresh"):
+        chain(res, full, scorer, costs.rest, refresh=0)
