@@ -36,10 +36,14 @@ all in-process on loopback:
    [0.92, 0.98] x budget are tried the same way ("recentred"); then the least-loss candidate whose
    loop windows all lay in [0.90, 0.99] x budget ("loop"), else
    the LUT-only band member (``prune.band``: [floor, 0.98] x budget by prediction). With ``--tune N`` (default
-   12, eighth session) the candidates also include the modes of gate logits tuned N steps at the lambdas that
-   bracket each budget, from the hypernetwork's output, on the gates' split less the held-out batches (every
-   budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch: ``prune.refine.tuned_together``;
-   their CPU is part of the member choice's and reported, ``member_choice_tune``). The held-out
+   0 since the ninth session; 12 in the eighth) the candidates also include the modes of gate logits tuned N steps at
+   the lambdas that bracket each budget, from the hypernetwork's output, on the gates' split less the held-out
+   batches (every budget's lambdas tuned up front, 4 a pass, each on a quarter of the batch:
+   ``prune.refine.tuned_together``; their CPU is part of the member choice's and reported, ``member_choice_tune``).
+   With ``--chain N`` (default 2, ninth session) they also include a chain from the mode at the dearer bracketing
+   lambda, one channel group dropped at a time, the least rise in cross-entropy per cost saved first, measured on N
+   batches of the gates' split less the held-out ones once per start (``--chain-refresh``; ``prune.chain``; its
+   CPU reported in ``member_choice_tune.chain_cpu_s``). The held-out
    losses are computed on the pruned networks with shared prefixes (``prune.score``). For the
    comparison (outside the run's time) the LUT-only band members and the bisection members (aim x
    budget) are derived and measured too;
@@ -100,8 +104,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, warm_torch, write  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-# the member choice's tuned candidates (eighth session), chosen on the gates' split by --tune-probe, before scoring
-TUNE, TUNE_AT, TUNE_BATCH = 12, "ends", None
+# the member choice's tuned candidates (eighth session, default 12 then; 0 since the ninth, when the chain replaced
+# them: both chosen on the gates' split by --tune-probe, before scoring)
+TUNE, TUNE_AT, TUNE_BATCH = 0, "ends", None
+# the chain (ninth session; decided by --tune-probe on the gates' split before scoring, docs/performance.md): its drops
+# measured on 2 batches once per start (99 >= any chain's drops); the tuning off (the chain gave the same or better
+# least held-out loss in every band with and without it)
+CHAIN, CHAIN_REFRESH = 2, 99
 
 
 def dataset(name: str, seed: int):
@@ -180,6 +189,14 @@ def main() -> None:
                         "--tune-variants' tuned logits (eighth session)")
     p.add_argument("--tune-variants", type=lambda v: v.split(","), default=["8:ends:all", "16:ends:all", "32:ends:all"],
                    help="--tune-probe's settings, STEPS:ends|dearer|cheaper|aimed:IMAGES|all each")
+    p.add_argument("--chain-variants", type=lambda v: [tuple(map(int, x.split(":"))) for x in v.split(",") if x],
+                   default=[(2, 1), (2, 99)], help="--tune-probe: also the chain (prune.chain), BATCHES:REFRESH each: its "
+                   "drops measured on this many batches of the gates' split, again every REFRESH drops (ninth session)")
+    p.add_argument("--chain", type=int, default=CHAIN, help="the member choice's candidates also include a chain from "
+                   "the dearer bracketing member dropping one channel group at a time, its drops estimated on this many "
+                   f"batches of the gates' split less the held-out ones (prune.chain; 0: off; default {CHAIN})")
+    p.add_argument("--chain-refresh", type=int, default=CHAIN_REFRESH, help="the chain's drops measured again every "
+                   f"this many drops (default {CHAIN_REFRESH})")
     p.add_argument("--tune", type=int, default=TUNE, help="the member choice's candidates also include the modes of gate "
                    "logits tuned for this many steps at the bracket's lambdas from the hypernetwork's output, every "
                    "budget's lambdas up front, 4 a pass each on a quarter of the batch (prune.refine.tuned_together; 0: "
@@ -421,7 +438,8 @@ def main() -> None:
                         return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
                     d0 = time.process_time()
                     band = BandSearch(res, held_out, seed=args.seed, gap=args.gap, tune=args.tune, tune_at=args.tune_at,
-                                      tune_batch=args.tune_batch, tune_batches=tune_batches)
+                                      tune_batch=args.tune_batch, tune_batches=tune_batches, chain=args.chain,
+                                      chain_refresh=args.chain_refresh)
                     choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
                                              DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                               recentre=args.recentre, screen=args.screen,
@@ -431,7 +449,9 @@ def main() -> None:
                     members = [c.member for c in choices]
                     band_cpu = time.process_time() - d0
                     choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
-                    run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas)}
+                    run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas),
+                                "chain_batches": args.chain, "chain_refresh": args.chain_refresh,
+                                "chain_cpu_s": band.chain_cpu}
                     hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
                     loads["after_run"] = os.getloadavg()
                     # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
@@ -442,7 +462,8 @@ def main() -> None:
                     est = res.estimate
                     print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
                           f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall, tuning "
-                          f"{run_tune['cpu_s']:.1f} s ({run_tune['steps']} steps at {run_tune['lambdas']} lambdas); "
+                          f"{run_tune['cpu_s']:.1f} s ({run_tune['steps']} steps at {run_tune['lambdas']} lambdas), chain "
+                          f"{run_tune['chain_cpu_s']:.1f} s; "
                           f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
                           f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
                           f"reachable LUT [{lo:.3f}, {hi:.3f}] ms, measured [{meas_lo:.3f}, {meas_hi:.3f}] ms; sources "
@@ -553,6 +574,7 @@ def main() -> None:
                     if mm is not None:
                         g = mm.member.genotype
                         pair.update({"member_pattern": g.bits(), "member_source": mm.source, "member_tuned": band.was_tuned(g),
+                                     "member_chain": band.was_chained(g),
                                      "member_loop": [w.to_dict() for w in mm.loop],
                                      "member_lut_ms": mm.member.costs["latency_ms"], "member_measured_ms": lat[g.bits()],
                                      "member_test_acc": accuracy(g), "member_val_loss": mm.val_loss,
@@ -618,6 +640,7 @@ def main() -> None:
                     "Lambda": res.Lambda, "estimate": est.to_dict(), "phase1": res.phase1, "timings": res.timings,
                     "reachable_lut_ms": [lo, hi], "reachable_predicted_ms": [pred_lo, pred_hi],
                     "members_tuned": [band.was_tuned(m.genotype) for m in members],
+                    "members_chain": [band.was_chained(m.genotype) for m in members],
                     "members": rows, "distinct_members": len({r["pattern"] for r in rows}),
                     "monotone_violations_measured": sum(1 for a, b in zip(measured, measured[1:]) if b < a),
                     "ratio_in_window": sum(0.9 <= x <= 1.0 for x in ratios), "ratios": ratios,
@@ -826,10 +849,14 @@ def tune_probe(args, space, net, config) -> None:
     out = {"run_cpu_s": run_cpu, "timings": res.timings, "Lambda": res.Lambda, "variants": {}}
     fixed = [(q, fp, latency.genotype_cost(space, fp))   # each pair's fixed pattern and its LUT sum, read once
              for q, fp in ((q, GatePattern.from_dict({"masks": q["fixed_pattern"].split()})) for q in stored)]
-    variants = [(0, "ends", None)] + [(int(t), at, None if b == "all" else int(b))
-                                      for t, at, b in (v.split(":") for v in args.tune_variants)]
-    for t, at, tb in variants:
-        band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb)
+    variants = [(0, "ends", None, 0)] + [(int(t), at, None if b == "all" else int(b), 0)
+                                         for t, at, b in (v.split(":") for v in args.tune_variants)]
+    # ninth session: the chain on n batches, alone and beside the eighth session's default tuning
+    variants = [(*v, 1) for v in variants]
+    variants += [v for n, rf in args.chain_variants for v in ((0, "ends", None, n, rf), (12, "ends", None, n, rf))]
+    for t, at, tb, n, rf in variants:
+        band = BandSearch(res, held_out, seed=args.seed, tune=t, tune_batches=rest, tune_at=at, tune_batch=tb, chain=n,
+                          chain_refresh=rf)
         c0 = time.process_time()
         pairs = []
         band.prepare("latency_ms", [(0.95 * c, c) for _, _, c in fixed])
@@ -841,15 +868,19 @@ def tune_probe(args, space, net, config) -> None:
             pairs.append({"lambda": q["lambda"], "fixed_lut_ms": c, "fixed_val_loss": band.loss(fp),
                           "candidates": len(found), "in_band": len(inside),
                           "tuned_in_band": sum(found[p][1] == "tuned" for p in inside),
+                          "chain_in_band": sum(found[p][1] == "chain" for p in inside),
                           "best_val_loss": losses[best] if best else None, "best_source": found[best][1] if best else None,
                           "best_pattern": best.bits() if best else None, "best_lambda": found[best][0] if best else None,
                           "tuned_lambdas": sorted({lam for p, (lam, how) in found.items() if how == "tuned" and p in inside})})
         cpu = time.process_time() - c0
-        out["variants"][f"tune{t}_{at}_{tb or 'all'}"] = {"cpu_s": cpu, "tune_steps_taken": band.tune_steps, "pairs": pairs}
-        print(f"tune {t} at {at}, batch {tb or 'all'}: {band.tune_steps} steps, {cpu:.1f} s CPU; " + "; ".join(
+        name = "_".join(([f"tune{t}_{at}_{tb or 'all'}"] if t or not n else []) + ([f"chain{n}r{rf}"] if n else []))
+        out["variants"][name] = {"cpu_s": cpu, "tune_steps_taken": band.tune_steps, "chain_cpu_s": band.chain_cpu,
+                                 "pairs": pairs}
+        print(f"{name}: {band.tune_steps} steps, {cpu:.1f} s CPU (chain {band.chain_cpu:.1f} s); " + "; ".join(
             f"lam {q['lambda']:.3g}: fixed {q['fixed_val_loss']:.3f} best "
             f"{q['best_val_loss'] if q['best_val_loss'] is None else round(q['best_val_loss'], 3)} "
-            f"({q['in_band']} in band, {q['tuned_in_band']} tuned, {q['best_source']})" for q in pairs), flush=True)
+            f"({q['in_band']} in band, {q['tuned_in_band']} tuned, {q['chain_in_band']} chain, {q['best_source']})"
+            for q in pairs), flush=True)
     write(f"prune_{args.dataset}_tune_probe{args.suffix}", {
         "setup": {"dataset": args.dataset, "seed": args.seed, "from": args.tune_probe, "held_out_batches": args.held_out,
                   "load_avg": os.getloadavg()}, **out})

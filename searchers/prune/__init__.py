@@ -16,6 +16,8 @@ latencies measured on the device (the LUT) and gamma relaxed by Gumbel-Softmax (
 - ``segments``: phase 2's lambdas in one forward pass, BatchNorm statistics per lambda's share of the batch;
 - ``band``: a budget's member within [band x budget, budget] from the hypernetwork's own modes and samples
   when bisection on lambda falls in a gap of the family;
+- ``chain``: more candidates near a budget, channel groups dropped one at a time from the dearer bracketing member
+  (the least measured rise in cross-entropy per cost saved first);
 - ``confirm``: the same with the device in the loop: the best held-out-loss candidates near a latency band
   measured, a member confirmed by two windows inside it (then further tries recentred on the windows; else
   one the loop measured inside a wider band);

@@ -24,6 +24,12 @@ logits tuned at that lambda for ``tune`` steps from the hypernetwork's output (`
 (batches of the gates' split other than the held-out ones that rank the candidates; cached per lambda, so budgets
 that share a bracket's end pay once).
 
+With ``chain`` > 0 (ninth session) they also include a dense chain from the dearer end's mode (``chain.chain``): one
+channel group dropped at a time, the least rise in cross-entropy per cost saved first (measured on ``chain`` batches
+of the gates' split other than the held-out ones, again every ``chain_refresh`` drops: by default 99, i.e. once per
+start, as chosen on held-out loss in the ninth session), down to below the band; cached per start, so budgets that
+share a bracket's dearer end extend one chain.
+
 ``band_members`` serves ascending budgets in turn, each band's floor raised to the previous member's
 cost, so the members' costs never fall as the budget grows. A device budget is a band of measured
 latency, [band x b, b]; the caller maps both ends to LUT sums through the device's correction.
@@ -53,7 +59,7 @@ class BandChoice:
     member: Architecture
     budget: Budget
     floor: float            # the band's lower end, in the budget's metric
-    source: str             # "curve" (bisection was within the band) | "mode" | "sample" | "tuned" | "below" (none in band:
+    source: str             # "curve" (bisection was within the band) | "mode" | "sample" | "tuned" | "chain" | "below" (none in band:
                             # the bisection member) | "previous" (none in band: the previous budget's member)
     candidates: int         # distinct patterns produced between the bracketing members
     in_band: int            # of them within [floor, budget]
@@ -61,7 +67,7 @@ class BandChoice:
 
     @property
     def in_band_found(self) -> bool:
-        return self.source in ("curve", "mode", "sample", "tuned")
+        return self.source in ("curve", "mode", "sample", "tuned", "chain")
 
 
 TOGETHER = 4   # lambdas ``prepare`` tunes in one pass (phase 2's lambdas per step)
@@ -72,18 +78,26 @@ class BandSearch:
 
     def __init__(self, result: PruneResult, batches: list[Batch], *, points: int = 6, samples: int = 6,
                  seed: int = 0, gap: float = 0.0, tune: int = 0, tune_batches: Sequence[Batch] = (),
-                 tune_at: str = "ends", tune_batch: int | None = None):
-        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0:
-            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0 and held-out batches")
+                 tune_at: str = "ends", tune_batch: int | None = None, chain: int = 0,
+                 chain_refresh: int = 99):
+        if points < 2 or samples < 0 or not batches or not 0 <= gap < 1 or tune < 0 or chain < 0 or chain_refresh < 1:
+            raise ValueError("band search needs points >= 2, samples >= 0, gap in [0, 1), tune >= 0, chain >= 0, "
+                             "chain_refresh >= 1 and held-out batches")
         if tune_at not in ("ends", "dearer", "cheaper", "aimed") or (tune_batch is not None and tune_batch < 1):
             raise ValueError(f"tune_at must be 'ends', 'dearer', 'cheaper' or 'aimed' and tune_batch >= 1, got {tune_at!r}, "
                              f"{tune_batch}")
-        if tune and not tune_batches:
-            raise ValueError("tune > 0 needs tune_batches (batches of the gates' split other than the held-out ones)")
+        if (tune or chain) and len(tune_batches) < max(chain, 1):
+            raise ValueError("tune > 0 and chain > 0 need tune_batches (batches of the gates' split other than the "
+                             f"held-out ones; at least chain = {chain} of them)")
         self.result, self.batches, self.points, self.samples, self.gap = result, batches, points, samples, gap
         self.tune, self.tune_at = tune, tune_at
         self._tune_batches = itertools.cycle([(x[:tune_batch], y[:tune_batch]) for x, y in tune_batches]) if tune else None
         self._tuned: dict[tuple[float, float | None], list[GatePattern]] = {}
+        self.chain_batches = list(tune_batches[:chain])
+        self.chain_refresh = chain_refresh
+        self._chain_scorer = HeldOutLoss(result.net, self.chain_batches) if chain else None
+        self._chains: dict[GatePattern, list[GatePattern]] = {}   # start -> the chain from it so far
+        self.chain_cpu = 0.0
         self.tune_steps, self.tune_cpu = 0, 0.0    # tuning steps taken and their CPU seconds (the work ``tune`` adds)
         self._tune_generator = torch.Generator().manual_seed(seed + 1)   # its own: the other candidates' draws stay
         self._scales: dict[str, list[float]] = {}
@@ -92,13 +106,14 @@ class BandSearch:
 
     @classmethod
     def on_held_out(cls, result: PruneResult, val: Iterable[Batch], batches: int, *, seed: int = 0,
-                    tune: int = 0) -> BandSearch:
+                    tune: int = 0, chain: int = 0) -> BandSearch:
         """A band search scoring its candidates on the first ``batches`` batches of the held-out ``val``; with ``tune``
-        > 0 its tuned candidates are tuned on the rest of ``val``."""
-        if not tune:
+        > 0 its tuned candidates are tuned on the rest of ``val``, with ``chain`` > 0 its chains estimated on the
+        next ``chain`` batches."""
+        if not tune and not chain:
             return cls(result, list(itertools.islice(val, batches)), seed=seed)
         val = list(val)
-        return cls(result, val[:batches], seed=seed, tune=tune, tune_batches=val[batches:])
+        return cls(result, val[:batches], seed=seed, tune=tune, tune_batches=val[batches:], chain=chain)
 
     def loss(self, pattern: GatePattern) -> float:
         """Held-out cross-entropy of ``pattern`` (cached; ``score.HeldOutLoss``)."""
@@ -153,7 +168,24 @@ class BandSearch:
             for lam in ends:
                 for p in self._tuned[(lam, None)]:
                     found.setdefault(p, (lam, "tuned"))
+        if self.chain_batches:
+            dearer = min(lam_lo, lam_hi)
+            for p in self.chained(self.result.architecture(dearer).genotype, lo):
+                found.setdefault(p, (dearer, "chain"))
         return found
+
+    def chained(self, start: GatePattern, lo: float) -> list[GatePattern]:
+        """``chain.chain`` from ``start`` down to below ``lo`` (the primary metric), extending the cached chain."""
+        from hilnas.searchers.prune.chain import chain
+        r = self.result
+        costs = r.costs[r.primary]
+        got = self._chains.setdefault(start, [])
+        last = got[-1] if got else start
+        if costs.pattern_cost(last) >= lo and any(any(m) for m in last.masks):
+            c0 = time.process_time()
+            got += chain(r, last, self._chain_scorer, lo, refresh=self.chain_refresh)
+            self.chain_cpu += time.process_time() - c0
+        return [p for p in got if costs.pattern_cost(p) >= lo] + [p for p in got if costs.pattern_cost(p) < lo][:1]
 
     def _ends(self, a: float, b: float) -> list[float]:
         return sorted({"ends": {a, b}, "dearer": {min(a, b)}, "cheaper": {max(a, b)}}[self.tune_at])
@@ -197,6 +229,10 @@ class BandSearch:
     def was_tuned(self, pattern: GatePattern) -> bool:
         """Whether ``pattern`` is one of the tuned logits' modes (the hypernetwork may produce it too)."""
         return any(pattern in ps for ps in self._tuned.values())
+
+    def was_chained(self, pattern: GatePattern) -> bool:
+        """Whether ``pattern`` is on one of the chains (the hypernetwork may produce it too)."""
+        return any(pattern in ps for ps in self._chains.values())
 
     def tuned(self, lam: float, target: float | None = None) -> list[GatePattern]:
         """``refine.tuned`` at ``lam`` (aimed at the cost ``target`` when given) for ``tune`` steps (cached)."""

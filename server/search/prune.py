@@ -84,6 +84,9 @@ class PruneRunConfig:
                                                      # confirm a member inside the band (prune.confirm); 0: the LUT only
     tune_steps: int = 0                              # candidates also from gate logits tuned this many steps at a
                                                      # budget's lambdas (prune.refine.tuned); 0: the hypernetwork's own
+    chain_batches: int = 0                           # candidates also from a chain of single-group drops from the
+                                                     # dearer bracketing member, measured on this many batches of the
+                                                     # gates' split (prune.chain); 0: none
     finetune_epochs: int = 0                         # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
     seed: int = 0
@@ -105,6 +108,8 @@ class PruneRunConfig:
             raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
         if self.tune_steps < 0:
             raise ValueError(f"tune_steps must be >= 0 (0: the hypernetwork's own patterns only), got {self.tune_steps}")
+        if self.chain_batches < 0:
+            raise ValueError(f"chain_batches must be >= 0 (0: no chain), got {self.chain_batches}")
         if self.pretrain_epochs < 1 or self.finetune_epochs < 0:
             raise ValueError("pretrain_epochs must be >= 1 and finetune_epochs >= 0")
         for b in self.budgets:
@@ -347,7 +352,7 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
     device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
     out = []
     for c in band_members(BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
-                                                  tune=config.tune_steps),
+                                                  tune=config.tune_steps, chain=config.chain_batches),
                           bands):
         b = device[id(c.budget)]
         if c.source in ("mode", "sample"):
@@ -385,7 +390,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
                               recentre=config.confirm_tries,
                               fallback=(config.band, 1 - margin / 2), target=(config.band, 1.0))
     search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
-                                                  tune=config.tune_steps)
+                                                  tune=config.tune_steps, chain=config.chain_batches)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):

@@ -898,3 +898,87 @@ def test_lambdas_tuned_together_are_each_tuned_as_alone_on_its_share_and_prepare
         ends = band.bracket("mflops", lo, hi)
         assert all(p in found for lam in ends for p in band.tuned(lam) if lam in lams) and set(ends) <= set(lams)
     assert band.tune_steps == steps                # nothing tuned twice
+
+
+def test_the_chain_drops_first_the_group_whose_removal_lowers_the_loss_which_the_familys_modes_keep(noisy_run):
+    """Ninth session, ``chain``: from the all-on pattern (the pinned family's lambda = 0 member) the group that feeds
+    noise is dropped first (dropping it lowers the cross-entropy on the chain's batches), the exact best pattern one
+    group cheaper on the held-out batches too, which no mode of the pinned family near that cost is; each later
+    pattern drops one more group, down to the first below the floor."""
+    from hilnas.searchers.prune.chain import chain
+    from hilnas.searchers.prune.score import HeldOutLoss
+    res, loaders = noisy_run
+    held = [bt for _, bt in zip(range(3), loaders.val)]
+    rest = list(itertools.islice(loaders.val, 3, None))
+    full = GatePattern.full(3, 2)
+    costs = res.costs["mflops"]
+    band = BandSearch(res, held)
+    one_off = [GatePattern(tuple(tuple(not (i == b and j == g) for j in range(2)) for i in range(3)))
+               for b in range(3) for g in range(2)]
+    best = min(one_off, key=band.loss)
+    assert not best.masks[2][0] and band.loss(best) < band.loss(full) - 0.1
+    lo = costs.rest + 0.3 * costs.span
+    got = chain(res, full, HeldOutLoss(res.net, rest), lo)
+    assert got[0] == best
+    kept = [sum(p.kept_groups) for p in got]
+    assert kept == list(range(5, 5 - len(got), -1))                 # one group at a time
+    assert all(costs.pattern_cost(p) >= lo for p in got[:-1]) and costs.pattern_cost(got[-1]) < lo
+    c = costs.pattern_cost(best)
+    plain = BandSearch(res, held, samples=0).around("mflops", 0.99 * c, c)
+    assert best not in plain                                        # the family's modes near that cost miss it
+
+
+def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it(noisy_run):
+    """``BandSearch(chain=n)``: the chain's patterns join the candidates around a cost, marked "chain", from the mode
+    at the dearer bracketing lambda, and a lower band extends the cached chain rather than starting it again."""
+    from hilnas.searchers.prune.chain import chain
+    from hilnas.searchers.prune.score import HeldOutLoss
+    res, loaders = noisy_run
+    held = [bt for _, bt in zip(range(3), loaders.val)]
+    rest = list(itertools.islice(loaders.val, 3, None))
+    costs = res.costs["mflops"]
+    band = BandSearch(res, held, samples=0, chain=1, tune_batches=rest)
+    hi = costs.rest + 0.8 * costs.span
+    lo = costs.rest + 0.6 * costs.span
+    found = band.around("mflops", lo, hi)
+    dearer = band.bracket("mflops", lo, hi)[0]
+    start = res.architecture(dearer).genotype
+    expected = chain(res, start, HeldOutLoss(res.net, rest[:1]), lo, refresh=band.chain_refresh)
+    assert [p for p, (lam, how) in found.items() if how == "chain"] == [p for p in expected if p != start and
+                                                                          p not in BandSearch(res, held, samples=0)
+                                                                          .around("mflops", lo, hi)]
+    assert all(found[p][0] == dearer for p, (_, how) in found.items() if how == "chain")
+    first = band.chain_cpu
+    lower = costs.rest + 0.2 * costs.span
+    if band.bracket("mflops", lower, lo)[0] == dearer:
+        band.around("mflops", lower, lo)
+        assert band._chains[start][: len(expected)] == expected     # extended, not started again
+    assert BandSearch(res, held, samples=0).around("mflops", lo, hi).keys() <= found.keys()
+    assert first > 0
+    with pytest.raises(ValueError, match="chain"):
+        BandSearch(res, held, chain=len(rest) + 1, tune_batches=rest)
+
+
+def test_a_chain_measured_once_drops_in_the_order_of_its_first_measurement(noisy_run):
+    """``refresh`` larger than the chain: every drop follows the order the single drops from ``start`` were measured in
+    (least rise per cost saved, a lowering drop first); ``refresh=1`` measures again after each drop."""
+    from hilnas.searchers.prune.chain import chain, drops
+    from hilnas.searchers.prune.score import HeldOutLoss
+    res, loaders = noisy_run
+    rest = list(itertools.islice(loaders.val, 3, None))
+    costs = res.costs["mflops"]
+    full = GatePattern.full(3, 2)
+    scorer = HeldOutLoss(res.net, rest)
+    base = scorer(full)
+
+    def key(item):
+        (b, g), p = item
+        rise, saved = scorer(p) - base, costs.pattern_cost(full) - costs.pattern_cost(p)
+        return (0, rise) if rise < 0 else (1, rise / saved)
+    order = [bg for bg, _ in sorted(drops(full), key=key)]
+    got = chain(res, full, scorer, costs.rest, refresh=99)
+    dropped = [next((b, g) for b in range(3) for g in range(2) if p.masks[b][g] != q.masks[b][g])
+               for p, q in zip([full] + got, got)]
+    assert dropped == order[: len(got)] and len(got) == 6      # down to the empty pattern (cost rest, never below)
+    with pytest.raises(ValueError, match="refresh"):
+        chain(res, full, scorer, costs.rest, refresh=0)

@@ -30,7 +30,8 @@ def cmd_search_prune(args) -> int:
         checkpoint=args.checkpoint, pretrain_epochs=args.pretrain_epochs, search=search, lambdas=lambdas,
         budgets=budgets, finetune_epochs=args.finetune_epochs, seed=args.seed, measure=_measure_config(args),
         runtime=args.runtime, max_batches_per_epoch=args.max_batches, from_run=args.from_run, band=args.band,
-        confirm_tries=args.confirm_tries, tune_steps=args.tune_steps)
+        confirm_tries=args.confirm_tries, tune_steps=args.tune_steps,
+        chain_batches=args.chain_batches)
     if args.torch_threads:
         import torch
         torch.set_num_threads(args.torch_threads)
@@ -102,6 +103,11 @@ def register(ssub) -> None:
                         "lambdas that bracket a budget, started from the hypernetwork's output, on the gates' split "
                         "less the held-out batches (default 0: the hypernetwork's own patterns only; see "
                         "docs/performance.md, the pruning section's eighth session)")
+    p.add_argument("--chain-batches", type=int, default=0,
+                   help="the ResNets' band search also takes a chain from the dearer member bracketing a budget, one "
+                        "channel group dropped at a time, the least rise in cross-entropy per cost saved first, measured "
+                        "on this many batches of the gates' split less the held-out ones (default 0: none; see "
+                        "docs/performance.md, the pruning section's ninth session)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
