@@ -189,6 +189,7 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
     loaders, space = _prunable(store, device_key, clients, config)
+    _check_held_out(config, loaders)
     backbone = getattr(space, "backbone", space)
     with lut_needed(device_key, backbone, config.dataset.name):  # no LUT at all: the command that builds it
         latency, lut_id = cost_model_for(store, device_key, "latency_ms", runtime=config.runtime)
@@ -201,6 +202,22 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
         net = _load_checkpoint(config, space, device_key)
     return recorded(store, "prune", plain_config(config, backbone), lambda run_id: _run(
         store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say, started, trained_dir))
+
+
+def _check_held_out(config: PruneRunConfig, loaders: Any) -> None:
+    """The band search's extra candidates (``chain_batches``, ``tune_steps``) use batches of the gates' split other than
+    the ``eval_batches`` held out to rank them: too few is refused here, before anything trains, not after the search."""
+    need = config.chain_batches or (1 if config.tune_steps else 0)
+    if not need or not config.budgets:
+        return
+    have = len(loaders.val) if loaders.val is not None else 0
+    left = have - config.search.eval_batches
+    if left < need:
+        flag = f"--chain-batches {config.chain_batches}" if config.chain_batches else f"--tune-steps {config.tune_steps}"
+        fix = f"--chain-batches {max(left, 0)}" if config.chain_batches else "--tune-steps 0"
+        raise ValueError(f"{flag} needs {need} batch(es) of the validation split besides the {config.search.eval_batches} "
+                         f"held out to rank the candidates, but the split has {have} batch(es); give {fix} (0 turns it "
+                         f"off), or more training data")
 
 
 def _prunable(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig) -> tuple[Any, Any]:

@@ -133,6 +133,16 @@ def test_a_lut_without_a_module_key_names_it_and_the_build_command(tmp_path, sim
         assert client.describe().fingerprint   # the agent still answers
 
 
+def test_a_chain_the_validation_split_cannot_hold_is_refused_before_anything_runs(prune_store, tmp_path):
+    """``chain_batches`` needs batches besides the held-out ones (here 3 validation batches, 2 held out): asking for 2
+    is refused with the counts and the setting that fits, before pre-training, and nothing is recorded."""
+    store, client = prune_store
+    runs_before = len(store.runs_df())
+    with pytest.raises(ValueError, match=r"--chain-batches 2 needs 2 batch\(es\).*has 3 batch\(es\); give --chain-batches 1"):
+        run_prune(store, "pi", [client], config(tmp_path, budgets=[Budget("latency_ms", 1.0)], chain_batches=2))
+    assert len(store.runs_df()) == runs_before and not (tmp_path / "out").exists()
+
+
 def test_bad_run_settings_are_refused():
     with pytest.raises(ValueError, match="prunable models"):
         PruneRunConfig(model="nb201")
