@@ -28,16 +28,16 @@ if TYPE_CHECKING:
     from hilnas.searchers.prune.search import PruneResult
 
 
+def without(pattern: GatePattern, b: int, g: int) -> GatePattern:
+    """``pattern`` with channel group ``g`` of block ``b`` dropped."""
+    masks = [list(x) for x in pattern.masks]
+    masks[b][g] = False
+    return GatePattern(tuple(map(tuple, masks)))
+
+
 def drops(pattern: GatePattern) -> list[tuple[tuple[int, int], GatePattern]]:
     """Every pattern one kept channel group fewer than ``pattern``, with the (block, group) it drops."""
-    out = []
-    for b, m in enumerate(pattern.masks):
-        for g, on in enumerate(m):
-            if on:
-                masks = [list(x) for x in pattern.masks]
-                masks[b][g] = False
-                out.append(((b, g), GatePattern(tuple(map(tuple, masks)))))
-    return out
+    return [((b, g), without(pattern, b, g)) for b, m in enumerate(pattern.masks) for g, on in enumerate(m) if on]
 
 
 def chain(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: float, *, refresh: int = 1
@@ -53,17 +53,14 @@ def chain(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: floa
     pattern, order = start, []
     while any(any(m) for m in pattern.masks) and costs.pattern_cost(pattern) >= lo:
         if len(out) % refresh == 0:
-            base = scorer(pattern)
+            base, here = scorer(pattern), costs.pattern_cost(pattern)
             near = drops(pattern)
             losses = scorer.losses(p for _, p in near)
             keyed = []
             for (b, g), p in near:
-                rise, saved = losses[p] - base, costs.pattern_cost(pattern) - costs.pattern_cost(p)
+                rise, saved = losses[p] - base, here - costs.pattern_cost(p)
                 keyed.append(((0, rise) if rise < 0 else (1, rise / saved if saved > 0 else math.inf), (b, g)))
             order = [bg for _, bg in sorted(keyed)]
-        b, g = next(bg for bg in order if pattern.masks[bg[0]][bg[1]])
-        masks = [list(x) for x in pattern.masks]
-        masks[b][g] = False
-        pattern = GatePattern(tuple(map(tuple, masks)))
+        pattern = without(pattern, *next(bg for bg in order if pattern.masks[bg[0]][bg[1]]))
         out.append(pattern)
     return out
