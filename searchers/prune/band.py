@@ -73,6 +73,11 @@ class BandChoice:
 TOGETHER = 4   # lambdas ``prepare`` tunes in one pass (phase 2's lambdas per step)
 
 
+def extra_batches(tune: int, chain: int) -> int:
+    """Batches of the gates' split, besides the held-out ones, that ``tune`` and ``chain`` need (0: none)."""
+    return max(chain, 1) if tune or chain else 0
+
+
 class BandSearch:
     """Candidates and their held-out losses for one trained family (losses cached across budgets)."""
 
@@ -86,7 +91,7 @@ class BandSearch:
         if tune_at not in ("ends", "dearer", "cheaper", "aimed") or (tune_batch is not None and tune_batch < 1):
             raise ValueError(f"tune_at must be 'ends', 'dearer', 'cheaper' or 'aimed' and tune_batch >= 1, got {tune_at!r}, "
                              f"{tune_batch}")
-        if (tune or chain) and len(tune_batches) < max(chain, 1):
+        if len(tune_batches) < extra_batches(tune, chain):
             raise ValueError("tune > 0 and chain > 0 need tune_batches (batches of the gates' split other than the "
                              f"held-out ones; at least chain = {chain} of them)")
         self.result, self.batches, self.points, self.samples, self.gap = result, batches, points, samples, gap

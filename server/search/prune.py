@@ -207,7 +207,8 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
 def _check_held_out(config: PruneRunConfig, loaders: Any) -> None:
     """The band search's extra candidates (``chain_batches``, ``tune_steps``) use batches of the gates' split other than
     the ``eval_batches`` held out to rank them: too few is refused here, before anything trains, not after the search."""
-    need = config.chain_batches or (1 if config.tune_steps else 0)
+    from hilnas.searchers.prune.band import extra_batches
+    need = extra_batches(config.tune_steps, config.chain_batches)
     if not need or not config.budgets:
         return
     have = len(loaders.val) if loaders.val is not None else 0
@@ -357,20 +358,26 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
         from_run=config.from_run)
 
 
+def _band_search(result: PruneResult, config: PruneRunConfig, loaders: Any) -> Any:
+    """The band search both member choices use: candidates ranked on the ``eval_batches`` held out of the validation
+    split, tuned logits and chains (``tune_steps``, ``chain_batches``) on the rest of it."""
+    from hilnas.searchers.prune.band import BandSearch
+    return BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
+                                  tune=config.tune_steps, chain=config.chain_batches)
+
+
 def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]], correction: Any,
                   config: PruneRunConfig, loaders: Any, notes: list[str], say: Callable[[str], None]
                   ) -> list[tuple[Architecture, Budget]]:
     """Each budget's member within [band x b, b] among the hypernetwork's own patterns (``prune.band``), the
     band's ends mapped to LUT sums like the budget; where none lands there the bisection member stays, said so."""
-    from hilnas.searchers.prune.band import BandSearch, band_members
+    from hilnas.searchers.prune.band import band_members
 
     bands = [(b.scaled(lut_value(b.metric, b.value, correction)), lut_value(b.metric, config.band * b.value, correction))
              for _, b in chosen]
     device = {id(search_b): b for (search_b, _), (_, b) in zip(bands, chosen)}
     out = []
-    for c in band_members(BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
-                                                  tune=config.tune_steps, chain=config.chain_batches),
-                          bands):
+    for c in band_members(_band_search(result, config, loaders), bands):
         b = device[id(c.budget)]
         if c.source in ("mode", "sample"):
             notes.append(f"{b}: a member within [{config.band:g} x budget, budget] from the hypernetwork's {c.source} "
@@ -392,7 +399,6 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9), narrowed by the spread of a fresh window (two of the
     run's spreads inside [band x b, b]); the loop's windows are noted, the member is measured afresh afterwards
     (``_measure``)."""
-    from hilnas.searchers.prune.band import BandSearch
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
     from hilnas.server.search.common import export_with_metadata, measured_ms
 
@@ -406,8 +412,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
                               near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
                               recentre=config.confirm_tries,
                               fallback=(config.band, 1 - margin / 2), target=(config.band, 1.0))
-    search = BandSearch.on_held_out(result, loaders.val, config.search.eval_batches, seed=config.seed,
-                                                  tune=config.tune_steps, chain=config.chain_batches)
+    search = _band_search(result, config, loaders)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):
