@@ -406,12 +406,17 @@ def main() -> None:
 
                     loop_wall, loop_cpu = [0.0], [0.0]
 
-                    def window(p) -> float | None:
-                        """One window on the device (the loop's measurement; never a reported figure)."""
+                    def on_device(measure):
+                        """``measure()``, its wall and CPU time counted as the run's device loop."""
                         w0, p0 = time.perf_counter(), time.process_time()
-                        r = client.benchmark(onnx_of(p), config=net_measure)
+                        out = measure()
                         loop_wall[0] += time.perf_counter() - w0
                         loop_cpu[0] += time.process_time() - p0
+                        return out
+
+                    def window(p) -> float | None:
+                        """One window on the device (the loop's measurement; never a reported figure)."""
+                        r = on_device(lambda: client.benchmark(onnx_of(p), config=net_measure))
                         return window_value(r.latency, statistic) if r.status.measured and r.latency else None
 
                     spread = args.spread if args.spread is not None else \
@@ -427,11 +432,9 @@ def main() -> None:
                     # (before the ninth session) put the host's dearest network at 0.438 ms that measured 0.401 ms
                     # afresh, so the top budget (0.461 ms) lay where no network reaches 0.9 x it
                     ends = res.curve(res.grid(config.curve_points)).points
-                    w0, p0 = time.perf_counter(), time.process_time()
-                    end_ms = measure_rounds(client, {"lo": onnx_of(ends[-1].genotype), "hi": onnx_of(ends[0].genotype)},
-                                            net_measure, rounds, statistic)
-                    loop_wall[0] += time.perf_counter() - w0
-                    loop_cpu[0] += time.process_time() - p0
+                    end_ms = on_device(lambda: measure_rounds(
+                        client, {"lo": onnx_of(ends[-1].genotype), "hi": onnx_of(ends[0].genotype)}, net_measure,
+                        rounds, statistic))
                     meas_lo, meas_hi = end_ms["lo"], end_ms["hi"]
                     budgets = [(meas_lo + (meas_hi - meas_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
 
