@@ -103,6 +103,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, warm_torch, write  # noqa: E402
+from _prune_scores import PrunedScores  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # the member choice's tuned candidates (eighth session, default 12 then; 0 since the ninth, when the chain replaced
@@ -243,12 +244,12 @@ def main() -> None:
 
     import torch
 
-    from hilnas.agent.config import MeasureConfig, ServeConfig
+    from hilnas.agent.config import ServeConfig
     from hilnas.agent.server import create_server
     from hilnas.searchers.cost import LutLatencyCost, ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
-    from hilnas.searchers.prune.finetune import FinetuneConfig, finetune
+    from hilnas.searchers.prune.finetune import FinetuneConfig
     from hilnas.searchers.prune.refine import refine
     from hilnas.server.lut.rounds import window_value
     from hilnas.searchers.prune.pretrain import load_pretrained, pretrain, save_pretrained
@@ -306,46 +307,9 @@ def main() -> None:
         tune_probe(args, space, net, config)
         return
 
-    from hilnas.searchers.prune.gates import recalibrate
-
-    def right(m) -> torch.Tensor:
-        """Which test images the network ``m`` classifies right (the test loader does not shuffle)."""
-        with torch.no_grad():
-            return torch.cat([m(x).argmax(1) == y for x, y in loaders.test])
-
-    correct_cache: dict = {}
-
-    def correct(pattern):
-        """``right`` for the pruned network ``pattern``, its BatchNorm statistics re-estimated."""
-        if pattern not in correct_cache:
-            correct_cache[pattern] = right(recalibrate(net.prune(pattern), calib))
-        return correct_cache[pattern]
-
-    def accuracy(pattern) -> float:
-        return float(correct(pattern).float().mean())
-
     tune = FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr, seed=args.seed, eval_split="none")
-    tuned_cache: dict = {}
-
-    def tuned_correct(pattern):
-        """``correct`` after the brief fine-tune every network of a matched pair gets alike (``prune.finetune``:
-        from the re-calibrated pruned network, the same epochs, data order, optimiser and seed)."""
-        if pattern not in tuned_cache:
-            m = recalibrate(net.prune(pattern), calib)
-            finetune(m, loaders, tune)
-            tuned_cache[pattern] = right(m)
-        return tuned_cache[pattern]
-
-    def noise(a, b, of=correct) -> dict:
-        """Binomial standard errors (points) on the test images: each accuracy's, and the difference's, unpaired
-        (independent samples) and paired (the same images: from the images the two networks disagree on)."""
-        ca, cb = of(a), of(b)
-        n = len(ca)
-        se = [100 * (p * (1 - p) / n) ** 0.5 for p in (float(ca.float().mean()), float(cb.float().mean()))]
-        only_a, only_b = int((ca & ~cb).sum()), int((cb & ~ca).sum())
-        return {"test_images": n, "se_member": se[0], "se_fixed": se[1], "se_diff_unpaired": (se[0] ** 2 + se[1] ** 2) ** 0.5,
-                "se_diff_paired": 100 * max(only_a + only_b - (only_a - only_b) ** 2 / n, 0.0) ** 0.5 / n,
-                "disagree": [only_a, only_b]}
+    scores = PrunedScores(net, loaders, calib, tune)
+    accuracy, noise = scores.accuracy, scores.noise
 
     per_agent = {}
     started_utc = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
@@ -373,7 +337,7 @@ def main() -> None:
             sim = agent == "sim"
             lut_build = lut_settings(sim)
             statistic, rounds = lut_build.statistic, lut_build.repeats
-            net_measure = MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1 if sim else 0.3, threads=1)
+            net_measure = network_measure(sim)
             serve = ServeConfig(port=0, cache_dir=str(tmp / f"cache-{agent}"), simulate="raspi4" if sim else None,
                                 seed=args.seed)
             running = create_server(serve)
@@ -620,10 +584,10 @@ def main() -> None:
                         if mm is None:
                             continue
                         g = mm.member.genotype
-                        ta, tb = (float(tuned_correct(x).float().mean()) for x in (g, f.pattern))
+                        ta, tb = scores.tuned_accuracy(g), scores.tuned_accuracy(f.pattern)
                         pair["finetuned"] = {"epochs": args.finetune_epochs, "member_test_acc": ta, "fixed_test_acc": tb,
                                              "acc_diff_points": 100 * (ta - tb),
-                                             "noise": noise(g, f.pattern, of=tuned_correct)}
+                                             "noise": noise(g, f.pattern, tuned=True)}
                         print(f"[{agent}] fine-tuned pair at lambda {f.lam:.3g}: member {ta:.4f} (was "
                               f"{accuracy(g):.4f}), fixed {tb:.4f} (was {accuracy(f.pattern):.4f})", flush=True)
                 tune_cpu = time.process_time() - t0_tune
@@ -745,6 +709,13 @@ def lut_settings(sim: bool):
 
     return LutBuildConfig(measure=MeasureConfig(warmup_runs=3, min_runs=10, min_seconds=0.05 if sim else 0.2, threads=1),
                           repeats=1 if sim else 3, statistic="median" if sim else "min")
+
+
+def network_measure(sim: bool):
+    """How the benchmark measures a whole network: one window (the loop's), or one window per round (the figures)."""
+    from hilnas.agent.config import MeasureConfig
+
+    return MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1 if sim else 0.3, threads=1)
 
 
 def sim_lut(space, seed: int):

@@ -1,0 +1,103 @@
+"""The rule of ``benchmarks/bench_prune_matched.py`` (issue 12, tenth session): how each member is judged against
+the fixed-lambda prunings measured near its latency, and which lambda the search for one tries next."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BENCH = ROOT / "benchmarks" / "bench_prune_matched.py"
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_prune_matched import AIM, WINDOW, Fixed, judge, next_lambda  # noqa: E402
+
+
+def test_a_fixed_network_in_the_window_and_no_better_rival_is_a_pass():
+    out = judge(10.0, 0.50, [(10.3, 0.505), (4.0, 0.30), (20.0, 0.70)])
+    assert out["verdict"] == "pass" and out["in_window"] == 1
+    assert out["acc_diff_points"] == pytest.approx(-0.5)
+    assert out["best_rival_ms"] == 10.3
+
+
+def test_a_cheaper_fixed_network_more_than_a_point_better_is_a_miss_even_with_one_in_the_window():
+    # the member at 10 ms loses to a fixed network at 9 ms: cheaper and better counts against it
+    out = judge(10.0, 0.50, [(10.2, 0.49), (9.0, 0.52)])
+    assert out["verdict"] == "miss"
+    assert out["acc_diff_points"] == pytest.approx(-2.0)
+    assert out["best_rival_ms"] == 9.0
+
+
+def test_a_dearer_fixed_network_outside_the_window_is_no_rival():
+    # 10.6 ms > 10 / 0.95: in the fixed side's favour, so it neither beats the member nor matches it
+    out = judge(10.0, 0.50, [(10.6, 0.60), (5.0, 0.40)])
+    assert out["verdict"] == "gap" and out["in_window"] == 0
+    assert out["acc_diff_points"] == pytest.approx(10.0)
+    assert out["nearest_dearer"]["measured_ms"] == 10.6
+    assert out["nearest_dearer"]["acc_diff_points"] == pytest.approx(-10.0)
+
+
+def test_no_fixed_network_as_dear_as_the_member_is_the_dear_end():
+    out = judge(10.0, 0.60, [(9.0, 0.55), (3.0, 0.2)])
+    assert out["verdict"] == "dear end"
+    # but a cheaper fixed network better by over a point is still a miss
+    assert judge(10.0, 0.50, [(9.0, 0.55)])["verdict"] == "miss"
+
+
+def test_the_window_edges():
+    assert judge(10.0, 0.5, [(10.0, 0.5)])["verdict"] == "pass"
+    assert judge(10.0, 0.5, [(10.0 / WINDOW, 0.5)])["verdict"] == "pass"
+    assert judge(10.0, 0.5, [(10.0 / WINDOW * 1.001, 0.5)])["verdict"] == "gap"
+
+
+def pool(*pairs) -> list[Fixed]:
+    return [Fixed(lam, None, "result", steer_ms=ms) for lam, ms in pairs]
+
+
+def test_the_secant_aims_at_the_window_middle_in_log_lambda():
+    # too dear: lambda 0.1 at 30 ms; too cheap: lambda 1.0 at 10 ms; the member at 19.5 ms aims at 20 ms, halfway
+    lam = next_lambda(pool((0.1, 30.0), (1.0, 10.0)), 20.0 * AIM, largest=3.0)
+    assert lam == pytest.approx(math.sqrt(0.1 * 1.0))
+
+
+def test_the_secant_step_is_clipped_inside_the_bracket():
+    # the aim (35 ms) lies a sixth of the way from the dear side (40 ms): the step still moves a fifth (log lambda)
+    lam = next_lambda(pool((0.1, 40.0), (1.0, 10.0)), 35.0 * AIM, largest=3.0)
+    assert lam == pytest.approx(math.exp(math.log(0.1) + 0.2 * (math.log(1.0) - math.log(0.1))))
+
+
+def test_lambda_zero_stands_for_a_sixteenth_of_the_other_side():
+    lam = next_lambda(pool((0.0, 30.0), (1.6, 10.0)), 20.0 * AIM, largest=3.0)
+    assert lam == pytest.approx(math.sqrt(0.1 * 1.6))
+
+
+def test_nothing_too_dear_tries_lambda_zero_then_gives_up():
+    assert next_lambda(pool((0.5, 10.0)), 20.0, largest=3.0) == 0.0
+    assert next_lambda(pool((0.0, 18.0), (0.5, 10.0)), 20.0, largest=3.0) is None
+
+
+def test_nothing_too_cheap_doubles_the_largest_lambda():
+    assert next_lambda(pool((0.5, 30.0)), 10.0, largest=3.0) == 6.0
+    assert next_lambda(pool((4.0, 30.0)), 10.0, largest=3.0) == 8.0
+
+
+def test_a_file_that_is_not_a_result_is_refused_before_anything_runs(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"agents": {}}))
+    r = subprocess.run([sys.executable, str(BENCH), str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a bench_prune.py result file" in r.stderr
+    missing = subprocess.run([sys.executable, str(BENCH), str(tmp_path / "none.json")], capture_output=True, text=True,
+                             timeout=60)
+    assert missing.returncode == 2 and "none.json" in missing.stderr
+    assert list(tmp_path.iterdir()) == [bad]   # nothing written
+
+
+def test_an_agent_the_result_has_no_members_for_is_refused(tmp_path):
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps({"agents": {"sim": {"members": []}, "host": {}}, "setup": {}, "model": {}}))
+    r = subprocess.run([sys.executable, str(BENCH), str(f), "--agent", "host"], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2 and "give --agent, one of ['sim']" in r.stderr
