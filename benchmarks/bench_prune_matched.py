@@ -14,7 +14,8 @@ fixed-lambda prunings at its own latency", written before it was run):
 2. members and pool measured on the device (interleaved rounds, the statistic, as ``bench_prune.py``'s step 4); for
    each member (latency M) while no pool network lies in [M, M / 0.95] and fewer than ``--tries`` prunings were run
    for it: one more fixed-lambda pruning (the same steps and settings as RESULT's), lambda by a secant in log lambda
-   between the pool's nearest networks too dear (> M / 0.95) and too cheap (< M), aimed at M / 0.975 (lambda 0 when
+   between the pool's networks too dear (> M / 0.95) and too cheap (< M) nearest in lambda (by latency when noise
+   inverts them; by latency alone in the first two runs), aimed at M / 0.975 (lambda 0 when
    none is too dear, twice the largest lambda when none is too cheap), measured the same way (steering only);
 3. every member and pool network measured afresh (new rounds: the reported figures), test accuracy as
    ``bench_prune.py`` scores it (BatchNorm re-estimated, no fine-tuning; ``--finetune-epochs``: both sides alike too);
@@ -68,8 +69,11 @@ def next_lambda(pool: list[Fixed], m_ms: float, largest: float) -> float | None:
         return 0.0 if all(f.lam > 0 for f in pool) else None
     if not cheap:
         return 2 * max(largest, max(f.lam for f in pool))
-    d = min(dear, key=lambda f: f.steer_ms)
-    c = max(cheap, key=lambda f: f.steer_ms)
+    # the bracket in lambda: the dear side's largest, the cheap side's smallest (a fixed pruning's latency is noisy in
+    # lambda: the nearest by latency re-tried one lambda in the first runs); by latency when noise inverts them
+    d, c = max(dear, key=lambda f: f.lam), min(cheap, key=lambda f: f.lam)
+    if d.lam >= c.lam:
+        d, c = min(dear, key=lambda f: f.steer_ms), max(cheap, key=lambda f: f.steer_ms)
     ld = math.log(d.lam) if d.lam > 0 else math.log(c.lam / 16)   # lambda 0 as 1/16 of the cheap side's
     lc = math.log(c.lam) if c.lam > 0 else math.log(d.lam / 16)
     share = (m_ms / AIM - d.steer_ms) / (c.steer_ms - d.steer_ms)   # secant: d at 0, c at 1

@@ -74,6 +74,18 @@ def test_lambda_zero_stands_for_a_sixteenth_of_the_other_side():
     assert lam == pytest.approx(math.sqrt(0.1 * 1.6))
 
 
+def test_the_bracket_is_the_nearest_in_lambda_on_each_side():
+    # a fixed pruning's latency is noisy in lambda: lambda 0.8 came out dearer (33 ms) than lambda 0.59 (31 ms); the
+    # next try lies between 0.8 and 0.87 (too cheap at 22.4 ms), not between 0.59 and 0.87 again
+    p = pool((0.59, 31.0), (0.8, 33.0), (0.87, 22.4), (1.1, 18.0))
+    lam = next_lambda(p, 22.54, largest=3.0)
+    assert 0.8 < lam < 0.87
+    # noise inverted the two sides (a dear network at a larger lambda than a cheap one): the nearest by latency
+    q = pool((0.5, 40.0), (1.0, 30.0), (0.9, 10.0))
+    lam = next_lambda(q, 20.0 * AIM, largest=3.0)
+    assert lam == pytest.approx(math.exp(math.log(1.0) + 0.5 * (math.log(0.9) - math.log(1.0))))
+
+
 def test_nothing_too_dear_tries_lambda_zero_then_gives_up():
     assert next_lambda(pool((0.5, 10.0)), 20.0, largest=3.0) == 0.0
     assert next_lambda(pool((0.0, 18.0), (0.5, 10.0)), 20.0, largest=3.0) is None
