@@ -881,16 +881,12 @@ def loop_candidates(path: Path, net, loaders, calib) -> None:
     the same 20 training batches as the pairs'; checked: the fixed network's accuracy is reproduced)."""
     import json
 
-    import torch
-
-    from hilnas.searchers.prune.gates import recalibrate
     from hilnas.searchers.spaces.resnet import GatePattern
 
+    scores = PrunedScores(net, loaders, calib)
+
     def acc(bits: str) -> float:
-        pattern = GatePattern(tuple(tuple(c == "1" for c in m) for m in bits.split()))
-        m = recalibrate(net.prune(pattern), calib)
-        with torch.no_grad():
-            return float(torch.cat([m(x).argmax(1) == y for x, y in loaders.test]).float().mean())
+        return scores.accuracy(GatePattern.from_dict({"masks": bits.split()}))
 
     data = json.loads(path.read_text())
     out: dict = {"source": str(path), "agents": {}}

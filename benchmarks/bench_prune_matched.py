@@ -207,7 +207,8 @@ def main() -> None:
                 steer = on_device(members + [f.pattern for f in pool.values()])
                 for f in pool.values():
                     f.steer_ms = steer[f.pattern.bits()]
-                order = sorted(range(len(members)), key=lambda i: steer[members[i].bits()])
+                order = sorted((i for i in range(len(members)) if steer[members[i].bits()]),
+                               key=lambda i: steer[members[i].bits()])
                 for i in order:
                     m_ms = steer[members[i].bits()]
                     for _ in range(args.tries):
@@ -235,6 +236,8 @@ def main() -> None:
     judged: dict = {}
     rows = []
     for i, (q, r) in enumerate(zip(members, run["members"])):
+        if q.bits() not in judged and not fresh[q.bits()]:
+            judged[q.bits()] = {"verdict": "not measured", "measured_ms": None}   # the agent failed it: no figure
         if q.bits() not in judged:
             m_ms, acc = fresh[q.bits()], scores.accuracy(q)
             out = {"measured_ms": m_ms, "test_acc": acc,
@@ -254,10 +257,13 @@ def main() -> None:
                "searched_prunings": sum(f.source == "searched" for f in pool.values()),
                "searched_cpu_s": sum(f.cpu_s or 0 for f in pool.values())}
     if args.finetune_epochs:
-        tv = [x["finetuned"]["verdict"] for x in rows]
+        tv = [x.get("finetuned", {}).get("verdict", "not measured") for x in rows]
         summary["finetuned"] = {"pass": tv.count("pass"), "miss": tv.count("miss"), "gap": tv.count("gap"),
                                 "dear_end": tv.count("dear end"), "met": all(v in ("pass", "dear end") for v in tv)}
     for x in rows:
+        if x["measured_ms"] is None:
+            print(f"member {x['member']}: not measured", flush=True)
+            continue
         d = x["acc_diff_points"]
         rival = "no rival" if d is None else \
             f"{d:+.1f} against {100 * x['best_rival_acc']:.1f} % at {x['best_rival_ms']:.3f} ms"
