@@ -82,8 +82,8 @@ def next_lambda(pool: list[Fixed], m_ms: float, largest: float) -> float | None:
 
 def judge(m_ms: float, m_acc: float, pool: list[tuple[float, float]]) -> dict:
     """Rule 4 for one member: ``pool`` the (measured ms, accuracy) of every fixed network."""
-    rivals = [(ms, a) for ms, a in pool if ms <= m_ms / WINDOW]
-    in_window = [(ms, a) for ms, a in rivals if ms >= m_ms]
+    rivals = [(ms, a, i) for i, (ms, a) in enumerate(pool) if ms <= m_ms / WINDOW]
+    in_window = [x for x in rivals if x[0] >= m_ms]
     best = max(rivals, key=lambda x: x[1]) if rivals else None
     d = 100 * (m_acc - best[1]) if best else None
     if d is not None and d < -TOLERANCE:
@@ -96,7 +96,8 @@ def judge(m_ms: float, m_acc: float, pool: list[tuple[float, float]]) -> dict:
         verdict = "gap"
     dearer = min((x for x in pool if x[0] > m_ms / WINDOW), default=None)
     return {"verdict": verdict, "acc_diff_points": d, "best_rival_ms": best[0] if best else None,
-            "best_rival_acc": best[1] if best else None, "in_window": len(in_window),
+            "best_rival_acc": best[1] if best else None, "best_rival": best[2] if best else None,
+            "in_window": len(in_window),
             "nearest_dearer": {"measured_ms": dearer[0], "acc_diff_points": 100 * (m_acc - dearer[1])}
             if dearer else None}
 
@@ -240,13 +241,19 @@ def main() -> None:
             judged[q.bits()] = {"verdict": "not measured", "measured_ms": None}   # the agent failed it: no figure
         if q.bits() not in judged:
             m_ms, acc = fresh[q.bits()], scores.accuracy(q)
+            measured = [k for k, x in zip(pool, pool_rows) if x["measured_ms"]]
             out = {"measured_ms": m_ms, "test_acc": acc,
-                   **judge(m_ms, acc, [(x["measured_ms"], x["test_acc"]) for x in pool_rows if x["measured_ms"]])}
+                   **judge(m_ms, acc, [(fresh[pool[k].pattern.bits()], scores.accuracy(pool[k].pattern))
+                                       for k in measured])}
+            if out["best_rival"] is not None:   # the difference's paired standard error on the test images
+                out["noise"] = scores.noise(q, pool[measured[out["best_rival"]]].pattern)
             if args.finetune_epochs:
                 ta = scores.tuned_accuracy(q)
-                out["finetuned"] = {"epochs": args.finetune_epochs, "test_acc": ta, **judge(
-                    m_ms, ta, [(x["measured_ms"], scores.tuned_accuracy(pool[k].pattern))
-                               for k, x in zip(pool, pool_rows) if x["measured_ms"]])}
+                tuned = judge(m_ms, ta, [(fresh[pool[k].pattern.bits()], scores.tuned_accuracy(pool[k].pattern))
+                                         for k in measured])
+                if tuned["best_rival"] is not None:
+                    tuned["noise"] = scores.noise(q, pool[measured[tuned["best_rival"]]].pattern, tuned=True)
+                out["finetuned"] = {"epochs": args.finetune_epochs, "test_acc": ta, **tuned}
             judged[q.bits()] = out
         rows.append({"member": i, "budget_ms": r["budget_ms"], "lambda": r["lambda"], "pattern": q.bits(),
                      "recorded_ms": r["measured_ms"], "recorded_test_acc": r["test_acc"], **judged[q.bits()]})

@@ -19,6 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
+from _prune_scores import PrunedScores  # noqa: E402
 from bench_prune import dataset  # noqa: E402
 
 
@@ -46,6 +47,7 @@ def main() -> None:
         net, _ = load_pretrained(model["checkpoint"], space)
         held_out = [b for _, b in zip(range(setup["held_out_batches"]), loaders.val)]
         loss = HeldOutLoss(net, held_out)
+        scores = PrunedScores(net, loaders, [b for _, b in zip(range(20), loaders.train)])
         recorded = [(r["pattern"], r["val_loss"]) for r in source["agents"][matched["agent"]]["members"]
                     if r.get("val_loss") is not None]
         agree = max((abs(loss(pattern(b)) - v) for b, v in recorded), default=None)
@@ -62,13 +64,16 @@ def main() -> None:
             rival = next(x for x in pool.values() if x["measured_ms"] == m["best_rival_ms"]
                          and abs(x["test_acc"] - m["best_rival_acc"]) < 1e-9)
             lm, lr = loss(pattern(m["pattern"])), loss(pattern(rival["pattern"]))
+            se = scores.noise(pattern(m["pattern"]), pattern(rival["pattern"]))["se_diff_paired"]
             rows.append({"member": m["member"], "measured_ms": m["measured_ms"], "member_loss": lm,
                          "member_test_acc": m["test_acc"], "rival_ms": rival["measured_ms"], "rival_loss": lr,
                          "rival_test_acc": rival["test_acc"], "rival_lambda": rival["lambda"],
+                         "acc_diff_points": m["acc_diff_points"], "se_diff_paired": se,
                          "score_prefers": "rival" if lr < lm else "member"})
             print(f"{path.stem} member {m['member']} ({m['measured_ms']:.3f} ms, {100 * m['test_acc']:.1f} %): held-out "
                   f"{lm:.3f}; rival ({rival['measured_ms']:.3f} ms, {100 * rival['test_acc']:.1f} %) {lr:.3f}: the "
-                  f"score prefers the {rows[-1]['score_prefers']}", flush=True)
+                  f"score prefers the {rows[-1]['score_prefers']}; test difference {m['acc_diff_points']:+.1f}, paired "
+                  f"SE {se:.2f}", flush=True)
         write(f"{path.stem}_heldout", {"source": str(path), "held_out_batches": setup["held_out_batches"],
                                        "recorded_losses_reproduced_within": agree, "misses": rows})
 

@@ -28,7 +28,7 @@ def test_a_cheaper_fixed_network_more_than_a_point_better_is_a_miss_even_with_on
     out = judge(10.0, 0.50, [(10.2, 0.49), (9.0, 0.52)])
     assert out["verdict"] == "miss"
     assert out["acc_diff_points"] == pytest.approx(-2.0)
-    assert out["best_rival_ms"] == 9.0
+    assert out["best_rival_ms"] == 9.0 and out["best_rival"] == 1   # its index in the pool given
 
 
 def test_a_dearer_fixed_network_outside_the_window_is_no_rival():
