@@ -221,9 +221,10 @@ def main() -> None:
                         c0 = time.process_time()
                         fp = prune_fixed(space, latency, lam, config, net=net, data=loaders, seed=seed)
                         cpu = time.process_time() - c0
-                        ms = on_device([fp.pattern])[fp.pattern.bits()]
-                        print(f"member {i} ({m_ms:.3f} ms): fixed lambda {lam:.4g} -> {ms:.3f} ms "
-                              f"({ms / m_ms:.3f} x; {cpu:.0f} s CPU)", flush=True)
+                        ms = on_device([fp.pattern])[fp.pattern.bits()]   # None: the agent failed it
+                        print(f"member {i} ({m_ms:.3f} ms): fixed lambda {lam:.4g} -> "
+                              + (f"{ms:.3f} ms ({ms / m_ms:.3f} x" if ms else "not measured (") + f"; {cpu:.0f} s CPU)",
+                              flush=True)
                         key = fp.pattern.bits() if fp.pattern.bits() not in pool else f"{fp.pattern.bits()} @{lam:.6g}"
                         pool[key] = Fixed(lam, fp.pattern, "searched", i, cpu, ms)
                 # 3. the reported figures: every network measured afresh
@@ -234,6 +235,7 @@ def main() -> None:
     pool_rows = [{"lambda": f.lam, "pattern": f.pattern.bits(), "source": f.source, "for_member": f.for_member,
                   "cpu_s": f.cpu_s, "steer_ms": f.steer_ms, "measured_ms": fresh[f.pattern.bits()],
                   "test_acc": scores.accuracy(f.pattern)} for f in pool.values()]
+    measured = [k for k, x in zip(pool, pool_rows) if x["measured_ms"]]
     judged: dict = {}
     rows = []
     for i, (q, r) in enumerate(zip(members, run["members"])):
@@ -241,7 +243,6 @@ def main() -> None:
             judged[q.bits()] = {"verdict": "not measured", "measured_ms": None}   # the agent failed it: no figure
         if q.bits() not in judged:
             m_ms, acc = fresh[q.bits()], scores.accuracy(q)
-            measured = [k for k, x in zip(pool, pool_rows) if x["measured_ms"]]
             out = {"measured_ms": m_ms, "test_acc": acc,
                    **judge(m_ms, acc, [(fresh[pool[k].pattern.bits()], scores.accuracy(pool[k].pattern))
                                        for k in measured])}
