@@ -836,7 +836,7 @@ def tune_probe(args, space, net, config) -> None:
     run_cpu = time.process_time() - c0
     out = {"run_cpu_s": run_cpu, "timings": res.timings, "Lambda": res.Lambda, "variants": {}}
     fixed = [(q, fp, latency.genotype_cost(space, fp))   # each pair's fixed pattern and its LUT sum, read once
-             for q, fp in ((q, GatePattern.from_dict({"masks": q["fixed_pattern"].split()})) for q in stored)]
+             for q, fp in ((q, GatePattern.from_bits(q["fixed_pattern"])) for q in stored)]
     variants = [(0, "ends", None, 0)] + [(int(t), at, None if b == "all" else int(b), 0)
                                          for t, at, b in (v.split(":") for v in args.tune_variants)]
     # ninth session: the chain on n batches, alone and beside the eighth session's default tuning
@@ -886,7 +886,7 @@ def loop_candidates(path: Path, net, loaders, calib) -> None:
     scores = PrunedScores(net, loaders, calib)
 
     def acc(bits: str) -> float:
-        return scores.accuracy(GatePattern.from_dict({"masks": bits.split()}))
+        return scores.accuracy(GatePattern.from_bits(bits))
 
     data = json.loads(path.read_text())
     out: dict = {"source": str(path), "agents": {}}

@@ -170,13 +170,11 @@ def main() -> None:
     scores = PrunedScores(net, loaders, calib, FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                                                               seed=seed, eval_split="none"))
 
-    def pattern(bits: str):
-        return GatePattern.from_dict({"masks": bits.split()})
 
-    members = [pattern(r["pattern"]) for r in run["members"]]
+    members = [GatePattern.from_bits(r["pattern"]) for r in run["members"]]
     pool: dict[str, Fixed] = {}
     for q in run["matched"]:
-        pool.setdefault(q["fixed_pattern"], Fixed(q["lambda"], pattern(q["fixed_pattern"]), "result"))
+        pool.setdefault(q["fixed_pattern"], Fixed(q["lambda"], GatePattern.from_bits(q["fixed_pattern"]), "result"))
     largest = max([run["Lambda"]] + [f.lam for f in pool.values()])
 
     sim = agent == "sim"

@@ -33,9 +33,6 @@ def main() -> None:
     from hilnas.searchers.spaces import create_space
     from hilnas.searchers.spaces.resnet import GatePattern
 
-    def pattern(bits: str):
-        return GatePattern.from_dict({"masks": bits.split()})
-
     for path in map(Path, args.matched):
         matched = json.loads(path.read_text())
         source = json.loads(Path(matched["source"]).read_text())
@@ -50,7 +47,7 @@ def main() -> None:
         scores = PrunedScores(net, loaders, [b for _, b in zip(range(20), loaders.train)])
         recorded = [(r["pattern"], r["val_loss"]) for r in source["agents"][matched["agent"]]["members"]
                     if r.get("val_loss") is not None]
-        agree = max((abs(loss(pattern(b)) - v) for b, v in recorded), default=None)
+        agree = max((abs(loss(GatePattern.from_bits(b)) - v) for b, v in recorded), default=None)
         # within 0.01 nats: the run's own scores and these differ by up to 0.004 on the same batches (not bit-identical,
         # cause not traced), far under the member-rival differences this reads
         if agree is None or agree > 0.01:
@@ -63,8 +60,8 @@ def main() -> None:
                 continue
             rival = next(x for x in pool.values() if x["measured_ms"] == m["best_rival_ms"]
                          and abs(x["test_acc"] - m["best_rival_acc"]) < 1e-9)
-            lm, lr = loss(pattern(m["pattern"])), loss(pattern(rival["pattern"]))
-            se = scores.noise(pattern(m["pattern"]), pattern(rival["pattern"]))["se_diff_paired"]
+            lm, lr = loss(GatePattern.from_bits(m["pattern"])), loss(GatePattern.from_bits(rival["pattern"]))
+            se = scores.noise(GatePattern.from_bits(m["pattern"]), GatePattern.from_bits(rival["pattern"]))["se_diff_paired"]
             rows.append({"member": m["member"], "measured_ms": m["measured_ms"], "member_loss": lm,
                          "member_test_acc": m["test_acc"], "rival_ms": rival["measured_ms"], "rival_loss": lr,
                          "rival_test_acc": rival["test_acc"], "rival_lambda": rival["lambda"],

@@ -97,6 +97,13 @@ class GatePattern:
     def bits(self) -> str:
         return " ".join("".join("1" if b else "0" for b in m) for m in self.masks)
 
+    @classmethod
+    def from_bits(cls, text: str) -> GatePattern:
+        """The pattern ``bits()`` wrote (one bit string per block, space-separated), as reports and results keep it."""
+        if not isinstance(text, str):
+            raise GenotypeError(f"a gate pattern's bits must be a string, got {text!r}")
+        return cls.from_dict({"masks": text.split()})
+
     @property
     def arch_str(self) -> str:
         """The one-line form reports show (as NB201's arch string): each block's kept groups."""

@@ -63,7 +63,7 @@ def test_a_pattern_round_trips_as_json_and_bad_ones_are_refused():
     rng = random.Random(0)
     for _ in range(20):
         p = TINY.sample(rng)
-        assert genotype_from_json(p.to_json()) == p == GatePattern.from_dict(p.to_dict())
+        assert genotype_from_json(p.to_json()) == p == GatePattern.from_dict(p.to_dict()) == GatePattern.from_bits(p.bits())
         TINY.check(p)
     assert GatePattern.full(4, 2).kept_groups == (2, 2, 2, 2) and not any(GatePattern.empty(4, 2).kept_blocks)
     with pytest.raises(GenotypeError):
@@ -72,6 +72,9 @@ def test_a_pattern_round_trips_as_json_and_bad_ones_are_refused():
         GatePattern(((True,), (True, False)))
     with pytest.raises(GenotypeError):
         GatePattern.from_dict({"space": "resnet", "masks": ["1x"]})
+    for bad in ("11 1x", "11 1", "", None):
+        with pytest.raises(GenotypeError):
+            GatePattern.from_bits(bad)
     with pytest.raises(SpaceError, match="blocks"):
         TINY.check(GatePattern.full(3, 2))
 
