@@ -91,6 +91,7 @@ Writes benchmarks/results/prune_<dataset>_<agents><suffix>.json and the sweep / 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import dataclasses
 import logging
@@ -123,6 +124,30 @@ def dataset(name: str, seed: int):
     else:
         cfg = DatasetConfig(name="fashion-mnist", train_size=10000, val_fraction=0.2, batch_size=64, seed=seed)
     return loaders_for(cfg)
+
+
+def recorded_network(result: dict):
+    """(loaders, space, pre-trained network) a ``bench_prune.py`` result was run on, to judge its recorded patterns
+    again; exits when the checkpoint is not on this machine or is another pre-training (its test accuracy differs)."""
+    from hilnas.searchers.prune.pretrain import load_pretrained
+    from hilnas.searchers.spaces import create_space
+    from hilnas.searchers.train import evaluate
+
+    setup, model = result["setup"], result["model"]
+    datasets, loaders = dataset(setup["dataset"], setup["seed"])
+    c, h, _ = datasets.input_shape
+    space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes,
+                         C=model["C"])
+    ck = Path(model["checkpoint"])
+    if not ck.is_file():
+        sys.exit(f"the result's pre-trained network {ck} is not on this machine; its members are judged on the network "
+                 f"they were chosen on (bench_prune.py --pretrain-only makes a new one, for a new run)")
+    net, _ = load_pretrained(ck, space)
+    full_acc = evaluate(net, loaders.test)[1]
+    if abs(full_acc - model["test_acc"]) > 1e-6:
+        sys.exit(f"{ck} scores {full_acc:.4f} on the test split, the result's network {model['test_acc']:.4f}: another "
+                 f"pre-training; the result's members cannot be judged on it")
+    return loaders, space, net
 
 
 def measure_rounds(client, models: dict, measure, rounds: int, statistic: str) -> dict:
@@ -244,9 +269,7 @@ def main() -> None:
 
     import torch
 
-    from hilnas.agent.config import ServeConfig
-    from hilnas.agent.server import create_server
-    from hilnas.searchers.cost import LutLatencyCost, ParamsCost
+    from hilnas.searchers.cost import ParamsCost
     from hilnas.searchers.prune.band import BandSearch, band_members
     from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
     from hilnas.searchers.prune.finetune import FinetuneConfig
@@ -257,14 +280,9 @@ def main() -> None:
     from hilnas.searchers.result import Budget
     from hilnas.searchers.spaces import create_space
     from hilnas.searchers.train import TrainConfig, evaluate
-    from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuilder
     from hilnas.server.lut.fidelity import FidelityConfig, run_fidelity
-    from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.model_meta import attach
     from hilnas.searchers.export import export_onnx
-    from hilnas.server.store import Store
-    from hilnas.server.validation import lut_values
 
     torch.set_num_threads(args.threads)
     warm_torch()
@@ -338,186 +356,175 @@ def main() -> None:
             lut_build = lut_settings(sim)
             statistic, rounds = lut_build.statistic, lut_build.repeats
             net_measure = network_measure(sim)
-            serve = ServeConfig(port=0, cache_dir=str(tmp / f"cache-{agent}"), simulate="raspi4" if sim else None,
-                                seed=args.seed)
-            running = create_server(serve)
-            try:
-                with Store.open(tmp / f"ws-{agent}") as store, \
-                        AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
-                    t = time.perf_counter()
-                    micro = MicroModels(tmp / "micro")
-                    LutBuilder(store, agent, [client], lut_build).build(MicroModels.keys_for_space(space), micro.onnx)
-                    lut_id = store.find_lut(agent)
-                    fid = run_fidelity(store, agent, [client], FidelityConfig(
-                        space="resnet18-narrow", space_overrides={"in_channels": c, "input_size": h,
-                                                                  "num_classes": datasets.num_classes, **overrides},
-                        networks=args.fidelity_networks, measure=net_measure, repeats=rounds, statistic=statistic,
-                        seed=args.seed))
-                    corr = fid.correction
-                    lut_s = time.perf_counter() - t
-                    print(f"[{agent}] LUT + fidelity {lut_s:.0f} s; fidelity (CV) {100 * fid.corrected.within_10pct:.0f}%"
-                          f" within 10 %, RMSPE {fid.corrected.rmspe:.1f} %; correction x{corr.scale:.3f} "
-                          f"{corr.offset_ms:+.3f} ms", flush=True)
-                    latency = LutLatencyCost(lut_values(store, lut_id, statistic=statistic))
+            t = time.perf_counter()
+            with local_agent(agent, space, tmp, args.seed) as (store, client, latency):
+                fid = run_fidelity(store, agent, [client], FidelityConfig(
+                    space="resnet18-narrow", space_overrides={"in_channels": c, "input_size": h,
+                                                              "num_classes": datasets.num_classes, **overrides},
+                    networks=args.fidelity_networks, measure=net_measure, repeats=rounds, statistic=statistic,
+                    seed=args.seed))
+                corr = fid.correction
+                lut_s = time.perf_counter() - t
+                print(f"[{agent}] LUT + fidelity {lut_s:.0f} s; fidelity (CV) {100 * fid.corrected.within_10pct:.0f}%"
+                      f" within 10 %, RMSPE {fid.corrected.rmspe:.1f} %; correction x{corr.scale:.3f} "
+                      f"{corr.offset_ms:+.3f} ms", flush=True)
 
-                    # 1. one hypernetwork run and K members, chosen with the device in the loop
-                    exported: dict = {}
+                # 1. one hypernetwork run and K members, chosen with the device in the loop
+                exported: dict = {}
 
-                    def onnx_of(p) -> bytes:
-                        if p not in exported:
-                            exported[p] = attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
-                        return exported[p]
+                def onnx_of(p) -> bytes:
+                    if p not in exported:
+                        exported[p] = attach(export_onnx(net.prune(p).eval(), space.input_shape), space, p)
+                    return exported[p]
 
-                    loop_wall, loop_cpu = [0.0], [0.0]
+                loop_wall, loop_cpu = [0.0], [0.0]
 
-                    def on_device(measure):
-                        """``measure()``, its wall and CPU time counted as the run's device loop."""
-                        w0, p0 = time.perf_counter(), time.process_time()
-                        out = measure()
-                        loop_wall[0] += time.perf_counter() - w0
-                        loop_cpu[0] += time.process_time() - p0
-                        return out
+                def on_device(measure):
+                    """``measure()``, its wall and CPU time counted as the run's device loop."""
+                    w0, p0 = time.perf_counter(), time.process_time()
+                    out = measure()
+                    loop_wall[0] += time.perf_counter() - w0
+                    loop_cpu[0] += time.process_time() - p0
+                    return out
 
-                    def window(p) -> float | None:
-                        """One window on the device (the loop's measurement; never a reported figure)."""
-                        r = on_device(lambda: client.benchmark(onnx_of(p), config=net_measure))
-                        return window_value(r.latency, statistic) if r.status.measured and r.latency else None
+                def window(p) -> float | None:
+                    """One window on the device (the loop's measurement; never a reported figure)."""
+                    r = on_device(lambda: client.benchmark(onnx_of(p), config=net_measure))
+                    return window_value(r.latency, statistic) if r.status.measured and r.latency else None
 
-                    spread = args.spread if args.spread is not None else \
-                        window_spread("raspi4", net_measure.min_runs) if sim else 0.01
-                    loads = {"before_run": os.getloadavg()}   # the 1/5/15-minute load averages beside the times
-                    t0, c0 = time.perf_counter(), time.process_time()
-                    res = search(space, latency, config, net=net, data=loaders, seed=args.seed, others=(ParamsCost(),))
-                    lo, hi = res.reachable()
-                    pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
-                    # the budgets spread over the family's reachable range as measured (its cheapest and dearest
-                    # networks); the predicted range put the lowest budget where no network is. The ends are measured
-                    # as every reported figure is (``rounds`` interleaved windows, the statistic): one window each
-                    # (before the ninth session) put the host's dearest network at 0.438 ms that measured 0.401 ms
-                    # afresh, so the top budget (0.461 ms) lay where no network reaches 0.9 x it
-                    ends = res.curve(res.grid(config.curve_points)).points
-                    end_ms = on_device(lambda: measure_rounds(
-                        client, {"lo": onnx_of(ends[-1].genotype), "hi": onnx_of(ends[0].genotype)}, net_measure,
-                        rounds, statistic))
-                    meas_lo, meas_hi = end_ms["lo"], end_ms["hi"]
-                    budgets = [(meas_lo + (meas_hi - meas_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
+                spread = args.spread if args.spread is not None else \
+                    window_spread("raspi4", net_measure.min_runs) if sim else 0.01
+                loads = {"before_run": os.getloadavg()}   # the 1/5/15-minute load averages beside the times
+                t0, c0 = time.perf_counter(), time.process_time()
+                res = search(space, latency, config, net=net, data=loaders, seed=args.seed, others=(ParamsCost(),))
+                lo, hi = res.reachable()
+                pred_lo, pred_hi = corr.apply(lo), corr.apply(hi)
+                # the budgets spread over the family's reachable range as measured (its cheapest and dearest
+                # networks); the predicted range put the lowest budget where no network is. The ends are measured
+                # as every reported figure is (``rounds`` interleaved windows, the statistic): one window each
+                # (before the ninth session) put the host's dearest network at 0.438 ms that measured 0.401 ms
+                # afresh, so the top budget (0.461 ms) lay where no network reaches 0.9 x it
+                ends = res.curve(res.grid(config.curve_points)).points
+                end_ms = on_device(lambda: measure_rounds(
+                    client, {"lo": onnx_of(ends[-1].genotype), "hi": onnx_of(ends[0].genotype)}, net_measure,
+                    rounds, statistic))
+                meas_lo, meas_hi = end_ms["lo"], end_ms["hi"]
+                budgets = [(meas_lo + (meas_hi - meas_lo) * i / (args.k - 1)) / args.aim for i in range(args.k)]
 
-                    def to_lut(ms: float) -> float:
-                        return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
-                    d0 = time.process_time()
-                    band = BandSearch(res, held_out, seed=args.seed, gap=args.gap, tune=args.tune, tune_at=args.tune_at,
-                                      tune_batch=args.tune_batch, tune_batches=tune_batches, chain=args.chain,
-                                      chain_refresh=args.chain_refresh)
-                    choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
-                                             DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
-                                                              recentre=args.recentre, screen=args.screen,
-                                                              finalists=args.finalists, k=args.confirm_k,
-                                                              spread=spread),
-                                             lut_floor=args.floor)
-                    members = [c.member for c in choices]
-                    band_cpu = time.process_time() - d0
-                    choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
-                    run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas),
-                                "chain_batches": args.chain, "chain_refresh": args.chain_refresh,
-                                "chain_cpu_s": band.chain_cpu}
-                    hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
-                    loads["after_run"] = os.getloadavg()
-                    # the members measured afresh right after the run as well (new interleaved windows, step 4's protocol;
-                    # not the run's time): step 4 measures them again after the fixed prunings, minutes later, and on
-                    # the shared host its speed moved 5-12 % between the loop and step 4 (ninth session), so both are
-                    # reported; the target is judged on step 4's, as before
-                    after_run_ms = measure_rounds(client, {m.genotype.bits(): onnx_of(m.genotype) for m in members},
-                                                  net_measure, rounds, statistic)
-                    after_run_ratios = [after_run_ms[m.genotype.bits()] / b if after_run_ms[m.genotype.bits()] else None
-                                        for m, b in zip(members, budgets)]
-                    # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
-                    bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
-                    lut_choices = band_members(BandSearch(res, held_out, seed=args.seed, gap=args.gap),
-                                               [(Budget("latency_ms", to_lut(0.98 * b)), to_lut(args.floor * b))
-                                                for b in budgets])
-                    est = res.estimate
-                    print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
-                          f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall, tuning "
-                          f"{run_tune['cpu_s']:.1f} s ({run_tune['steps']} steps at {run_tune['lambdas']} lambdas), chain "
-                          f"{run_tune['chain_cpu_s']:.1f} s; "
-                          f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
-                          f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
-                          f"reachable LUT [{lo:.3f}, {hi:.3f}] ms, measured [{meas_lo:.3f}, {meas_hi:.3f}] ms; sources "
-                          f"{[c.source for c in choices]}", flush=True)
-                    run_loop_wall, run_loop_cpu = loop_wall[0], loop_cpu[0]
-
-                    # 2. fixed-lambda prunings at the members' lambdas
-                    fixed = []
-                    n_fixed = min(args.fixed or args.k, args.k)
-                    at = sorted({round(i * (args.k - 1) / max(n_fixed - 1, 1)) for i in range(n_fixed)})
-                    for m in [members[i] for i in at]:
-                        c1 = time.process_time()
-                        f = prune_fixed(space, latency, m.tradeoff.scale, config, net=net, data=loaders, seed=args.seed)
-                        fixed.append((f, time.process_time() - c1))
-                        print(f"[{agent}] fixed lambda {f.lam:.3g}: {f.wall_s:.0f} s, LUT {f.costs['latency_ms']:.3f} ms",
-                              flush=True)
-
-                    loads["after_fixed"] = os.getloadavg()
-                    # 3. each fixed network measured; the family's member at its measured latency, confirmed on the
-                    # device within [0.95, 1.0] x it (and, for the comparison, the LUT-only band member at its LUT
-                    # latency as before, on 4 held-out batches)
-                    fixed_ms = measure_rounds(client, {f.pattern.bits(): onnx_of(f.pattern) for f, _ in fixed},
+                def to_lut(ms: float) -> float:
+                    return min(max(corr.invert(ms), lo), hi)  # clamped: float round trip
+                d0 = time.process_time()
+                band = BandSearch(res, held_out, seed=args.seed, gap=args.gap, tune=args.tune, tune_at=args.tune_at,
+                                  tune_batch=args.tune_batch, tune_batches=tune_batches, chain=args.chain,
+                                  chain_refresh=args.chain_refresh)
+                choices = device_members(band, [Budget("latency_ms", b) for b in budgets], corr, window,
+                                         DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
+                                                          recentre=args.recentre, screen=args.screen,
+                                                          finalists=args.finalists, k=args.confirm_k,
+                                                          spread=spread),
+                                         lut_floor=args.floor)
+                members = [c.member for c in choices]
+                band_cpu = time.process_time() - d0
+                choice_passes = band.scorer.block_passes   # the held-out scoring's work (block forwards)
+                run_tune = {"steps": band.tune_steps, "cpu_s": band.tune_cpu, "lambdas": len(band.tuned_lambdas),
+                            "chain_batches": args.chain, "chain_refresh": args.chain_refresh,
+                            "chain_cpu_s": band.chain_cpu}
+                hyper_s, hyper_cpu = time.perf_counter() - t0, time.process_time() - c0
+                loads["after_run"] = os.getloadavg()
+                # the members measured afresh right after the run as well (new interleaved windows, step 4's protocol;
+                # not the run's time): step 4 measures them again after the fixed prunings, minutes later, and on
+                # the shared host its speed moved 5-12 % between the loop and step 4 (ninth session), so both are
+                # reported; the target is judged on step 4's, as before
+                after_run_ms = measure_rounds(client, {m.genotype.bits(): onnx_of(m.genotype) for m in members},
                                               net_measure, rounds, statistic)
-                    def match(floor: float) -> list:
-                        """Each fixed network's member: confirmed on the device within [floor, 1.0] x its latency."""
-                        return [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
-                                               DeviceBandConfig(inner=(floor, 1.0), near=(args.near_lo, args.near_hi),
-                                                                tries=args.tries, fallback=(floor, 1.0),
-                                                                recentre=args.recentre, screen=args.screen,
-                                                                finalists=args.finalists, k=0.0),
-                                               lut_floor=args.floor)[0]
-                                if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
-                                else None for f, _ in fixed]
-                    matched = match(0.95)
-                    # sixth session: the member a user gets for a budget of the fixed network's latency under the
-                    # target's own window, [0.9, 1.0] x it (a member up to 10 % cheaper: in the fixed network's favour)
-                    matched_wide = match(args.match_floor) if args.match_floor != 0.95 else matched
-                    band4 = BandSearch(res, held_out[:4], seed=args.seed, gap=args.gap)
-                    matched_lut = [band4.member(Budget("latency_ms", f.costs["latency_ms"]),
-                                                args.floor * f.costs["latency_ms"]).member
-                                   if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
-                    # cause (c): candidates within the LUT band of [0.95, 1.0] x each fixed network's measured latency,
-                    # bracketed by the dense family alone (gap 0) and with the jumps bisected (--gap)
-                    dense_only = BandSearch(res, held_out, seed=args.seed, gap=0.0)
+                after_run_ratios = [after_run_ms[m.genotype.bits()] / b if after_run_ms[m.genotype.bits()] else None
+                                    for m, b in zip(members, budgets)]
+                # for the comparison only (not part of the run's time): bisection, and the LUT-only band members
+                bisected = [res.for_budget(Budget("latency_ms", to_lut(args.aim * b))) for b in budgets]
+                lut_choices = band_members(BandSearch(res, held_out, seed=args.seed, gap=args.gap),
+                                           [(Budget("latency_ms", to_lut(0.98 * b)), to_lut(args.floor * b))
+                                            for b in budgets])
+                est = res.estimate
+                print(f"[{agent}] hypernetwork {hyper_s:.0f} s (CPU {hyper_cpu:.0f} s; member choice CPU {band_cpu:.1f} s"
+                      f" of which the device loop {loop_cpu[0]:.1f} s, {loop_wall[0]:.0f} s wall, tuning "
+                      f"{run_tune['cpu_s']:.1f} s ({run_tune['steps']} steps at {run_tune['lambdas']} lambdas), chain "
+                      f"{run_tune['chain_cpu_s']:.1f} s; "
+                      f"{ {k: round(v, 1) for k, v in res.timings.items()} }); Lambda "
+                      f"{res.Lambda:.3g} (sweep {est.sweep_Lambda:.3g}, Theorem 1 {est.theorem.theorem:.3g}); "
+                      f"reachable LUT [{lo:.3f}, {hi:.3f}] ms, measured [{meas_lo:.3f}, {meas_hi:.3f}] ms; sources "
+                      f"{[c.source for c in choices]}", flush=True)
+                run_loop_wall, run_loop_cpu = loop_wall[0], loop_cpu[0]
 
-                    def in_band(bs, fm):
-                        a, b = to_lut(0.95 * fm), to_lut(fm)
-                        return sum(a <= latency.genotype_cost(space, p) <= b for p in bs.around("latency_ms", a, b))
-                    gap_counts = [{"dense": in_band(dense_only, fixed_ms[f.pattern.bits()]),
-                                   "bisected": in_band(band, fixed_ms[f.pattern.bits()])}
-                                  if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
-                                  else None for f, _ in fixed]
+                # 2. fixed-lambda prunings at the members' lambdas
+                fixed = []
+                n_fixed = min(args.fixed or args.k, args.k)
+                at = sorted({round(i * (args.k - 1) / max(n_fixed - 1, 1)) for i in range(n_fixed)})
+                for m in [members[i] for i in at]:
+                    c1 = time.process_time()
+                    f = prune_fixed(space, latency, m.tradeoff.scale, config, net=net, data=loaders, seed=args.seed)
+                    fixed.append((f, time.process_time() - c1))
+                    print(f"[{agent}] fixed lambda {f.lam:.3g}: {f.wall_s:.0f} s, LUT {f.costs['latency_ms']:.3f} ms",
+                          flush=True)
 
-                    def jumps(bs):
-                        c = [a.costs["latency_ms"] for a in res.curve(bs.scales("latency_ms")).points]
-                        return {"points": len(c), "widest_ms": max(x - y for x, y in zip(c, c[1:])),
-                                "widest_at_ms": max(zip(c, c[1:]), key=lambda xy: xy[0] - xy[1])}
-                    family_jumps = {"dense": jumps(dense_only), "bisected": jumps(band)}
-                    # the local search (prune.refine) from each matched member within the LUT band of [0.95, 1.0] x the
-                    # fixed network's measured latency: an experiment, outside the run's time, its CPU reported
-                    r0 = time.process_time()
-                    refined = [refine(band, mm.member.genotype, to_lut(0.95 * fixed_ms[f.pattern.bits()]),
-                                      to_lut(fixed_ms[f.pattern.bits()])) if mm is not None else None
-                               for (f, _), mm in zip(fixed, matched)]
-                    refine_cpu = time.process_time() - r0
-                    # 4. every distinct network measured afresh (new windows, interleaved): the reported figures
-                    patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
-                        {x.pattern for x in refined if x is not None} | \
-                        {m.member.genotype for m in matched + matched_wide if m is not None} | \
-                        {m.genotype for m in matched_lut if m is not None} | {m.genotype for m in bisected} | \
-                        {c.member.genotype for c in lut_choices}
-                    lat = measure_rounds(client, {p.bits(): onnx_of(p) for p in patterns}, net_measure, rounds,
-                                         statistic)
-                    grid = res.curve()
-                    lat.update(measure_rounds(client, {a.genotype.bits(): onnx_of(a.genotype) for a in grid.points
-                                                       if a.genotype.bits() not in lat}, net_measure, rounds, statistic))
-            finally:
-                running.stop(0)
+                loads["after_fixed"] = os.getloadavg()
+                # 3. each fixed network measured; the family's member at its measured latency, confirmed on the
+                # device within [0.95, 1.0] x it (and, for the comparison, the LUT-only band member at its LUT
+                # latency as before, on 4 held-out batches)
+                fixed_ms = measure_rounds(client, {f.pattern.bits(): onnx_of(f.pattern) for f, _ in fixed},
+                                          net_measure, rounds, statistic)
+                def match(floor: float) -> list:
+                    """Each fixed network's member: confirmed on the device within [floor, 1.0] x its latency."""
+                    return [device_members(band, [Budget("latency_ms", fixed_ms[f.pattern.bits()])], corr, window,
+                                           DeviceBandConfig(inner=(floor, 1.0), near=(args.near_lo, args.near_hi),
+                                                            tries=args.tries, fallback=(floor, 1.0),
+                                                            recentre=args.recentre, screen=args.screen,
+                                                            finalists=args.finalists, k=0.0),
+                                           lut_floor=args.floor)[0]
+                            if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
+                            else None for f, _ in fixed]
+                matched = match(0.95)
+                # sixth session: the member a user gets for a budget of the fixed network's latency under the
+                # target's own window, [0.9, 1.0] x it (a member up to 10 % cheaper: in the fixed network's favour)
+                matched_wide = match(args.match_floor) if args.match_floor != 0.95 else matched
+                band4 = BandSearch(res, held_out[:4], seed=args.seed, gap=args.gap)
+                matched_lut = [band4.member(Budget("latency_ms", f.costs["latency_ms"]),
+                                            args.floor * f.costs["latency_ms"]).member
+                               if lo <= f.costs["latency_ms"] <= hi else None for f, _ in fixed]
+                # cause (c): candidates within the LUT band of [0.95, 1.0] x each fixed network's measured latency,
+                # bracketed by the dense family alone (gap 0) and with the jumps bisected (--gap)
+                dense_only = BandSearch(res, held_out, seed=args.seed, gap=0.0)
+
+                def in_band(bs, fm):
+                    a, b = to_lut(0.95 * fm), to_lut(fm)
+                    return sum(a <= latency.genotype_cost(space, p) <= b for p in bs.around("latency_ms", a, b))
+                gap_counts = [{"dense": in_band(dense_only, fixed_ms[f.pattern.bits()]),
+                               "bisected": in_band(band, fixed_ms[f.pattern.bits()])}
+                              if fixed_ms[f.pattern.bits()] and meas_lo <= fixed_ms[f.pattern.bits()] <= meas_hi
+                              else None for f, _ in fixed]
+
+                def jumps(bs):
+                    c = [a.costs["latency_ms"] for a in res.curve(bs.scales("latency_ms")).points]
+                    return {"points": len(c), "widest_ms": max(x - y for x, y in zip(c, c[1:])),
+                            "widest_at_ms": max(zip(c, c[1:]), key=lambda xy: xy[0] - xy[1])}
+                family_jumps = {"dense": jumps(dense_only), "bisected": jumps(band)}
+                # the local search (prune.refine) from each matched member within the LUT band of [0.95, 1.0] x the
+                # fixed network's measured latency: an experiment, outside the run's time, its CPU reported
+                r0 = time.process_time()
+                refined = [refine(band, mm.member.genotype, to_lut(0.95 * fixed_ms[f.pattern.bits()]),
+                                  to_lut(fixed_ms[f.pattern.bits()])) if mm is not None else None
+                           for (f, _), mm in zip(fixed, matched)]
+                refine_cpu = time.process_time() - r0
+                # 4. every distinct network measured afresh (new windows, interleaved): the reported figures
+                patterns = {m.genotype for m in members} | {f.pattern for f, _ in fixed} | \
+                    {x.pattern for x in refined if x is not None} | \
+                    {m.member.genotype for m in matched + matched_wide if m is not None} | \
+                    {m.genotype for m in matched_lut if m is not None} | {m.genotype for m in bisected} | \
+                    {c.member.genotype for c in lut_choices}
+                lat = measure_rounds(client, {p.bits(): onnx_of(p) for p in patterns}, net_measure, rounds,
+                                     statistic)
+                grid = res.curve()
+                lat.update(measure_rounds(client, {a.genotype.bits(): onnx_of(a.genotype) for a in grid.points
+                                                   if a.genotype.bits() not in lat}, net_measure, rounds, statistic))
 
             try:   # a long run's measurements are kept even if its summary fails
                 def other(m, b):
@@ -718,8 +725,11 @@ def network_measure(sim: bool):
     return MeasureConfig(warmup_runs=5, min_runs=20, min_seconds=0.1 if sim else 0.3, threads=1)
 
 
-def sim_lut(space, seed: int):
-    """The simulated Pi's LUT of ``space``'s module keys, as the run builds it (``lut_settings``)."""
+@contextlib.contextmanager
+def local_agent(agent: str, space, tmp: Path, seed: int):
+    """The benchmark's agent in this process on loopback (``sim``: a simulated Raspberry Pi 4; ``host``: this machine,
+    ONNX Runtime), a workspace and a client, with the LUT of ``space``'s module keys built as the run builds it
+    (``lut_settings``): yields (store, client, that LUT as a latency cost model, T(e))."""
     from hilnas.agent.config import ServeConfig
     from hilnas.agent.server import create_server
     from hilnas.searchers.cost import LutLatencyCost
@@ -729,17 +739,24 @@ def sim_lut(space, seed: int):
     from hilnas.server.store import Store
     from hilnas.server.validation import lut_values
 
-    settings = lut_settings(sim=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        running = create_server(ServeConfig(port=0, cache_dir=str(tmp / "cache"), simulate="raspi4", seed=seed))
-        try:
-            with Store.open(tmp / "ws") as store, AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
-                LutBuilder(store, "sim", [client], settings).build(MicroModels.keys_for_space(space),
-                                                                   MicroModels(tmp / "micro").onnx)
-                return LutLatencyCost(lut_values(store, store.find_lut("sim"), statistic=settings.statistic))
-        finally:
-            running.stop(0)
+    sim = agent == "sim"
+    settings = lut_settings(sim)
+    running = create_server(ServeConfig(port=0, cache_dir=str(tmp / f"cache-{agent}"),
+                                        simulate="raspi4" if sim else None, seed=seed))
+    try:
+        with Store.open(tmp / f"ws-{agent}") as store, \
+                AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
+            LutBuilder(store, agent, [client], settings).build(MicroModels.keys_for_space(space),
+                                                               MicroModels(tmp / "micro").onnx)
+            yield store, client, LutLatencyCost(lut_values(store, store.find_lut(agent), statistic=settings.statistic))
+    finally:
+        running.stop(0)
+
+
+def sim_lut(space, seed: int):
+    """The simulated Pi's LUT of ``space``'s module keys, as the run builds it (``lut_settings``)."""
+    with tempfile.TemporaryDirectory() as tmp, local_agent("sim", space, Path(tmp), seed) as (_, _, latency):
+        return latency
 
 
 def sweep_only(args, space, net, config) -> None:

@@ -43,7 +43,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import warm_torch, write  # noqa: E402
 from _prune_scores import PrunedScores  # noqa: E402
-from bench_prune import dataset, lut_settings, measure_rounds, network_measure  # noqa: E402
+from bench_prune import local_agent, lut_settings, measure_rounds, network_measure, recorded_network  # noqa: E402
 
 WINDOW = 0.95       # a fixed network in [M, M / WINDOW] matches a member of latency M
 AIM = 0.975         # the search aims at M / AIM, the window's middle
@@ -132,44 +132,20 @@ def main() -> None:
 
     import torch
 
-    from hilnas.agent.config import ServeConfig
-    from hilnas.agent.server import create_server
-    from hilnas.searchers.cost import LutLatencyCost
     from hilnas.searchers.export import export_onnx
     from hilnas.searchers.prune.finetune import FinetuneConfig
-    from hilnas.searchers.prune.pretrain import load_pretrained
     from hilnas.searchers.prune.search import PruneConfig, prune_fixed
-    from hilnas.searchers.spaces import create_space
     from hilnas.searchers.spaces.resnet import GatePattern
-    from hilnas.searchers.train import evaluate
-    from hilnas.server.client import AgentClient, ClientConfig
-    from hilnas.server.lut.builder import LutBuilder
-    from hilnas.server.lut.micromodels import MicroModels
     from hilnas.server.model_meta import attach
-    from hilnas.server.store import Store
-    from hilnas.server.validation import lut_values
 
     torch.set_num_threads(args.threads)
     warm_torch()
     seed = setup["seed"]
-    datasets, loaders = dataset(setup["dataset"], seed)
-    c, h, _ = datasets.input_shape
-    space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes,
-                         C=model["C"])
-    ck = Path(model["checkpoint"])
-    if not ck.is_file():
-        sys.exit(f"RESULT's pre-trained network {ck} is not on this machine; this benchmark judges RESULT's members on "
-                 f"the network they were chosen on (bench_prune.py --pretrain-only makes a new one, for a new run)")
-    net, _ = load_pretrained(ck, space)
-    full_acc = evaluate(net, loaders.test)[1]
-    if abs(full_acc - model["test_acc"]) > 1e-6:
-        sys.exit(f"{ck} scores {full_acc:.4f} on the test split, RESULT's network {model['test_acc']:.4f}: another "
-                 f"pre-training; RESULT's members cannot be judged on it")
+    loaders, space, net = recorded_network(data)
     config = PruneConfig(**setup["config"])
     calib = [b for _, b in zip(range(20), loaders.train)]
     scores = PrunedScores(net, loaders, calib, FinetuneConfig(epochs=args.finetune_epochs, lr=args.finetune_lr,
                                                               seed=seed, eval_split="none"))
-
 
     members = [GatePattern.from_bits(r["pattern"]) for r in run["members"]]
     pool: dict[str, Fixed] = {}
@@ -182,53 +158,42 @@ def main() -> None:
     statistic, rounds = lut_build.statistic, lut_build.repeats
     measure = network_measure(sim)
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        running = create_server(ServeConfig(port=0, cache_dir=str(tmp / "cache"), simulate="raspi4" if sim else None,
-                                            seed=seed))
-        try:
-            with Store.open(tmp / "ws") as store, \
-                    AgentClient(ClientConfig(address=f"127.0.0.1:{running.port}")) as client:
-                LutBuilder(store, agent, [client], lut_build).build(MicroModels.keys_for_space(space),
-                                                                    MicroModels(tmp / "micro").onnx)
-                latency = LutLatencyCost(lut_values(store, store.find_lut(agent), statistic=statistic))
-                exported: dict = {}
+    with tempfile.TemporaryDirectory() as tmp, local_agent(agent, space, Path(tmp), seed) as (_, client, latency):
+        exported: dict = {}
 
-                def on_device(patterns) -> dict:
-                    """bits -> latency: interleaved rounds combined by the statistic (bench_prune's step 4)."""
-                    for q in patterns:
-                        if q.bits() not in exported:
-                            exported[q.bits()] = attach(export_onnx(net.prune(q).eval(), space.input_shape), space, q)
-                    return measure_rounds(client, {q.bits(): exported[q.bits()] for q in patterns}, measure, rounds,
-                                          statistic)
+        def on_device(patterns) -> dict:
+            """bits -> latency: interleaved rounds combined by the statistic (bench_prune's step 4)."""
+            for q in patterns:
+                if q.bits() not in exported:
+                    exported[q.bits()] = attach(export_onnx(net.prune(q).eval(), space.input_shape), space, q)
+            return measure_rounds(client, {q.bits(): exported[q.bits()] for q in patterns}, measure, rounds,
+                                  statistic)
 
-                # 2. the search, steered by one measurement of members and pool
-                steer = on_device(members + [f.pattern for f in pool.values()])
-                for f in pool.values():
-                    f.steer_ms = steer[f.pattern.bits()]
-                order = sorted((i for i in range(len(members)) if steer[members[i].bits()]),
-                               key=lambda i: steer[members[i].bits()])
-                for i in order:
-                    m_ms = steer[members[i].bits()]
-                    for _ in range(args.tries):
-                        if any(m_ms <= f.steer_ms <= m_ms / WINDOW for f in pool.values() if f.steer_ms):
-                            break
-                        lam = next_lambda(list(pool.values()), m_ms, largest)
-                        if lam is None:
-                            break
-                        c0 = time.process_time()
-                        fp = prune_fixed(space, latency, lam, config, net=net, data=loaders, seed=seed)
-                        cpu = time.process_time() - c0
-                        ms = on_device([fp.pattern])[fp.pattern.bits()]   # None: the agent failed it
-                        print(f"member {i} ({m_ms:.3f} ms): fixed lambda {lam:.4g} -> "
-                              + (f"{ms:.3f} ms ({ms / m_ms:.3f} x" if ms else "not measured (") + f"; {cpu:.0f} s CPU)",
-                              flush=True)
-                        key = fp.pattern.bits() if fp.pattern.bits() not in pool else f"{fp.pattern.bits()} @{lam:.6g}"
-                        pool[key] = Fixed(lam, fp.pattern, "searched", i, cpu, ms)
-                # 3. the reported figures: every network measured afresh
-                fresh = on_device(members + [f.pattern for f in pool.values()])
-        finally:
-            running.stop(0)
+        # 2. the search, steered by one measurement of members and pool
+        steer = on_device(members + [f.pattern for f in pool.values()])
+        for f in pool.values():
+            f.steer_ms = steer[f.pattern.bits()]
+        order = sorted((i for i in range(len(members)) if steer[members[i].bits()]),
+                       key=lambda i: steer[members[i].bits()])
+        for i in order:
+            m_ms = steer[members[i].bits()]
+            for _ in range(args.tries):
+                if any(m_ms <= f.steer_ms <= m_ms / WINDOW for f in pool.values() if f.steer_ms):
+                    break
+                lam = next_lambda(list(pool.values()), m_ms, largest)
+                if lam is None:
+                    break
+                c0 = time.process_time()
+                fp = prune_fixed(space, latency, lam, config, net=net, data=loaders, seed=seed)
+                cpu = time.process_time() - c0
+                ms = on_device([fp.pattern])[fp.pattern.bits()]   # None: the agent failed it
+                print(f"member {i} ({m_ms:.3f} ms): fixed lambda {lam:.4g} -> "
+                      + (f"{ms:.3f} ms ({ms / m_ms:.3f} x" if ms else "not measured (") + f"; {cpu:.0f} s CPU)",
+                      flush=True)
+                key = fp.pattern.bits() if fp.pattern.bits() not in pool else f"{fp.pattern.bits()} @{lam:.6g}"
+                pool[key] = Fixed(lam, fp.pattern, "searched", i, cpu, ms)
+        # 3. the reported figures: every network measured afresh
+        fresh = on_device(members + [f.pattern for f in pool.values()])
 
     pool_rows = [{"lambda": f.lam, "pattern": f.pattern.bits(), "source": f.source, "for_member": f.for_member,
                   "cpu_s": f.cpu_s, "steer_ms": f.steer_ms, "measured_ms": fresh[f.pattern.bits()],
@@ -283,7 +248,7 @@ def main() -> None:
         "source": str(path), "agent": agent, "started_utc": started,
         "rule": {"window": [1.0, 1 / WINDOW], "aim": 1 / AIM, "tolerance_points": TOLERANCE, "tries": args.tries,
                  "statistic": statistic, "rounds": rounds},
-        "finetune_epochs": args.finetune_epochs, "full_test_acc": full_acc,
+        "finetune_epochs": args.finetune_epochs, "full_test_acc": model["test_acc"],
         "members": rows, "pool": pool_rows, "summary": summary})
 
 

@@ -5,7 +5,8 @@
 For each ``bench_prune_matched.py`` result: every member's and every fixed network's held-out cross-entropy on the
 batches the member choice ranks candidates by (the first ``held_out_batches`` batches of the gates' split, from the
 source run's setup; ``prune.score.HeldOutLoss``, as the band search scores), checked against the losses the source
-run recorded for its members (the same batches, or refused). For each member judged a miss: the rival's loss beside
+run recorded for its members (the same batches, or refused), on the run's own pre-trained network (refused when its
+checkpoint is missing or another pre-training). For each member judged a miss: the rival's loss beside
 the member's. A rival with the lower loss is a pattern the member choice would have taken had the family offered it
 (the family's candidates fall short); a rival with the higher loss is one the choice's score itself ranks below the
 member (the score falls short). No device, no training. Writes <MATCHED's name>_heldout.json.
@@ -20,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 from _prune_scores import PrunedScores  # noqa: E402
-from bench_prune import dataset  # noqa: E402
+from bench_prune import recorded_network  # noqa: E402
 
 
 def main() -> None:
@@ -28,20 +29,14 @@ def main() -> None:
     p.add_argument("matched", nargs="+", help="bench_prune_matched.py result files")
     args = p.parse_args()
 
-    from hilnas.searchers.prune.pretrain import load_pretrained
     from hilnas.searchers.prune.score import HeldOutLoss
-    from hilnas.searchers.spaces import create_space
     from hilnas.searchers.spaces.resnet import GatePattern
 
     for path in map(Path, args.matched):
         matched = json.loads(path.read_text())
         source = json.loads(Path(matched["source"]).read_text())
-        setup, model = source["setup"], source["model"]
-        datasets, loaders = dataset(setup["dataset"], setup["seed"])
-        c, h, _ = datasets.input_shape
-        space = create_space("resnet18-narrow", in_channels=c, input_size=h, num_classes=datasets.num_classes,
-                             C=model["C"])
-        net, _ = load_pretrained(model["checkpoint"], space)
+        setup = source["setup"]
+        loaders, _, net = recorded_network(source)
         held_out = [b for _, b in zip(range(setup["held_out_batches"]), loaders.val)]
         loss = HeldOutLoss(net, held_out)
         scores = PrunedScores(net, loaders, [b for _, b in zip(range(20), loaders.train)])
