@@ -205,19 +205,20 @@ def main() -> None:
         if q.bits() not in judged and not fresh[q.bits()]:
             judged[q.bits()] = {"verdict": "not measured", "measured_ms": None}   # the agent failed it: no figure
         if q.bits() not in judged:
-            m_ms, acc = fresh[q.bits()], scores.accuracy(q)
-            out = {"measured_ms": m_ms, "test_acc": acc,
-                   **judge(m_ms, acc, [(fresh[pool[k].pattern.bits()], scores.accuracy(pool[k].pattern))
-                                       for k in measured])}
-            if out["best_rival"] is not None:   # the difference's paired standard error on the test images
-                out["noise"] = scores.noise(q, pool[measured[out["best_rival"]]].pattern)
+            m_ms = fresh[q.bits()]
+
+            def against_pool(tuned: bool) -> dict:
+                """Rule 4 on the accuracies un-tuned or fine-tuned alike, with the difference's paired SE."""
+                acc = scores.tuned_accuracy if tuned else scores.accuracy
+                out = {"test_acc": acc(q), **judge(m_ms, acc(q), [(fresh[pool[k].pattern.bits()], acc(pool[k].pattern))
+                                                                  for k in measured])}
+                if out["best_rival"] is not None:
+                    out["noise"] = scores.noise(q, pool[measured[out["best_rival"]]].pattern, tuned=tuned)
+                return out
+
+            out = {"measured_ms": m_ms, **against_pool(False)}
             if args.finetune_epochs:
-                ta = scores.tuned_accuracy(q)
-                tuned = judge(m_ms, ta, [(fresh[pool[k].pattern.bits()], scores.tuned_accuracy(pool[k].pattern))
-                                         for k in measured])
-                if tuned["best_rival"] is not None:
-                    tuned["noise"] = scores.noise(q, pool[measured[tuned["best_rival"]]].pattern, tuned=True)
-                out["finetuned"] = {"epochs": args.finetune_epochs, "test_acc": ta, **tuned}
+                out["finetuned"] = {"epochs": args.finetune_epochs, **against_pool(True)}
             judged[q.bits()] = out
         rows.append({"member": i, "budget_ms": r["budget_ms"], "lambda": r["lambda"], "pattern": q.bits(),
                      "recorded_ms": r["measured_ms"], "recorded_test_acc": r["test_acc"], **judged[q.bits()]})
