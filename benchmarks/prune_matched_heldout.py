@@ -55,8 +55,9 @@ def main() -> None:
                 continue
             rival = next(x for x in pool.values() if x["measured_ms"] == m["best_rival_ms"]
                          and abs(x["test_acc"] - m["best_rival_acc"]) < 1e-9)
-            lm, lr = loss(GatePattern.from_bits(m["pattern"])), loss(GatePattern.from_bits(rival["pattern"]))
-            se = scores.noise(GatePattern.from_bits(m["pattern"]), GatePattern.from_bits(rival["pattern"]))["se_diff_paired"]
+            member, other = GatePattern.from_bits(m["pattern"]), GatePattern.from_bits(rival["pattern"])
+            lm, lr = loss(member), loss(other)
+            se = scores.noise(member, other)["se_diff_paired"]
             rows.append({"member": m["member"], "measured_ms": m["measured_ms"], "member_loss": lm,
                          "member_test_acc": m["test_acc"], "rival_ms": rival["measured_ms"], "rival_loss": lr,
                          "rival_test_acc": rival["test_acc"], "rival_lambda": rival["lambda"],
