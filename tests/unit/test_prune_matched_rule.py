@@ -113,3 +113,46 @@ def test_an_agent_the_result_has_no_members_for_is_refused(tmp_path):
     r = subprocess.run([sys.executable, str(BENCH), str(f), "--agent", "host"], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 2 and "give --agent, one of ['sim']" in r.stderr
+
+
+# the same rule applied to the fixed networks themselves (benchmarks/prune_matched_null.py)
+from prune_matched_null import fixed_as_members, tally  # noqa: E402
+
+NULL = ROOT / "benchmarks" / "prune_matched_null.py"
+
+
+def row(bits, ms, acc):
+    return {"pattern": bits, "measured_ms": ms, "test_acc": acc}
+
+
+def test_each_fixed_network_is_judged_against_the_others_not_against_itself_or_its_copy():
+    rows = fixed_as_members([row("a", 10.0, 0.50), row("a", 10.0, 0.50),   # one network found twice
+                             row("b", 30.0, 0.70)])
+    by = {r["pattern"]: r for r in rows}
+    assert len(rows) == 2
+    # a's only network in its window is its own copy: no rival there, so a gap, not a pass at d = 0
+    assert by["a"]["verdict"] == "gap" and by["a"]["acc_diff_points"] is None
+    assert by["b"]["verdict"] == "dear end"
+
+
+def test_a_fixed_network_beaten_by_a_cheaper_one_is_a_miss_naming_its_rival():
+    rows = fixed_as_members([row("a", 10.0, 0.50), row("b", 9.0, 0.53), row("c", 10.3, 0.51),
+                             {"pattern": "d", "measured_ms": None, "test_acc": 0.9}])   # not measured: left out
+    by = {r["pattern"]: r for r in rows}
+    assert set(by) == {"a", "b", "c"}
+    assert by["a"]["verdict"] == "miss" and by["a"]["rival_pattern"] == "b"
+    assert by["a"]["acc_diff_points"] == pytest.approx(-3.0)
+    assert by["c"]["verdict"] == "miss" and by["c"]["rival_pattern"] == "b"   # 10.3 ms: b too, 2 points better
+    # b (9 ms): nothing in [9, 9.47] and nothing cheaper: no rival, a gap
+    assert by["b"]["verdict"] == "gap" and by["b"]["rival_pattern"] is None
+    t = tally(rows)
+    assert (t["pass"], t["miss"], t["gap"], t["dear_end"]) == (0, 2, 1, 0)
+    assert t["misses_points"] == [pytest.approx(-3.0), pytest.approx(-2.0)]
+
+
+def test_the_null_refuses_a_file_that_is_not_a_matched_result(tmp_path):
+    bad = tmp_path / "x.json"
+    bad.write_text(json.dumps({"members": []}))
+    r = subprocess.run([sys.executable, str(NULL), "--no-se", str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "not a bench_prune_matched.py result file" in r.stderr
+    assert list(tmp_path.iterdir()) == [bad]
