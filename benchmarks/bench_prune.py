@@ -111,9 +111,9 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 # them: both chosen on the gates' split by --tune-probe, before scoring)
 TUNE, TUNE_AT, TUNE_BATCH = 0, "ends", None
 # the chain (ninth session; decided by --tune-probe on the gates' split before scoring, docs/performance.md): its drops
-# measured on 2 batches once per start (99 >= any chain's drops); the tuning off (the chain gave the same or better
-# least held-out loss in every band with and without it)
-CHAIN, CHAIN_REFRESH = 2, 99
+# measured on prune.band.DEFAULT_CHAIN_BATCHES (2) batches once per start (99 >= any chain's drops); the tuning off (the
+# chain gave the same or better least held-out loss in every band with and without it)
+CHAIN_REFRESH = 99
 
 
 def dataset(name: str, seed: int):
@@ -169,6 +169,8 @@ def measure_rounds(client, models: dict, measure, rounds: int, statistic: str) -
 
 
 def main() -> None:
+    from hilnas.searchers.prune.band import DEFAULT_CHAIN_BATCHES as CHAIN   # the CLI's default too
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", default="cifar10", choices=["cifar10", "fashion-mnist"])
     p.add_argument("--agents", default="sim,host", help="comma-separated: sim (simulated Raspberry Pi 4), host")

@@ -71,6 +71,15 @@ class BandChoice:
 
 
 TOGETHER = 4   # lambdas ``prepare`` tunes in one pass (phase 2's lambdas per step)
+# the chain's batches when a run does not say (``PruneRunConfig.chain_batches`` None, ``bench_prune.py --chain``):
+# chosen on the gates' split in the ninth session (docs/performance.md, "A dense chain of single-group drops")
+DEFAULT_CHAIN_BATCHES = 2
+
+
+def default_chain(val_batches: int, held_out: int) -> int:
+    """The chain's batches when a run does not say: ``DEFAULT_CHAIN_BATCHES`` where a validation split of
+    ``val_batches`` holds them besides the ``held_out`` ones that rank the candidates, else 0 (no chain)."""
+    return DEFAULT_CHAIN_BATCHES if val_batches - held_out >= DEFAULT_CHAIN_BATCHES else 0
 
 
 def extra_batches(tune: int, chain: int) -> int:

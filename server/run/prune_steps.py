@@ -106,7 +106,7 @@ def hypernetwork_step(ctx: RunContext, device: DeviceState, *, config: PruneMeth
 
 def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: str,
                 config: PruneMethodConfig = PruneMethodConfig()) -> dict[str, Any]:
-    from hilnas.searchers.prune.band import BandSearch
+    from hilnas.searchers.prune.band import BandSearch, default_chain
     from hilnas.searchers.prune.io import load_trained
 
     latency, others = _models(ctx, device)
@@ -118,7 +118,9 @@ def derive_step(ctx: RunContext, device: DeviceState, *, source: str, budget: st
     arch, notes = member_or_end(result, b, budget, top="unpruned member", bottom="most pruned member")
     if config.band > 0 and not notes and arch.costs[b.metric] < config.band * b.value:
         _, loaders = ctx.loaders(val_fraction=VAL_FRACTION, seed=result.seed)
-        search = BandSearch.on_held_out(result, loaders.val, result.config.eval_batches, seed=result.seed)
+        held_out = result.config.eval_batches   # the chain as `hilnas search prune` takes it by default
+        search = BandSearch.on_held_out(result, loaders.val, held_out, seed=result.seed,
+                                        chain=default_chain(len(loaders.val), held_out))
         c = search.member(b, config.band * b.value)
         if c.in_band_found:
             arch = c.member

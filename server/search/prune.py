@@ -84,9 +84,10 @@ class PruneRunConfig:
                                                      # confirm a member inside the band (prune.confirm); 0: the LUT only
     tune_steps: int = 0                              # candidates also from gate logits tuned this many steps at a
                                                      # budget's lambdas (prune.refine.tuned); 0: the hypernetwork's own
-    chain_batches: int = 0                           # candidates also from a chain of single-group drops from the
+    chain_batches: int | None = None                 # candidates also from a chain of single-group drops from the
                                                      # dearer bracketing member, measured on this many batches of the
-                                                     # gates' split (prune.chain); 0: none
+                                                     # gates' split (prune.chain); 0: none; None: the benchmarked
+                                                     # 2 where the split holds them besides the held-out ones, else 0
     finetune_epochs: int = 0                         # brief fine-tuning of each member before export; 0 = none
     finetune_lr: float = 0.01
     seed: int = 0
@@ -108,7 +109,7 @@ class PruneRunConfig:
             raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
         if self.tune_steps < 0:
             raise ValueError(f"tune_steps must be >= 0 (0: the hypernetwork's own patterns only), got {self.tune_steps}")
-        if self.chain_batches < 0:
+        if self.chain_batches is not None and self.chain_batches < 0:
             raise ValueError(f"chain_batches must be >= 0 (0: no chain), got {self.chain_batches}")
         if self.pretrain_epochs < 1 or self.finetune_epochs < 0:
             raise ValueError("pretrain_epochs must be >= 1 and finetune_epochs >= 0")
@@ -189,6 +190,7 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
     if config.from_run is not None:
         config, trained_dir = _config_from_run(store, config)
     loaders, space = _prunable(store, device_key, clients, config)
+    config, early_notes = _chain_setting(config, loaders, say)
     _check_held_out(config, loaders)
     backbone = getattr(space, "backbone", space)
     with lut_needed(device_key, backbone, config.dataset.name):  # no LUT at all: the command that builds it
@@ -201,7 +203,29 @@ def run_prune(store: Store, device_key: str, clients: Sequence[AgentClient], con
     if trained_dir is None and config.checkpoint:   # a bad checkpoint is refused before anything runs
         net = _load_checkpoint(config, space, device_key)
     return recorded(store, "prune", plain_config(config, backbone), lambda run_id: _run(
-        store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say, started, trained_dir))
+        store, device_key, clients, config, space, loaders, latency, lut_id, net, run_id, say, started, trained_dir,
+        early_notes))
+
+
+def _chain_setting(config: PruneRunConfig, loaders: Any, say: Callable[[str], None]
+                   ) -> tuple[PruneRunConfig, list[str]]:
+    """``config`` with ``chain_batches`` decided when it was left to the run (None): the benchmarked
+    ``DEFAULT_CHAIN_BATCHES`` where the validation split holds them besides the ``eval_batches`` held out, else 0
+    (said in a note: a run on little data still runs); the ResNets' band search is the chain's only user."""
+    from hilnas.searchers.prune.band import DEFAULT_CHAIN_BATCHES, default_chain
+
+    if config.chain_batches is not None:
+        return config, []
+    if not config.budgets or config.band <= 0 or config.model == "mobilenet":
+        return dataclasses.replace(config, chain_batches=0), []
+    have = len(loaders.val) if loaders.val is not None else 0
+    if chain := default_chain(have, config.search.eval_batches):
+        return dataclasses.replace(config, chain_batches=chain), []
+    note = (f"no chain of single-group drops among the band's candidates: the validation split has {have} batch(es), "
+            f"{config.search.eval_batches} held out to rank them, and the chain needs {DEFAULT_CHAIN_BATCHES} more "
+            f"(more training data or a larger --val-fraction turns it on)")
+    say(note)
+    return dataclasses.replace(config, chain_batches=0), [note]
 
 
 def _check_held_out(config: PruneRunConfig, loaders: Any) -> None:
@@ -300,7 +324,8 @@ def _pretrained(config: PruneRunConfig, space: ResNetSpace, loaders: Any, out_di
 
 def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: PruneRunConfig,
          space: ResNetSpace, loaders: Any, latency: CostModel, lut_id: LutId | None, net: Any, run_id: int,
-         say: Callable[[str], None], started: float, trained_dir: Path | None) -> PruneRunReport:
+         say: Callable[[str], None], started: float, trained_dir: Path | None,
+         early_notes: Sequence[str] = ()) -> PruneRunReport:
     from hilnas.searchers.cost import ParamsCost
     from hilnas.searchers.hypernet import count_violations
     from hilnas.searchers.prune.io import load_trained, save_trained
@@ -327,6 +352,7 @@ def _run(store: Store, device_key: str, clients: Sequence[AgentClient], config: 
     correction = latest_correction(store, lut_id) if (lut_id and config.use_correction) else None
     chosen, failed, notes, curve = family_members(result, config.budgets, config.lambdas,
                                                   config.search.curve_points, correction, say)
+    notes = [*early_notes, *notes]
     scorable = not hasattr(result.space, "gated_network")   # the band's held-out scorer runs the ResNet's blocks
     if config.budgets and config.band > 0 and not scorable:
         notes.append(f"{config.model}: members by bisection on lambda only (the band search and the device "

@@ -25,8 +25,9 @@ SEARCH = PruneConfig(steps=30, sweep_points=4, sweep_min=0.1, sweep_max=30.0, sw
 
 def config(tmp_path, **kw):
     kw.setdefault("pretrain_epochs", 2)
-    return PruneRunConfig(model="resnet18-narrow", space_overrides=OVERRIDES, dataset=DATA, search=SEARCH,
-                          measure=FAST, out_dir=str(tmp_path / "out"), **kw)
+    kw.setdefault("search", SEARCH)
+    return PruneRunConfig(model="resnet18-narrow", space_overrides=OVERRIDES, dataset=DATA, measure=FAST,
+                          out_dir=str(tmp_path / "out"), **kw)
 
 
 @pytest.fixture
@@ -143,6 +144,22 @@ def test_a_chain_the_validation_split_cannot_hold_is_refused_before_anything_run
     assert len(store.runs_df()) == runs_before and not (tmp_path / "out").exists()
 
 
+def test_the_chain_left_to_the_run_is_taken_where_the_split_holds_it(prune_store, tmp_path):
+    """3 validation batches, 1 held out: the 2 the chain needs are there, so the run takes it (recorded as 2)."""
+    import dataclasses
+
+    store, client = prune_store
+    first = run_prune(store, "pi", [client], config(tmp_path, lambdas=(0.0,),
+                                                    search=dataclasses.replace(SEARCH, eval_batches=1)))
+    assert store.get_run(first.run_id).config["chain_batches"] == 0   # no budgets: no band search to use it
+    b = Budget("latency_ms", 0.8 * first.members[0].costs["latency_ms"])   # inside the family's range (LUT ms)
+    report = run_prune(store, "pi", [client], PruneRunConfig(from_run=first.run_id, measure=FAST, budgets=(b,),
+                                                             out_dir=str(tmp_path / "again")))
+    assert store.get_run(report.run_id).config["chain_batches"] == 2
+    assert not [n for n in report.notes if n.startswith("no chain")]
+    assert len(report.members) == 1 and not report.failed_budgets, report.failed_budgets
+
+
 def test_bad_run_settings_are_refused():
     with pytest.raises(ValueError, match="prunable models"):
         PruneRunConfig(model="nb201")
@@ -167,6 +184,9 @@ def test_with_a_fitted_correction_latency_budgets_get_members_confirmed_on_the_d
                                                             out_dir=str(tmp_path / "again")))
     loop_notes = [n for n in again.notes if "on the device" in n]
     assert not again.failed_budgets, again.failed_budgets
+    # the chain left to the run: this split (3 batches, 2 held out) cannot hold it, so it is off, said and recorded
+    assert any(n.startswith("no chain of single-group drops") for n in again.notes)
+    assert store.get_run(again.run_id).config["chain_batches"] == 0
     assert len(loop_notes) == len(budgets)                       # every latency budget went through the loop
     confirmed = [n for n in loop_notes if "member confirmed on the device" in n]
     assert confirmed and all("loop windows:" in n for n in loop_notes)

@@ -103,11 +103,12 @@ def register(ssub) -> None:
                         "lambdas that bracket a budget, started from the hypernetwork's output, on the gates' split "
                         "less the held-out batches (default 0: the hypernetwork's own patterns only; see "
                         "docs/performance.md, the pruning section's eighth session)")
-    p.add_argument("--chain-batches", type=int, default=0,
+    p.add_argument("--chain-batches", type=int, default=None,
                    help="the ResNets' band search also takes a chain from the dearer member bracketing a budget, one "
                         "channel group dropped at a time, the least rise in cross-entropy per cost saved first, measured "
-                        "on this many batches of the gates' split less the held-out ones (default 0: none; see "
-                        "docs/performance.md, the pruning section's ninth session)")
+                        "on this many batches of the gates' split less the held-out ones (default: 2, as benchmarked, "
+                        "when the split holds them, else none, said in the notes; 0: none; see docs/performance.md, "
+                        "the pruning section's ninth session)")
     p.add_argument("--lambdas", help="comma-separated lambdas to derive (default: a grid of --grid points up to Lambda)")
     p.add_argument("--grid", type=int, default=12, help="grid points when neither --lambdas nor --budgets")
     p.add_argument("--granularity", default="groups", choices=["groups", "blocks"],
