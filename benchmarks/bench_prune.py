@@ -246,6 +246,10 @@ def main() -> None:
                    help="pre-train (or find) the cached network and stop (to prepare a later run)")
     p.add_argument("--phase2-pass", default="one", choices=["one", "split"],
                    help="phase 2's lambdas in one forward pass (BatchNorm per share) or a pass each (the earlier runs)")
+    p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
+                   help="recentring also tries channel groups dropped from a tried candidate measured just above the "
+                        "band, priced by its own window (prune.confirm.trimmed; default on since the eleventh session; "
+                        "--no-trim: the ninth session's member choice)")
     p.add_argument("--recentre", type=int, default=4,
                    help="device loop: further tries with the prediction corrected by the first windows (0: none)")
     p.add_argument("--anchor", default="pinned", choices=["pinned", "learned"],
@@ -343,7 +347,7 @@ def main() -> None:
                       "test_images": len(datasets.test), "k": args.k, "fixed": args.fixed or args.k, "steps": args.steps, "aim": args.aim,
                       "threads": args.threads, "seed": args.seed, "config": dataclasses.asdict(config),
                       "finetune": dataclasses.asdict(tune),
-                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "confirm_k": args.confirm_k, "spread_prior": args.spread, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
+                      "anchor": args.anchor, "gap": args.gap, "tries": args.tries, "recentre": args.recentre, "trim": args.trim, "confirm_k": args.confirm_k, "spread_prior": args.spread, "screen": args.screen, "finalists": args.finalists, "near": [args.near_lo, args.near_hi], "held_out_batches": args.held_out, "floor": args.floor,
                       "load_avg_during": os.getloadavg(), "started_utc": started_utc,
                       "written_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())},
             "agents": per_agent,
@@ -423,7 +427,7 @@ def main() -> None:
                                          DeviceBandConfig(near=(args.near_lo, args.near_hi), tries=args.tries,
                                                           recentre=args.recentre, screen=args.screen,
                                                           finalists=args.finalists, k=args.confirm_k,
-                                                          spread=spread),
+                                                          spread=spread, trim=args.trim),
                                          lut_floor=args.floor)
                 members = [c.member for c in choices]
                 band_cpu = time.process_time() - d0

@@ -21,7 +21,10 @@ by prediction can measure outside. Here the device decides. For each device budg
    prediction times that ratio lies in the accepted band (the inner band narrowed by the spread, below; the inner
    band when the spread leaves nothing) are tried the same way, least loss first
    ("recentred"; on the simulated Pi the loop measured candidates 1.5-5 % above their prediction
-   near the cheap end, all just outside, and a worse LUT fallback was taken);
+   near the cheap end, all just outside, and a worse LUT fallback was taken); among them, with ``trim``, the chain
+   of channel-group drops from each tried candidate whose window lay just above that band (up to ``TRIM_ABOVE`` x
+   b), each priced by its parent's own window ("trimmed": the least-loss candidates often measured at 0.97-1.00 x b
+   and the loop then confirmed a cheaper one of far higher loss; eleventh session);
 3. when none is confirmed, the candidate with the least held-out loss whose every loop window lay
    within the ``fallback`` band (and whose windows pass the spread's test below; when none does, the one whose
    windows' mean lies nearest the target band's middle) (default [0.90, 0.99] x b: the target band less a 1 % margin for the
@@ -64,6 +67,9 @@ if TYPE_CHECKING:
     from hilnas.searchers.spaces.resnet import GatePattern
 
 
+TRIM_ABOVE = 1.10   # a tried candidate measured above the band but at most this x the budget is trimmed (``trimmed``)
+
+
 class Correction(Protocol):
     """LUT sum <-> the device's whole-network latency (``server.lut.predict.Correction``)."""
 
@@ -79,6 +85,8 @@ class DeviceBandConfig:
     near: tuple[float, float] = (0.85, 1.05)   # candidates: corrected prediction within near x budget
     tries: int = 4                              # candidates measured per budget, least held-out loss first
     recentre: int = 4                           # none confirmed: more tries, the prediction corrected by the loop's
+    trim: bool = True                           # ... among them channel groups dropped from a tried candidate whose
+                                                # window lay above the band (its chain, priced by its own window)
     fallback: tuple[float, float] = (0.90, 0.99)  # none confirmed: a candidate whose loop windows all lie here
     screen: int = 0                             # > 0: rank the candidates on this many held-out batches first ...
     finalists: int = 8                          # ... and only this many, least screened loss, on all of them
@@ -125,7 +133,8 @@ class DeviceChoice:
     member: Architecture
     budget: Budget                 # on the device (measured latency, ms)
     source: str                    # "device" (confirmed inside the inner band; "recentred": by a candidate tried
-                                   # after the first ``tries``) | "loop" (none was; measured inside
+                                   # after the first ``tries``; "trimmed": by one a few channel groups short of a
+                                   # tried candidate measured too dear) | "loop" (none was; measured inside
                                    # the fallback band in the loop) | "lut" (neither: the LUT-only band member)
     candidates: int                # the hypernetwork's patterns near the budget's band (by prediction)
     loop: tuple[Window, ...]       # the candidates measured, in the order tried
@@ -187,6 +196,40 @@ def ranked(search: BandSearch, near: list, config: DeviceBandConfig) -> list:
         return sorted(top, key=lambda c: search.loss(c[0])) + rest
     search.losses(patterns)    # scored together: blocks the candidates share run once
     return sorted(near, key=lambda c: search.loss(c[0]))
+
+
+def trimmed(search: BandSearch, loop: Sequence[Window], aim: tuple[float, float], budget: float,
+            correction: Correction, to_lut: Callable[[float], float], prev_lut: float, tried: set,
+            lams: dict) -> list[tuple]:
+    """Candidates (pattern, lambda, LUT ms, "trimmed") one or more channel groups short of a candidate the loop
+    measured just too dear: its window above the ``aim`` band but under the budget's ``TRIM_ABOVE``. Each is on the
+    chain from that candidate (``BandSearch.chained``, the drops ranked on the chain's own batches) and priced by
+    the candidate's own window over its prediction (a network a group short runs like it), kept when that price
+    lies in ``aim``. Why: the least-loss candidates often measured at 0.97-1.00 x the budget, just above the band a
+    fresh window stays inside, and the loop then took a cheaper candidate of far higher loss (issue 12, eleventh
+    session). Nothing without the chain's batches (``BandSearch(chain=0)``)."""
+    if not search.chain_batches:
+        return []
+    r = search.result
+    model = r.models[r.primary]
+    out, seen = [], set(tried)
+    for w in loop:
+        first = w.windows[0]
+        if first is None or not aim[1] * budget < first <= TRIM_ABOVE * budget:
+            continue
+        ratio = first / w.predicted_ms
+        for p in search.chained(w.pattern, to_lut(aim[0] * budget / ratio)):
+            lut = model.genotype_cost(r.space, p)
+            if p not in seen and lut >= prev_lut and aim[0] * budget <= ratio * correction.apply(lut) <= aim[1] * budget:
+                seen.add(p)
+                out.append((p, lams[w.pattern], lut, "trimmed"))
+    return out
+
+
+def by_loss(search: BandSearch, cands: list[tuple]) -> list[tuple]:
+    """``cands`` (pattern first) in held-out loss order, scored together."""
+    search.losses(c[0] for c in cands)
+    return sorted(cands, key=lambda c: search.loss(c[0]))
 
 
 def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Correction,
@@ -259,11 +302,14 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
                 aim = spread.band(config, 2)
                 if aim[0] > aim[1]:
                     aim = config.inner
-                rest = [c for c in near if c[0] not in tried and
+                rest = [(*c, "recentred") for c in near if c[0] not in tried and
                         aim[0] * b.value <= local * correction.apply(c[2]) <= aim[1] * b.value]
-                for p, lam, lut in rest[: config.recentre]:
+                if config.trim:
+                    rest = by_loss(search, rest + trimmed(search, loop, aim, b.value, correction, to_lut,
+                                                          prev_lut, tried, lams))
+                for p, lam, lut, how in rest[: config.recentre]:
                     if attempt(p, lam, lut):
-                        chosen = (p, lam, "recentred")
+                        chosen = (p, lam, how)
                         break
         if chosen is None:   # the loop is in loss order: the first measured inside the fallback band whose windows
             # pass the spread's test (``settled``); when none does, the one whose mean lies nearest the target's middle

@@ -499,6 +499,47 @@ def test_windows_off_the_prediction_recentre_the_next_tries_onto_a_confirmed_mem
         DeviceBandConfig(recentre=-1)
 
 
+def test_a_candidate_measured_just_above_the_band_is_trimmed_into_it_by_its_chain(run, loaders):
+    """Recentring with ``trim``: the least-loss candidate measures at 0.99 x the budget, above the band; the chain of
+    channel-group drops from it, priced by its own window over its prediction, supplies candidates in the band, and
+    the member is one of them: the tried candidate less some of its groups, confirmed by its windows. Without
+    ``trim`` (or without the chain's batches) no member comes from a trimmed candidate."""
+    held = [b for _, b in zip(range(3), loaders.val)]
+    rest = list(itertools.islice(loaders.val, 3, None))
+    exact = lambda p: run.models["mflops"].genotype_cost(run.space, p)   # noqa: E731
+    pool = [p for p in _pool(60) if exact(p) > 0]
+
+    class Chained(BandSearch):
+        def around(self, metric, lo, hi):
+            return {p: (0.0, "sample") for p in pool}
+
+    def device(b):   # the LUT off by the factor that puts the first pattern measured at 0.99 x the budget
+        factor: dict = {}
+        return lambda p: factor.setdefault("f", 0.99 * b.value / exact(p)) * exact(p)
+
+    # the band's middle alone (k = 0), wide below so that one group's drop can land in it
+    config = DeviceBandConfig(tries=1, near=(0.3, 1.05), inner=(0.5, 0.98), target=(0.5, 1.0), k=0.0)
+    trimmed = 0
+    for c in sorted({exact(p) for p in pool})[2:]:
+        b = Budget("mflops", c)
+        (plain,) = device_members(Chained(run, held, chain=1, tune_batches=rest), [b], _Scaled(), device(b), config)
+        (off,) = device_members(Chained(run, held, chain=1, tune_batches=rest), [b], _Scaled(), device(b),
+                                dataclasses.replace(config, trim=False))
+        (unchained,) = device_members(Chained(run, held), [b], _Scaled(), device(b), config)
+        assert off.source != "trimmed" and unchained.source != "trimmed"
+        first = plain.loop[0]
+        assert first.windows == (pytest.approx(0.99 * b.value),) and not first.confirmed
+        if plain.source != "trimmed":
+            continue
+        trimmed += 1
+        parent, child = first.pattern.masks, plain.member.genotype.masks
+        kept = lambda masks: {(i, g) for i, m in enumerate(masks) for g, on in enumerate(m) if on}  # noqa: E731
+        assert kept(child) < kept(parent)                              # the tried candidate, some groups short
+        assert plain.loop[-1].pattern == plain.member.genotype and plain.loop[-1].confirmed
+        assert all(0.5 * b.value <= v <= 0.98 * b.value for v in plain.loop[-1].windows)
+    assert trimmed, "no budget where a trimmed candidate became the member: nothing tested"
+
+
 class _Everywhere(BandSearch):
     """A band search whose candidates near any budget are a fixed pool of patterns (whatever the tiny family makes)."""
 
