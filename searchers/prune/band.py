@@ -201,6 +201,17 @@ class BandSearch:
             self.chain_cpu += time.process_time() - c0
         return [p for p in got if costs.pattern_cost(p) >= lo] + [p for p in got if costs.pattern_cost(p) < lo][:1]
 
+    def trimmed_from(self, start: GatePattern, lo: float, hi: float) -> list[GatePattern]:
+        """``chain.trims`` from ``start`` into [lo, hi] (the primary metric) on the chain's batches; its CPU counted
+        with the chains' (``chain_cpu``). Nothing without them."""
+        from hilnas.searchers.prune.chain import trims
+        if self._chain_scorer is None:
+            return []
+        c0 = time.process_time()
+        out = trims(self.result, start, self._chain_scorer, lo, hi)
+        self.chain_cpu += time.process_time() - c0
+        return out
+
     def _ends(self, a: float, b: float) -> list[float]:
         return sorted({"ends": {a, b}, "dearer": {min(a, b)}, "cheaper": {max(a, b)}}[self.tune_at])
 

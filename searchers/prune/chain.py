@@ -40,6 +40,35 @@ def drops(pattern: GatePattern) -> list[tuple[tuple[int, int], GatePattern]]:
     return [((b, g), without(pattern, b, g)) for b, m in enumerate(pattern.masks) for g, on in enumerate(m) if on]
 
 
+def _order(result: PruneResult, pattern: GatePattern, near: list, scorer: HeldOutLoss) -> list[tuple[int, int]]:
+    """The (block, group) of ``near``'s drops from ``pattern``, the least rise in ``scorer``'s cross-entropy per cost
+    saved first (a drop that lowers it before any)."""
+    costs = result.costs[result.primary]
+    base, here = scorer(pattern), costs.pattern_cost(pattern)
+    losses = scorer.losses(p for _, p in near)
+    keyed = []
+    for (b, g), p in near:
+        rise, saved = losses[p] - base, here - costs.pattern_cost(p)
+        keyed.append(((0, rise) if rise < 0 else (1, rise / saved if saved > 0 else math.inf), (b, g)))
+    return [bg for _, bg in sorted(keyed)]
+
+
+def trims(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: float, hi: float) -> list[GatePattern]:
+    """The patterns in [lo, hi] (cost in the family's primary metric) on the way down from ``start``, dropping one
+    channel group at a time in the order of ``chain`` measured once at ``start``, and never below ``lo``: only the
+    drops that keep the cost at or above ``lo`` are measured (``confirm.trimmed``: a candidate measured just above
+    a band, a few groups short of it; the drops that would overshoot the band cannot give a candidate in it)."""
+    costs = result.costs[result.primary]
+    near = [(bg, p) for bg, p in drops(start) if costs.pattern_cost(p) >= lo]
+    out, pattern = [], start
+    for b, g in _order(result, start, near, scorer) if near else []:
+        nxt = without(pattern, b, g)
+        if costs.pattern_cost(nxt) >= lo:
+            pattern = nxt
+            out.append(pattern)
+    return [p for p in out if costs.pattern_cost(p) <= hi]
+
+
 def chain(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: float, *, refresh: int = 1
           ) -> list[GatePattern]:
     """The patterns from ``start`` (excluded) dropping one channel group at a time, each the least rise in ``scorer``'s
@@ -53,14 +82,7 @@ def chain(result: PruneResult, start: GatePattern, scorer: HeldOutLoss, lo: floa
     pattern, order = start, []
     while any(any(m) for m in pattern.masks) and costs.pattern_cost(pattern) >= lo:
         if len(out) % refresh == 0:
-            base, here = scorer(pattern), costs.pattern_cost(pattern)
-            near = drops(pattern)
-            losses = scorer.losses(p for _, p in near)
-            keyed = []
-            for (b, g), p in near:
-                rise, saved = losses[p] - base, here - costs.pattern_cost(p)
-                keyed.append(((0, rise) if rise < 0 else (1, rise / saved if saved > 0 else math.inf), (b, g)))
-            order = [bg for _, bg in sorted(keyed)]
+            order = _order(result, pattern, drops(pattern), scorer)
         pattern = without(pattern, *next(bg for bg in order if pattern.masks[bg[0]][bg[1]]))
         out.append(pattern)
     return out

@@ -22,9 +22,9 @@ by prediction can measure outside. Here the device decides. For each device budg
    band when the spread leaves nothing) are tried the same way, least loss first
    ("recentred"; on the simulated Pi the loop measured candidates 1.5-5 % above their prediction
    near the cheap end, all just outside, and a worse LUT fallback was taken); among them, with ``trim``, the chain
-   of channel-group drops from each tried candidate whose window lay just above that band (up to ``TRIM_ABOVE`` x
-   b), each priced by its parent's own window ("trimmed": the least-loss candidates often measured at 0.97-1.00 x b
-   and the loop then confirmed a cheaper one of far higher loss; eleventh session);
+   of channel-group drops from the least-loss tried candidate whose window lay just above that band (up to
+   ``TRIM_ABOVE`` x b), each priced by its parent's own window ("trimmed": the least-loss candidates often measured
+   at 0.97-1.00 x b and the loop then confirmed a cheaper one of far higher loss; eleventh session);
 3. when none is confirmed, the candidate with the least held-out loss whose every loop window lay
    within the ``fallback`` band (and whose windows pass the spread's test below; when none does, the one whose
    windows' mean lies nearest the target band's middle) (default [0.90, 0.99] x b: the target band less a 1 % margin for the
@@ -201,28 +201,26 @@ def ranked(search: BandSearch, near: list, config: DeviceBandConfig) -> list:
 def trimmed(search: BandSearch, loop: Sequence[Window], aim: tuple[float, float], budget: float,
             correction: Correction, to_lut: Callable[[float], float], prev_lut: float, tried: set,
             lams: dict) -> list[tuple]:
-    """Candidates (pattern, lambda, LUT ms, "trimmed") one or more channel groups short of a candidate the loop
-    measured just too dear: its window above the ``aim`` band but under the budget's ``TRIM_ABOVE``. Each is on the
-    chain from that candidate (``BandSearch.chained``, the drops ranked on the chain's own batches) and priced by
-    the candidate's own window over its prediction (a network a group short runs like it), kept when that price
-    lies in ``aim``. Why: the least-loss candidates often measured at 0.97-1.00 x the budget, just above the band a
-    fresh window stays inside, and the loop then took a cheaper candidate of far higher loss (issue 12, eleventh
-    session). Nothing without the chain's batches (``BandSearch(chain=0)``)."""
-    if not search.chain_batches:
+    """Candidates (pattern, lambda, LUT ms, "trimmed") one or more channel groups short of the least-loss candidate
+    the loop measured just too dear: its window above the ``aim`` band but under the budget's ``TRIM_ABOVE``. They
+    are ``chain.trims`` from it (``BandSearch.trimmed_from``: the drops that keep it in or above the band, ranked on
+    the chain's own batches) priced by the candidate's own window over its prediction (a network a group short runs
+    like it), kept when that price lies in ``aim``. Why: the least-loss candidates often measured at 0.97-1.00 x the
+    budget, just above the band a fresh window stays inside, and the loop then took a cheaper candidate of far
+    higher loss (issue 12, eleventh session). One parent a budget: trimming every too-dear candidate by a full
+    chain cost 1.56-1.69 x a fixed pruning. Nothing without the chain's batches (``BandSearch(chain=0)``)."""
+    dear = [w for w in loop if w.windows[0] is not None and aim[1] * budget < w.windows[0] <= TRIM_ABOVE * budget]
+    if not search.chain_batches or not dear:
         return []
     r = search.result
     model = r.models[r.primary]
-    out, seen = [], set(tried)
-    for w in loop:
-        first = w.windows[0]
-        if first is None or not aim[1] * budget < first <= TRIM_ABOVE * budget:
-            continue
-        ratio = first / w.predicted_ms
-        for p in search.chained(w.pattern, to_lut(aim[0] * budget / ratio)):
-            lut = model.genotype_cost(r.space, p)
-            if p not in seen and lut >= prev_lut and aim[0] * budget <= ratio * correction.apply(lut) <= aim[1] * budget:
-                seen.add(p)
-                out.append((p, lams[w.pattern], lut, "trimmed"))
+    w = min(dear, key=lambda w: w.val_loss)
+    ratio = w.windows[0] / w.predicted_ms   # type: ignore[operator]
+    out = []
+    for p in search.trimmed_from(w.pattern, to_lut(aim[0] * budget / ratio), to_lut(aim[1] * budget / ratio)):
+        lut = model.genotype_cost(r.space, p)
+        if p not in tried and lut >= prev_lut and aim[0] * budget <= ratio * correction.apply(lut) <= aim[1] * budget:
+            out.append((p, lams[w.pattern], lut, "trimmed"))
     return out
 
 

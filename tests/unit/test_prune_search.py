@@ -1000,6 +1000,40 @@ def test_the_band_search_takes_the_chain_from_the_dearer_end_once_and_extends_it
         BandSearch(res, held, chain=len(rest) + 1, tune_batches=rest)
 
 
+def test_trims_stay_in_the_band_and_measure_only_the_drops_that_can_reach_it(noisy_run):
+    """``chain.trims``: from a pattern a little above a band [lo, hi], the patterns on the way down in the chain's
+    order that lie in the band, never one below lo; the drops that would overshoot lo are not measured."""
+    from hilnas.searchers.prune.chain import drops, trims
+    from hilnas.searchers.prune.score import HeldOutLoss
+    res, loaders = noisy_run
+    rest = list(itertools.islice(loaders.val, 3, 5))
+    costs = res.costs["mflops"]
+    start = res.architecture(0.0).genotype
+    top = costs.pattern_cost(start)
+    kept = lambda p: {(i, g) for i, m in enumerate(p.masks) for g, on in enumerate(m) if on}  # noqa: E731
+    found = 0
+    for lo_share, hi_share in ((0.9, 0.97), (0.7, 0.9), (0.5, 0.8)):
+        lo, hi = lo_share * top, hi_share * top
+
+        class Counting(HeldOutLoss):
+            asked: set = set()
+
+            def losses(self, patterns, **kw):
+                patterns = list(patterns)
+                Counting.asked |= set(patterns)
+                return super().losses(patterns, **kw)
+
+        scorer = Counting(res.net, rest)
+        got = trims(res, start, scorer, lo, hi)
+        assert all(lo <= costs.pattern_cost(p) <= hi for p in got)
+        assert all(kept(p) < kept(start) for p in got)
+        assert all(kept(b) < kept(a) for a, b in zip(got, got[1:]))            # one way down, a group at a time
+        overshoot = {p for _, p in drops(start) if costs.pattern_cost(p) < lo}
+        assert not overshoot & Counting.asked                                  # never measured
+        found += bool(got)
+    assert found, "no band the walk reached: nothing tested"
+
+
 def test_a_chain_measured_once_drops_in_the_order_of_its_first_measurement(noisy_run):
     """``refresh`` larger than the chain: every drop follows the order the single drops from ``start`` were measured in
     (least rise per cost saved, a lowering drop first); ``refresh=1`` measures again after each drop."""
