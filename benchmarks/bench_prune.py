@@ -246,10 +246,10 @@ def main() -> None:
                    help="pre-train (or find) the cached network and stop (to prepare a later run)")
     p.add_argument("--phase2-pass", default="one", choices=["one", "split"],
                    help="phase 2's lambdas in one forward pass (BatchNorm per share) or a pass each (the earlier runs)")
-    p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=True,
-                   help="recentring also tries channel groups dropped from a tried candidate measured just above the "
-                        "band, priced by its own window (prune.confirm.trimmed; default on since the eleventh session; "
-                        "--no-trim: the ninth session's member choice)")
+    p.add_argument("--trim", action=argparse.BooleanOptionalAction, default=False,
+                   help="recentring also tries channel groups dropped from the least-loss tried candidate measured just "
+                        "above the band, priced by its own window (prune.confirm.trimmed; eleventh session, off by "
+                        "default: its runs cost 1.53-1.54 x a fixed pruning)")
     p.add_argument("--recentre", type=int, default=4,
                    help="device loop: further tries with the prediction corrected by the first windows (0: none)")
     p.add_argument("--anchor", default="pinned", choices=["pinned", "learned"],

@@ -85,8 +85,9 @@ class DeviceBandConfig:
     near: tuple[float, float] = (0.85, 1.05)   # candidates: corrected prediction within near x budget
     tries: int = 4                              # candidates measured per budget, least held-out loss first
     recentre: int = 4                           # none confirmed: more tries, the prediction corrected by the loop's
-    trim: bool = True                           # ... among them channel groups dropped from a tried candidate whose
-                                                # window lay above the band (its chain, priced by its own window)
+    trim: bool = False                          # ... among them channel groups dropped from the least-loss tried
+                                                # candidate whose window lay above the band (``trimmed``; off: it
+                                                # failed the eleventh session's cost rule, docs/performance.md)
     fallback: tuple[float, float] = (0.90, 0.99)  # none confirmed: a candidate whose loop windows all lie here
     screen: int = 0                             # > 0: rank the candidates on this many held-out batches first ...
     finalists: int = 8                          # ... and only this many, least screened loss, on all of them

@@ -443,9 +443,8 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
     for c in device_members(search, [b for _, b in chosen], correction, window,
                             device, lut_floor=config.band):
         tried = "; ".join(f"{'+'.join(f'{v:.4g}' for v in w.windows if v is not None)} ms" for w in c.loop)
-        if c.source in ("device", "recentred", "trimmed"):
-            again = {"recentred": " after the prediction was corrected by the first windows",
-                     "trimmed": ", channel groups short of a candidate measured just above the band"}.get(c.source, "")
+        if c.source in ("device", "recentred"):
+            again = (" after the prediction was corrected by the first windows" if c.source == "recentred" else "")
             notes.append(f"{c.budget}: member confirmed on the device within [{device.inner[0]:.3g}, {device.inner[1]:.3g}]"
                          f" x budget, its windows' mean within [{c.accepted[0]:.3g}, {c.accepted[1]:.3g}] (a window's "
                          f"spread {100 * c.spread:.2g} %) at lambda {c.member.tradeoff.scale:.4g}{again} (loop windows: {tried}; "

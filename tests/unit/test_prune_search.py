@@ -503,7 +503,7 @@ def test_a_candidate_measured_just_above_the_band_is_trimmed_into_it_by_its_chai
     """Recentring with ``trim``: the least-loss candidate measures at 0.99 x the budget, above the band; the chain of
     channel-group drops from it, priced by its own window over its prediction, supplies candidates in the band, and
     the member is one of them: the tried candidate less some of its groups, confirmed by its windows. Without
-    ``trim`` (or without the chain's batches) no member comes from a trimmed candidate."""
+    ``trim`` (the default) or without the chain's batches no member comes from a trimmed candidate."""
     held = [b for _, b in zip(range(3), loaders.val)]
     rest = list(itertools.islice(loaders.val, 3, None))
     exact = lambda p: run.models["mflops"].genotype_cost(run.space, p)   # noqa: E731
@@ -518,7 +518,7 @@ def test_a_candidate_measured_just_above_the_band_is_trimmed_into_it_by_its_chai
         return lambda p: factor.setdefault("f", 0.99 * b.value / exact(p)) * exact(p)
 
     # the band's middle alone (k = 0), wide below so that one group's drop can land in it
-    config = DeviceBandConfig(tries=1, near=(0.3, 1.05), inner=(0.5, 0.98), target=(0.5, 1.0), k=0.0)
+    config = DeviceBandConfig(tries=1, near=(0.3, 1.05), inner=(0.5, 0.98), target=(0.5, 1.0), k=0.0, trim=True)
     trimmed = 0
     for c in sorted({exact(p) for p in pool})[2:]:
         b = Budget("mflops", c)
