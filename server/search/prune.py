@@ -452,7 +452,8 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
         elif c.source == "loop":
             notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried}); the least held-out "
                          f"loss one the loop measured within [{device.fallback[0]:.3g}, {device.fallback[1]:.3g}] x "
-                         f"budget is used, at lambda {c.member.tradeoff.scale:.4g}")
+                         f"budget (none there: the one measured within [{device.target[0]:.3g}, 1] x budget nearest "
+                         f"its middle, the LUT's member measured over) is used, at lambda {c.member.tradeoff.scale:.4g}")
         else:
             notes.append(f"{c.budget}: no candidate confirmed on the device (loop windows: {tried or 'none measured'}); "
                          f"the LUT's band member at {c.member.costs['latency_ms']:.4g} ms (LUT sum) is used")

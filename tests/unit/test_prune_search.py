@@ -407,13 +407,17 @@ def test_a_loop_measured_candidate_beats_the_lut_only_fallback(run, loaders):
     assert choice.loop and not any(w.confirmed for w in choice.loop)
     assert choice.source == "loop" and choice.member.genotype == choice.loop[0].pattern    # the least loss measured
     assert choice.val_loss == pytest.approx(choice.loop[0].val_loss) and choice.loop_ms == pytest.approx(0.91 * b.value)
-    # the same windows with a fallback band that excludes them: the LUT-only member, as before
+    # the same windows with a fallback band that excludes them: the LUT-only member when it is not measured ...
     (lut,) = device_members(BandSearch(run, held), [b], _Scaled(), device(0.91),
-                            DeviceBandConfig(tries=3, fallback=(0.95, 1.0)))
+                            DeviceBandConfig(tries=3, fallback=(0.95, 1.0), measure_lut=False))
     assert lut.source == "lut" and lut.lut_choice is not None and lut.member == lut.lut_choice.member
-    # a window over the budget is never taken, however good its loss
+    # ... and by default a candidate measured inside the target band [0.9, 1.0] (0.91) instead
+    (inside,) = device_members(BandSearch(run, held), [b], _Scaled(), device(0.91),
+                               DeviceBandConfig(tries=3, fallback=(0.95, 1.0)))
+    assert inside.source == "loop" and inside.lut_choice is None and inside.loop_ms == pytest.approx(0.91 * b.value)
+    # a window over the budget is never taken, however good its loss; the LUT member, measured over too, is kept
     (over,) = device_members(BandSearch(run, held), [b], _Scaled(), device(1.005), DeviceBandConfig(tries=3))
-    assert over.source == "lut"
+    assert over.source == "lut" and over.member.genotype in {w.pattern for w in over.loop}
     with pytest.raises(ValueError, match="fallback"):
         DeviceBandConfig(fallback=(0.99, 0.9))
 
@@ -478,7 +482,7 @@ def test_windows_off_the_prediction_recentre_the_next_tries_onto_a_confirmed_mem
         b = Budget("mflops", c / 0.99)
         (plain,) = device_members(Everywhere(run, held), [b], _Scaled(), device(b), config)
         (without,) = device_members(Everywhere(run, held), [b], _Scaled(), device(b),
-                                    dataclasses.replace(config, recentre=0))
+                                    dataclasses.replace(config, recentre=0, measure_lut=False))
         assert without.source in ("loop", "lut")      # the first window at the budget is outside [0.92, 0.98]
         f = b.value / exact(plain.loop[0].pattern)
         recentrable = [p for p in pool if p != plain.loop[0].pattern and 0.6 * b.value <= exact(p) <= 1.05 * b.value
@@ -538,6 +542,39 @@ def test_a_candidate_measured_just_above_the_band_is_trimmed_into_it_by_its_chai
         assert plain.loop[-1].pattern == plain.member.genotype and plain.loop[-1].confirmed
         assert all(0.5 * b.value <= v <= 0.98 * b.value for v in plain.loop[-1].windows)
     assert trimmed, "no budget where a trimmed candidate became the member: nothing tested"
+
+
+def test_the_lut_member_is_measured_before_it_is_kept_and_a_candidate_measured_inside_wins(run, loaders):
+    """Nothing confirmed and nothing in the fallback band: the LUT's band member is measured first (``measure_lut``);
+    here the device runs it 10 % over its prediction, past the budget, while the one tried candidate measured at
+    0.995 x the budget, inside the target band: that candidate is the member ("loop"). Without ``measure_lut`` the
+    unmeasured LUT member is kept ("lut"), as before."""
+    held = [b for _, b in zip(range(3), loaders.val)]
+    exact = lambda p: run.models["mflops"].genotype_cost(run.space, p)   # noqa: E731
+    pool = [p for p in _pool(60) if exact(p) > 0]
+
+    def device(b):   # the first pattern measured lands at 0.995 x the budget, every other one 10 % over its LUT sum
+        first: dict = {}
+        return lambda p: 0.995 * b.value if first.setdefault("p", p) == p else 1.1 * exact(p)
+
+    config = DeviceBandConfig(tries=1, recentre=0, near=(0.6, 1.05), k=0.0)
+    chose_loop = 0
+    for c in sorted({exact(p) for p in pool})[2:]:
+        b = Budget("mflops", c)
+        (old,) = device_members(_Everywhere(run, held, pool), [b], _Scaled(), device(b),
+                                dataclasses.replace(config, measure_lut=False))
+        (new,) = device_members(_Everywhere(run, held, pool), [b], _Scaled(), device(b), config)
+        tried = old.loop[0].pattern
+        if old.source != "lut" or old.member.genotype == tried:
+            continue
+        assert old.member.genotype not in {w.pattern for w in old.loop}            # kept unmeasured
+        lut_window = next(w for w in new.loop if w.pattern == old.member.genotype)  # measured now
+        if lut_window.windows[0] <= b.value:
+            continue   # the LUT member measured inside after all: not this case
+        chose_loop += 1
+        assert new.source == "loop" and new.member.genotype == tried and new.lut_choice is None
+        assert new.val_loss == pytest.approx(new.loop[0].val_loss)
+    assert chose_loop, "no budget where the LUT member measured over and a tried candidate inside: nothing tested"
 
 
 class _Everywhere(BandSearch):
