@@ -7,6 +7,7 @@
                                                [--anchor pinned|learned] [--gap 0] [--screen 0 --finalists 8]
                                                [--pretrain-only] [--finetune-epochs 0] [--match-floor 0.95]
                                                [--confirm-k 2] [--spread S] [--tune 12] [--tune-at ends]
+                                               [--chain 2] [--trim]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --loop-candidates benchmarks/results/prune_<...>.json
     .venv/bin/python benchmarks/bench_prune.py --dataset D --sweep-only [--sweep-min 0.1 --sweep-points 6]
     .venv/bin/python benchmarks/bench_prune.py --dataset D --screen-agreement [--screen 2 --finalists 4]
