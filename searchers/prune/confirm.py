@@ -218,7 +218,7 @@ def trimmed(search: BandSearch, loop: Sequence[Window], aim: tuple[float, float]
     higher loss (issue 12, eleventh session). One parent a budget: trimming every too-dear candidate by a full
     chain cost 1.56-1.69 x a fixed pruning. Nothing without the chain's batches (``BandSearch(chain=0)``)."""
     dear = [w for w in loop if w.windows[0] is not None and aim[1] * budget < w.windows[0] <= TRIM_ABOVE * budget]
-    if not search.chain_batches or not dear:
+    if not dear:
         return []
     r = search.result
     model = r.models[r.primary]
@@ -317,14 +317,31 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
                     if attempt(p, lam, lut):
                         chosen = (p, lam, how)
                         break
+        middle = (config.target[0] + config.target[1]) / 2 * b.value
+
+        def nearest_middle(ws: list[Window]) -> Window | None:
+            """The one of ``ws`` whose windows' mean lies nearest the target band's middle."""
+            return min(ws, default=None, key=lambda w: abs(sum(w.windows) / len(w.windows) - middle))  # type: ignore
+
         if chosen is None:   # the loop is in loss order: the first measured inside the fallback band whose windows
             # pass the spread's test (``settled``); when none does, the one whose mean lies nearest the target's middle
             fallback = [w for w in loop if all(inside(v, config.fallback) for v in w.windows)]
-            middle = (config.target[0] + config.target[1]) / 2 * b.value
             w = next((w for w in fallback if settled(w.windows)), None) if config.k else (fallback or [None])[0]
-            if w is None and fallback:
-                w = min(fallback, key=lambda w: abs(sum(w.windows) / len(w.windows) - middle))  # type: ignore[arg-type]
+            w = w or nearest_middle(fallback)
             chosen = (w.pattern, lams[w.pattern], "loop") if w is not None else None
+        if chosen is None:   # step 4: the LUT's band member, measured first with ``measure_lut``
+            band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)),
+                                 max(to_lut(lut_floor * b.value), prev_lut))
+            lut_member = band.member
+            if out and lut_member.costs[metric] < prev_lut:
+                lut_member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)
+            p, lam = lut_member.genotype, lut_member.tradeoff.scale
+            if config.measure_lut:   # a network measured inside beats one only predicted inside
+                if p not in {w.pattern for w in loop} and attempt(p, lam, lut_member.costs[metric]):
+                    chosen = (p, lam, "device")
+                else:
+                    w = nearest_middle([w for w in loop if all(inside(v, config.target) for v in w.windows)])
+                    chosen = (w.pattern, lams[w.pattern], "loop") if w is not None else None
         accepted = spread.band(config, 2)
         if chosen is not None:
             member = search.architecture(chosen[0], chosen[1])
@@ -332,29 +349,8 @@ def device_members(search: BandSearch, budgets: Sequence[Budget], correction: Co
                                   spread.value, accepted)
             prev_ms = choice.loop_ms or prev_ms
         else:
-            band = search.member(Budget(metric, to_lut(config.inner[1] * b.value)),
-                                 max(to_lut(lut_floor * b.value), prev_lut))
-            member = band.member
-            if out and member.costs[metric] < prev_lut:
-                member = out[-1].member    # the costs never fall as the budget grows (``band.band_members``)
-            source, lut_choice = "lut", band
-            if config.measure_lut:   # step 4: measured before it is trusted, and a candidate measured inside preferred
-                p = member.genotype
-                confirmed = p not in {w.pattern for w in loop} and attempt(p, member.tradeoff.scale,
-                                                                            member.costs[metric])
-                inside_target = [w for w in loop if all(inside(v, config.target) for v in w.windows)]
-                middle = (config.target[0] + config.target[1]) / 2 * b.value
-                w = None if confirmed else min(inside_target, default=None, key=lambda w: abs(
-                    sum(w.windows) / len(w.windows) - middle))  # type: ignore[arg-type]
-                if confirmed:
-                    source, lut_choice = "device", None
-                elif w is not None:
-                    member, source, lut_choice = search.architecture(w.pattern, lams[w.pattern]), "loop", None
-            choice = DeviceChoice(member, b, source, len(near), tuple(loop),
-                                  search.loss(member.genotype) if source != "lut" else band.val_loss, lut_choice,
-                                  spread.value, accepted)
-            if source != "lut":
-                prev_ms = choice.loop_ms or prev_ms
+            choice = DeviceChoice(lut_member, b, "lut", len(near), tuple(loop), band.val_loss, band, spread.value,
+                                  accepted)
         prev_lut = max(prev_lut, choice.member.costs[metric])
         out.append(choice)
     return out
