@@ -156,3 +156,54 @@ def test_the_null_refuses_a_file_that_is_not_a_matched_result(tmp_path):
     r = subprocess.run([sys.executable, str(NULL), "--no-se", str(bad)], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2 and "not a bench_prune_matched.py result file" in r.stderr
     assert list(tmp_path.iterdir()) == [bad]
+
+
+# why a member misses: the loop's choice, the family, or the ranking (benchmarks/prune_miss_causes.py)
+from prune_miss_causes import best_rival, cause, in_band  # noqa: E402
+
+CAUSES = ROOT / "benchmarks" / "prune_miss_causes.py"
+
+
+def test_a_candidate_counts_in_band_only_when_every_loop_window_was_measured_inside():
+    assert in_band([9.5, 9.9], 10.0) and in_band([9.0, 10.0], 10.0)
+    assert not in_band([9.5, 10.1], 10.0)      # its second window above the budget
+    assert not in_band([8.9], 10.0)            # below 0.9 x budget
+    assert not in_band([9.5, None], 10.0)      # a window the device failed to measure
+    assert not in_band([], 10.0)
+
+
+def test_a_better_ranked_candidate_measured_in_band_and_passed_over_is_the_loops_miss():
+    # the member 1.709 nats; the loop measured one of 1.643 in band: the loop's, whatever the rival
+    assert cause(1.709, 1.704, [1.643, 1.72], delta=0.01) == "loop"
+    assert cause(1.709, 1.20, [1.643], delta=0.01) == "loop"
+    # within delta of the member is no better ranked
+    assert cause(1.709, 1.704, [1.70], delta=0.01) == "ranking"
+
+
+def test_a_rival_ranked_better_than_everything_the_loop_had_is_the_familys_miss():
+    assert cause(0.581, 0.404, [], delta=0.01) == "family"        # nothing tried in band
+    assert cause(0.581, 0.404, [0.60, 0.59], delta=0.01) == "family"
+    # the rival better than the member but not than a tried candidate: the loop's (it had a better one)
+    assert cause(0.581, 0.404, [0.40], delta=0.01) == "loop"
+
+
+def test_a_member_ranked_as_well_as_its_rival_is_a_miss_of_the_ranking():
+    assert cause(1.758, 1.774, [1.80], delta=0.01) == "ranking"
+    assert cause(1.50, 1.495, [], delta=0.01) == "ranking"         # the rival within delta
+
+
+def test_the_rival_is_the_pool_network_the_member_was_judged_against():
+    pool = [row("a", 10.0, 0.50), row("b", 10.2, 0.52), row("c", 10.2, 0.49)]
+    assert best_rival({"best_rival_ms": 10.2, "best_rival_acc": 0.52}, pool)["pattern"] == "b"
+    assert best_rival({"best_rival_ms": 10.2, "best_rival_acc": 0.60}, pool) is None
+
+
+def test_the_causes_refuse_a_file_without_its_source_before_loading_anything(tmp_path):
+    bad = tmp_path / "x_matched.json"
+    bad.write_text(json.dumps({"members": [], "pool": [], "source": str(tmp_path / "gone.json")}))
+    r = subprocess.run([sys.executable, str(CAUSES), str(bad)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "with its source result beside it" in r.stderr
+    neg = subprocess.run([sys.executable, str(CAUSES), "--delta", "-1", str(bad)], capture_output=True, text=True,
+                         timeout=60)
+    assert neg.returncode == 2 and "--delta must be >= 0" in neg.stderr
+    assert list(tmp_path.iterdir()) == [bad]
