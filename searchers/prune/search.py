@@ -271,7 +271,6 @@ def estimate_Lambda(objective: GateObjective, batches, held_out: list[Batch], co
     layout, space = objective.layout, objective.net.space
     B = len(space.layers())
     scoring = held_out[: config.sweep_eval_batches]
-    costs = objective.costs
     with Clock() as clock:
         full, empty = GatePattern.full(B, space.groups), GatePattern.empty(B, space.groups)
         full_loss, full_acc = pattern_loss_accuracy(objective.net, layout, full, scoring)
