@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from hilnas.searchers.cost import CostModel
     from hilnas.searchers.data import DatasetConfig
     from hilnas.searchers.hypernet import Architecture
+    from hilnas.searchers.prune.confirm import DeviceBandConfig
     from hilnas.searchers.prune.search import PruneConfig, PruneResult
     from hilnas.searchers.spaces.resnet import ResNetSpace
     from hilnas.server.client import AgentClient
@@ -82,6 +83,10 @@ class PruneRunConfig:
     band: float = 0.9                                # a budget b's member is sought within [band x b, b] (0: bisection only)
     confirm_tries: int = 4                           # latency budgets: candidates measured on the device per budget to
                                                      # confirm a member inside the band (prune.confirm); 0: the LUT only
+    confirm_spreads: float = 2.0                     # ... a confirmed member's windows' mean this many spreads of a
+                                                     # fresh window inside [band x b, b] (prune.confirm's k; lower takes
+                                                     # better-ranked candidates nearer the band's edge, at more risk
+                                                     # that a fresh measurement leaves it)
     tune_steps: int = 0                              # candidates also from gate logits tuned this many steps at a
                                                      # budget's lambdas (prune.refine.tuned); 0: the hypernetwork's own
     chain_batches: int | None = None                 # candidates also from a chain of single-group drops from the
@@ -107,6 +112,9 @@ class PruneRunConfig:
             raise ValueError(f"band must lie in [0, 1) (the member's share of its budget to aim above), got {self.band}")
         if self.confirm_tries < 0:
             raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
+        if not (math.isfinite(self.confirm_spreads) and self.confirm_spreads >= 0):
+            raise ValueError(f"confirm_spreads must be a number >= 0 (0: both windows inside the band's middle suffice),"
+                             f" got {self.confirm_spreads}")
         if self.tune_steps < 0:
             raise ValueError(f"tune_steps must be >= 0 (0: the hypernetwork's own patterns only), got {self.tune_steps}")
         if self.chain_batches is not None and self.chain_batches < 0:
@@ -418,14 +426,25 @@ def _within_bands(result: PruneResult, chosen: list[tuple[Architecture, Budget]]
     return out
 
 
+def device_band(config: PruneRunConfig) -> DeviceBandConfig:
+    """How a run confirms members on the device: the inner band is the middle 60 % of [band x b, b] ([0.92, 0.98] x b
+    at band 0.9), narrowed by the spread of a fresh window (``confirm_spreads`` of the run's spreads inside
+    [band x b, b]); ``confirm_tries`` candidates tried, as many recentred."""
+    from hilnas.searchers.prune.confirm import DeviceBandConfig
+
+    margin = 0.2 * (1 - config.band)
+    return DeviceBandConfig(inner=(config.band + margin, 1 - margin),
+                            near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
+                            recentre=config.confirm_tries, fallback=(config.band, 1 - margin / 2),
+                            target=(config.band, 1.0), k=config.confirm_spreads)
+
+
 def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, Budget]], correction: Any,
                          config: PruneRunConfig, loaders: Any, clients: Sequence[AgentClient], notes: list[str],
                          say: Callable[[str], None]) -> list[tuple[Architecture, Budget]]:
-    """Each latency budget's member confirmed on the device (``prune.confirm``): the inner band is the middle
-    60 % of [band x b, b] ([0.92, 0.98] x b at band 0.9), narrowed by the spread of a fresh window (two of the
-    run's spreads inside [band x b, b]); the loop's windows are noted, the member is measured afresh afterwards
-    (``_measure``)."""
-    from hilnas.searchers.prune.confirm import DeviceBandConfig, device_members
+    """Each latency budget's member confirmed on the device (``prune.confirm``, ``device_band``); the loop's windows
+    are noted, the member is measured afresh afterwards (``_measure``)."""
+    from hilnas.searchers.prune.confirm import device_members
     from hilnas.server.search.common import export_with_metadata, measured_ms
 
     def window(pattern: Any) -> float | None:
@@ -433,11 +452,7 @@ def _confirmed_on_device(result: PruneResult, chosen: list[tuple[Architecture, B
         bench = clients[0].benchmark(onnx_bytes, config=config.measure, backend=config.backend)
         return measured_ms(bench)
 
-    margin = 0.2 * (1 - config.band)
-    device = DeviceBandConfig(inner=(config.band + margin, 1 - margin),
-                              near=(max(config.band - 0.05, config.band / 2), 1.05), tries=config.confirm_tries,
-                              recentre=config.confirm_tries,
-                              fallback=(config.band, 1 - margin / 2), target=(config.band, 1.0))
+    device = device_band(config)
     search = _band_search(result, config, loaders)
     out = []
     for c in device_members(search, [b for _, b in chosen], correction, window,

@@ -62,6 +62,9 @@ def test_search_prune_prints_distinct_members_and_a_bad_checkpoint_is_one_line(w
     code, out, err = run(capsys, workspace, "search", "prune", "--device", "pi", *shape, "--tune-steps", "-2",
                          *QUICK)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "tune_steps must be >= 0" in err
+    code, out, err = run(capsys, workspace, "search", "prune", "--device", "pi", *shape, "--confirm-spreads", "-1",
+                         *QUICK)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and "confirm_spreads must be a number >= 0" in err
     code, out, _ = run(capsys, workspace, "runs", "--kind", "prune", "--json")
     runs = json.loads(out)
     assert len(runs) == 1 and runs[0]["status"] == "done" and "members" in runs[0]["summary"] and first

@@ -632,6 +632,48 @@ def test_a_member_confirmed_on_a_lucky_pair_of_windows_is_refused_once_the_sprea
     assert 0.9 <= device(new.member.genotype) / b.value <= 1.0  # the fresh window: inside
 
 
+def test_the_runs_confirm_spreads_trade_band_certainty_for_the_better_ranked_candidate(run, loaders):
+    """``hilnas search prune --confirm-spreads K`` (``PruneRunConfig.confirm_spreads``, the run's k): the least-loss
+    candidate measures 0.974 and 0.979 x the budget, both inside the inner band [0.92, 0.98]; at the default 2
+    spreads of the 1 % prior its mean 0.9765 lies above 1 - 2 x 1 % x sqrt(1.5) = 0.9755, so it is refused and the
+    next candidate (0.95 x) confirmed; at 1 spread (up to 0.988) it is the member. A negative or non-finite K is
+    refused with the setting named (twelfth session: the band's confirmation turned down such candidates)."""
+    import dataclasses
+
+    from hilnas.server.search.prune import PruneRunConfig, device_band
+    held = [b for _, b in zip(range(3), loaders.val)]
+    search = _Everywhere(run, held, _pool())
+    b = Budget("mflops", 100.0)
+    first: list = []
+    calls: dict = {}
+
+    def device(p):
+        if not first:
+            first.append(p)
+        calls[p] = calls.get(p, 0) + 1
+        return ((0.974, 0.979)[(calls[p] - 1) % 2] if p == first[0] else 0.95) * b.value
+
+    def choose(spreads):
+        first.clear()
+        calls.clear()
+        band = device_band(PruneRunConfig(confirm_spreads=spreads))
+        assert band.k == spreads and band.inner == (pytest.approx(0.92), pytest.approx(0.98))
+        # the tiny family's pool is far from any one budget: every pattern near (the run's [0.85, 1.05] would drop it)
+        return device_members(search, [b], _Scaled(), device, dataclasses.replace(band, near=(1e-6, 1e9)))[0]
+
+    strict = choose(2.0)
+    assert strict.loop[0].pattern == first[0] and not strict.loop[0].confirmed
+    assert strict.source == "device" and strict.member.genotype != first[0]
+    assert strict.accepted[1] == pytest.approx(1 - 2 * 0.01 * math.sqrt(1.5))
+    loose = choose(1.0)
+    assert loose.source == "device" and loose.member.genotype == first[0] and len(loose.loop) == 1
+    assert loose.val_loss < strict.val_loss                    # the better-ranked candidate, at more risk
+    assert device_band(PruneRunConfig()).k == 2.0              # the default: the benchmarks' two spreads
+    for bad in (-1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="confirm_spreads must be a number >= 0"):
+            PruneRunConfig(confirm_spreads=bad)
+
+
 def test_the_spread_of_a_window_is_estimated_robustly_from_the_runs_pairs():
     from hilnas.searchers.prune.confirm import Spread
     g = torch.Generator().manual_seed(0)

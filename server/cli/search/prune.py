@@ -30,7 +30,7 @@ def cmd_search_prune(args) -> int:
         checkpoint=args.checkpoint, pretrain_epochs=args.pretrain_epochs, search=search, lambdas=lambdas,
         budgets=budgets, finetune_epochs=args.finetune_epochs, seed=args.seed, measure=_measure_config(args),
         runtime=args.runtime, max_batches_per_epoch=args.max_batches, from_run=args.from_run, band=args.band,
-        confirm_tries=args.confirm_tries, tune_steps=args.tune_steps,
+        confirm_tries=args.confirm_tries, confirm_spreads=args.confirm_spreads, tune_steps=args.tune_steps,
         chain_batches=args.chain_batches)
     if args.torch_threads:
         import torch
@@ -94,10 +94,16 @@ def register(ssub) -> None:
     p.add_argument("--confirm-tries", type=int, default=4,
                    help="latency budgets: measure up to this many candidates per budget on the device (least "
                         "held-out loss first) and take the first confirmed by two windows inside the middle of the band "
-                        "whose mean lies two spreads of a fresh window (the run's robust estimate from its pairs of "
+                        "whose mean lies --confirm-spreads spreads of a fresh window (the run's robust estimate from its pairs of "
                         "windows, at least 1 %%) inside [band x b, b]; when none is, up to as many more whose "
                         "prediction, corrected by those windows, lies there (default 4; 0: members chosen by the LUT's "
                         "prediction only)")
+    p.add_argument("--confirm-spreads", type=float, default=2.0, metavar="K",
+                   help="how far inside [band x b, b] a confirmed member's windows' mean must lie, in spreads of a "
+                        "fresh window (default 2: a fresh measurement leaves the band about 2 %% of the time a side; "
+                        "lower takes the better-ranked candidates measured nearer the band's edge, at more risk; 0: "
+                        "both windows inside the band's middle suffice; see docs/search.md, the pruning "
+                        "section's 'On the device')")
     p.add_argument("--tune-steps", type=int, default=0,
                    help="the ResNets' band search also takes the modes of gate logits tuned this many steps at the "
                         "lambdas that bracket a budget, started from the hypernetwork's output, on the gates' split "
