@@ -93,11 +93,11 @@ def register(ssub) -> None:
                         "MobileNet's members are bisection's)")
     p.add_argument("--confirm-tries", type=int, default=4,
                    help="latency budgets: measure up to this many candidates per budget on the device (least "
-                        "held-out loss first) and take the first confirmed by two windows inside the middle of the band "
-                        "whose mean lies --confirm-spreads spreads of a fresh window (the run's robust estimate from its pairs of "
-                        "windows, at least 1 %%) inside [band x b, b]; when none is, up to as many more whose "
-                        "prediction, corrected by those windows, lies there (default 4; 0: members chosen by the LUT's "
-                        "prediction only)")
+                        "held-out loss first) and take the first confirmed by two windows inside the middle of the "
+                        "band whose mean lies --confirm-spreads spreads of a fresh window (the run's robust estimate "
+                        "from its pairs of windows, at least 1 %%) inside [band x b, b]; when none is, up to as many "
+                        "more whose prediction, corrected by those windows, lies there (default 4; 0: members chosen "
+                        "by the LUT's prediction only)")
     p.add_argument("--confirm-spreads", type=float, default=2.0, metavar="K",
                    help="how far inside [band x b, b] a confirmed member's windows' mean must lie, in spreads of a "
                         "fresh window (default 2: a fresh measurement leaves the band about 2 %% of the time a side; "
