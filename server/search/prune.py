@@ -113,8 +113,8 @@ class PruneRunConfig:
         if self.confirm_tries < 0:
             raise ValueError(f"confirm_tries must be >= 0 (0: members chosen by the LUT only), got {self.confirm_tries}")
         if not (math.isfinite(self.confirm_spreads) and self.confirm_spreads >= 0):
-            raise ValueError(f"confirm_spreads must be a number >= 0 (0: both windows inside the band's middle suffice),"
-                             f" got {self.confirm_spreads}")
+            raise ValueError(f"confirm_spreads must be a number >= 0 (0: both windows inside the band's middle "
+                             f"suffice), got {self.confirm_spreads}")
         if self.tune_steps < 0:
             raise ValueError(f"tune_steps must be >= 0 (0: the hypernetwork's own patterns only), got {self.tune_steps}")
         if self.chain_batches is not None and self.chain_batches < 0:
