@@ -7,7 +7,8 @@ its latency. A miss has one of three causes, told apart by the held-out loss the
 (``prune.score.HeldOutLoss`` on the first ``held_out_batches`` batches of the gates' split: the pruned network, the
 frozen weights, BatchNorm on batch statistics), here recomputed for the member, the fixed network that beat it (its
 best rival) and every candidate the device loop measured for the member (the source result's ``loop``). "In band":
-a tried candidate whose every loop window lay within the target band, [0.9, 1.0] x the budget.
+a tried candidate whose every loop window lay within the target band the source result was judged on
+(``targets.ratio_window``, issue 12's [0.9, 1.0] x the budget).
 
 - ``loop``: the loop measured a candidate in band whose held-out loss lay more than ``delta`` below the member's,
   and took the member instead. The loop takes a candidate only when its windows say a fresh measurement will land
@@ -21,8 +22,9 @@ a tried candidate whose every loop window lay within the target band, [0.9, 1.0]
 Beside each: the held-out loss on the rest of the gates' split (batches no candidate was ranked with), the tried
 candidates' windows as shares of the budget and their test accuracies (pre-trained weights, BatchNorm re-estimated
 as the matched pairs'), and for a ``loop`` miss whether the candidate passed over would have passed the rule against
-the same rival (``passed_over``) — reported, never used to classify. Every judged member (pass or miss) is listed; only misses get a cause. The run's own
-pre-trained network is needed (refused when its checkpoint is missing or another). No device, no training.
+the same rival (``passed_over``) — reported, never used to classify. Every judged member (pass or miss) is listed;
+only misses get a cause. The run's own pre-trained network is needed (refused when its checkpoint is missing or
+another). No device, no training.
 Writes <MATCHED's name>_causes.json.
 """
 from __future__ import annotations
@@ -37,12 +39,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import write  # noqa: E402
 
 CAUSES = ("loop", "family", "ranking")
-TARGET = (0.9, 1.0)    # the band a member's fresh measurement must land in (x budget), issue 12's
 
 
-def in_band(windows: list[float | None], budget: float) -> bool:
-    """Every loop window of a candidate measured, and within ``TARGET`` x ``budget``."""
-    return bool(windows) and all(w is not None and TARGET[0] * budget <= w <= TARGET[1] * budget for w in windows)
+def in_band(windows: list[float | None], budget: float, band: tuple[float, float]) -> bool:
+    """Every loop window of a candidate measured, and within ``band`` x ``budget``."""
+    return bool(windows) and all(w is not None and band[0] * budget <= w <= band[1] * budget for w in windows)
 
 
 def cause(member: float, rival: float, tried_in_band: list[float], delta: float) -> str:
@@ -80,9 +81,10 @@ def main() -> None:
             members, pool = matched["members"], matched["pool"]
             run = next(iter(source["agents"].values()))
             held = source["setup"]["held_out_batches"]
+            target = tuple(source["targets"]["ratio_window"])
         except (OSError, ValueError, KeyError, StopIteration) as err:
             p.error(f"{path} is not a bench_prune_matched.py result file with its source result beside it: {err}")
-        loaded.append((path, matched, source, members, pool, run, held))
+        loaded.append((path, matched, source, members, pool, run, held, target))
 
     from _prune_scores import PrunedScores
     from bench_prune import recorded_network
@@ -91,7 +93,7 @@ def main() -> None:
     from hilnas.searchers.spaces.resnet import GatePattern
 
     totals: collections.Counter = collections.Counter()
-    for path, matched, source, members, pool, run, held in loaded:
+    for path, matched, source, members, pool, run, held, target in loaded:
         loaders, _, net = recorded_network(source)
         scores = PrunedScores(net, loaders, [b for _, b in zip(range(20), loaders.train)])
         val = list(loaders.val)
@@ -111,7 +113,7 @@ def main() -> None:
             loop = run["members"][m["member"]]["loop"]
             b = m["budget_ms"]
             tried = [{"pattern": w["pattern"], "windows_x_budget": [v / b if v else None for v in w["windows_ms"]],
-                      "in_band": in_band(w["windows_ms"], b), **losses(w["pattern"]),
+                      "in_band": in_band(w["windows_ms"], b, target), **losses(w["pattern"]),
                       "test_acc": scores.accuracy(GatePattern.from_bits(w["pattern"]))} for w in loop]
             inside = [t for t in tried if t["in_band"]]
             row = {"member": m["member"], "verdict": m["verdict"], "acc_diff_points": m["acc_diff_points"],
@@ -121,24 +123,24 @@ def main() -> None:
                              "test_acc": rival["test_acc"], **losses(rival["pattern"])},
                    "tried": tried}
             best = min(inside, key=lambda t: t["held_out"], default=None)
+            best_diff = 100 * (best["test_acc"] - rival["test_acc"]) if best else None   # points against the rival
             if m["verdict"] == "miss":
                 row["cause"] = cause(row["held_out"], row["rival"]["held_out"], [t["held_out"] for t in inside],
                                      args.delta)
                 totals[row["cause"]] += 1
                 if row["cause"] == "loop":   # the rule's own tolerance, against the same rival
-                    diff = 100 * (best["test_acc"] - rival["test_acc"])
-                    row["passed_over"] = {"pattern": best["pattern"], "acc_diff_points": diff,
-                                          "would_pass": diff >= -matched["rule"]["tolerance_points"]}
+                    row["passed_over"] = {"pattern": best["pattern"], "acc_diff_points": best_diff,
+                                          "would_pass": best_diff >= -matched["rule"]["tolerance_points"]}
             rows.append(row)
             print(f"{path.stem} member {m['member']} ({row['source']}): {m['verdict']} {m['acc_diff_points']:+.1f}"
                   f"{' [' + row['cause'] + ']' if 'cause' in row else ''}; held-out loss member {row['held_out']:.3f}, "
                   f"rival {row['rival']['held_out']:.3f}"
                   + (f", least in band {best['held_out']:.3f} at "
                      f"{'/'.join(f'{v:.3f}' for v in best['windows_x_budget'])} x budget "
-                     f"({100 * (best['test_acc'] - rival['test_acc']):+.1f} points against the rival)" if best else
+                     f"({best_diff:+.1f} points against the rival)" if best else
                      ", none tried in band"), flush=True)
         counts = collections.Counter(r["cause"] for r in rows if "cause" in r)
-        write(f"{path.stem}_causes", {"source": str(path), "delta_nats": args.delta, "target_band": list(TARGET),
+        write(f"{path.stem}_causes", {"source": str(path), "delta_nats": args.delta, "target_band": list(target),
                                       "held_out_batches": held,
                                       "rest_batches": len(val) - held, "causes": {c: counts[c] for c in CAUSES},
                                       "members": rows})

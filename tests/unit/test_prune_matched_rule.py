@@ -165,11 +165,13 @@ CAUSES = ROOT / "benchmarks" / "prune_miss_causes.py"
 
 
 def test_a_candidate_counts_in_band_only_when_every_loop_window_was_measured_inside():
-    assert in_band([9.5, 9.9], 10.0) and in_band([9.0, 10.0], 10.0)
-    assert not in_band([9.5, 10.1], 10.0)      # its second window above the budget
-    assert not in_band([8.9], 10.0)            # below 0.9 x budget
-    assert not in_band([9.5, None], 10.0)      # a window the device failed to measure
-    assert not in_band([], 10.0)
+    band = (0.9, 1.0)                           # the source result's recorded target window
+    assert in_band([9.5, 9.9], 10.0, band) and in_band([9.0, 10.0], 10.0, band)
+    assert not in_band([9.5, 10.1], 10.0, band)      # its second window above the budget
+    assert not in_band([8.9], 10.0, band)            # below 0.9 x budget
+    assert not in_band([9.5, None], 10.0, band)      # a window the device failed to measure
+    assert not in_band([], 10.0, band)
+    assert not in_band([9.5], 10.0, (0.96, 1.0))     # the band the result was judged on, not a copy of it
 
 
 def test_a_better_ranked_candidate_measured_in_band_and_passed_over_is_the_loops_miss():
